@@ -1,0 +1,375 @@
+package formats
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Names inside an archive directory.
+const (
+	ConfigFile   = "mailvault.json"
+	LockFile     = "lock"
+	SnapshotsDir = "snapshots"
+	FoldersDir   = "folders"
+)
+
+// Config is mailvault.json: what kind of archive this is.
+type Config struct {
+	Format      string    `json:"format"` // always "mailvault"
+	Version     int       `json:"version"`
+	Storage     string    `json:"storage"`     // "mbox"
+	Compression string    `json:"compression"` // "zstd"
+	ID          string    `json:"id"`
+	Created     time.Time `json:"created"`
+}
+
+// Archive is an open archive directory.
+type Archive struct {
+	Root   string
+	Config Config
+	// Hook, when set, is called at named points of the write path
+	// ("segment-before-rename", "manifest-before-rename",
+	// "manifest-after-rename"); crash tests use it.
+	Hook func(point string)
+	lock *os.File
+}
+
+func (a *Archive) hook(point string) {
+	if a.Hook != nil {
+		a.Hook(point)
+	}
+}
+
+// Create makes a new archive in root, which must not exist or be empty.
+func Create(root string) (*Archive, error) {
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("create archive: %w", err)
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return nil, fmt.Errorf("create archive: %w", err)
+	}
+	if len(entries) > 0 {
+		return nil, fmt.Errorf("%w: %s is not empty and has no %s", ErrNotArchive, root, ConfigFile)
+	}
+	cfg := Config{Format: "mailvault", Version: FormatVersion, Storage: "mbox", Compression: "zstd", ID: randomHex(8), Created: time.Now().UTC().Truncate(time.Second)}
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []string{SnapshotsDir, FoldersDir} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o700); err != nil {
+			return nil, fmt.Errorf("create archive: %w", err)
+		}
+	}
+	if err := writeFileAtomic(filepath.Join(root, ConfigFile), append(data, '\n'), nil); err != nil {
+		return nil, fmt.Errorf("create archive: %w", err)
+	}
+	return &Archive{Root: root, Config: cfg}, nil
+}
+
+// Open opens an existing archive.
+func Open(root string) (*Archive, error) {
+	data, err := os.ReadFile(filepath.Join(root, ConfigFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s has no %s", ErrNotArchive, root, ConfigFile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open archive: %w", err)
+	}
+	var cfg Config
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, ConfigFile, err)
+	}
+	if cfg.Format != "mailvault" {
+		return nil, fmt.Errorf("%w: %s: format %q", ErrNotArchive, ConfigFile, cfg.Format)
+	}
+	if cfg.Version > FormatVersion {
+		return nil, fmt.Errorf("%w: archive format version %d, this mailvault supports up to %d; upgrade mailvault", ErrNewerVersion, cfg.Version, FormatVersion)
+	}
+	if cfg.Storage != "mbox" || cfg.Compression != "zstd" {
+		return nil, fmt.Errorf("%w: storage %q with compression %q is not supported by this mailvault", ErrNewerVersion, cfg.Storage, cfg.Compression)
+	}
+	return &Archive{Root: root, Config: cfg}, nil
+}
+
+// OpenOrCreate opens the archive in root, creating it when root does not
+// exist or is an empty directory.
+func OpenOrCreate(root string) (*Archive, error) {
+	a, err := Open(root)
+	if errors.Is(err, ErrNotArchive) {
+		if _, statErr := os.Stat(filepath.Join(root, ConfigFile)); errors.Is(statErr, fs.ErrNotExist) {
+			return Create(root)
+		}
+	}
+	return a, err
+}
+
+// LockInfo is written into the lock file by its holder.
+type LockInfo struct {
+	PID      int       `json:"pid"`
+	Host     string    `json:"host"`
+	Since    time.Time `json:"since"`
+	Commands string    `json:"command,omitempty"`
+}
+
+// Lock takes the archive's exclusive lock for a writing run. It fails with
+// ErrLocked, naming the holder, when another process has it.
+func (a *Archive) Lock(command string) error {
+	f, err := os.OpenFile(filepath.Join(a.Root, LockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("lock archive: %w", err)
+	}
+	ok, err := tryLock(f)
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("lock archive: %w", err)
+	}
+	if !ok {
+		var info LockInfo
+		data, _ := io.ReadAll(io.LimitReader(f, 4096))
+		f.Close()
+		if json.Unmarshal(data, &info) == nil && info.PID != 0 {
+			return fmt.Errorf("%w (pid %d on %s, since %s)", ErrLocked, info.PID, info.Host, info.Since.Format(time.RFC3339))
+		}
+		return ErrLocked
+	}
+	host, _ := os.Hostname()
+	data, _ := json.Marshal(LockInfo{PID: os.Getpid(), Host: host, Since: time.Now().UTC().Truncate(time.Second), Commands: command})
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt(data, 0)
+	}
+	a.lock = f
+	return nil
+}
+
+// Unlock releases the lock taken by Lock.
+func (a *Archive) Unlock() {
+	if a.lock != nil {
+		a.lock.Truncate(0)
+		a.lock.Close()
+		a.lock = nil
+	}
+}
+
+// NewSnapshotID returns a fresh random snapshot id.
+func NewSnapshotID() string { return randomHex(4) }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on supported systems
+	}
+	return hex.EncodeToString(b)
+}
+
+func snapshotFileName(seq int, id string) string {
+	return fmt.Sprintf("%08d-%s.json", seq, id)
+}
+
+// NewSegment starts a segment for the folder stored in dir, named after
+// the snapshot that will commit it.
+func (a *Archive) NewSegment(dir string, seq int, id string) (*SegmentWriter, error) {
+	if !ValidDir(dir) {
+		return nil, fmt.Errorf("formats: bad folder directory %q", dir)
+	}
+	rel := FoldersDir + "/" + dir + "/" + fmt.Sprintf("%08d-%s.mbox.zst", seq, id)
+	return newSegmentWriter(a.Root, rel, a.hook)
+}
+
+// Commit writes s as a committed manifest: to a temporary file, fsynced,
+// renamed into place, directory fsynced. Every segment it names must have
+// been committed before.
+func (a *Archive) Commit(s *Snapshot) error {
+	s.Version = FormatVersion
+	if err := s.validate(); err != nil {
+		return fmt.Errorf("formats: refusing to commit an invalid snapshot: %w", err)
+	}
+	data, err := EncodeSnapshot(s)
+	if err != nil {
+		return err
+	}
+	final := filepath.Join(a.Root, SnapshotsDir, snapshotFileName(s.Seq, s.ID))
+	if _, err := os.Stat(final); err == nil {
+		return fmt.Errorf("formats: snapshot %s already exists", s.ID)
+	}
+	return writeFileAtomic(final, data, a.hook)
+}
+
+// writeFileAtomic writes data to path through a fsynced temporary file and
+// a rename, then fsyncs the directory.
+func writeFileAtomic(path string, data []byte, hook func(string)) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if hook != nil {
+		hook("manifest-before-rename")
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if hook != nil {
+		hook("manifest-after-rename")
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// SnapshotFile names a committed manifest on disk.
+type SnapshotFile struct {
+	Seq  int
+	ID   string
+	Path string
+}
+
+// ListSnapshots returns the committed manifests in sequence order, without
+// reading them. Temporary files of interrupted commits are ignored.
+func (a *Archive) ListSnapshots() ([]SnapshotFile, error) {
+	entries, err := os.ReadDir(filepath.Join(a.Root, SnapshotsDir))
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	var out []SnapshotFile
+	for _, e := range entries {
+		name := e.Name()
+		base, ok := strings.CutSuffix(name, ".json")
+		if !ok {
+			continue
+		}
+		seqStr, id, ok := strings.Cut(base, "-")
+		seq, err := strconv.Atoi(seqStr)
+		if !ok || err != nil || len(seqStr) != 8 || !ValidID(id) {
+			return nil, fmt.Errorf("%w: unexpected file %s in %s", ErrCorrupt, name, SnapshotsDir)
+		}
+		out = append(out, SnapshotFile{Seq: seq, ID: id, Path: filepath.Join(a.Root, SnapshotsDir, name)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	return out, nil
+}
+
+// maxManifest bounds the size of a manifest file a reader accepts.
+const maxManifest = 1 << 30
+
+// ReadSnapshot reads and validates one manifest, checking that it is the
+// one its file name says.
+func (a *Archive) ReadSnapshot(sf SnapshotFile) (*Snapshot, error) {
+	f, err := os.Open(sf.Path)
+	if err != nil {
+		return nil, fmt.Errorf("read snapshot %s: %w", sf.ID, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxManifest+1))
+	if err != nil {
+		return nil, fmt.Errorf("read snapshot %s: %w", sf.ID, err)
+	}
+	if len(data) > maxManifest {
+		return nil, fmt.Errorf("%w: snapshot %s: manifest too large", ErrCorrupt, sf.ID)
+	}
+	s, err := DecodeSnapshot(data)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", sf.ID, err)
+	}
+	if s.ID != sf.ID || s.Seq != sf.Seq {
+		return nil, fmt.Errorf("%w: snapshot %s: file name does not match its content", ErrCorrupt, sf.ID)
+	}
+	return s, nil
+}
+
+// Snapshots reads every committed manifest in order and checks the chain
+// of parents.
+func (a *Archive) Snapshots() ([]*Snapshot, error) {
+	files, err := a.ListSnapshots()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Snapshot, 0, len(files))
+	for i, sf := range files {
+		s, err := a.ReadSnapshot(sf)
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 && s.Seq != 1 || i > 0 && (s.Seq != out[i-1].Seq+1 || s.Parent != out[i-1].ID) {
+			return nil, fmt.Errorf("%w: snapshot %s does not follow the one before it", ErrCorrupt, s.ID)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// RemoveOrphans deletes what interrupted runs left behind: temporary files
+// and segments no committed manifest names. The caller must hold the lock.
+// It returns the paths removed, relative to the root.
+func (a *Archive) RemoveOrphans(st *State) ([]string, error) {
+	orphans, err := a.Orphans(st)
+	if err != nil {
+		return nil, err
+	}
+	for _, rel := range orphans {
+		if err := os.Remove(filepath.Join(a.Root, filepath.FromSlash(rel))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("remove %s: %w", rel, err)
+		}
+	}
+	return orphans, nil
+}
+
+// Orphans lists files under folders/ and snapshots/ that no committed
+// manifest accounts for.
+func (a *Archive) Orphans(st *State) ([]string, error) {
+	var out []string
+	snaps, err := os.ReadDir(filepath.Join(a.Root, SnapshotsDir))
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range snaps {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			out = append(out, SnapshotsDir+"/"+e.Name())
+		}
+	}
+	dirs, err := os.ReadDir(filepath.Join(a.Root, FoldersDir))
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range dirs {
+		if !d.IsDir() {
+			continue
+		}
+		files, err := os.ReadDir(filepath.Join(a.Root, FoldersDir, d.Name()))
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			rel := FoldersDir + "/" + d.Name() + "/" + f.Name()
+			if st == nil || st.Segments[rel] == nil {
+				out = append(out, rel)
+			}
+		}
+	}
+	return out, nil
+}

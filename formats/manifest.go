@@ -1,0 +1,275 @@
+package formats
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+)
+
+// FormatVersion is the archive format this package reads and writes.
+// Archives and manifests with a higher version are refused.
+const FormatVersion = 1
+
+// Errors callers classify.
+var (
+	ErrCorrupt      = errors.New("formats: archive data is corrupt")
+	ErrNewerVersion = errors.New("formats: archive was written by a newer mailvault")
+	ErrLocked       = errors.New("formats: archive is locked by another run")
+	ErrNotArchive   = errors.New("formats: not a mailvault archive")
+	ErrNotFound     = errors.New("formats: not found")
+)
+
+// Snapshot statuses.
+const (
+	StatusComplete = "complete"
+	StatusPartial  = "partial"
+)
+
+// Folder statuses in a snapshot.
+const (
+	FolderOK        = "ok"        // synchronised in this run
+	FolderUnchanged = "unchanged" // the source said nothing changed; not selected
+	FolderFailed    = "failed"    // an error stopped it; what was stored is recorded
+	FolderNoSelect  = "noselect"  // structure only, holds no messages
+)
+
+// Folder events in a Change.
+const (
+	EventCreated     = "created"
+	EventDeleted     = "deleted"
+	EventRenamed     = "renamed"
+	EventUIDValidity = "uidvalidity"
+)
+
+// Snapshot is one run's manifest: the state of every folder the source
+// listed and the delta since the parent snapshot.
+type Snapshot struct {
+	Version  int       `json:"version"`
+	ID       string    `json:"id"`
+	Seq      int       `json:"seq"`
+	Parent   string    `json:"parent,omitempty"`
+	Source   string    `json:"source"`
+	Protocol string    `json:"protocol"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Status   string    `json:"status"`
+	Errors   []string  `json:"errors,omitempty"`
+	Folders  []Folder  `json:"folders"`
+	Segments []Segment `json:"segments,omitempty"`
+	Changes  []Change  `json:"changes,omitempty"`
+}
+
+// Folder is a folder's state as the source reported it in a run.
+type Folder struct {
+	Name          string   `json:"name"`
+	Delimiter     string   `json:"delimiter,omitempty"`
+	Attrs         []string `json:"attrs,omitempty"`
+	SpecialUse    string   `json:"special_use,omitempty"`
+	Dir           string   `json:"dir,omitempty"`
+	UIDValidity   uint32   `json:"uidvalidity,omitempty"`
+	UIDNext       uint32   `json:"uidnext,omitempty"`
+	HighestModSeq uint64   `json:"highestmodseq,omitempty"`
+	Messages      uint32   `json:"messages"`
+	Status        string   `json:"status"`
+	Error         string   `json:"error,omitempty"`
+}
+
+// Change is the delta of one folder since the parent snapshot.
+type Change struct {
+	Folder string       `json:"folder"`
+	Event  string       `json:"event,omitempty"`
+	From   string       `json:"from,omitempty"` // old name, for EventRenamed
+	Added  []Message    `json:"added,omitempty"`
+	Flags  []FlagChange `json:"flags,omitempty"`
+	Gone   []string     `json:"gone,omitempty"`
+}
+
+// Message is an archived message: its source key, content identity,
+// metadata and location.
+type Message struct {
+	Key          string    `json:"key"`
+	SHA256       string    `json:"sha256"`
+	Size         int64     `json:"size"`
+	InternalDate time.Time `json:"internal_date"`
+	Flags        []string  `json:"flags,omitempty"`
+	MessageID    string    `json:"message_id,omitempty"`
+	From         string    `json:"from,omitempty"`
+	Subject      string    `json:"subject,omitempty"`
+	Date         string    `json:"date,omitempty"`
+	Seg          string    `json:"seg"`
+	Off          int64     `json:"off"`
+}
+
+// FlagChange is a message's new flag set.
+type FlagChange struct {
+	Key   string   `json:"key"`
+	Flags []string `json:"flags"`
+}
+
+// envelope is the file form of a manifest: the snapshot's exact bytes and
+// their SHA-256, so that any damage is detected.
+type envelope struct {
+	Manifest int             `json:"mailvault_manifest"`
+	SHA256   string          `json:"sha256"`
+	Snapshot json.RawMessage `json:"snapshot"`
+}
+
+// EncodeSnapshot returns the file form of s.
+func EncodeSnapshot(s *Snapshot) ([]byte, error) {
+	body, err := json.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(body)
+	return json.Marshal(envelope{Manifest: FormatVersion, SHA256: hex.EncodeToString(sum[:]), Snapshot: body})
+}
+
+// DecodeSnapshot parses and validates a manifest file. Damage gives an
+// error wrapping ErrCorrupt; a newer format gives ErrNewerVersion.
+func DecodeSnapshot(data []byte) (*Snapshot, error) {
+	var env envelope
+	if err := json.Unmarshal(data, &env); err != nil {
+		return nil, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
+	}
+	if env.Manifest > FormatVersion {
+		return nil, fmt.Errorf("%w: manifest version %d, this mailvault reads up to %d", ErrNewerVersion, env.Manifest, FormatVersion)
+	}
+	if env.Manifest < 1 || len(env.Snapshot) == 0 {
+		return nil, fmt.Errorf("%w: manifest: missing version or snapshot", ErrCorrupt)
+	}
+	// Indentation re-encodes the raw body; compact it to hash what was signed.
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, env.Snapshot); err != nil {
+		return nil, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
+	}
+	sum := sha256.Sum256(compact.Bytes())
+	if hex.EncodeToString(sum[:]) != env.SHA256 {
+		return nil, fmt.Errorf("%w: manifest checksum mismatch", ErrCorrupt)
+	}
+	var s Snapshot
+	if err := json.Unmarshal(compact.Bytes(), &s); err != nil {
+		return nil, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
+	}
+	if s.Version > FormatVersion {
+		return nil, fmt.Errorf("%w: snapshot version %d, this mailvault reads up to %d", ErrNewerVersion, s.Version, FormatVersion)
+	}
+	if err := s.validate(); err != nil {
+		return nil, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
+	}
+	return &s, nil
+}
+
+// ValidID reports whether id has the form of a snapshot id.
+func ValidID(id string) bool {
+	if len(id) != 8 {
+		return false
+	}
+	_, err := hex.DecodeString(id)
+	return err == nil && strings.ToLower(id) == id
+}
+
+func validSHA(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+// ValidSegmentPath reports whether p has the form folders/DIR/NAME with
+// safe components, so it cannot point outside the archive.
+func ValidSegmentPath(p string) bool {
+	parts := strings.Split(p, "/")
+	return len(parts) == 3 && parts[0] == "folders" && ValidDir(parts[1]) && ValidDir(parts[2]) &&
+		strings.HasSuffix(parts[2], ".mbox.zst") && path.Clean(p) == p
+}
+
+func (s *Snapshot) validate() error {
+	if s.Version < 1 {
+		return errors.New("missing version")
+	}
+	if !ValidID(s.ID) {
+		return fmt.Errorf("bad snapshot id %q", s.ID)
+	}
+	if s.Parent != "" && !ValidID(s.Parent) {
+		return fmt.Errorf("bad parent id %q", s.Parent)
+	}
+	if s.Seq < 1 || (s.Seq == 1) != (s.Parent == "") {
+		return fmt.Errorf("bad sequence number %d", s.Seq)
+	}
+	if s.Status != StatusComplete && s.Status != StatusPartial {
+		return fmt.Errorf("bad status %q", s.Status)
+	}
+	names := map[string]bool{}
+	for _, f := range s.Folders {
+		if names[f.Name] {
+			return fmt.Errorf("folder %q listed twice", f.Name)
+		}
+		names[f.Name] = true
+		if f.Dir != "" && !ValidDir(f.Dir) {
+			return fmt.Errorf("folder %q: bad directory %q", f.Name, f.Dir)
+		}
+		switch f.Status {
+		case FolderOK, FolderUnchanged, FolderFailed, FolderNoSelect:
+		default:
+			return fmt.Errorf("folder %q: bad status %q", f.Name, f.Status)
+		}
+	}
+	segs := map[string]bool{}
+	for _, g := range s.Segments {
+		if !ValidSegmentPath(g.Path) || segs[g.Path] {
+			return fmt.Errorf("bad or repeated segment path %q", g.Path)
+		}
+		segs[g.Path] = true
+		if !validSHA(g.SHA256) || g.Size < 0 || g.USize < 0 || g.Records < 0 {
+			return fmt.Errorf("segment %q: bad size or checksum", g.Path)
+		}
+		for i, fr := range g.Frames {
+			if i == 0 && (fr[0] != 0 || fr[1] != 0) {
+				return fmt.Errorf("segment %q: first frame not at 0", g.Path)
+			}
+			if i > 0 && (fr[0] <= g.Frames[i-1][0] || fr[1] <= g.Frames[i-1][1]) {
+				return fmt.Errorf("segment %q: frames out of order", g.Path)
+			}
+			if fr[0] >= g.Size || fr[1] >= g.USize {
+				return fmt.Errorf("segment %q: frame beyond end", g.Path)
+			}
+		}
+		if len(g.Frames) == 0 && g.USize > 0 {
+			return fmt.Errorf("segment %q: no frames", g.Path)
+		}
+	}
+	for _, c := range s.Changes {
+		switch c.Event {
+		case "", EventCreated, EventDeleted, EventUIDValidity:
+		case EventRenamed:
+			if c.From == "" {
+				return fmt.Errorf("folder %q: rename without old name", c.Folder)
+			}
+		default:
+			return fmt.Errorf("folder %q: bad event %q", c.Folder, c.Event)
+		}
+		for _, m := range c.Added {
+			if m.Key == "" || !validSHA(m.SHA256) || m.Size < 0 || m.Off < 0 || !ValidSegmentPath(m.Seg) {
+				return fmt.Errorf("folder %q: bad message entry %q", c.Folder, m.Key)
+			}
+		}
+		for _, fc := range c.Flags {
+			if fc.Key == "" {
+				return fmt.Errorf("folder %q: flag change without key", c.Folder)
+			}
+		}
+		for _, k := range c.Gone {
+			if k == "" {
+				return fmt.Errorf("folder %q: empty key in gone list", c.Folder)
+			}
+		}
+	}
+	return nil
+}

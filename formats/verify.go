@@ -1,0 +1,172 @@
+package formats
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+)
+
+// VerifyReport is what Verify found.
+type VerifyReport struct {
+	Snapshots int
+	Segments  int
+	Messages  int   // distinct stored records checked
+	Bytes     int64 // message bytes hashed
+	Problems  []string
+	Orphans   []string // files no committed manifest names (left by interrupted runs)
+}
+
+// OK reports whether no problem was found.
+func (r *VerifyReport) OK() bool { return len(r.Problems) == 0 }
+
+// Verify checks every manifest, the chain of snapshots, every segment's
+// checksum and frame table, and every stored message's size and SHA-256.
+// Problems are collected, not returned as errors; an error means the check
+// itself could not run. progress, if not nil, is called after each segment.
+func (a *Archive) Verify(progress func(seg string, done, total int)) (*VerifyReport, error) {
+	rep := &VerifyReport{}
+	snaps, err := a.Snapshots()
+	if err != nil {
+		if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNewerVersion) {
+			rep.Problems = append(rep.Problems, err.Error())
+			return rep, nil
+		}
+		return nil, err
+	}
+	rep.Snapshots = len(snaps)
+	st, err := Replay(snaps, "")
+	if err != nil {
+		rep.Problems = append(rep.Problems, err.Error())
+		return rep, nil
+	}
+	// Records per segment, by offset.
+	recs := map[string]map[int64]*Message{}
+	for _, f := range st.Folders {
+		for _, m := range f.Messages {
+			byOff := recs[m.Seg]
+			if byOff == nil {
+				byOff = map[int64]*Message{}
+				recs[m.Seg] = byOff
+			}
+			if prev := byOff[m.Off]; prev != nil && (prev.SHA256 != m.SHA256 || prev.Size != m.Size) {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("%s offset %d: two different messages recorded at one place", m.Seg, m.Off))
+				continue
+			}
+			byOff[m.Off] = &m.Message
+		}
+	}
+	paths := make([]string, 0, len(st.Segments))
+	for p := range st.Segments {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for i, p := range paths {
+		g := st.Segments[p]
+		n, b, probs := a.verifySegment(g, recs[p])
+		rep.Segments++
+		rep.Messages += n
+		rep.Bytes += b
+		rep.Problems = append(rep.Problems, probs...)
+		if progress != nil {
+			progress(p, i+1, len(paths))
+		}
+	}
+	rep.Orphans, err = a.Orphans(st)
+	if err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+func (a *Archive) verifySegment(g *Segment, byOff map[int64]*Message) (n int, bytes int64, probs []string) {
+	bad := func(format string, args ...any) {
+		probs = append(probs, g.Path+": "+fmt.Sprintf(format, args...))
+	}
+	f, err := os.Open(filepath.Join(a.Root, filepath.FromSlash(g.Path)))
+	if err != nil {
+		bad("%v", err)
+		return
+	}
+	defer f.Close()
+	h := sha256.New()
+	size, err := io.Copy(h, f)
+	if err != nil {
+		bad("read: %v", err)
+		return
+	}
+	if size != g.Size {
+		bad("size %d, manifest says %d", size, g.Size)
+		return
+	}
+	if hex.EncodeToString(h.Sum(nil)) != g.SHA256 {
+		bad("checksum mismatch: the file was damaged")
+		return
+	}
+	if len(byOff) != g.Records {
+		bad("%d records referenced, segment holds %d", len(byOff), g.Records)
+	}
+	offs := make([]int64, 0, len(byOff))
+	for off := range byOff {
+		offs = append(offs, off)
+	}
+	sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
+	dec, err := newDecoder(nil)
+	if err != nil {
+		bad("%v", err)
+		return
+	}
+	defer dec.Close()
+	rr := newRecordReader(&frameStream{f: f, seg: g, dec: dec}, 0)
+	for _, off := range offs {
+		m := byOff[off]
+		if rr.in.n != off {
+			bad("record at offset %d expected, stream is at %d", off, rr.in.n)
+			return
+		}
+		if err := rr.fromLine(); err != nil {
+			bad("offset %d: %v", off, err)
+			return
+		}
+		mh := sha256.New()
+		lt := &lastByte{w: mh, last: '\n'}
+		k, err := io.Copy(lt, rr.body(m.Size))
+		bytes += k
+		if err != nil {
+			bad("message %s: %v", m.Key, err)
+			return
+		}
+		if hex.EncodeToString(mh.Sum(nil)) != m.SHA256 {
+			bad("message %s: SHA-256 mismatch", m.Key)
+		}
+		if err := rr.separator(lt.last == '\n'); err != nil {
+			bad("message %s: %v", m.Key, err)
+			return
+		}
+		n++
+	}
+	if rest, err := io.Copy(io.Discard, rr.in); err != nil {
+		bad("%v", err)
+	} else if rest != 0 {
+		bad("%d bytes after the last recorded message", rest)
+	} else if rr.in.n != g.USize {
+		bad("uncompressed size %d, manifest says %d", rr.in.n, g.USize)
+	}
+	return
+}
+
+type lastByte struct {
+	w    io.Writer
+	last byte
+}
+
+func (l *lastByte) Write(p []byte) (int, error) {
+	if len(p) > 0 {
+		l.last = p[len(p)-1]
+	}
+	return l.w.Write(p)
+}
