@@ -132,10 +132,10 @@ func TestArchiveRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := st.Folders["INBOX"]
-	if len(f.Messages) != len(bodies)+1 {
-		t.Fatalf("state has %d messages, want %d", len(f.Messages), len(bodies)+1)
+	if len(f.Archived) != len(bodies)+1 {
+		t.Fatalf("state has %d messages, want %d", len(f.Archived), len(bodies)+1)
 	}
-	for i, m := range f.Messages[:len(bodies)] {
+	for i, m := range f.Archived[:len(bodies)] {
 		r, err := a2.OpenMessage(st, &m.Message)
 		if err != nil {
 			t.Fatal(err)

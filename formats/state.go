@@ -18,7 +18,7 @@ type State struct {
 type FolderState struct {
 	Folder                   // as last reported by the source
 	Deleted  bool            // gone from the source
-	Messages []*MessageState // in the order they were archived
+	Archived []*MessageState // every message ever stored, in the order archived
 	byKey    map[string]*MessageState
 	byHash   map[string]*MessageState
 }
@@ -40,7 +40,7 @@ func (f *FolderState) ByHash(sum string) *MessageState { return f.byHash[sum] }
 // Present returns the messages on the source at this state.
 func (f *FolderState) Present() []*MessageState {
 	var out []*MessageState
-	for _, m := range f.Messages {
+	for _, m := range f.Archived {
 		if !m.Gone {
 			out = append(out, m)
 		}
@@ -114,7 +114,7 @@ func (st *State) Apply(s *Snapshot) error {
 				return fmt.Errorf("%w: snapshot %s: message %s added twice to %q", ErrCorrupt, s.ID, m.Key, c.Folder)
 			}
 			ms := &MessageState{Message: m, AddedIn: s.ID}
-			f.Messages = append(f.Messages, ms)
+			f.Archived = append(f.Archived, ms)
 			f.byKey[m.Key] = ms
 			if f.byHash[m.SHA256] == nil {
 				f.byHash[m.SHA256] = ms
@@ -131,7 +131,7 @@ func (st *State) Apply(s *Snapshot) error {
 			}
 		}
 		if c.Event == EventDeleted {
-			for _, ms := range f.Messages {
+			for _, ms := range f.Archived {
 				if !ms.Gone {
 					ms.Gone, ms.GoneIn = true, s.ID
 				}

@@ -47,7 +47,7 @@ func (a *Archive) Verify(progress func(seg string, done, total int)) (*VerifyRep
 	// Records per segment, by offset.
 	recs := map[string]map[int64]*Message{}
 	for _, f := range st.Folders {
-		for _, m := range f.Messages {
+		for _, m := range f.Archived {
 			byOff := recs[m.Seg]
 			if byOff == nil {
 				byOff = map[int64]*Message{}

@@ -1,0 +1,590 @@
+package backup
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mailvault/mailvault/formats"
+)
+
+// Options configure a backup run.
+type Options struct {
+	Source   string // the source URL without any secret, recorded in the manifest
+	Protocol string // "imap", …
+	Dial     Dialer
+	Log      *slog.Logger // nil: discard
+	// Hook, when set, is called at named points ("message-stored",
+	// "body-chunk", and the archive's own points); crash tests use it.
+	Hook func(point string)
+	// BatchSize is how many messages one fetch command asks for.
+	BatchSize int
+	// Attempts is how often a folder is tried when its connection fails
+	// (a new connection each time). 0 means 2.
+	Attempts int
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Result summarises a run.
+type Result struct {
+	Snapshot    *formats.Snapshot
+	Folders     int   // folders listed by the source
+	Selected    int   // folders opened
+	Added       int   // messages added to the archive's state
+	Stored      int   // messages whose bytes were written (Added minus duplicates)
+	Bytes       int64 // bytes of the stored messages
+	Gone        int   // messages recorded as gone from the source
+	FlagChanges int
+	Orphans     []string // left-overs of interrupted runs that were removed
+	Failed      []string // folders that failed
+}
+
+// ErrPartial is wrapped by the error Run returns when the snapshot was
+// committed but some folders or messages could not be backed up.
+var ErrPartial = errors.New("backup: some folders or messages could not be backed up")
+
+// ErrInterrupted is wrapped when the run was cancelled; what was fetched
+// until then is committed as a partial snapshot.
+var ErrInterrupted = errors.New("backup: interrupted")
+
+// errMissing marks messages the server listed but did not deliver.
+var errMissing = errors.New("messages listed by the server were not delivered")
+
+func (o *Options) now() time.Time {
+	if o.Now != nil {
+		return o.Now()
+	}
+	return time.Now()
+}
+
+func (o *Options) hook(p string) {
+	if o.Hook != nil {
+		o.Hook(p)
+	}
+}
+
+// Run backs up the source into the archive and commits one snapshot. The
+// archive must not be locked by another run. When some folders fail the
+// snapshot is committed as partial and the returned error wraps
+// ErrPartial; when nothing could be read at all (no connection, no folder
+// list) no snapshot is written.
+func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 500
+	}
+	if opts.Attempts <= 0 {
+		opts.Attempts = 2
+	}
+	a.Hook = opts.Hook
+	if err := a.Lock("backup"); err != nil {
+		return nil, err
+	}
+	defer a.Unlock()
+
+	snaps, err := a.Snapshots()
+	if err != nil {
+		return nil, err
+	}
+	st, err := formats.Replay(snaps, "")
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{}
+	if res.Orphans, err = a.RemoveOrphans(st); err != nil {
+		return nil, err
+	}
+	if len(res.Orphans) > 0 {
+		opts.Log.Info("removed leftovers of an interrupted run", "files", len(res.Orphans))
+	}
+
+	r := &run{ctx: ctx, a: a, opts: &opts, st: st, res: res}
+	r.snap = &formats.Snapshot{
+		ID:       formats.NewSnapshotID(),
+		Seq:      1,
+		Source:   opts.Source,
+		Protocol: opts.Protocol,
+		Started:  opts.now().UTC(),
+	}
+	if st.Snapshot != nil {
+		r.snap.Seq, r.snap.Parent = st.Snapshot.Seq+1, st.Snapshot.ID
+	}
+	defer r.closeSource()
+
+	if err := r.connect(); err != nil {
+		return nil, err
+	}
+	infos, err := r.src.Folders(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list folders: %w", err)
+	}
+	res.Folders = len(infos)
+	r.walk(infos)
+
+	r.snap.Finished = opts.now().UTC()
+	r.snap.Status = formats.StatusComplete
+	if len(r.snap.Errors) > 0 || ctx.Err() != nil {
+		r.snap.Status = formats.StatusPartial
+	}
+	if err := a.Commit(r.snap); err != nil {
+		return nil, fmt.Errorf("commit snapshot: %w", err)
+	}
+	res.Snapshot = r.snap
+	switch {
+	case ctx.Err() != nil:
+		return res, fmt.Errorf("%w: snapshot %s committed as partial", ErrInterrupted, r.snap.ID)
+	case len(r.snap.Errors) > 0:
+		return res, fmt.Errorf("%w: %s", ErrPartial, strings.Join(r.snap.Errors, "; "))
+	}
+	return res, nil
+}
+
+// run is the state of one backup run.
+type run struct {
+	ctx  context.Context
+	a    *formats.Archive
+	opts *Options
+	st   *formats.State
+	res  *Result
+	snap *formats.Snapshot
+	src  Source
+}
+
+func (r *run) connect() error {
+	src, err := r.opts.Dial(r.ctx)
+	if err != nil {
+		return err
+	}
+	r.src = src
+	return nil
+}
+
+func (r *run) closeSource() {
+	if r.src != nil {
+		r.src.Close()
+		r.src = nil
+	}
+}
+
+func (r *run) fail(folder string, err error) {
+	msg := fmt.Sprintf("folder %q: %v", folder, err)
+	r.snap.Errors = append(r.snap.Errors, msg)
+	r.res.Failed = append(r.res.Failed, folder)
+	r.opts.Log.Error("folder failed", "folder", folder, "err", err)
+}
+
+// walk backs up every listed folder and records folder events.
+func (r *run) walk(infos []FolderInfo) {
+	sort.Slice(infos, func(i, j int) bool { return infos[i].Name < infos[j].Name })
+	listed := map[string]bool{}
+	for _, fi := range infos {
+		listed[fi.Name] = true
+	}
+	// Folders the archive knows that the source no longer lists.
+	vanished := map[uint32]string{}
+	var vanishedNames []string
+	for name, f := range r.st.Folders {
+		if !f.Deleted && !listed[name] {
+			vanishedNames = append(vanishedNames, name)
+			if f.UIDValidity != 0 {
+				vanished[f.UIDValidity] = name
+			}
+		}
+	}
+	renamed := map[string]bool{}
+	for _, fi := range infos {
+		if r.ctx.Err() != nil {
+			// Interrupted: keep what the archive knew for the rest.
+			if prev := r.st.Folders[fi.Name]; prev != nil {
+				f := prev.Folder
+				f.Status = formats.FolderFailed
+				f.Error = "interrupted"
+				r.snap.Folders = append(r.snap.Folders, f)
+			}
+			continue
+		}
+		prev := r.st.Folders[fi.Name]
+		change := formats.Change{Folder: fi.Name}
+		if prev == nil || prev.Deleted {
+			change.Event = formats.EventCreated
+			// A folder that appears while one with the same UIDVALIDITY
+			// vanished was renamed: its messages carry over.
+			if fi.Status != nil && fi.Status.UIDValidity != 0 {
+				if old, ok := vanished[fi.Status.UIDValidity]; ok && !renamed[old] {
+					renamed[old] = true
+					change.Event, change.From = formats.EventRenamed, old
+					prev = r.st.Folders[old]
+					r.opts.Log.Info("folder renamed", "from", old, "to", fi.Name)
+				}
+			}
+			if change.Event == formats.EventCreated {
+				prev = nil
+			}
+		}
+		folder := formats.Folder{
+			Name:       fi.Name,
+			Delimiter:  fi.Delimiter,
+			Attrs:      fi.Attrs,
+			SpecialUse: fi.SpecialUse,
+			Dir:        formats.FolderDir(fi.Name),
+		}
+		if fi.NoSelect {
+			folder.Status = formats.FolderNoSelect
+			r.snap.Folders = append(r.snap.Folders, folder)
+			if change.Event != "" {
+				r.snap.Changes = append(r.snap.Changes, change)
+			}
+			continue
+		}
+		if prev != nil && unchanged(prev, fi.Status) {
+			folder.UIDValidity, folder.UIDNext = prev.UIDValidity, prev.UIDNext
+			folder.HighestModSeq, folder.Messages = prev.HighestModSeq, prev.Messages
+			folder.Status = formats.FolderUnchanged
+			r.snap.Folders = append(r.snap.Folders, folder)
+			if change.Event != "" {
+				r.snap.Changes = append(r.snap.Changes, change)
+			}
+			continue
+		}
+		r.res.Selected++
+		err := r.syncFolder(&folder, &change, prev)
+		if err != nil {
+			folder.Status = formats.FolderFailed
+			folder.Error = err.Error()
+			if prev != nil {
+				// Keep the archived state so the next run retries.
+				folder.UIDValidity, folder.UIDNext = prev.UIDValidity, prev.UIDNext
+				folder.HighestModSeq = prev.HighestModSeq
+			} else {
+				folder.UIDValidity, folder.UIDNext, folder.HighestModSeq = 0, 0, 0
+			}
+			if r.ctx.Err() == nil {
+				r.fail(fi.Name, err)
+			}
+		} else {
+			folder.Status = formats.FolderOK
+		}
+		r.snap.Folders = append(r.snap.Folders, folder)
+		if change.Event != "" || len(change.Added)+len(change.Flags)+len(change.Gone) > 0 {
+			r.snap.Changes = append(r.snap.Changes, change)
+		}
+	}
+	if r.ctx.Err() != nil {
+		return
+	}
+	sort.Strings(vanishedNames)
+	for _, name := range vanishedNames {
+		if !renamed[name] {
+			r.opts.Log.Info("folder deleted on the server", "folder", name)
+			r.snap.Changes = append(r.snap.Changes, formats.Change{Folder: name, Event: formats.EventDeleted})
+			r.res.Gone += len(r.st.Folders[name].Present())
+		}
+	}
+}
+
+// unchanged reports whether a folder can be skipped without selecting it.
+// Without HIGHESTMODSEQ, flag changes are invisible in the status, so the
+// folder is always examined.
+func unchanged(prev *formats.FolderState, s *FolderStatus) bool {
+	if s == nil || prev.Deleted || (prev.Status != formats.FolderOK && prev.Status != formats.FolderUnchanged) {
+		return false
+	}
+	return s.HighestModSeq != 0 && s.UIDValidity == prev.UIDValidity && s.UIDNext == prev.UIDNext &&
+		s.Messages == prev.Messages && s.HighestModSeq == prev.HighestModSeq
+}
+
+// folderSync is the work on one folder in one run, kept across retries.
+type folderSync struct {
+	prevKnown map[uint32]*formats.MessageState // by UID, present in the archive's incarnation
+	added     map[uint32]bool
+	byHash    map[string]*formats.Message // stored in this run
+	seg       *formats.SegmentWriter
+}
+
+// syncFolder brings one folder up to date, retrying on a new connection
+// when the connection fails. It fills folder and change.
+func (r *run) syncFolder(folder *formats.Folder, change *formats.Change, prev *formats.FolderState) error {
+	fs := &folderSync{added: map[uint32]bool{}, byHash: map[string]*formats.Message{}}
+	defer func() {
+		if fs.seg != nil {
+			fs.seg.Abort()
+		}
+	}()
+	var err error
+	for attempt := 1; attempt <= r.opts.Attempts; attempt++ {
+		if r.src == nil {
+			if err = r.connect(); err != nil {
+				break
+			}
+		}
+		err = r.syncOnce(folder, change, prev, fs)
+		if err == nil || r.ctx.Err() != nil || !isConnErr(err) {
+			break
+		}
+		r.opts.Log.Warn("connection lost, reconnecting", "folder", folder.Name, "attempt", attempt, "err", err)
+		r.closeSource()
+	}
+	// Whatever was stored completely is kept, even when the folder failed.
+	if fs.seg != nil && fs.seg.Records() > 0 {
+		seg, cerr := fs.seg.Commit()
+		if cerr != nil {
+			return fmt.Errorf("store: %w", cerr)
+		}
+		r.snap.Segments = append(r.snap.Segments, seg)
+		fs.seg = nil
+	}
+	return err
+}
+
+// ConnError marks errors after which the connection is unusable and a new
+// one may succeed. Adapters wrap such errors with it.
+type ConnError struct{ Err error }
+
+func (e *ConnError) Error() string { return e.Err.Error() }
+func (e *ConnError) Unwrap() error { return e.Err }
+
+func isConnErr(err error) bool {
+	var ce *ConnError
+	return errors.As(err, &ce)
+}
+
+func parseKey(key string, validity uint32) (uint32, bool) {
+	v, u, ok := strings.Cut(key, ":")
+	if !ok || v != strconv.FormatUint(uint64(validity), 10) {
+		return 0, false
+	}
+	uid, err := strconv.ParseUint(u, 10, 32)
+	return uint32(uid), err == nil
+}
+
+func makeKey(validity, uid uint32) string {
+	return strconv.FormatUint(uint64(validity), 10) + ":" + strconv.FormatUint(uint64(uid), 10)
+}
+
+func (r *run) syncOnce(folder *formats.Folder, change *formats.Change, prev *formats.FolderState, fs *folderSync) error {
+	status, err := r.src.Examine(r.ctx, folder.Name)
+	if err != nil {
+		return fmt.Errorf("examine: %w", err)
+	}
+	folder.UIDValidity, folder.UIDNext = status.UIDValidity, status.UIDNext
+	folder.Messages, folder.HighestModSeq = status.Messages, status.HighestModSeq
+
+	if fs.prevKnown == nil {
+		fs.prevKnown = map[uint32]*formats.MessageState{}
+		if prev != nil {
+			newIncarnation := prev.UIDValidity != 0 && prev.UIDValidity != status.UIDValidity
+			for _, m := range prev.Present() {
+				uid, ok := parseKey(m.Key, status.UIDValidity)
+				if ok && !newIncarnation {
+					fs.prevKnown[uid] = m
+				} else {
+					change.Gone = append(change.Gone, m.Key)
+				}
+			}
+			if newIncarnation {
+				if change.Event == "" {
+					change.Event = formats.EventUIDValidity
+				}
+				r.opts.Log.Warn("UIDVALIDITY changed: messages are fetched again and deduplicated by content", "folder", folder.Name, "old", prev.UIDValidity, "new", status.UIDValidity)
+			}
+		}
+		r.res.Gone += len(change.Gone)
+	}
+
+	// What the server has now.
+	onServer := map[uint32]bool{}
+	var want []uint32
+	change.Flags = change.Flags[:0]
+	flagChanges := 0
+	err = r.src.List(r.ctx, func(uid uint32, flags []string) error {
+		onServer[uid] = true
+		flags = NormalizeFlags(flags)
+		if m := fs.prevKnown[uid]; m != nil {
+			if !slices.Equal(m.Flags, flags) {
+				change.Flags = append(change.Flags, formats.FlagChange{Key: m.Key, Flags: flags})
+				flagChanges++
+			}
+			return nil
+		}
+		if !fs.added[uid] {
+			want = append(want, uid)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list messages: %w", err)
+	}
+	// Gone since the last run (computed once: the first complete listing).
+	if fs.prevKnown != nil {
+		for uid, m := range fs.prevKnown {
+			if !onServer[uid] {
+				change.Gone = append(change.Gone, m.Key)
+				delete(fs.prevKnown, uid)
+				r.res.Gone++
+			}
+		}
+	}
+	r.res.FlagChanges += flagChanges
+	sort.Slice(want, func(i, j int) bool { return want[i] < want[j] })
+	if len(want) == 0 {
+		return nil
+	}
+	r.opts.Log.Info("fetching", "folder", folder.Name, "messages", len(want))
+
+	missing := 0
+	for start := 0; start < len(want); start += r.opts.BatchSize {
+		batch := want[start:min(start+r.opts.BatchSize, len(want))]
+		got := 0
+		err := r.src.Fetch(r.ctx, batch, func(m *Message) error {
+			if fs.added[m.UID] || fs.prevKnown[m.UID] != nil || !slices.Contains(batch, m.UID) {
+				_, err := io.Copy(io.Discard, m.Body)
+				return err
+			}
+			got++
+			return r.store(folder, change, fs, status.UIDValidity, m)
+		})
+		if err != nil {
+			return fmt.Errorf("fetch: %w", err)
+		}
+		missing += len(batch) - got
+	}
+	if missing > 0 {
+		return fmt.Errorf("%d %w", missing, errMissing)
+	}
+	return nil
+}
+
+// store writes one fetched message into the folder's segment, or, when the
+// folder already holds the same bytes, records it without storing again.
+func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSync, validity uint32, m *Message) error {
+	if fs.seg == nil {
+		seg, err := r.a.NewSegment(folder.Dir, r.snap.Seq, r.snap.ID)
+		if err != nil {
+			return err
+		}
+		fs.seg = seg
+	}
+	if err := fs.seg.BeginRecord(m.InternalDate); err != nil {
+		return err
+	}
+	h := sha256.New()
+	var hc headerCapture
+	tee := &teeWriter{seg: fs.seg, h: h, hc: &hc, hook: r.opts.hook}
+	n, err := io.Copy(tee, m.Body)
+	if err != nil {
+		fs.seg.AbortRecord()
+		if tee.err != nil {
+			return fmt.Errorf("store uid %d: %w", m.UID, err) // local write error: not a connection problem
+		}
+		return &ConnError{Err: fmt.Errorf("read uid %d: %w", m.UID, err)}
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	md := parseMeta(hc.buf)
+	msg := formats.Message{
+		Key:          makeKey(validity, m.UID),
+		SHA256:       sum,
+		Size:         n,
+		InternalDate: m.InternalDate.UTC(),
+		Flags:        NormalizeFlags(m.Flags),
+		MessageID:    md.MessageID,
+		From:         md.From,
+		Subject:      md.Subject,
+		Date:         md.Date,
+	}
+	dup := fs.byHash[sum]
+	if dup == nil && folder.Name != "" {
+		if prev := r.st.Folders[change.Folder]; prev != nil {
+			if d := prev.ByHash(sum); d != nil {
+				dup = &d.Message
+			}
+		}
+		if dup == nil && change.From != "" {
+			if d := r.st.Folders[change.From].ByHash(sum); d != nil {
+				dup = &d.Message
+			}
+		}
+	}
+	if dup != nil {
+		if err := fs.seg.AbortRecord(); err != nil {
+			return err
+		}
+		msg.Seg, msg.Off = dup.Seg, dup.Off
+	} else {
+		off, _, err := fs.seg.EndRecord()
+		if err != nil {
+			return fmt.Errorf("store uid %d: %w", m.UID, err)
+		}
+		msg.Seg, msg.Off = fs.seg.Path(), off
+		fs.byHash[sum] = &msg
+		r.res.Stored++
+		r.res.Bytes += n
+	}
+	change.Added = append(change.Added, msg)
+	fs.added[m.UID] = true
+	r.res.Added++
+	r.opts.hook("message-stored")
+	return nil
+}
+
+// teeWriter feeds message bytes to the segment, the hash and the header
+// capture. A write error of the segment is kept apart from read errors.
+type teeWriter struct {
+	seg  *formats.SegmentWriter
+	h    hash.Hash
+	hc   *headerCapture
+	hook func(string)
+	err  error
+}
+
+func (t *teeWriter) Write(p []byte) (int, error) {
+	t.h.Write(p)
+	t.hc.Write(p)
+	if _, err := t.seg.Write(p); err != nil {
+		t.err = err
+		return 0, err
+	}
+	t.hook("body-chunk")
+	return len(p), nil
+}
+
+// systemFlags maps lower-cased system flags to their canonical spelling.
+var systemFlags = map[string]string{
+	`\seen`: `\Seen`, `\answered`: `\Answered`, `\flagged`: `\Flagged`,
+	`\deleted`: `\Deleted`, `\draft`: `\Draft`,
+}
+
+// NormalizeFlags returns flags with system flags in canonical case, \Recent
+// (a session flag) dropped, duplicates removed, sorted.
+func NormalizeFlags(flags []string) []string {
+	out := make([]string, 0, len(flags))
+	for _, f := range flags {
+		lf := strings.ToLower(f)
+		if lf == `\recent` || f == "" {
+			continue
+		}
+		if c, ok := systemFlags[lf]; ok {
+			f = c
+		}
+		if !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}

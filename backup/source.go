@@ -1,0 +1,63 @@
+package backup
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Source is one connection to a mail store. The engine uses a Source from
+// one goroutine at a time. Every method must honour ctx: when it is done
+// the call returns promptly with ctx.Err() (the adapter may have to close
+// its connection to achieve that).
+type Source interface {
+	// Folders lists every folder. Status is filled in for every selectable
+	// folder the server reports it for without selecting (LIST-STATUS or
+	// STATUS).
+	Folders(ctx context.Context) ([]FolderInfo, error)
+	// Examine opens the named folder read-only, replacing any folder opened
+	// before, and returns its status.
+	Examine(ctx context.Context, name string) (FolderStatus, error)
+	// List calls fn with the UID and flags of every message of the examined
+	// folder.
+	List(ctx context.Context, fn func(uid uint32, flags []string) error) error
+	// Fetch streams the messages with the given UIDs from the examined
+	// folder, calling fn once for each message the server delivers, in the
+	// calling goroutine. m.Body is valid only until fn returns; fn must read
+	// it to the end or return an error. UIDs the server no longer has are
+	// not delivered. The source must never change the messages (no \Seen).
+	Fetch(ctx context.Context, uids []uint32, fn func(m *Message) error) error
+	// Close ends the session.
+	Close() error
+}
+
+// Dialer opens a new Source connection; the engine calls it at the start
+// and again after a connection is lost.
+type Dialer func(ctx context.Context) (Source, error)
+
+// FolderInfo is a folder as listed by the source.
+type FolderInfo struct {
+	Name       string   // UTF-8, hierarchy levels joined with Delimiter
+	Delimiter  string   // "" when the server has no hierarchy
+	Attrs      []string // as listed, e.g. `\HasChildren`, `\Noselect`, `\Sent`
+	SpecialUse string   // `\Sent`, `\Drafts`, `\Trash`, `\Junk`, `\Archive`, `\All`, `\Flagged` or ""
+	NoSelect   bool     // structure only: cannot hold messages
+	Status     *FolderStatus
+}
+
+// FolderStatus is what identifies a folder's content version.
+type FolderStatus struct {
+	UIDValidity   uint32
+	UIDNext       uint32
+	Messages      uint32
+	HighestModSeq uint64 // 0 when the server has no CONDSTORE
+}
+
+// Message is one message being fetched.
+type Message struct {
+	UID          uint32
+	Flags        []string
+	InternalDate time.Time
+	Size         int64 // as the server announced it (RFC822.SIZE); a hint
+	Body         io.Reader
+}

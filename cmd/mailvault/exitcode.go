@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/mailvault/mailvault/backup"
+	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/internal/imapstore"
+	"github.com/mailvault/mailvault/internal/mailurl"
+	"github.com/mailvault/mailvault/internal/secret"
+)
+
+// Exit codes. Every command's help lists them; README.md documents them.
+const (
+	exitOK          = 0
+	exitError       = 1   // anything not listed below
+	exitUsage       = 2   // bad flags, arguments or URL; a password on the command line
+	exitPartial     = 3   // snapshot committed, but some folders or messages were not backed up
+	exitAuth        = 4   // the server refused the login
+	exitLocked      = 5   // another run holds the archive's lock
+	exitArchive     = 6   // archive damaged, unreadable, or written by a newer mailvault; verify found problems
+	exitConnect     = 7   // cannot connect: unreachable host, TLS verification failure, no answer in time
+	exitInterrupted = 130 // interrupted by SIGINT/SIGTERM; what was fetched is committed as partial
+)
+
+const exitCodesHelp = `EXIT CODES:
+   0    success
+   1    error
+   2    usage error (bad flags, arguments or URL; a password on the command line)
+   3    partial: the snapshot was committed but some folders or messages failed
+   4    authentication failed
+   5    archive locked by another run
+   6    archive damaged, unreadable or written by a newer mailvault
+   7    cannot connect (unreachable host, TLS verification failure, timeout)
+   130  interrupted`
+
+// usageError marks command-line mistakes.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// exitCode maps an error to the process exit code: the one place that does.
+func exitCode(err error) int {
+	var ue *usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, backup.ErrInterrupted), errors.Is(err, context.Canceled):
+		return exitInterrupted
+	case errors.As(err, &ue), errors.Is(err, mailurl.ErrPasswordInURL), errors.Is(err, errPasswordFlag):
+		return exitUsage
+	case errors.Is(err, backup.ErrPartial):
+		return exitPartial
+	case errors.Is(err, imapstore.ErrAuth), errors.Is(err, secret.ErrNoPassword):
+		return exitAuth
+	case errors.Is(err, formats.ErrLocked):
+		return exitLocked
+	case errors.Is(err, formats.ErrCorrupt), errors.Is(err, formats.ErrNewerVersion),
+		errors.Is(err, formats.ErrNotArchive), errors.Is(err, errVerifyFailed):
+		return exitArchive
+	case errors.Is(err, imapstore.ErrUnreachable), errors.Is(err, imapstore.ErrTLS),
+		errors.Is(err, imapstore.ErrTimeout), errors.Is(err, imapstore.ErrNoTLS):
+		return exitConnect
+	}
+	return exitError
+}
+
+// oneLine renders an error as the single line printed to stderr, without
+// the package prefixes of sentinel errors.
+func oneLine(err error) string {
+	s := err.Error()
+	for _, p := range []string{"formats: ", "backup: "} {
+		s = strings.ReplaceAll(s, p, "")
+	}
+	s = strings.ReplaceAll(s, "\n", " ")
+	return "mailvault: " + s
+}

@@ -1,0 +1,31 @@
+//go:build failpoint
+
+package failpoint
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+)
+
+// Hook returns the failpoint function configured by MAILVAULT_FAILPOINT.
+func Hook() func(point string) {
+	spec := os.Getenv("MAILVAULT_FAILPOINT")
+	if spec == "" {
+		return nil
+	}
+	name, nth, _ := strings.Cut(spec, ":")
+	n, err := strconv.Atoi(nth)
+	if err != nil || n < 1 {
+		n = 1
+	}
+	var hits atomic.Int64
+	return func(point string) {
+		if point == name && hits.Add(1) == int64(n) {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // never returns
+		}
+	}
+}

@@ -1,0 +1,188 @@
+package imapstore
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Errors callers classify (cmd/mailvault maps them to exit codes).
+var (
+	ErrAuth        = errors.New("authentication failed")
+	ErrUnreachable = errors.New("cannot connect")
+	ErrTLS         = errors.New("TLS verification failed")
+	ErrTimeout     = errors.New("server did not answer in time")
+	ErrNoTLS       = errors.New("server does not offer STARTTLS")
+)
+
+// Security is how a connection is protected.
+type Security int
+
+const (
+	ImplicitTLS Security = iota // imaps://, port 993
+	StartTLS                    // imap://, STARTTLS required
+	Plaintext                   // imap:// with --insecure-plaintext: no TLS at all
+)
+
+// Config says where and how to connect.
+type Config struct {
+	Addr       string // host:port
+	Security   Security
+	User       string
+	Password   string
+	CAFile     string        // PEM file of extra trusted CAs (or a self-signed certificate)
+	SkipVerify bool          // do not verify the server certificate
+	Timeout    time.Duration // no progress for this long while waiting on the server fails the connection
+}
+
+// TLSConfig builds the TLS configuration for host: system roots plus
+// CAFile, verification on unless SkipVerify.
+func (c *Config) TLSConfig() (*tls.Config, error) {
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.SkipVerify}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", c.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
+}
+
+// watchdogConn enforces progress: while a command is outstanding
+// (busy > 0), a read that receives nothing for timeout fails, and so does
+// a write that cannot proceed. go-imap sets its own deadlines on the
+// connection; the earlier of both wins.
+type watchdogConn struct {
+	net.Conn
+	timeout  time.Duration
+	busy     atomic.Int32
+	mu       sync.Mutex
+	libRead  time.Time
+	timedOut atomic.Bool
+}
+
+func (w *watchdogConn) readDeadline() time.Time {
+	w.mu.Lock()
+	d := w.libRead
+	w.mu.Unlock()
+	if w.busy.Load() > 0 && w.timeout > 0 {
+		ours := time.Now().Add(w.timeout)
+		if d.IsZero() || ours.Before(d) {
+			d = ours
+		}
+	}
+	return d
+}
+
+func (w *watchdogConn) Read(p []byte) (int, error) {
+	w.Conn.SetReadDeadline(w.readDeadline())
+	n, err := w.Conn.Read(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && w.busy.Load() > 0 {
+		w.timedOut.Store(true)
+	}
+	return n, err
+}
+
+func (w *watchdogConn) Write(p []byte) (int, error) {
+	if w.timeout > 0 {
+		w.Conn.SetWriteDeadline(time.Now().Add(w.timeout))
+	}
+	return w.Conn.Write(p)
+}
+
+// SetReadDeadline records go-imap's own deadline.
+func (w *watchdogConn) SetReadDeadline(t time.Time) error {
+	w.mu.Lock()
+	w.libRead = t
+	w.mu.Unlock()
+	return w.Conn.SetReadDeadline(w.readDeadline())
+}
+
+func (w *watchdogConn) SetDeadline(t time.Time) error {
+	w.SetReadDeadline(t)
+	return w.Conn.SetWriteDeadline(t)
+}
+
+// begin marks a command outstanding and arms the read deadline at once,
+// also for a Read already blocked.
+func (w *watchdogConn) begin() {
+	w.busy.Add(1)
+	w.Conn.SetReadDeadline(w.readDeadline())
+}
+
+func (w *watchdogConn) end() {
+	w.busy.Add(-1)
+	w.Conn.SetReadDeadline(w.readDeadline())
+}
+
+// dial opens the TCP (and, for ImplicitTLS, TLS) connection.
+func dial(ctx context.Context, cfg *Config) (*watchdogConn, net.Conn, error) {
+	d := net.Dialer{Timeout: cfg.Timeout}
+	raw, err := d.DialContext(ctx, "tcp", cfg.Addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w to %s: %w", ErrUnreachable, cfg.Addr, unwrapNet(err))
+	}
+	wd := &watchdogConn{Conn: raw, timeout: cfg.Timeout}
+	if cfg.Security != ImplicitTLS {
+		return wd, wd, nil
+	}
+	tcfg, err := cfg.TLSConfig()
+	if err != nil {
+		raw.Close()
+		return nil, nil, err
+	}
+	tcfg.NextProtos = []string{"imap"}
+	tc := tls.Client(wd, tcfg)
+	wd.begin()
+	err = tc.HandshakeContext(ctx)
+	wd.end()
+	if err != nil {
+		raw.Close()
+		return nil, nil, classifyTLS(cfg.Addr, err)
+	}
+	return wd, tc, nil
+}
+
+func classifyTLS(addr string, err error) error {
+	var (
+		unknownAuth x509.UnknownAuthorityError
+		hostErr     x509.HostnameError
+		invalid     x509.CertificateInvalidError
+		verifyErr   *tls.CertificateVerificationError
+	)
+	if errors.As(err, &unknownAuth) || errors.As(err, &hostErr) || errors.As(err, &invalid) || errors.As(err, &verifyErr) {
+		return fmt.Errorf("%w for %s: %v (use --ca-file to trust a private CA)", ErrTLS, addr, err)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("%w: TLS handshake with %s", ErrTimeout, addr)
+	}
+	return fmt.Errorf("TLS handshake with %s: %w", addr, err)
+}
+
+// unwrapNet strips net.OpError's noisy prefix.
+func unwrapNet(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}

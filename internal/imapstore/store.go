@@ -1,0 +1,482 @@
+package imapstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+
+	"github.com/mailvault/mailvault/backup"
+)
+
+// Store is one IMAP connection used as a backup Source.
+type Store struct {
+	cfg   Config
+	wd    *watchdogConn
+	c     *imapclient.Client
+	caps  imap.CapSet
+	seqOf map[uint32]uint32 // UID -> sequence number, from the last List
+	// Warn, if set, is told about server misbehaviour mailvault worked around.
+	Warn func(msg string)
+}
+
+var _ backup.Source = (*Store)(nil)
+
+// Dial connects and logs in.
+func Dial(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Minute
+	}
+	wd, conn, err := dial(ctx, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{cfg: cfg, wd: wd}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	opts := &imapclient.Options{}
+	wd.begin()
+	defer wd.end()
+	if cfg.Security == StartTLS {
+		tcfg, err := cfg.TLSConfig()
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		opts.TLSConfig = tcfg
+		s.c, err = imapclient.NewStartTLS(conn, opts)
+		if err != nil {
+			conn.Close()
+			var ie *imap.Error
+			if errors.As(err, &ie) {
+				return nil, fmt.Errorf("%w on %s (%s): use imaps:// (or --insecure-plaintext on a trusted loopback)", ErrNoTLS, cfg.Addr, strings.TrimSpace(ie.Text))
+			}
+			return nil, s.connErrTLS(ctx, err)
+		}
+	} else {
+		s.c = imapclient.New(conn, opts)
+		if err := s.c.WaitGreeting(); err != nil {
+			s.c.Close()
+			return nil, s.connErr(ctx, "greeting", err)
+		}
+	}
+	if err := s.login(ctx); err != nil {
+		s.c.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) connErrTLS(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if s.wd.timedOut.Load() {
+		return fmt.Errorf("%w: STARTTLS on %s", ErrTimeout, s.cfg.Addr)
+	}
+	return classifyTLS(s.cfg.Addr, err)
+}
+
+// connErr wraps an error of a command: a NO/BAD answer stays a plain
+// error; a broken connection becomes a backup.ConnError.
+func (s *Store) connErr(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var ie *imap.Error
+	if errors.As(err, &ie) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if s.wd.timedOut.Load() {
+		err = fmt.Errorf("%w: no answer for %s during %s (see --timeout)", ErrTimeout, s.cfg.Timeout, what)
+	} else if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		err = fmt.Errorf("%s: server closed the connection", what)
+	} else {
+		err = fmt.Errorf("%s: %w", what, err)
+	}
+	return &backup.ConnError{Err: err}
+}
+
+func (s *Store) login(ctx context.Context) error {
+	caps, err := s.c.Capability().Wait()
+	if err != nil {
+		return s.connErr(ctx, "capability", err)
+	}
+	if caps.Has(imap.CapLoginDisabled) {
+		if !caps.Has(imap.AuthCap(sasl.Plain)) {
+			return fmt.Errorf("%w: the server allows no password login on this connection", ErrAuth)
+		}
+		err = s.c.Authenticate(sasl.NewPlainClient("", s.cfg.User, s.cfg.Password))
+	} else {
+		err = s.c.Login(s.cfg.User, s.cfg.Password).Wait()
+	}
+	if err != nil {
+		var ie *imap.Error
+		if errors.As(err, &ie) {
+			// The server's text may echo the user name but never the password.
+			return fmt.Errorf("%w for %s on %s: %s", ErrAuth, s.cfg.User, s.cfg.Addr, strings.TrimSpace(ie.Text))
+		}
+		return s.connErr(ctx, "login", err)
+	}
+	// Capabilities may change after login.
+	s.caps, err = s.c.Capability().Wait()
+	if err != nil {
+		return s.connErr(ctx, "capability", err)
+	}
+	return nil
+}
+
+// do runs f with the watchdog armed and ctx able to abort the connection.
+func (s *Store) do(ctx context.Context, f func() error) error {
+	stop := context.AfterFunc(ctx, func() { s.c.Close() })
+	defer stop()
+	s.wd.begin()
+	defer s.wd.end()
+	return f()
+}
+
+// Close logs out (briefly) and closes the connection.
+func (s *Store) Close() error {
+	if s.c == nil {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() {
+		s.c.Logout().Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+	return s.c.Close()
+}
+
+var specialUse = map[imap.MailboxAttr]bool{
+	imap.MailboxAttrAll: true, imap.MailboxAttrArchive: true, imap.MailboxAttrDrafts: true,
+	imap.MailboxAttrFlagged: true, imap.MailboxAttrJunk: true, imap.MailboxAttrSent: true, imap.MailboxAttrTrash: true,
+}
+
+// Folders implements backup.Source.
+func (s *Store) Folders(ctx context.Context) ([]backup.FolderInfo, error) {
+	var out []backup.FolderInfo
+	err := s.do(ctx, func() error {
+		opts := &imap.ListOptions{ReturnSpecialUse: s.caps.Has(imap.CapSpecialUse)}
+		statusOpts := &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true, HighestModSeq: s.caps.Has(imap.CapCondStore)}
+		listStatus := s.caps.Has(imap.CapListStatus) || s.caps.Has(imap.CapIMAP4rev2)
+		if listStatus {
+			opts.ReturnStatus = statusOpts
+		}
+		list, err := s.c.List("", "*", opts).Collect()
+		if err != nil {
+			return s.connErr(ctx, "list folders", err)
+		}
+		for _, ld := range list {
+			fi := backup.FolderInfo{Name: ld.Mailbox}
+			if ld.Delim != 0 {
+				fi.Delimiter = string(ld.Delim)
+			}
+			for _, a := range ld.Attrs {
+				fi.Attrs = append(fi.Attrs, string(a))
+				if specialUse[a] && fi.SpecialUse == "" {
+					fi.SpecialUse = string(a)
+				}
+				if a == imap.MailboxAttrNoSelect || a == imap.MailboxAttrNonExistent {
+					fi.NoSelect = true
+				}
+			}
+			if ld.Status != nil {
+				fi.Status = statusOf(ld.Status)
+			}
+			out = append(out, fi)
+		}
+		if listStatus {
+			return nil
+		}
+		// Pipelined STATUS for every selectable folder.
+		cmds := make([]*imapclient.StatusCommand, len(out))
+		for i := range out {
+			if !out[i].NoSelect {
+				cmds[i] = s.c.Status(out[i].Name, statusOpts)
+			}
+		}
+		for i, cmd := range cmds {
+			if cmd == nil {
+				continue
+			}
+			sd, err := cmd.Wait()
+			if err != nil {
+				var ie *imap.Error
+				if errors.As(err, &ie) {
+					continue // this folder is examined instead
+				}
+				return s.connErr(ctx, "status", err)
+			}
+			out[i].Status = statusOf(sd)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func statusOf(sd *imap.StatusData) *backup.FolderStatus {
+	fs := &backup.FolderStatus{UIDValidity: sd.UIDValidity, UIDNext: uint32(sd.UIDNext), HighestModSeq: sd.HighestModSeq}
+	if sd.NumMessages != nil {
+		fs.Messages = *sd.NumMessages
+	}
+	return fs
+}
+
+// Examine implements backup.Source: EXAMINE, never SELECT.
+func (s *Store) Examine(ctx context.Context, name string) (backup.FolderStatus, error) {
+	var st backup.FolderStatus
+	err := s.do(ctx, func() error {
+		sd, err := s.c.Select(name, &imap.SelectOptions{ReadOnly: true, CondStore: s.caps.Has(imap.CapCondStore)}).Wait()
+		if err != nil {
+			return s.connErr(ctx, "examine", err)
+		}
+		st = backup.FolderStatus{UIDValidity: sd.UIDValidity, UIDNext: uint32(sd.UIDNext), Messages: sd.NumMessages, HighestModSeq: sd.HighestModSeq}
+		return nil
+	})
+	s.seqOf = nil
+	return st, err
+}
+
+// List implements backup.Source with FETCH 1:* (UID FLAGS), matched by
+// sequence number so that no server ordering can lose a message.
+func (s *Store) List(ctx context.Context, fn func(uid uint32, flags []string) error) error {
+	mbox := s.c.Mailbox()
+	s.seqOf = map[uint32]uint32{}
+	if mbox == nil || mbox.NumMessages == 0 {
+		return nil
+	}
+	return s.do(ctx, func() error {
+		cmd := s.c.Fetch(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, Flags: true})
+		defer cmd.Close()
+		for {
+			msg := cmd.Next()
+			if msg == nil {
+				break
+			}
+			buf, err := msg.Collect()
+			if err != nil {
+				return s.connErr(ctx, "list messages", err)
+			}
+			if buf.UID == 0 {
+				continue
+			}
+			s.seqOf[uint32(buf.UID)] = msg.SeqNum
+			if err := fn(uint32(buf.UID), flagStrings(buf.Flags)); err != nil {
+				return err
+			}
+		}
+		if err := cmd.Close(); err != nil {
+			return s.connErr(ctx, "list messages", err)
+		}
+		return nil
+	})
+}
+
+func flagStrings(fl []imap.Flag) []string {
+	out := make([]string, len(fl))
+	for i, f := range fl {
+		out[i] = string(f)
+	}
+	return out
+}
+
+var fetchOpts = &imap.FetchOptions{
+	UID: true, Flags: true, InternalDate: true, RFC822Size: true,
+	BodySection: []*imap.FetchItemBodySection{{Peek: true}},
+}
+
+// Fetch implements backup.Source with UID FETCH … BODY.PEEK[]. Messages the
+// server answered without a usable UID (go-imap then drops them silently)
+// are fetched again by sequence number.
+func (s *Store) Fetch(ctx context.Context, uids []uint32, fn func(m *backup.Message) error) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	got := map[uint32]bool{}
+	var set imap.UIDSet
+	for _, u := range uids {
+		set.AddNum(imap.UID(u))
+	}
+	err := s.do(ctx, func() error {
+		return s.fetch(ctx, set, nil, got, fn)
+	})
+	if err != nil {
+		return err
+	}
+	var missing []uint32
+	for _, u := range uids {
+		if !got[u] {
+			missing = append(missing, u)
+		}
+	}
+	if len(missing) == 0 || s.seqOf == nil {
+		return nil
+	}
+	// Fall back to sequence numbers for what was not delivered.
+	var seqs imap.SeqSet
+	uidAt := map[uint32]uint32{}
+	for _, u := range missing {
+		if seq, ok := s.seqOf[u]; ok {
+			seqs.AddNum(seq)
+			uidAt[seq] = u
+		}
+	}
+	if len(uidAt) == 0 {
+		return nil
+	}
+	if s.Warn != nil {
+		s.Warn(fmt.Sprintf("server did not deliver %d messages by UID (UID sent after the body?); fetching them by sequence number", len(uidAt)))
+	}
+	return s.do(ctx, func() error {
+		return s.fetch(ctx, seqs, uidAt, got, fn)
+	})
+}
+
+// fetch runs one FETCH over set. uidAt, for a sequence-number fetch, gives
+// the UID expected at each sequence number.
+func (s *Store) fetch(ctx context.Context, set imap.NumSet, uidAt map[uint32]uint32, got map[uint32]bool, fn func(m *backup.Message) error) error {
+	cmd := s.c.Fetch(set, fetchOpts)
+	defer cmd.Close()
+	for {
+		msg := cmd.Next()
+		if msg == nil {
+			break
+		}
+		if err := s.deliver(ctx, msg, uidAt, got, fn); err != nil {
+			return err
+		}
+	}
+	if err := cmd.Close(); err != nil {
+		return s.connErr(ctx, "fetch", err)
+	}
+	return nil
+}
+
+// deliver hands one FETCH response to fn, streaming the body when UID,
+// FLAGS and INTERNALDATE came before it and spooling it otherwise.
+func (s *Store) deliver(ctx context.Context, msg *imapclient.FetchMessageData, uidAt map[uint32]uint32, got map[uint32]bool, fn func(m *backup.Message) error) error {
+	m := &backup.Message{}
+	var haveFlags, haveDate bool
+	var sp *spool
+	defer func() {
+		if sp != nil {
+			sp.close()
+		}
+	}()
+	delivered := false
+	for {
+		item := msg.Next()
+		if item == nil {
+			break
+		}
+		switch it := item.(type) {
+		case imapclient.FetchItemDataUID:
+			m.UID = uint32(it.UID)
+		case imapclient.FetchItemDataFlags:
+			m.Flags, haveFlags = flagStrings(it.Flags), true
+		case imapclient.FetchItemDataInternalDate:
+			m.InternalDate, haveDate = it.Time, true
+		case imapclient.FetchItemDataRFC822Size:
+			m.Size = it.Size
+		case imapclient.FetchItemDataBodySection:
+			if it.Literal == nil || delivered || sp != nil {
+				continue
+			}
+			if m.UID != 0 && haveFlags && haveDate && (uidAt == nil || uidAt[msg.SeqNum] == m.UID) && !got[m.UID] {
+				m.Body = it.Literal
+				got[m.UID] = true
+				delivered = true
+				if err := fn(m); err != nil {
+					return s.bodyErr(ctx, err)
+				}
+				continue
+			}
+			var err error
+			if sp, err = newSpool(it.Literal); err != nil {
+				return s.connErr(ctx, "fetch body", err)
+			}
+		}
+	}
+	if delivered || sp == nil {
+		return nil
+	}
+	if m.UID == 0 && uidAt != nil {
+		m.UID = uidAt[msg.SeqNum]
+	}
+	if m.UID == 0 || got[m.UID] || (uidAt != nil && uidAt[msg.SeqNum] != m.UID) {
+		return nil // not the message we asked for; it will be retried next run
+	}
+	got[m.UID] = true
+	m.Body = sp.reader()
+	return fn(m)
+}
+
+// bodyErr classifies an error from fn while it read a body literal: a
+// broken connection becomes a ConnError, the engine's own errors pass.
+func (s *Store) bodyErr(ctx context.Context, err error) error {
+	var ce *backup.ConnError
+	if errors.As(err, &ce) {
+		return s.connErr(ctx, "fetch body", ce.Err)
+	}
+	return err
+}
+
+// spool holds a body that arrived before the message's UID, FLAGS or
+// INTERNALDATE: in memory when small, in a temporary file otherwise.
+type spool struct {
+	mem  bytes.Buffer
+	file *os.File
+}
+
+const spoolMem = 1 << 20
+
+func newSpool(r io.Reader) (*spool, error) {
+	sp := &spool{}
+	if _, err := io.CopyN(&sp.mem, r, spoolMem+1); err == io.EOF {
+		return sp, nil
+	} else if err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp("", "mailvault-spool-*")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name())
+	sp.file = f
+	if _, err := f.Write(sp.mem.Bytes()); err != nil {
+		return nil, err
+	}
+	sp.mem.Reset()
+	if _, err := io.Copy(f, r); err != nil {
+		return nil, err
+	}
+	_, err = f.Seek(0, io.SeekStart)
+	return sp, err
+}
+
+func (sp *spool) reader() io.Reader {
+	if sp.file != nil {
+		return sp.file
+	}
+	return &sp.mem
+}
+
+func (sp *spool) close() {
+	if sp.file != nil {
+		sp.file.Close()
+	}
+}

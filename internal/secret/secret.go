@@ -1,0 +1,90 @@
+// Package secret obtains an account password without it ever appearing on
+// a command line: from a file, an environment variable, a command, or a
+// prompt on a terminal, in that order of preference.
+package secret
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+
+	"golang.org/x/term"
+)
+
+// EnvVar is the environment variable holding a password.
+const EnvVar = "MAILVAULT_PASSWORD"
+
+// ErrNoPassword means no source gave a password.
+var ErrNoPassword = errors.New("no password: use --password-file, MAILVAULT_PASSWORD or --password-command (or run on a terminal to be asked)")
+
+// Sources are the places a password may come from.
+type Sources struct {
+	File    string // --password-file
+	Command string // --password-command, run with sh -c
+	Getenv  func(string) string
+	Stdin   *os.File  // prompt here when it is a terminal
+	Prompt  io.Writer // where the prompt is written
+	Warn    func(string)
+}
+
+// Get returns the password for the account named by who (used in the
+// prompt only).
+func (s Sources) Get(ctx context.Context, who string) (string, error) {
+	switch {
+	case s.File != "":
+		fi, err := os.Stat(s.File)
+		if err != nil {
+			return "", fmt.Errorf("password file: %w", err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 && s.Warn != nil {
+			s.Warn(fmt.Sprintf("password file %s is readable by other users (chmod 600 it)", s.File))
+		}
+		data, err := os.ReadFile(s.File)
+		if err != nil {
+			return "", fmt.Errorf("password file: %w", err)
+		}
+		return nonEmpty(firstLine(string(data)), "password file "+s.File)
+	case s.Getenv != nil && s.Getenv(EnvVar) != "":
+		return s.Getenv(EnvVar), nil
+	case s.Command != "":
+		var out, errb bytes.Buffer
+		cmd := exec.CommandContext(ctx, "sh", "-c", s.Command)
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Run(); err != nil {
+			msg := strings.TrimSpace(errb.String())
+			if len(msg) > 200 {
+				msg = msg[:200]
+			}
+			return "", fmt.Errorf("password command failed: %v %s", err, msg)
+		}
+		return nonEmpty(firstLine(out.String()), "password command")
+	case s.Stdin != nil && term.IsTerminal(int(s.Stdin.Fd())):
+		fmt.Fprintf(s.Prompt, "Password for %s: ", who)
+		pw, err := term.ReadPassword(int(s.Stdin.Fd()))
+		fmt.Fprintln(s.Prompt)
+		if err != nil {
+			return "", fmt.Errorf("read password: %w", err)
+		}
+		return nonEmpty(string(pw), "prompt")
+	}
+	return "", ErrNoPassword
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSuffix(s, "\r")
+}
+
+func nonEmpty(pw, from string) (string, error) {
+	if pw == "" {
+		return "", fmt.Errorf("empty password from %s", from)
+	}
+	return pw, nil
+}
