@@ -74,6 +74,9 @@ Quick start:
 			fmt.Fprintf(stderr, "mailvault: unknown command %q (see 'mailvault --help')\n", name)
 		},
 	}
+	for _, c := range app.Commands {
+		c.OnUsageError = app.OnUsageError
+	}
 	return app
 }
 

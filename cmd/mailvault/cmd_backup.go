@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -95,7 +96,9 @@ func imapConfig(c *cli.Context, raw string, warn func(string, ...any)) (imapstor
 		cfg.Security = imapstore.ImplicitTLS
 	case c.Bool("insecure-plaintext"):
 		cfg.Security = imapstore.Plaintext
-		warn("--insecure-plaintext: the password and all mail cross the network unencrypted")
+		if !isLoopback(u.Host) {
+			warn("--insecure-plaintext: the password and all mail cross the network unencrypted")
+		}
 	default:
 		cfg.Security = imapstore.StartTLS
 	}
@@ -156,4 +159,13 @@ func runBackup(ctx context.Context, o backupOptions, e *env) error {
 			res.Gone, res.FlagChanges, time.Since(start).Round(10*time.Millisecond))
 	}
 	return err
+}
+
+// isLoopback reports whether host names this machine.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

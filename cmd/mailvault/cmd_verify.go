@@ -78,7 +78,11 @@ func runVerify(root string, repair, quiet bool, e *env) error {
 		fmt.Fprintf(e.stdout, "%d files left by interrupted runs (not part of any snapshot; the next backup removes them)\n", len(rep.Orphans))
 	}
 	if !rep.OK() {
-		return fmt.Errorf("%w: %d in %s", errVerifyFailed, len(rep.Problems), root)
+		more := ""
+		if len(rep.Problems) > 1 {
+			more = fmt.Sprintf(" (and %d more, listed above)", len(rep.Problems)-1)
+		}
+		return fmt.Errorf("%w in %s: %s%s", errVerifyFailed, root, printable(rep.Problems[0]), more)
 	}
 	if !quiet {
 		fmt.Fprintf(e.stdout, "ok: %d snapshots, %d segments, %d messages (%s) verified\n", rep.Snapshots, rep.Segments, rep.Messages, humanBytes(rep.Bytes))

@@ -52,7 +52,7 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, backup.ErrInterrupted), errors.Is(err, context.Canceled):
 		return exitInterrupted
-	case errors.As(err, &ue), errors.Is(err, mailurl.ErrPasswordInURL), errors.Is(err, errPasswordFlag):
+	case errors.As(err, &ue), errors.Is(err, mailurl.ErrPasswordInURL), errors.Is(err, mailurl.ErrInvalid), errors.Is(err, errPasswordFlag):
 		return exitUsage
 	case errors.Is(err, backup.ErrPartial):
 		return exitPartial

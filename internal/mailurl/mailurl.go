@@ -11,6 +11,9 @@ import (
 	"strings"
 )
 
+// ErrInvalid is wrapped by every error for a URL that cannot be used.
+var ErrInvalid = errors.New("invalid URL")
+
 // ErrPasswordInURL is returned for a URL that carries a password.
 var ErrPasswordInURL = errors.New("a password in the URL is refused: it would be visible in ps, shell history and logs; use --password-file, MAILVAULT_PASSWORD or --password-command")
 
@@ -26,6 +29,19 @@ var defaultPorts = map[string]int{"imaps": 993, "imap": 143}
 
 // Parse parses an account URL.
 func Parse(s string) (*URL, error) {
+	u, err := parse(s)
+	if err != nil && !errors.Is(err, ErrPasswordInURL) {
+		return nil, &invalidError{err}
+	}
+	return u, err
+}
+
+type invalidError struct{ err error }
+
+func (e *invalidError) Error() string   { return e.err.Error() }
+func (e *invalidError) Unwrap() []error { return []error{e.err, ErrInvalid} }
+
+func parse(s string) (*URL, error) {
 	u, err := url.Parse(s)
 	if err != nil {
 		return nil, fmt.Errorf("bad URL %q: %w", redactRaw(s), errors.Unwrap(err))
