@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/internal/archivetest"
 	"github.com/mailvault/mailvault/internal/imaptest"
 )
 
@@ -44,7 +45,7 @@ func TestBackupInProcess(t *testing.T) {
 		}
 	}
 	imaptest.Append(t, c, "Enviados", nil, date, []byte("Subject: sent\r\n\r\nsent mail\r\n"))
-	before := snapshotServer(t, c)
+	before := imaptest.ReadServer(t, c)
 
 	vault := filepath.Join(t.TempDir(), "vault")
 	env := map[string]string{"MAILVAULT_PASSWORD": "pw"}
@@ -58,7 +59,7 @@ func TestBackupInProcess(t *testing.T) {
 		t.Errorf("backup output = %q, want a complete snapshot summary", out)
 	}
 	// Read-only: every flag unchanged, no SELECT/STORE/EXPUNGE, only BODY.PEEK.
-	after := snapshotServer(t, c)
+	after := imaptest.ReadServer(t, c)
 	assertSameServer(t, before, after)
 	for _, cmd := range srv.Commands() {
 		u := strings.ToUpper(cmd)
@@ -67,7 +68,7 @@ func TestBackupInProcess(t *testing.T) {
 			t.Errorf("backup sent a modifying command: %q", cmd)
 		}
 	}
-	assertArchiveMatches(t, vault, before)
+	archivetest.MatchesServer(t, vault, before)
 
 	// A second run with nothing changed fetches no body and writes no segment.
 	nCmds := len(srv.Commands())
@@ -147,7 +148,7 @@ func uidValidity(t *testing.T, vault, folder string) uint32 {
 	return st.Folders[folder].UIDValidity
 }
 
-func assertSameServer(t *testing.T, before, after map[string][]serverMessage) {
+func assertSameServer(t *testing.T, before, after map[string][]imaptest.ServerMessage) {
 	t.Helper()
 	for folder, msgs := range before {
 		if len(after[folder]) != len(msgs) {
@@ -157,58 +158,6 @@ func assertSameServer(t *testing.T, before, after map[string][]serverMessage) {
 		for i, m := range msgs {
 			if strings.Join(m.Flags, " ") != strings.Join(after[folder][i].Flags, " ") {
 				t.Errorf("folder %q uid %d: flags %v after backup, %v before", folder, m.UID, after[folder][i].Flags, m.Flags)
-			}
-		}
-	}
-}
-
-// assertArchiveMatches checks that the archive's latest snapshot holds
-// exactly the server's messages: same bytes, flags and dates.
-func assertArchiveMatches(t *testing.T, vault string, server map[string][]serverMessage) {
-	t.Helper()
-	a, _, st, err := openState(vault, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for folder, msgs := range server {
-		f := st.Folders[folder]
-		if f == nil {
-			t.Errorf("folder %q missing from the archive", folder)
-			continue
-		}
-		present := f.Present()
-		if len(present) != len(msgs) {
-			t.Errorf("folder %q: archive has %d messages, server %d", folder, len(present), len(msgs))
-			continue
-		}
-		byKey := map[string]*formats.MessageState{}
-		for _, m := range present {
-			byKey[m.Key] = m
-		}
-		for _, sm := range msgs {
-			m := byKey[fmt.Sprintf("%d:%d", f.UIDValidity, sm.UID)]
-			if m == nil {
-				t.Errorf("folder %q uid %d not archived", folder, sm.UID)
-				continue
-			}
-			r, err := a.OpenMessage(st, &m.Message)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := readAll(t, r)
-			r.Close()
-			if string(got) != string(sm.Body) || m.SHA256 != sm.SHA256 {
-				t.Errorf("folder %q uid %d: archived bytes differ from the server's", folder, sm.UID)
-			}
-			var fl []string
-			for _, f := range m.Flags {
-				fl = append(fl, strings.ToLower(f))
-			}
-			if strings.Join(fl, " ") != strings.Join(sm.Flags, " ") {
-				t.Errorf("folder %q uid %d: archived flags %v, server %v", folder, sm.UID, m.Flags, sm.Flags)
-			}
-			if m.InternalDate.Unix() != sm.Date {
-				t.Errorf("folder %q uid %d: INTERNALDATE %v, server %v", folder, sm.UID, m.InternalDate, sm.Date)
 			}
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/internal/archivetest"
 	"github.com/mailvault/mailvault/internal/imaptest"
 )
 
@@ -39,20 +40,6 @@ func fakeServer(t *testing.T, o imaptest.FakeOptions) (*imaptest.Fake, string) {
 }
 
 var pwEnv = map[string]string{"MAILVAULT_PASSWORD": "pw"}
-
-// archivedCount returns how many messages the latest snapshot holds per folder.
-func archivedCount(t *testing.T, vault string) map[string]int {
-	t.Helper()
-	_, _, st, err := openState(vault, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]int{}
-	for name, f := range st.Folders {
-		out[name] = len(f.Present())
-	}
-	return out
-}
 
 func TestFaults(t *testing.T) {
 	tests := []struct {
@@ -94,7 +81,7 @@ func TestFaults(t *testing.T) {
 			name: "server hangs once mid-body, reconnect resumes", opts: imaptest.FakeOptions{HangAt: "fetch", HangOnce: true}, extra: []string{"--timeout", "1s"},
 			wantCode: exitOK,
 			check: func(t *testing.T, vault string, f *imaptest.Fake) {
-				if got := archivedCount(t, vault); got["INBOX"] != 5 || got["Archive"] != 3 || got["Work"] != 4 {
+				if got := archivetest.Present(t, vault); got["INBOX"] != 5 || got["Archive"] != 3 || got["Work"] != 4 {
 					t.Errorf("archived %v, want all 12 messages", got)
 				}
 			},
@@ -103,7 +90,7 @@ func TestFaults(t *testing.T) {
 			name: "connection cut mid-body once", opts: imaptest.FakeOptions{CutAt: "fetch", HangOnce: true},
 			wantCode: exitOK,
 			check: func(t *testing.T, vault string, f *imaptest.Fake) {
-				if got := archivedCount(t, vault); got["INBOX"] != 5 {
+				if got := archivetest.Present(t, vault); got["INBOX"] != 5 {
 					t.Errorf("archived %v, want all INBOX messages after the reconnect", got)
 				}
 				if code, out, _ := runCLI(t, pwEnv, "verify", vault); code != 0 {
@@ -115,7 +102,7 @@ func TestFaults(t *testing.T) {
 			name: "one folder fails", opts: imaptest.FakeOptions{FailFolder: "Archive"},
 			wantCode: exitPartial, wantErr: `folder "Archive"`,
 			check: func(t *testing.T, vault string, f *imaptest.Fake) {
-				got := archivedCount(t, vault)
+				got := archivetest.Present(t, vault)
 				if got["INBOX"] != 5 || got["Work"] != 4 || got["Archive"] != 0 {
 					t.Errorf("archived %v, want INBOX and Work complete, Archive empty", got)
 				}
@@ -129,7 +116,7 @@ func TestFaults(t *testing.T) {
 			name: "UID after the body literal", opts: imaptest.FakeOptions{UIDAfterLiteral: true},
 			wantCode: exitOK,
 			check: func(t *testing.T, vault string, f *imaptest.Fake) {
-				if got := archivedCount(t, vault); got["INBOX"] != 5 || got["Archive"] != 3 || got["Work"] != 4 {
+				if got := archivetest.Present(t, vault); got["INBOX"] != 5 || got["Archive"] != 3 || got["Work"] != 4 {
 					t.Errorf("archived %v, want every message despite UID after the literal", got)
 				}
 				if code, out, _ := runCLI(t, pwEnv, "verify", vault); code != 0 {
