@@ -270,4 +270,3 @@ func checkIndependentReaders(t *testing.T, vault string) {
 	}
 	t.Logf("zstd CLI + python mailbox: %d messages in %d folders match the manifests", checked, len(byDir))
 }
-
