@@ -1,0 +1,99 @@
+package e2e
+
+import (
+	"math/rand/v2"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mailvault/mailvault/internal/archivetest"
+	"github.com/mailvault/mailvault/internal/corpus"
+	"github.com/mailvault/mailvault/internal/imaptest"
+)
+
+// TestDovecotCrash kills the backup with SIGKILL at points of the write
+// path and checks that the next run completes the archive with every
+// message exactly once.
+func TestDovecotCrash(t *testing.T) {
+	msgs := corpus.Generate(corpus.Options{Seed: 11, Messages: 500, Large: 3, LargeSize: 6 << 20})
+	srv, c := dovecot(t, msgs)
+	server := imaptest.ReadServer(t, c)
+	points := []string{
+		"message-stored:40",      // while fetching, between messages
+		"body-chunk:400",         // in the middle of writing a message into a segment
+		"segment-before-rename",  // a segment written and fsynced, not yet in place
+		"manifest-before-rename", // every segment in place, the manifest not yet
+		"manifest-after-rename",  // the manifest committed, the directory not yet fsynced
+		"message-stored:450",     // late in the run
+	}
+	for _, fp := range points {
+		t.Run(fp, func(t *testing.T) {
+			vault := filepath.Join(t.TempDir(), "vault")
+			args := append([]string{"backup"}, append(source(srv), vault)...)
+			r := mv(t, binFail, []string{"MAILVAULT_FAILPOINT=" + fp}, args...)
+			if !r.signaled {
+				t.Fatalf("failpoint %s did not kill the run: exit %d %s %s", fp, r.code, r.stdout, r.stderr)
+			}
+			completeAndCheck(t, vault, args, server)
+		})
+	}
+	t.Run("random kills", func(t *testing.T) {
+		vault := filepath.Join(t.TempDir(), "vault")
+		args := append([]string{"backup"}, append(source(srv), vault)...)
+		rng := rand.New(rand.NewPCG(1, 2))
+		for i := 0; i < 4; i++ {
+			cmd := exec.Command(bin, args...)
+			cmd.Env = []string{"MAILVAULT_PASSWORD=pw"}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Duration(30+rng.IntN(300)) * time.Millisecond)
+			cmd.Process.Signal(syscall.SIGKILL)
+			cmd.Wait()
+		}
+		completeAndCheck(t, vault, args, server)
+	})
+}
+
+// completeAndCheck runs the backup to completion and checks the archive:
+// verify passes, nothing is left over, every server message is there once.
+func completeAndCheck(t *testing.T, vault string, args []string, server map[string][]imaptest.ServerMessage) {
+	t.Helper()
+	r := mustRun(t, args...)
+	t.Logf("completing run: %s", strings.TrimSpace(r.stdout))
+	v := mustRun(t, "verify", vault)
+	if strings.Contains(v.stdout, "left by interrupted runs") {
+		t.Errorf("verify after completion still finds leftovers: %s", v.stdout)
+	}
+	archivetest.MatchesServer(t, vault, server)
+	// Exactly once: no folder stores the same bytes twice, no key twice.
+	_, st := archivetest.Latest(t, vault)
+	total := 0
+	for name, f := range st.Folders {
+		records := map[string]string{}
+		keys := map[string]bool{}
+		for _, m := range f.Archived {
+			if keys[m.Key] {
+				t.Errorf("%s: key %s archived twice", name, m.Key)
+			}
+			keys[m.Key] = true
+			loc := m.Seg + "@" + itoa(uint32(m.Off))
+			if other, ok := records[m.SHA256]; ok && other != loc {
+				t.Errorf("%s: message %s stored twice (%s and %s)", name, m.Key, other, loc)
+			}
+			records[m.SHA256] = loc
+		}
+		total += len(f.Present())
+	}
+	want := 0
+	for _, ms := range server {
+		want += len(ms)
+	}
+	if total != want {
+		t.Errorf("archive holds %d messages, server %d", total, want)
+	}
+	checkIndependentReaders(t, vault)
+}
