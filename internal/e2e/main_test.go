@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -54,7 +56,7 @@ type result struct {
 	code           int
 	stdout, stderr string
 	signaled       bool
-	maxRSS         int64 // bytes
+	maxRSS         int64 // bytes; only meaningful from peakRSS (see testdata/maxrss.py)
 	wall           time.Duration
 }
 
@@ -77,6 +79,28 @@ func mv(t testing.TB, binary string, env []string, args ...string) result {
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.maxRSS = ru.Maxrss * 1024
 	}
+	return r
+}
+
+// peakRSS runs mailvault through testdata/maxrss.py, which measures the
+// peak RSS of the mailvault process alone, and fails unless it exits 0.
+func peakRSS(t testing.TB, args ...string) result {
+	t.Helper()
+	_, self, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(self), "..", "..", "testdata", "maxrss.py")
+	r := mv(t, "python3", nil, append([]string{script, bin}, args...)...)
+	if r.code != 0 {
+		t.Fatalf("mailvault %v: exit %d\nstdout: %s\nstderr: %s", args, r.code, r.stdout, r.stderr)
+	}
+	i := strings.LastIndex(r.stderr, "MAXRSS_KB=")
+	if i < 0 {
+		t.Fatalf("no MAXRSS_KB in %q", r.stderr)
+	}
+	kb, err := strconv.ParseInt(strings.TrimSpace(r.stderr[i+len("MAXRSS_KB="):]), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.maxRSS = kb << 10
 	return r
 }
 

@@ -94,10 +94,15 @@ func (w *watchdogConn) readDeadline() time.Time {
 }
 
 func (w *watchdogConn) Read(p []byte) (int, error) {
+	if w.timedOut.Load() {
+		// go-imap retries reads after a timeout; once is enough.
+		return 0, os.ErrDeadlineExceeded
+	}
 	w.Conn.SetReadDeadline(w.readDeadline())
 	n, err := w.Conn.Read(p)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && w.busy.Load() > 0 {
 		w.timedOut.Store(true)
+		w.Conn.Close()
 	}
 	return n, err
 }

@@ -25,6 +25,9 @@ type Store struct {
 	c     *imapclient.Client
 	caps  imap.CapSet
 	seqOf map[uint32]uint32 // UID -> sequence number, from the last List
+	// examined is the message count EXAMINE reported. (go-imap's
+	// Mailbox() is updated only after Select's Wait returns: racy.)
+	examined uint32
 	// Warn, if set, is told about server misbehaviour mailvault worked around.
 	Warn func(msg string)
 }
@@ -245,6 +248,7 @@ func (s *Store) Examine(ctx context.Context, name string) (backup.FolderStatus, 
 			return s.connErr(ctx, "examine", err)
 		}
 		st = backup.FolderStatus{UIDValidity: sd.UIDValidity, UIDNext: uint32(sd.UIDNext), Messages: sd.NumMessages, HighestModSeq: sd.HighestModSeq}
+		s.examined = sd.NumMessages
 		return nil
 	})
 	s.seqOf = nil
@@ -254,9 +258,8 @@ func (s *Store) Examine(ctx context.Context, name string) (backup.FolderStatus, 
 // List implements backup.Source with FETCH 1:* (UID FLAGS), matched by
 // sequence number so that no server ordering can lose a message.
 func (s *Store) List(ctx context.Context, fn func(uid uint32, flags []string) error) error {
-	mbox := s.c.Mailbox()
 	s.seqOf = map[uint32]uint32{}
-	if mbox == nil || mbox.NumMessages == 0 {
+	if s.examined == 0 {
 		return nil
 	}
 	return s.do(ctx, func() error {
@@ -281,6 +284,11 @@ func (s *Store) List(ctx context.Context, fn func(uid uint32, flags []string) er
 		}
 		if err := cmd.Close(); err != nil {
 			return s.connErr(ctx, "list messages", err)
+		}
+		// A listing shorter than EXAMINE's count would make archived
+		// messages look deleted: refuse it.
+		if uint32(len(s.seqOf)) < s.examined {
+			return fmt.Errorf("server listed %d messages, EXAMINE reported %d", len(s.seqOf), s.examined)
 		}
 		return nil
 	})
@@ -350,13 +358,17 @@ func (s *Store) Fetch(ctx context.Context, uids []uint32, fn func(m *backup.Mess
 // the UID expected at each sequence number.
 func (s *Store) fetch(ctx context.Context, set imap.NumSet, uidAt map[uint32]uint32, got map[uint32]bool, fn func(m *backup.Message) error) error {
 	cmd := s.c.Fetch(set, fetchOpts)
-	defer cmd.Close()
 	for {
 		msg := cmd.Next()
 		if msg == nil {
 			break
 		}
 		if err := s.deliver(ctx, msg, uidAt, got, fn); err != nil {
+			// go-imap's reader goroutine may still be inside the literal:
+			// close the connection before releasing the command, or both
+			// read the same buffer.
+			s.c.Close()
+			cmd.Close()
 			return err
 		}
 	}
@@ -397,7 +409,7 @@ func (s *Store) deliver(ctx context.Context, msg *imapclient.FetchMessageData, u
 				continue
 			}
 			if m.UID != 0 && haveFlags && haveDate && (uidAt == nil || uidAt[msg.SeqNum] == m.UID) && !got[m.UID] {
-				m.Body = it.Literal
+				m.Body = &sizedReader{r: it.Literal, left: it.Literal.Size()}
 				got[m.UID] = true
 				delivered = true
 				if err := fn(m); err != nil {
@@ -406,7 +418,7 @@ func (s *Store) deliver(ctx context.Context, msg *imapclient.FetchMessageData, u
 				continue
 			}
 			var err error
-			if sp, err = newSpool(it.Literal); err != nil {
+			if sp, err = newSpool(&sizedReader{r: it.Literal, left: it.Literal.Size()}); err != nil {
 				return s.connErr(ctx, "fetch body", err)
 			}
 		}
@@ -479,4 +491,20 @@ func (sp *spool) close() {
 	if sp.file != nil {
 		sp.file.Close()
 	}
+}
+
+// sizedReader turns a literal that ends before its announced size into an
+// error: go-imap reports a connection cut mid-literal as a normal EOF.
+type sizedReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (s *sizedReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	s.left -= int64(n)
+	if err == io.EOF && s.left > 0 {
+		return n, fmt.Errorf("body ended %d bytes early: %w", s.left, io.ErrUnexpectedEOF)
+	}
+	return n, err
 }
