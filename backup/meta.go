@@ -33,8 +33,6 @@ func (h *headerCapture) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (h *headerCapture) reset() { h.buf, h.done = h.buf[:0], false }
-
 var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
 
 // meta is what the manifest keeps of a message's header.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"io"
 	"testing"
 )
 
@@ -12,13 +11,4 @@ func runCLI(t *testing.T, envv map[string]string, argv ...string) (code int, std
 	var out, errb bytes.Buffer
 	code = run(append([]string{"mailvault"}, argv...), nil, &out, &errb, func(k string) string { return envv[k] })
 	return code, out.String(), errb.String()
-}
-
-func readAll(t *testing.T, r io.Reader) []byte {
-	t.Helper()
-	b, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

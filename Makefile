@@ -1,0 +1,25 @@
+# Development shortcuts. README.md holds the commands a newcomer needs.
+.PHONY: build test race lint fuzz bench
+
+build:
+	go build -o bin/mailvault ./cmd/mailvault
+
+test:
+	go test -count=1 ./...
+
+race:
+	go test -count=1 -race ./...
+
+lint:
+	gofmt -l . | (! grep .)
+	go vet ./...
+	staticcheck ./...
+
+fuzz:
+	for t in FuzzQuoteRoundTrip FuzzFolderDir FuzzDecodeSnapshot FuzzDecodeSnapshotBody FuzzSegmentRoundTrip; do \
+		go test ./formats -run '^$$' -fuzz "^$$t$$" -fuzztime 60s || exit 1; \
+	done
+
+# Throughput and peak RSS of full backups against a private Dovecot.
+bench:
+	go test ./internal/e2e -run '^$$' -bench Backup -benchtime 3x
