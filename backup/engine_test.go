@@ -1,0 +1,453 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailvault/mailvault/formats"
+)
+
+// memSource is an in-memory Source for engine tests. Folders and messages
+// can be changed between runs; failures can be injected.
+type memSource struct {
+	folders  map[string]*memFolder
+	cur      *memFolder
+	fetched  int // bodies delivered
+	examined []string
+	// failFetch makes Fetch in the named folder fail after n messages.
+	failFetch map[string]int
+	// cancelAfter cancels the run's context after n bodies.
+	cancelAfter int
+	cancel      context.CancelFunc
+	// withhold makes Fetch skip the named UIDs (a server that lists but does
+	// not deliver).
+	withhold map[uint32]bool
+}
+
+type memFolder struct {
+	name     string
+	validity uint32
+	next     uint32
+	modseq   uint64
+	attrs    []string
+	msgs     []*memMsg
+}
+
+type memMsg struct {
+	uid   uint32
+	flags []string
+	body  []byte
+	date  time.Time
+}
+
+func newMemSource() *memSource { return &memSource{folders: map[string]*memFolder{}, failFetch: map[string]int{}} }
+
+func (s *memSource) folder(name string, validity uint32) *memFolder {
+	f := &memFolder{name: name, validity: validity, next: 1, modseq: 1}
+	s.folders[name] = f
+	return f
+}
+
+func (f *memFolder) add(body string, flags ...string) *memMsg {
+	m := &memMsg{uid: f.next, flags: flags, body: []byte(body), date: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+	f.next++
+	f.modseq++
+	f.msgs = append(f.msgs, m)
+	return m
+}
+
+func (s *memSource) Folders(ctx context.Context) ([]FolderInfo, error) {
+	var out []FolderInfo
+	for _, f := range s.folders {
+		fi := FolderInfo{Name: f.name, Delimiter: "/", Attrs: f.attrs}
+		for _, a := range f.attrs {
+			if a == `\Noselect` {
+				fi.NoSelect = true
+			}
+		}
+		if !fi.NoSelect {
+			fi.Status = &FolderStatus{UIDValidity: f.validity, UIDNext: f.next, Messages: uint32(len(f.msgs)), HighestModSeq: f.modseq}
+		}
+		out = append(out, fi)
+	}
+	return out, nil
+}
+
+func (s *memSource) Examine(ctx context.Context, name string) (FolderStatus, error) {
+	f := s.folders[name]
+	if f == nil {
+		return FolderStatus{}, fmt.Errorf("no folder %q", name)
+	}
+	s.cur = f
+	s.examined = append(s.examined, name)
+	return FolderStatus{UIDValidity: f.validity, UIDNext: f.next, Messages: uint32(len(f.msgs)), HighestModSeq: f.modseq}, nil
+}
+
+func (s *memSource) List(ctx context.Context, fn func(uint32, []string) error) error {
+	for _, m := range s.cur.msgs {
+		if err := fn(m.uid, m.flags); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *memSource) Fetch(ctx context.Context, uids []uint32, fn func(*Message) error) error {
+	n := 0
+	for _, m := range s.cur.msgs {
+		if !contains(uids, m.uid) || s.withhold[m.uid] {
+			continue
+		}
+		if lim, ok := s.failFetch[s.cur.name]; ok && n >= lim {
+			return &ConnError{Err: errors.New("connection reset")}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(&Message{UID: m.uid, Flags: m.flags, InternalDate: m.date, Size: int64(len(m.body)), Body: bytes.NewReader(m.body)}); err != nil {
+			return err
+		}
+		n++
+		s.fetched++
+		if s.cancelAfter > 0 && s.fetched == s.cancelAfter {
+			s.cancel()
+		}
+	}
+	return nil
+}
+
+func (s *memSource) Close() error { return nil }
+
+func contains(l []uint32, u uint32) bool {
+	for _, x := range l {
+		if x == u {
+			return true
+		}
+	}
+	return false
+}
+
+func runOnce(t *testing.T, a *formats.Archive, src *memSource) (*Result, error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	src.cancel = cancel
+	src.examined = nil
+	return Run(ctx, a, Options{Source: "mem://test", Protocol: "imap", Dial: func(context.Context) (Source, error) { return src, nil }})
+}
+
+func mustRun(t *testing.T, a *formats.Archive, src *memSource) *Result {
+	t.Helper()
+	res, err := runOnce(t, a, src)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return res
+}
+
+// checkArchive compares the archive's latest state with the source: every
+// message present with its exact bytes and flags, and verify clean.
+func checkArchive(t *testing.T, a *formats.Archive, src *memSource) *formats.State {
+	t.Helper()
+	snaps, err := a.Snapshots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := formats.Replay(snaps, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range src.folders {
+		fs := st.Folders[name]
+		if fs == nil {
+			t.Errorf("folder %q not in the archive", name)
+			continue
+		}
+		present := fs.Present()
+		if len(present) != len(f.msgs) {
+			t.Errorf("folder %q: %d messages archived, source has %d", name, len(present), len(f.msgs))
+		}
+		for _, m := range f.msgs {
+			am := fs.Lookup(makeKey(f.validity, m.uid))
+			if am == nil || am.Gone {
+				t.Errorf("folder %q uid %d missing", name, m.uid)
+				continue
+			}
+			r, err := a.OpenMessage(st, &am.Message)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(r)
+			r.Close()
+			if err != nil || !bytes.Equal(got, m.body) {
+				t.Errorf("folder %q uid %d: bytes differ (%v)", name, m.uid, err)
+			}
+			if strings.Join(am.Flags, " ") != strings.Join(NormalizeFlags(m.flags), " ") {
+				t.Errorf("folder %q uid %d: flags %v, want %v", name, m.uid, am.Flags, m.flags)
+			}
+		}
+	}
+	rep, err := a.Verify(nil)
+	if err != nil || !rep.OK() {
+		t.Fatalf("Verify = %+v, %v", rep, err)
+	}
+	return st
+}
+
+func newArchive(t *testing.T) *formats.Archive {
+	t.Helper()
+	a, err := formats.Create(filepath.Join(t.TempDir(), "vault"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestIncremental(t *testing.T) {
+	a := newArchive(t)
+	src := newMemSource()
+	in := src.folder("INBOX", 7)
+	in.add("Subject: a\r\n\r\none\r\n", `\Seen`)
+	in.add("Subject: b\r\n\r\ntwo\r\n")
+	src.folder("Work", 8).add("Subject: w\r\n\r\nwork\r\n", "$Label1")
+	res := mustRun(t, a, src)
+	if res.Stored != 3 || res.Snapshot.Status != formats.StatusComplete {
+		t.Fatalf("first run stored %d, status %s; want 3, complete", res.Stored, res.Snapshot.Status)
+	}
+	checkArchive(t, a, src)
+
+	// Nothing changed: nothing examined, fetched or written.
+	before := src.fetched
+	res = mustRun(t, a, src)
+	if res.Selected != 0 || src.fetched != before || len(res.Snapshot.Segments) != 0 || len(res.Snapshot.Changes) != 0 {
+		t.Fatalf("no-change run: selected %d, fetched %d, segments %d, changes %d; want all 0",
+			res.Selected, src.fetched-before, len(res.Snapshot.Segments), len(res.Snapshot.Changes))
+	}
+
+	// New mail, a flag change, a deletion: only INBOX is examined, only the new body fetched.
+	in.add("Subject: c\r\n\r\nthree\r\n")
+	in.msgs[0].flags = []string{`\Seen`, `\Answered`}
+	deleted := in.msgs[1]
+	in.msgs = append(in.msgs[:1], in.msgs[2:]...)
+	in.modseq++
+	before = src.fetched
+	res = mustRun(t, a, src)
+	if src.fetched-before != 1 || res.Added != 1 || res.Gone != 1 || res.FlagChanges != 1 || strings.Join(src.examined, ",") != "INBOX" {
+		t.Fatalf("after changes: fetched %d added %d gone %d flags %d examined %v; want 1,1,1,1,[INBOX]",
+			src.fetched-before, res.Added, res.Gone, res.FlagChanges, src.examined)
+	}
+	st := checkArchive(t, a, src)
+	gone := st.Folders["INBOX"].Lookup(makeKey(7, deleted.uid))
+	if gone == nil || !gone.Gone {
+		t.Fatalf("deleted message not kept as gone")
+	}
+	r, _ := a.OpenMessage(st, &gone.Message)
+	if got, _ := io.ReadAll(r); !bytes.Equal(got, deleted.body) {
+		t.Errorf("deleted message not readable")
+	}
+}
+
+func TestDedupAndUIDValidity(t *testing.T) {
+	a := newArchive(t)
+	src := newMemSource()
+	in := src.folder("INBOX", 1)
+	body := "Subject: same\r\n\r\n" + strings.Repeat("x", 5<<20) + "\r\n" // streamed record, aborted as a duplicate
+	in.add(body)
+	in.add(body)
+	in.add("Subject: other\r\n\r\nother\r\n")
+	res := mustRun(t, a, src)
+	if res.Added != 3 || res.Stored != 2 {
+		t.Fatalf("added %d stored %d; want 3 added, 2 stored (the duplicate once)", res.Added, res.Stored)
+	}
+	// A new incarnation of the folder with the same messages stores nothing.
+	fresh := src.folder("INBOX", 2)
+	for _, m := range in.msgs {
+		fresh.add(string(m.body))
+	}
+	res = mustRun(t, a, src)
+	if res.Added != 3 || res.Stored != 0 || res.Gone != 3 {
+		t.Fatalf("after UIDVALIDITY change: added %d stored %d gone %d; want 3, 0, 3", res.Added, res.Stored, res.Gone)
+	}
+	var ev string
+	for _, c := range res.Snapshot.Changes {
+		ev = c.Event
+	}
+	if ev != formats.EventUIDValidity {
+		t.Errorf("event %q, want %q", ev, formats.EventUIDValidity)
+	}
+	checkArchive(t, a, src)
+	// The segment of the first run holds each distinct message once.
+	snaps, _ := a.Snapshots()
+	if n := snaps[0].Segments[0].Records; n != 2 {
+		t.Errorf("segment holds %d records, want 2", n)
+	}
+}
+
+func TestRenameAndDelete(t *testing.T) {
+	a := newArchive(t)
+	src := newMemSource()
+	src.folder("INBOX", 1).add("Subject: i\r\n\r\ni\r\n")
+	old := src.folder("Projects", 5)
+	old.add("Subject: p\r\n\r\np\r\n")
+	src.folder("Trash", 6).add("Subject: t\r\n\r\nt\r\n")
+	mustRun(t, a, src)
+	delete(src.folders, "Projects")
+	old.name = "Projects 2026"
+	src.folders[old.name] = old
+	delete(src.folders, "Trash")
+	before := src.fetched
+	res := mustRun(t, a, src)
+	if src.fetched != before {
+		t.Errorf("rename fetched %d bodies again", src.fetched-before)
+	}
+	events := map[string]string{}
+	for _, c := range res.Snapshot.Changes {
+		events[c.Folder] = c.Event + ":" + c.From
+	}
+	if events["Projects 2026"] != "renamed:Projects" || events["Trash"] != "deleted:" {
+		t.Fatalf("events %v, want a rename and a deletion", events)
+	}
+	st := checkArchive(t, a, src)
+	if f := st.Folders["Trash"]; f == nil || !f.Deleted || len(f.Archived) != 1 || !f.Archived[0].Gone {
+		t.Errorf("deleted folder not kept with its message")
+	}
+}
+
+func TestPartialAndResume(t *testing.T) {
+	a := newArchive(t)
+	src := newMemSource()
+	for _, name := range []string{"A", "B", "C"} {
+		f := src.folder(name, 1)
+		for i := 0; i < 5; i++ {
+			f.add(fmt.Sprintf("Subject: %s%d\r\n\r\nbody\r\n", name, i))
+		}
+	}
+	src.failFetch["B"] = 2 // every connection to B breaks after 2 messages; one reconnect is tried
+	res, err := runOnce(t, a, src)
+	if !errors.Is(err, ErrPartial) || res.Snapshot.Status != formats.StatusPartial {
+		t.Fatalf("Run = %v (status %v), want ErrPartial and a partial snapshot", err, res.Snapshot.Status)
+	}
+	if len(res.Failed) != 1 || res.Failed[0] != "B" {
+		t.Errorf("failed folders %v, want [B]", res.Failed)
+	}
+	snaps, _ := a.Snapshots()
+	st, _ := formats.Replay(snaps, "")
+	if n := len(st.Folders["A"].Present()) + len(st.Folders["C"].Present()); n != 10 {
+		t.Errorf("other folders hold %d messages, want 10", n)
+	}
+	if n := len(st.Folders["B"].Present()); n != 4 {
+		t.Errorf("failed folder keeps %d messages stored before the failures, want 4 (2 per connection)", n)
+	}
+	// The next run fetches only the rest.
+	delete(src.failFetch, "B")
+	before := src.fetched
+	mustRun(t, a, src)
+	if src.fetched-before != 1 {
+		t.Errorf("resume fetched %d bodies, want 1", src.fetched-before)
+	}
+	checkArchive(t, a, src)
+}
+
+func TestInterrupted(t *testing.T) {
+	a := newArchive(t)
+	src := newMemSource()
+	f := src.folder("INBOX", 1)
+	for i := 0; i < 10; i++ {
+		f.add(fmt.Sprintf("Subject: %d\r\n\r\nbody\r\n", i))
+	}
+	src.cancelAfter = 4
+	res, err := runOnce(t, a, src)
+	if !errors.Is(err, ErrInterrupted) || res == nil || res.Snapshot.Status != formats.StatusPartial {
+		t.Fatalf("Run = %v, want ErrInterrupted with a partial snapshot", err)
+	}
+	src.cancelAfter = 0
+	mustRun(t, a, src)
+	checkArchive(t, a, src)
+}
+
+func TestWithheldMessagesMakePartial(t *testing.T) {
+	a := newArchive(t)
+	src := newMemSource()
+	f := src.folder("INBOX", 1)
+	for i := 0; i < 3; i++ {
+		f.add(fmt.Sprintf("Subject: %d\r\n\r\nbody\r\n", i))
+	}
+	src.withhold = map[uint32]bool{2: true}
+	if _, err := runOnce(t, a, src); !errors.Is(err, ErrPartial) || !strings.Contains(err.Error(), "not delivered") {
+		t.Fatalf("Run = %v, want ErrPartial naming undelivered messages", err)
+	}
+	src.withhold = nil
+	mustRun(t, a, src)
+	checkArchive(t, a, src)
+}
+
+// TestHostileFolderNames checks that folder names a server may send cannot
+// place files outside the archive and still round-trip.
+func TestHostileFolderNames(t *testing.T) {
+	a := newArchive(t)
+	src := newMemSource()
+	names := []string{"..", ".", "../../etc", "/abs/path", "a/../../b", "x\x00y", "CON", "nul", "COM1", "LPT9",
+		strings.Repeat("é", 300), strings.Repeat("/", 200), "tab\tand\nnewline", "trailing.", " space "}
+	for i, n := range names {
+		src.folder(n, uint32(i+1)).add("Subject: " + fmt.Sprint(i) + "\r\n\r\nbody\r\n")
+	}
+	mustRun(t, a, src)
+	checkArchive(t, a, src)
+	root, _ := filepath.Abs(a.Root)
+	err := filepath.Walk(filepath.Dir(root), func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != filepath.Dir(root) && !strings.HasPrefix(p, root) {
+			t.Errorf("file outside the archive: %s", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs, _ := os.ReadDir(filepath.Join(root, formats.FoldersDir))
+	if len(dirs) != len(names) {
+		t.Errorf("%d folder directories for %d folders", len(dirs), len(names))
+	}
+	for _, d := range dirs {
+		if !formats.ValidDir(d.Name()) || len(d.Name()) > 200 {
+			t.Errorf("unsafe directory name %q", d.Name())
+		}
+	}
+}
+
+func TestNormalizeFlags(t *testing.T) {
+	tests := []struct{ in, want []string }{
+		{nil, nil},
+		{[]string{`\seen`, `\Recent`, `\SEEN`, "$Label1"}, []string{"$Label1", `\Seen`}},
+		{[]string{`\Flagged`, "Work", `\answered`, `\draft`, `\deleted`}, []string{"Work", `\Answered`, `\Deleted`, `\Draft`, `\Flagged`}},
+	}
+	for _, tt := range tests {
+		if got := NormalizeFlags(tt.in); strings.Join(got, " ") != strings.Join(tt.want, " ") {
+			t.Errorf("NormalizeFlags(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestParseMeta(t *testing.T) {
+	raw := "From: =?ISO-8859-1?Q?J=FCrgen?= <j@x>\r\nSubject: =?UTF-8?B?w6ljaGVj?=\r\n  continued\r\nMessage-ID:  <id@x> \r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nX-Bad\x00: \xff\r\n\r\nbody"
+	m := parseMeta([]byte(raw))
+	if m.From != "Jürgen <j@x>" || !strings.HasPrefix(m.Subject, "échec") || m.MessageID != "<id@x>" || m.Date != "Mon, 1 Jan 2024 00:00:00 +0000" {
+		t.Errorf("parseMeta = %+v", m)
+	}
+	if got := parseMeta([]byte("garbage without colon\r\n\r\n")); got != (meta{}) {
+		t.Logf("parseMeta(garbage) = %+v (tolerated)", got)
+	}
+	if got := clean(strings.Repeat("é", 1000)); len(got) > maxField {
+		t.Errorf("clean kept %d bytes", len(got))
+	}
+}
