@@ -161,6 +161,11 @@ type run struct {
 	res  *Result
 	snap *formats.Snapshot
 	src  Source
+	// Per-message scratch, reused so that a run's garbage does not grow
+	// with the number of messages.
+	copyBuf []byte
+	hash    hash.Hash
+	hc      headerCapture
 }
 
 func (r *run) connect() error {
@@ -480,10 +485,15 @@ func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSy
 	if err := fs.seg.BeginRecord(m.InternalDate); err != nil {
 		return err
 	}
-	h := sha256.New()
-	var hc headerCapture
-	tee := &teeWriter{seg: fs.seg, h: h, hc: &hc, hook: r.opts.hook}
-	n, err := io.Copy(tee, m.Body)
+	if r.copyBuf == nil {
+		r.copyBuf = make([]byte, 64<<10)
+		r.hash = sha256.New()
+	}
+	h := r.hash
+	h.Reset()
+	r.hc.buf, r.hc.done = r.hc.buf[:0], false
+	tee := &teeWriter{seg: fs.seg, h: h, hc: &r.hc, hook: r.opts.hook}
+	n, err := io.CopyBuffer(tee, m.Body, r.copyBuf)
 	if err != nil {
 		fs.seg.AbortRecord()
 		if tee.err != nil {
@@ -492,7 +502,7 @@ func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSy
 		return &ConnError{Err: fmt.Errorf("read uid %d: %w", m.UID, err)}
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
-	md := parseMeta(hc.buf)
+	md := parseMeta(r.hc.buf)
 	msg := formats.Message{
 		Key:          makeKey(validity, m.UID),
 		SHA256:       sum,

@@ -48,7 +48,9 @@ type memMsg struct {
 	date  time.Time
 }
 
-func newMemSource() *memSource { return &memSource{folders: map[string]*memFolder{}, failFetch: map[string]int{}} }
+func newMemSource() *memSource {
+	return &memSource{folders: map[string]*memFolder{}, failFetch: map[string]int{}}
+}
 
 func (s *memSource) folder(name string, validity uint32) *memFolder {
 	f := &memFolder{name: name, validity: validity, next: 1, modseq: 1}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/emersion/go-message/charset"
@@ -33,6 +34,8 @@ func (h *headerCapture) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+var metaReaders = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
+
 var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
 
 // meta is what the manifest keeps of a message's header.
@@ -42,7 +45,10 @@ type meta struct{ MessageID, From, Subject, Date string }
 // bytes, tolerating malformed headers. From and Subject are RFC 2047
 // decoded; every value is valid UTF-8 and at most maxField bytes.
 func parseMeta(raw []byte) meta {
-	hdr, err := textproto.ReadHeader(bufio.NewReader(io.MultiReader(bytes.NewReader(raw), strings.NewReader("\r\n\r\n"))))
+	br := metaReaders.Get().(*bufio.Reader)
+	defer metaReaders.Put(br)
+	br.Reset(io.MultiReader(bytes.NewReader(raw), strings.NewReader("\r\n\r\n")))
+	hdr, err := textproto.ReadHeader(br)
 	if err != nil && hdr.Len() == 0 {
 		return meta{}
 	}

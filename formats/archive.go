@@ -43,6 +43,7 @@ type Archive struct {
 	// "manifest-after-rename"); crash tests use it.
 	Hook func(point string)
 	lock *os.File
+	bufs bufferPool
 }
 
 func (a *Archive) hook(point string) {
@@ -185,7 +186,7 @@ func (a *Archive) NewSegment(dir string, seq int, id string) (*SegmentWriter, er
 		return nil, fmt.Errorf("formats: bad folder directory %q", dir)
 	}
 	rel := FoldersDir + "/" + dir + "/" + fmt.Sprintf("%08d-%s.mbox.zst", seq, id)
-	return newSegmentWriter(a.Root, rel, a.hook)
+	return newSegmentWriter(a.Root, rel, &a.bufs, a.hook)
 }
 
 // Commit writes s as a committed manifest: to a temporary file, fsynced,
@@ -196,26 +197,30 @@ func (a *Archive) Commit(s *Snapshot) error {
 	if err := s.validate(); err != nil {
 		return fmt.Errorf("formats: refusing to commit an invalid snapshot: %w", err)
 	}
-	data, err := EncodeSnapshot(s)
-	if err != nil {
-		return err
-	}
 	final := filepath.Join(a.Root, SnapshotsDir, snapshotFileName(s.Seq, s.ID))
 	if _, err := os.Stat(final); err == nil {
 		return fmt.Errorf("formats: snapshot %s already exists", s.ID)
 	}
-	return writeFileAtomic(final, data, a.hook)
+	return writeAtomic(final, func(w io.Writer) error { return WriteSnapshot(w, s) }, a.hook)
 }
 
 // writeFileAtomic writes data to path through a fsynced temporary file and
 // a rename, then fsyncs the directory.
 func writeFileAtomic(path string, data []byte, hook func(string)) error {
+	return writeAtomic(path, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	}, hook)
+}
+
+// writeAtomic is writeFileAtomic with the content produced by write.
+func writeAtomic(path string, write func(io.Writer) error, hook func(string)) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
+	if err := write(f); err != nil {
 		f.Close()
 		os.Remove(tmp)
 		return err

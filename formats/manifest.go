@@ -1,12 +1,14 @@
 package formats
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"strings"
 	"time"
@@ -122,12 +124,74 @@ type envelope struct {
 
 // EncodeSnapshot returns the file form of s.
 func EncodeSnapshot(s *Snapshot) ([]byte, error) {
-	body, err := json.Marshal(s)
-	if err != nil {
+	var b bytes.Buffer
+	if err := WriteSnapshot(&b, s); err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(body)
-	return json.Marshal(envelope{Manifest: FormatVersion, SHA256: hex.EncodeToString(sum[:]), Snapshot: body})
+	return b.Bytes(), nil
+}
+
+// WriteSnapshot writes the file form of s to w:
+//
+//	{"mailvault_manifest":1,"snapshot":BODY,"sha256":"HEX"}
+//
+// where HEX is the SHA-256 of BODY's bytes. Messages are encoded one at a
+// time, so memory does not grow with the size of the manifest.
+func WriteSnapshot(w io.Writer, s *Snapshot) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	h := sha256.New()
+	body := io.MultiWriter(bw, h)
+	fmt.Fprintf(bw, `{"mailvault_manifest":%d,"snapshot":`, FormatVersion)
+	head := *s
+	head.Changes = nil
+	b, err := json.Marshal(&head)
+	if err != nil {
+		return err
+	}
+	if len(s.Changes) == 0 {
+		body.Write(b)
+	} else {
+		body.Write(b[:len(b)-1]) // without the closing brace
+		io.WriteString(body, `,"changes":[`)
+		for i := range s.Changes {
+			if i > 0 {
+				io.WriteString(body, ",")
+			}
+			if err := writeChange(body, &s.Changes[i]); err != nil {
+				return err
+			}
+		}
+		io.WriteString(body, "]}")
+	}
+	fmt.Fprintf(bw, `,"sha256":"%s"}`, hex.EncodeToString(h.Sum(nil)))
+	return bw.Flush()
+}
+
+func writeChange(w io.Writer, c *Change) error {
+	head := *c
+	head.Added = nil
+	b, err := json.Marshal(&head)
+	if err != nil {
+		return err
+	}
+	if len(c.Added) == 0 {
+		_, err = w.Write(b)
+		return err
+	}
+	w.Write(b[:len(b)-1])
+	io.WriteString(w, `,"added":[`)
+	for i := range c.Added {
+		if i > 0 {
+			io.WriteString(w, ",")
+		}
+		m, err := json.Marshal(&c.Added[i])
+		if err != nil {
+			return err
+		}
+		w.Write(m)
+	}
+	_, err = io.WriteString(w, "]}")
+	return err
 }
 
 // DecodeSnapshot parses and validates a manifest file. Damage gives an

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -20,7 +21,7 @@ import (
 // FrameSize is the uncompressed size after which a segment starts a new
 // zstd frame. A message is read by decompressing at most the frames it
 // spans plus the part of its first frame before it.
-const FrameSize = 4 << 20
+const FrameSize = 1 << 20
 
 // maxFromLine bounds the mbox separator line a reader accepts.
 const maxFromLine = 1024
@@ -62,6 +63,45 @@ type SegmentWriter struct {
 	quote     *QuoteWriter
 	err       error
 	hook      func(point string)
+	pool      *bufferPool
+}
+
+// segBuffers are a segment writer's large buffers and compressor, pooled so
+// that a run writing many segments reuses them instead of allocating
+// several MiB per segment.
+type segBuffers struct {
+	enc  *zstd.Encoder
+	buf  []byte
+	cbuf []byte
+}
+
+// bufferPool keeps released segBuffers for the next segment writer. Unlike
+// a sync.Pool it never drops them at a GC, so a run allocates one set per
+// concurrent writer, not one per segment.
+type bufferPool struct {
+	mu   sync.Mutex
+	free []*segBuffers
+}
+
+func (p *bufferPool) get() (*segBuffers, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.free); n > 0 {
+		b := p.free[n-1]
+		p.free = p.free[:n-1]
+		return b, nil
+	}
+	enc, err := zstd.NewWriter(nil, encoderOptions...)
+	if err != nil {
+		return nil, err
+	}
+	return &segBuffers{enc: enc}, nil
+}
+
+func (p *bufferPool) put(b *segBuffers) {
+	p.mu.Lock()
+	p.free = append(p.free, b)
+	p.mu.Unlock()
 }
 
 var encoderOptions = []zstd.EOption{
@@ -73,7 +113,7 @@ var encoderOptions = []zstd.EOption{
 
 // newSegmentWriter creates the segment rel (relative to root) in a
 // temporary file next to its final place.
-func newSegmentWriter(root, rel string, hook func(string)) (*SegmentWriter, error) {
+func newSegmentWriter(root, rel string, pool *bufferPool, hook func(string)) (*SegmentWriter, error) {
 	abs := filepath.Join(root, filepath.FromSlash(rel))
 	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
 		return nil, fmt.Errorf("create segment directory: %w", err)
@@ -83,12 +123,13 @@ func newSegmentWriter(root, rel string, hook func(string)) (*SegmentWriter, erro
 	if err != nil {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
-	enc, err := zstd.NewWriter(nil, encoderOptions...)
+	bufs, err := pool.get()
 	if err != nil {
 		f.Close()
+		os.Remove(tmp)
 		return nil, err
 	}
-	w := &SegmentWriter{rel: rel, abs: abs, tmp: tmp, f: f, enc: enc, sum: sha256.New(), hook: hook}
+	w := &SegmentWriter{rel: rel, abs: abs, tmp: tmp, f: f, enc: bufs.enc, buf: bufs.buf[:0], cbuf: bufs.cbuf[:0], sum: sha256.New(), hook: hook, pool: pool}
 	w.quote = NewQuoteWriter(emitter{w})
 	return w, nil
 }
@@ -320,6 +361,7 @@ func (w *SegmentWriter) Commit() (Segment, error) {
 		return Segment{}, fmt.Errorf("close segment: %w", err)
 	}
 	w.f = nil
+	w.release()
 	w.hook("segment-before-rename")
 	if err := os.Rename(w.tmp, w.abs); err != nil {
 		return Segment{}, fmt.Errorf("rename segment: %w", err)
@@ -345,7 +387,18 @@ func (w *SegmentWriter) Abort() {
 		w.f = nil
 		os.Remove(w.tmp)
 	}
-	w.enc.Close()
+	w.release()
+}
+
+// release returns the writer's buffers to the pool; the writer cannot be
+// used for records afterwards.
+func (w *SegmentWriter) release() {
+	if w.enc == nil {
+		return
+	}
+	w.enc.Reset(io.Discard)
+	w.pool.put(&segBuffers{enc: w.enc, buf: w.buf[:0], cbuf: w.cbuf[:0]})
+	w.enc, w.buf, w.cbuf = nil, nil, nil
 }
 
 func syncDir(dir string) error {

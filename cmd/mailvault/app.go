@@ -63,6 +63,13 @@ Quick start:
 		OnUsageError: func(c *cli.Context, err error, isSubcommand bool) error {
 			return usagef("%v (see 'mailvault %s --help')", err, c.Command.Name)
 		},
+		// Profiling, for developers (see README, Development).
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a CPU profile to `FILE`"},
+			&cli.StringFlag{Name: "memprofile", Hidden: true, Usage: "write an allocation profile to `FILE` at exit"},
+		},
+		Before: startProfiles,
+		After:  stopProfiles,
 		Commands: []*cli.Command{
 			backupCommand(),
 			snapshotsCommand(),
@@ -88,23 +95,21 @@ func reorderArgs(app *cli.App, args []string) []string {
 		return args
 	}
 	var cmd *cli.Command
+	global := valueFlags(app.Flags)
 	i := 1
 	for ; i < len(args); i++ {
 		if !strings.HasPrefix(args[i], "-") {
 			cmd = app.Command(args[i])
 			break
 		}
+		if name := strings.TrimLeft(args[i], "-"); global[name] && !strings.Contains(name, "=") {
+			i++ // the global flag's value
+		}
 	}
 	if cmd == nil {
 		return args
 	}
-	takesValue := map[string]bool{}
-	for _, f := range cmd.Flags {
-		_, isBool := f.(*cli.BoolFlag)
-		for _, n := range f.Names() {
-			takesValue[n] = !isBool
-		}
-	}
+	takesValue := valueFlags(cmd.Flags)
 	var flags, pos []string
 	rest := args[i+1:]
 	for j := 0; j < len(rest); j++ {
@@ -132,6 +137,18 @@ func reorderArgs(app *cli.App, args []string) []string {
 	if len(pos) > 0 {
 		out = append(out, "--")
 		out = append(out, pos...)
+	}
+	return out
+}
+
+// valueFlags returns the names of the flags that take a value.
+func valueFlags(flags []cli.Flag) map[string]bool {
+	out := map[string]bool{}
+	for _, f := range flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			out[n] = !isBool
+		}
 	}
 	return out
 }

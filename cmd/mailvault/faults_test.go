@@ -304,6 +304,7 @@ func TestReorderArgs(t *testing.T) {
 		{"mailvault ls DIR INBOX --all", "mailvault ls --all -- DIR INBOX"},
 		{"mailvault cat DIR -- --odd-folder KEY", "mailvault cat -- DIR --odd-folder KEY"},
 		{"mailvault --help", "mailvault --help"},
+		{"mailvault --cpuprofile /tmp/p backup URL DIR -q", "mailvault --cpuprofile /tmp/p backup -q -- URL DIR"},
 	}
 	for _, tt := range tests {
 		got := strings.Join(reorderArgs(app, strings.Fields(tt.in)), " ")

@@ -97,6 +97,7 @@ func TestDovecotBackup(t *testing.T) {
 	mustIMAP(t, c.Rename("Spaces in name", "Renamed folder", nil).Wait())
 	mustIMAP(t, c.Delete("Junk").Wait())
 	imaptest.Create(t, c, "Brand new")
+	imaptest.Create(t, c, "Parent only/Child") // Dovecot lists "Parent only" as \Noselect (or \NonExistent)
 	imaptest.Append(t, c, "Brand new", []imap.Flag{imap.FlagSeen}, time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC), []byte("Subject: fresh\r\n\r\nin a new folder\r\n"))
 
 	r = mustRun(t, append([]string{"backup"}, append(source(srv), vault)...)...)
@@ -110,6 +111,13 @@ func TestDovecotBackup(t *testing.T) {
 		if ch.Event != "" {
 			events[ch.Folder] = ch.Event
 		}
+	}
+	_, st = archivetest.Latest(t, vault)
+	if f := st.Folders["Parent only"]; f == nil || f.Status != formats.FolderNoSelect {
+		t.Errorf("a \\Noselect parent is not kept as structure: %+v", f)
+	}
+	if f := st.Folders["Parent only/Child"]; f == nil || f.Status != formats.FolderOK {
+		t.Errorf("child of a \\Noselect parent not backed up: %+v", f)
 	}
 	if events["Renamed folder"] != formats.EventRenamed || events["Junk"] != formats.EventDeleted || events["Brand new"] != formats.EventCreated {
 		t.Errorf("folder events = %v, want rename, deletion and creation recorded", events)

@@ -40,6 +40,34 @@ func TestDovecotCrash(t *testing.T) {
 			completeAndCheck(t, vault, args, server)
 		})
 	}
+	t.Run("SIGINT", func(t *testing.T) {
+		vault := filepath.Join(t.TempDir(), "vault")
+		args := append([]string{"backup"}, append(source(srv), vault)...)
+		// Stop the run after the first 100 messages are stored: SIGINT then
+		// commits what was fetched as a partial snapshot and exits 130.
+		cmd := exec.Command(binFail, args...)
+		cmd.Env = []string{"MAILVAULT_PASSWORD=pw", "MAILVAULT_FAILPOINT=sigint-at:100"}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); cmd.ProcessState.ExitCode() != 130 {
+			t.Fatalf("interrupted run: %v, exit %d, stderr %q; want exit 130", err, cmd.ProcessState.ExitCode(), stderr.String())
+		}
+		if !strings.Contains(stderr.String(), "interrupted") {
+			t.Errorf("stderr %q does not say the run was interrupted", stderr.String())
+		}
+		snaps := snapshots(t, vault)
+		if len(snaps) != 1 || snaps[0].Status != "partial" {
+			t.Fatalf("after SIGINT: %d snapshots, want one partial", len(snaps))
+		}
+		stored := 0
+		for _, ch := range snaps[0].Changes {
+			stored += len(ch.Added)
+		}
+		if stored < 100 {
+			t.Errorf("partial snapshot holds %d messages, want the 100 fetched before SIGINT", stored)
+		}
+		completeAndCheck(t, vault, args, server)
+	})
 	t.Run("random kills", func(t *testing.T) {
 		vault := filepath.Join(t.TempDir(), "vault")
 		args := append([]string{"backup"}, append(source(srv), vault)...)

@@ -22,6 +22,15 @@ func Hook() func(point string) {
 		n = 1
 	}
 	var hits atomic.Int64
+	if name == "sigint-at" {
+		// Interrupt (SIGINT) the process at the Nth stored message, to test
+		// the graceful path.
+		return func(point string) {
+			if point == "message-stored" && hits.Add(1) == int64(n) {
+				syscall.Kill(os.Getpid(), syscall.SIGINT)
+			}
+		}
+	}
 	return func(point string) {
 		if point == name && hits.Add(1) == int64(n) {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
