@@ -58,6 +58,18 @@ var ErrPartial = errors.New("backup: some folders or messages could not be backe
 // until then is committed as a partial snapshot.
 var ErrInterrupted = errors.New("backup: interrupted")
 
+// ErrStorage is wrapped when the archive cannot be written (disk full,
+// quota, permissions). The run stops at once; what was stored completely is
+// committed as a partial snapshot if the manifest can still be written.
+var ErrStorage = errors.New("backup: cannot write the archive")
+
+func storageErr(err error) error {
+	if err == nil || errors.Is(err, ErrStorage) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrStorage, err)
+}
+
 // errMissing marks messages the server listed but did not deliver.
 var errMissing = errors.New("messages listed by the server were not delivered")
 
@@ -140,10 +152,15 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 		r.snap.Status = formats.StatusPartial
 	}
 	if err := a.Commit(r.snap); err != nil {
-		return nil, fmt.Errorf("commit snapshot: %w", err)
+		if r.fatal != nil {
+			return nil, r.fatal
+		}
+		return nil, fmt.Errorf("commit snapshot: %w", storageErr(err))
 	}
 	res.Snapshot = r.snap
 	switch {
+	case r.fatal != nil:
+		return res, fmt.Errorf("%w (what was stored before is committed as partial snapshot %s)", r.fatal, r.snap.ID)
 	case ctx.Err() != nil:
 		return res, fmt.Errorf("%w: snapshot %s committed as partial", ErrInterrupted, r.snap.ID)
 	case len(r.snap.Errors) > 0:
@@ -161,6 +178,8 @@ type run struct {
 	res  *Result
 	snap *formats.Snapshot
 	src  Source
+	// fatal, once set, stops the run: the archive cannot be written.
+	fatal error
 	// Per-message scratch, reused so that a run's garbage does not grow
 	// with the number of messages.
 	copyBuf []byte
@@ -211,12 +230,12 @@ func (r *run) walk(infos []FolderInfo) {
 	}
 	renamed := map[string]bool{}
 	for _, fi := range infos {
-		if r.ctx.Err() != nil {
+		if r.ctx.Err() != nil || r.fatal != nil {
 			// Interrupted: keep what the archive knew for the rest.
 			if prev := r.st.Folders[fi.Name]; prev != nil {
 				f := prev.Folder
 				f.Status = formats.FolderFailed
-				f.Error = "interrupted"
+				f.Error = "not reached: run stopped"
 				r.snap.Folders = append(r.snap.Folders, f)
 			}
 			continue
@@ -276,7 +295,9 @@ func (r *run) walk(infos []FolderInfo) {
 			} else {
 				folder.UIDValidity, folder.UIDNext, folder.HighestModSeq = 0, 0, 0
 			}
-			if r.ctx.Err() == nil {
+			if errors.Is(err, ErrStorage) {
+				r.fatal = err
+			} else if r.ctx.Err() == nil {
 				r.fail(fi.Name, err)
 			}
 		} else {
@@ -287,7 +308,7 @@ func (r *run) walk(infos []FolderInfo) {
 			r.snap.Changes = append(r.snap.Changes, change)
 		}
 	}
-	if r.ctx.Err() != nil {
+	if r.ctx.Err() != nil || r.fatal != nil {
 		return
 	}
 	sort.Strings(vanishedNames)
@@ -313,6 +334,7 @@ func unchanged(prev *formats.FolderState, s *FolderStatus) bool {
 
 // folderSync is the work on one folder in one run, kept across retries.
 type folderSync struct {
+	prev      *formats.FolderState             // the archive's state of the folder (or of its old name)
 	prevKnown map[uint32]*formats.MessageState // by UID, present in the archive's incarnation
 	added     map[uint32]bool
 	byHash    map[string]*formats.Message // stored in this run
@@ -322,7 +344,7 @@ type folderSync struct {
 // syncFolder brings one folder up to date, retrying on a new connection
 // when the connection fails. It fills folder and change.
 func (r *run) syncFolder(folder *formats.Folder, change *formats.Change, prev *formats.FolderState) error {
-	fs := &folderSync{added: map[uint32]bool{}, byHash: map[string]*formats.Message{}}
+	fs := &folderSync{prev: prev, added: map[uint32]bool{}, byHash: map[string]*formats.Message{}}
 	defer func() {
 		if fs.seg != nil {
 			fs.seg.Abort()
@@ -336,7 +358,7 @@ func (r *run) syncFolder(folder *formats.Folder, change *formats.Change, prev *f
 			}
 		}
 		err = r.syncOnce(folder, change, prev, fs)
-		if err == nil || r.ctx.Err() != nil || !isConnErr(err) {
+		if err == nil || r.ctx.Err() != nil || !isConnErr(err) || errors.Is(err, ErrStorage) {
 			break
 		}
 		r.opts.Log.Warn("connection lost, reconnecting", "folder", folder.Name, "attempt", attempt, "err", err)
@@ -344,9 +366,19 @@ func (r *run) syncFolder(folder *formats.Folder, change *formats.Change, prev *f
 	}
 	// Whatever was stored completely is kept, even when the folder failed.
 	if fs.seg != nil && fs.seg.Records() > 0 {
+		path := fs.seg.Path()
 		seg, cerr := fs.seg.Commit()
 		if cerr != nil {
-			return fmt.Errorf("store: %w", cerr)
+			// Nothing in the lost segment may be named by the snapshot.
+			kept := change.Added[:0]
+			for _, m := range change.Added {
+				if m.Seg != path {
+					kept = append(kept, m)
+				}
+			}
+			r.res.Added -= len(change.Added) - len(kept)
+			change.Added = kept
+			return storageErr(cerr)
 		}
 		r.snap.Segments = append(r.snap.Segments, seg)
 		fs.seg = nil
@@ -478,12 +510,12 @@ func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSy
 	if fs.seg == nil {
 		seg, err := r.a.NewSegment(folder.Dir, r.snap.Seq, r.snap.ID)
 		if err != nil {
-			return err
+			return storageErr(err)
 		}
 		fs.seg = seg
 	}
 	if err := fs.seg.BeginRecord(m.InternalDate); err != nil {
-		return err
+		return storageErr(err)
 	}
 	if r.copyBuf == nil {
 		r.copyBuf = make([]byte, 64<<10)
@@ -497,7 +529,7 @@ func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSy
 	if err != nil {
 		fs.seg.AbortRecord()
 		if tee.err != nil {
-			return fmt.Errorf("store uid %d: %w", m.UID, err) // local write error: not a connection problem
+			return storageErr(fmt.Errorf("store uid %d: %w", m.UID, tee.err))
 		}
 		return &ConnError{Err: fmt.Errorf("read uid %d: %w", m.UID, err)}
 	}
@@ -514,28 +546,25 @@ func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSy
 		Subject:      md.Subject,
 		Date:         md.Date,
 	}
+	// The same bytes already stored in this folder (in this run, before, or
+	// under its old name) are not stored again.
 	dup := fs.byHash[sum]
-	if dup == nil && folder.Name != "" {
-		if prev := r.st.Folders[change.Folder]; prev != nil {
-			if d := prev.ByHash(sum); d != nil {
-				dup = &d.Message
-			}
-		}
-		if dup == nil && change.From != "" {
-			if d := r.st.Folders[change.From].ByHash(sum); d != nil {
+	for _, f := range []*formats.FolderState{fs.prev, r.st.Folders[change.Folder]} {
+		if dup == nil && f != nil {
+			if d := f.ByHash(sum); d != nil {
 				dup = &d.Message
 			}
 		}
 	}
 	if dup != nil {
 		if err := fs.seg.AbortRecord(); err != nil {
-			return err
+			return storageErr(err)
 		}
 		msg.Seg, msg.Off = dup.Seg, dup.Off
 	} else {
 		off, _, err := fs.seg.EndRecord()
 		if err != nil {
-			return fmt.Errorf("store uid %d: %w", m.UID, err)
+			return storageErr(fmt.Errorf("store uid %d: %w", m.UID, err))
 		}
 		msg.Seg, msg.Off = fs.seg.Path(), off
 		fs.byHash[sum] = &msg

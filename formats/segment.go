@@ -309,7 +309,8 @@ func (w *SegmentWriter) EndRecord() (off, size int64, err error) {
 }
 
 // AbortRecord abandons the current record: nothing of it remains in the
-// segment. It is a no-op outside a record.
+// segment. It is a no-op outside a record. After a write error the segment
+// stays unusable (Commit fails); AbortRecord returns that error.
 func (w *SegmentWriter) AbortRecord() error {
 	if !w.inRecord {
 		return nil
@@ -337,8 +338,7 @@ func (w *SegmentWriter) AbortRecord() error {
 		w.buf = w.buf[:w.recBuf]
 	}
 	w.u = w.recU
-	w.err = nil
-	return nil
+	return w.err // a write error earlier is sticky: the segment is unusable
 }
 
 // Commit writes the last frame, fsyncs the file, renames it into place and

@@ -23,6 +23,7 @@ const (
 	exitLocked      = 5   // another run holds the archive's lock
 	exitArchive     = 6   // archive damaged, unreadable, or written by a newer mailvault; verify found problems
 	exitConnect     = 7   // cannot connect: unreachable host, TLS verification failure, no answer in time
+	exitStorage     = 8   // cannot write the archive: disk full, quota, permissions
 	exitInterrupted = 130 // interrupted by SIGINT/SIGTERM; what was fetched is committed as partial
 )
 
@@ -35,6 +36,7 @@ const exitCodesHelp = `EXIT CODES:
    5    archive locked by another run
    6    archive damaged, unreadable or written by a newer mailvault
    7    cannot connect (unreachable host, TLS verification failure, timeout)
+   8    cannot write the archive (disk full, quota, permissions)
    130  interrupted`
 
 // usageError marks command-line mistakes.
@@ -54,6 +56,8 @@ func exitCode(err error) int {
 		return exitInterrupted
 	case errors.As(err, &ue), errors.Is(err, mailurl.ErrPasswordInURL), errors.Is(err, mailurl.ErrInvalid), errors.Is(err, errPasswordFlag):
 		return exitUsage
+	case errors.Is(err, backup.ErrStorage):
+		return exitStorage
 	case errors.Is(err, backup.ErrPartial):
 		return exitPartial
 	case errors.Is(err, imapstore.ErrAuth), errors.Is(err, secret.ErrNoPassword):

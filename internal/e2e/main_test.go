@@ -82,6 +82,25 @@ func mv(t testing.TB, binary string, env []string, args ...string) result {
 	return r
 }
 
+// mvTimeout runs mailvault and, if it has not finished after d, makes it
+// dump its goroutines (SIGQUIT) and fails the test with the dump.
+func mvTimeout(t testing.TB, d time.Duration, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = []string{"MAILVAULT_PASSWORD=pw", "PATH=" + os.Getenv("PATH")}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(d, func() { cmd.Process.Signal(syscall.SIGQUIT) })
+	cmd.Wait()
+	if !timer.Stop() {
+		t.Fatalf("mailvault %v hung for %v:\n%s", args, d, errb.String())
+	}
+	return result{code: cmd.ProcessState.ExitCode(), stdout: out.String(), stderr: errb.String()}
+}
+
 // peakRSS runs mailvault through testdata/maxrss.py, which measures the
 // peak RSS of the mailvault process alone, and fails unless it exits 0.
 func peakRSS(t testing.TB, args ...string) result {

@@ -408,17 +408,20 @@ func (s *Store) deliver(ctx context.Context, msg *imapclient.FetchMessageData, u
 			if it.Literal == nil || delivered || sp != nil {
 				continue
 			}
+			body := &sizedReader{r: it.Literal, left: it.Literal.Size()}
 			if m.UID != 0 && haveFlags && haveDate && (uidAt == nil || uidAt[msg.SeqNum] == m.UID) && !got[m.UID] {
-				m.Body = &sizedReader{r: it.Literal, left: it.Literal.Size()}
+				m.Body = body
 				got[m.UID] = true
 				delivered = true
 				if err := fn(m); err != nil {
+					s.abandon(body)
 					return s.bodyErr(ctx, err)
 				}
 				continue
 			}
 			var err error
-			if sp, err = newSpool(&sizedReader{r: it.Literal, left: it.Literal.Size()}); err != nil {
+			if sp, err = newSpool(body); err != nil {
+				s.abandon(body)
 				return s.connErr(ctx, "fetch body", err)
 			}
 		}
@@ -435,6 +438,18 @@ func (s *Store) deliver(ctx context.Context, msg *imapclient.FetchMessageData, u
 	got[m.UID] = true
 	m.Body = sp.reader()
 	return fn(m)
+}
+
+// abandon gives up the connection in the middle of a body. go-imap's
+// reader goroutine waits until the literal is read to its end or fails, and
+// Client.Close waits for that goroutine: so the socket is closed first and a
+// literal not yet finished is read until it fails. A finished literal is
+// not touched, as the reader goroutine is using the buffer again.
+func (s *Store) abandon(body *sizedReader) {
+	s.wd.Conn.Close()
+	if !body.ended {
+		io.Copy(io.Discard, body)
+	}
 }
 
 // bodyErr classifies an error from fn while it read a body literal: a
@@ -496,13 +511,17 @@ func (sp *spool) close() {
 // sizedReader turns a literal that ends before its announced size into an
 // error: go-imap reports a connection cut mid-literal as a normal EOF.
 type sizedReader struct {
-	r    io.Reader
-	left int64
+	r     io.Reader
+	left  int64
+	ended bool // the literal returned EOF or an error
 }
 
 func (s *sizedReader) Read(p []byte) (int, error) {
 	n, err := s.r.Read(p)
 	s.left -= int64(n)
+	if err != nil {
+		s.ended = true
+	}
 	if err == io.EOF && s.left > 0 {
 		return n, fmt.Errorf("body ended %d bytes early: %w", s.left, io.ErrUnexpectedEOF)
 	}
