@@ -162,3 +162,43 @@ func assertSameServer(t *testing.T, before, after map[string][]imaptest.ServerMe
 		}
 	}
 }
+
+func TestCatVerifyRepair(t *testing.T) {
+	_, url := fakeServer(t, imaptest.FakeOptions{})
+	vault := filepath.Join(t.TempDir(), "vault")
+	if code, out, errs := runCLI(t, pwEnv, "backup", url, vault, "--insecure-plaintext"); code != 0 {
+		t.Fatalf("backup: %d %s %s", code, out, errs)
+	}
+	_, st := archivetest.Latest(t, vault)
+	m := st.Folders["Work"].Present()[1]
+	// cat by a hash prefix gives the same bytes as by key.
+	_, byKey, _ := runCLI(t, pwEnv, "cat", vault, "Work", m.Key)
+	code, byHash, errs := runCLI(t, pwEnv, "cat", vault, "Work", m.SHA256[:10])
+	if code != 0 || byHash != byKey || int64(len(byKey)) != m.Size {
+		t.Errorf("cat by hash prefix: exit %d (%s), %d bytes; by key %d bytes; want %d", code, errs, len(byHash), len(byKey), m.Size)
+	}
+	if code, _, errs := runCLI(t, pwEnv, "cat", vault, "Work", "9:9"); code != exitUsage || !strings.Contains(errs, "no message") {
+		t.Errorf("cat of an unknown key: exit %d %q", code, errs)
+	}
+	// Leftovers of a killed run are reported, then removed by --repair.
+	seg := filepath.Join(vault, "folders", "INBOX", "00000002-deadbeef.mbox.zst.tmp")
+	os.WriteFile(seg, []byte("partial"), 0o600)
+	code, out, _ := runCLI(t, pwEnv, "verify", vault)
+	if code != 0 || !strings.Contains(out, "1 files left by interrupted runs") {
+		t.Errorf("verify with a leftover: exit %d %q", code, out)
+	}
+	code, out, _ = runCLI(t, pwEnv, "verify", vault, "--repair")
+	if _, err := os.Stat(seg); code != 0 || err == nil || !strings.Contains(out, "removed 1 files") {
+		t.Errorf("verify --repair: exit %d %q, leftover still there: %v", code, out, err == nil)
+	}
+	// A damaged segment is found, with exit code 6.
+	g := st.Segments[m.Seg]
+	p := filepath.Join(vault, g.Path)
+	data, _ := os.ReadFile(p)
+	data[len(data)/2] ^= 1
+	os.WriteFile(p, data, 0o600)
+	code, out, errs = runCLI(t, pwEnv, "verify", vault)
+	if code != exitArchive || !strings.Contains(out, "problem:") || !strings.Contains(errs, "checksum mismatch") {
+		t.Errorf("verify of a damaged segment: exit %d stdout %q stderr %q", code, out, errs)
+	}
+}
