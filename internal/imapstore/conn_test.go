@@ -89,4 +89,3 @@ func TestTLSConfig(t *testing.T) {
 		t.Errorf("TLSConfig = %+v, %v; want verification of mail.example.com", c, err)
 	}
 }
-
