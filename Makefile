@@ -17,7 +17,7 @@ lint:
 
 fuzz:
 	for t in FuzzQuoteRoundTrip FuzzFolderDir FuzzDecodeSnapshot FuzzDecodeSnapshotBody FuzzSegmentRoundTrip; do \
-		go test ./formats -run '^$$' -fuzz "^$$t$$" -fuzztime 60s || exit 1; \
+		go test ./formats -run '^$$' -fuzz "^$$t$$" -fuzztime 60s -fuzzminimizetime 10x || exit 1; \
 	done
 
 # Throughput and peak RSS of full backups against a private Dovecot.
