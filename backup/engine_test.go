@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/internal/archivetest"
 )
 
 // memSource is an in-memory Source for engine tests. Folders and messages
@@ -183,14 +183,8 @@ func checkArchive(t *testing.T, a *formats.Archive, src *memSource) *formats.Sta
 				t.Errorf("folder %q uid %d missing", name, m.uid)
 				continue
 			}
-			r, err := a.OpenMessage(st, &am.Message)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := io.ReadAll(r)
-			r.Close()
-			if err != nil || !bytes.Equal(got, m.body) {
-				t.Errorf("folder %q uid %d: bytes differ (%v)", name, m.uid, err)
+			if got := archivetest.Bytes(t, a, st, am); !bytes.Equal(got, m.body) {
+				t.Errorf("folder %q uid %d: archived bytes differ", name, m.uid)
 			}
 			if strings.Join(am.Flags, " ") != strings.Join(NormalizeFlags(m.flags), " ") {
 				t.Errorf("folder %q uid %d: flags %v, want %v", name, m.uid, am.Flags, m.flags)
@@ -251,8 +245,7 @@ func TestIncremental(t *testing.T) {
 	if gone == nil || !gone.Gone {
 		t.Fatalf("deleted message not kept as gone")
 	}
-	r, _ := a.OpenMessage(st, &gone.Message)
-	if got, _ := io.ReadAll(r); !bytes.Equal(got, deleted.body) {
+	if got := archivetest.Bytes(t, a, st, gone); !bytes.Equal(got, deleted.body) {
 		t.Errorf("deleted message not readable")
 	}
 }

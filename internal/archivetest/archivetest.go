@@ -29,6 +29,21 @@ func Latest(t testing.TB, vault string) (*formats.Archive, *formats.State) {
 	return a, st
 }
 
+// Bytes reads one archived message by random access.
+func Bytes(t testing.TB, a *formats.Archive, st *formats.State, m *formats.MessageState) []byte {
+	t.Helper()
+	r, err := a.OpenMessage(st, &m.Message)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("read message %s: %v", m.Key, err)
+	}
+	return got
+}
+
 // Present returns how many messages each folder of the latest snapshot
 // holds that are still on the source.
 func Present(t testing.TB, vault string) map[string]int {
@@ -67,15 +82,7 @@ func MatchesServer(t testing.TB, vault string, server map[string][]imaptest.Serv
 				t.Errorf("folder %q uid %d not archived", folder, sm.UID)
 				continue
 			}
-			r, err := a.OpenMessage(st, &m.Message)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := io.ReadAll(r)
-			r.Close()
-			if err != nil {
-				t.Fatalf("folder %q uid %d: %v", folder, sm.UID, err)
-			}
+			got := Bytes(t, a, st, m)
 			if string(got) != string(sm.Body) || m.SHA256 != sm.SHA256 {
 				t.Errorf("folder %q uid %d: archived bytes differ from the server's", folder, sm.UID)
 			}
