@@ -543,6 +543,7 @@ func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSy
 		Flags:        NormalizeFlags(m.Flags),
 		MessageID:    md.MessageID,
 		From:         md.From,
+		To:           md.To,
 		Subject:      md.Subject,
 		Date:         md.Date,
 	}

@@ -39,7 +39,7 @@ var metaReaders = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
 var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
 
 // meta is what the manifest keeps of a message's header.
-type meta struct{ MessageID, From, Subject, Date string }
+type meta struct{ MessageID, From, To, Subject, Date string }
 
 // parseMeta extracts Message-ID, From, Subject and Date from raw header
 // bytes, tolerating malformed headers. From and Subject are RFC 2047
@@ -62,6 +62,7 @@ func parseMeta(raw []byte) meta {
 	return meta{
 		MessageID: clean(get("Message-Id")),
 		From:      clean(decode(get("From"))),
+		To:        clean(decode(get("To"))),
 		Subject:   clean(decode(get("Subject"))),
 		Date:      clean(get("Date")),
 	}

@@ -102,6 +102,7 @@ type Message struct {
 	Flags        []string  `json:"flags,omitempty"`
 	MessageID    string    `json:"message_id,omitempty"`
 	From         string    `json:"from,omitempty"`
+	To           string    `json:"to,omitempty"`
 	Subject      string    `json:"subject,omitempty"`
 	Date         string    `json:"date,omitempty"`
 	Seg          string    `json:"seg"`
