@@ -72,6 +72,7 @@ Quick start:
 		After:  stopProfiles,
 		Commands: []*cli.Command{
 			backupCommand(),
+			restoreCommand(),
 			snapshotsCommand(),
 			lsCommand(),
 			catCommand(),

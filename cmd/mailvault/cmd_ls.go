@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/restore"
 )
 
 func lsCommand() *cli.Command {
@@ -18,50 +20,68 @@ func lsCommand() *cli.Command {
 		ArgsUsage: "ARCHIVE [FOLDER]",
 		Description: `Without FOLDER: every folder at the snapshot with its message count and
 size, and how many of its messages are gone from the server but kept.
-With FOLDER: its messages (key, date, from, subject, size, flags). Keys are
-what 'mailvault cat' takes.
+With FOLDER, or with any message filter (the same selection flags as
+'mailvault restore'): the messages (key, date, from, subject, size, flags),
+so you can look before you restore. Keys are what 'mailvault cat' takes.
 
 EXAMPLES:
    mailvault ls ./vault
    mailvault ls ./vault INBOX
    mailvault ls ./vault INBOX --all --snapshot 1a2b3c4d     # include messages deleted on the server
+   mailvault ls ./vault --deleted-since 1a2b3c4d            # what was deleted since that run
+   mailvault ls ./vault --from bob@example.com --subject invoice --since 2026-01-01
 
 ` + exitCodesHelp,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "snapshot", Value: "latest", Usage: "snapshot `ID` (or unique prefix), or latest"},
+		Flags: append(selectionFlags(),
 			&cli.BoolFlag{Name: "all", Usage: "include folders and messages deleted on the server"},
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line"},
-		},
+		),
 		Action: func(c *cli.Context) error {
 			a, err := args(c, 1, 2, "ARCHIVE [FOLDER]")
 			if err != nil {
 				return err
 			}
-			folder := ""
-			if len(a) == 2 {
-				folder = a[1]
+			sel, err := parseSelection(c)
+			if err != nil {
+				return err
 			}
-			return runLs(a[0], folder, c.String("snapshot"), c.Bool("all"), c.Bool("json"), envOf(c))
+			sel.All = c.Bool("all")
+			messages := len(a) == 2 || sel.Since != (time.Time{}) || sel.Before != (time.Time{}) || sel.From != "" ||
+				sel.To != "" || sel.Subject != "" || sel.MessageID != "" || sel.DeletedSince != ""
+			if len(a) == 2 {
+				sel.Folders = append(sel.Folders, a[1])
+			}
+			return runLs(a[0], sel, messages, c.Bool("json"), envOf(c))
 		},
 	}
 }
 
-func runLs(root, folder, snap string, all, asJSON bool, e *env) error {
-	_, _, st, err := openState(root, snap)
+func runLs(root string, sel restore.Selection, messages, asJSON bool, e *env) error {
+	a, err := formats.Open(root)
 	if err != nil {
 		return err
 	}
+	snaps, err := a.Snapshots()
+	if err != nil {
+		return err
+	}
+	selected, err := restore.Select(snaps, sel)
+	if err != nil {
+		return err
+	}
+	if len(sel.Folders) == 1 && len(selected.Folders) == 0 && messages {
+		if selected.State.Folders[sel.Folders[0]] == nil {
+			return usagef("no folder %q in the archive (see 'mailvault ls %s')", sel.Folders[0], root)
+		}
+	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	enc := json.NewEncoder(e.stdout)
-	if folder == "" {
+	if !messages {
 		if !asJSON {
 			fmt.Fprintln(tw, "FOLDER\tMESSAGES\tSIZE\tGONE\tROLE\tSTATUS")
 		}
-		for _, name := range st.FolderNames() {
-			f := st.Folders[name]
-			if f.Deleted && !all {
-				continue
-			}
+		for _, sf := range selected.Folders {
+			f := selected.State.Folders[sf.Folder.Name]
 			n, gone, size := 0, 0, int64(0)
 			for _, m := range f.Archived {
 				if m.Gone {
@@ -76,37 +96,41 @@ func runLs(root, folder, snap string, all, asJSON bool, e *env) error {
 				status = "deleted"
 			}
 			if asJSON {
-				enc.Encode(map[string]any{"folder": name, "messages": n, "size": size, "gone": gone, "special_use": f.SpecialUse, "status": status})
+				enc.Encode(map[string]any{"folder": f.Name, "messages": n, "size": size, "gone": gone, "special_use": f.SpecialUse, "status": status})
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\n", printable(name), n, humanBytes(size), gone, f.SpecialUse, status)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\n", printable(f.Name), n, humanBytes(size), gone, f.SpecialUse, status)
 		}
 		return tw.Flush()
 	}
-	f := st.Folders[folder]
-	if f == nil {
-		return usagef("no folder %q in the archive (see 'mailvault ls %s')", folder, root)
-	}
+	many := len(selected.Folders) > 1
 	if !asJSON {
-		fmt.Fprintln(tw, "KEY\tDATE\tFROM\tSUBJECT\tSIZE\tFLAGS")
+		head := "KEY\tDATE\tFROM\tSUBJECT\tSIZE\tFLAGS"
+		if many {
+			head = "FOLDER\t" + head
+		}
+		fmt.Fprintln(tw, head)
 	}
-	for _, m := range f.Archived {
-		if m.Gone && !all {
-			continue
+	for _, sf := range selected.Folders {
+		for _, m := range sf.Messages {
+			if asJSON {
+				enc.Encode(struct {
+					Folder string `json:"folder"`
+					formats.Message
+					Gone bool `json:"gone,omitempty"`
+				}{sf.Folder.Name, m.Message, m.Gone})
+				continue
+			}
+			flags := strings.Join(m.Flags, " ")
+			if m.Gone {
+				flags = strings.TrimSpace("(gone) " + flags)
+			}
+			if many {
+				fmt.Fprintf(tw, "%s\t", truncate(printable(sf.Folder.Name), 30))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Key, m.InternalDate.Local().Format("2006-01-02 15:04"),
+				truncate(printable(m.From), 30), truncate(printable(m.Subject), 50), humanBytes(m.Size), flags)
 		}
-		if asJSON {
-			enc.Encode(struct {
-				formats.Message
-				Gone bool `json:"gone,omitempty"`
-			}{m.Message, m.Gone})
-			continue
-		}
-		flags := strings.Join(m.Flags, " ")
-		if m.Gone {
-			flags = strings.TrimSpace("(gone) " + flags)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Key, m.InternalDate.Local().Format("2006-01-02 15:04"),
-			truncate(printable(m.From), 30), truncate(printable(m.Subject), 50), humanBytes(m.Size), flags)
 	}
 	return tw.Flush()
 }

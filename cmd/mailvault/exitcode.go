@@ -11,6 +11,7 @@ import (
 	"github.com/mailvault/mailvault/internal/imapstore"
 	"github.com/mailvault/mailvault/internal/mailurl"
 	"github.com/mailvault/mailvault/internal/secret"
+	"github.com/mailvault/mailvault/restore"
 )
 
 // Exit codes. Every command's help lists them; README.md documents them.
@@ -23,7 +24,7 @@ const (
 	exitLocked      = 5   // another run holds the archive's lock
 	exitArchive     = 6   // archive damaged, unreadable, or written by a newer mailvault; verify found problems
 	exitConnect     = 7   // cannot connect: unreachable host, TLS verification failure, no answer in time
-	exitStorage     = 8   // cannot write the archive: disk full, quota, permissions
+	exitStorage     = 8   // cannot write the archive or the restore target: disk full, over quota
 	exitInterrupted = 130 // interrupted by SIGINT/SIGTERM; what was fetched is committed as partial
 )
 
@@ -36,7 +37,7 @@ const exitCodesHelp = `EXIT CODES:
    5    archive locked by another run
    6    archive damaged, unreadable or written by a newer mailvault
    7    cannot connect (unreachable host, TLS verification failure, timeout)
-   8    cannot write the archive (disk full, quota, permissions)
+   8    cannot write the archive or the restore target (disk full, over quota)
    130  interrupted`
 
 // usageError marks command-line mistakes.
@@ -56,9 +57,11 @@ func exitCode(err error) int {
 		return exitInterrupted
 	case errors.As(err, &ue), errors.Is(err, mailurl.ErrPasswordInURL), errors.Is(err, mailurl.ErrInvalid), errors.Is(err, errPasswordFlag):
 		return exitUsage
-	case errors.Is(err, backup.ErrStorage):
+	case errors.Is(err, backup.ErrStorage), errors.Is(err, restore.ErrOverQuota):
 		return exitStorage
-	case errors.Is(err, backup.ErrPartial):
+	case errors.Is(err, restore.ErrSelection):
+		return exitUsage
+	case errors.Is(err, backup.ErrPartial), errors.Is(err, restore.ErrPartial):
 		return exitPartial
 	case errors.Is(err, imapstore.ErrAuth), errors.Is(err, secret.ErrNoPassword):
 		return exitAuth
@@ -78,7 +81,7 @@ func exitCode(err error) int {
 // the package prefixes of sentinel errors.
 func oneLine(err error) string {
 	s := err.Error()
-	for _, p := range []string{"formats: ", "backup: "} {
+	for _, p := range []string{"formats: ", "backup: ", "restore: "} {
 		s = strings.ReplaceAll(s, p, "")
 	}
 	s = strings.ReplaceAll(s, "\n", " ")

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/internal/failpoint"
+	"github.com/mailvault/mailvault/internal/imapstore"
+	"github.com/mailvault/mailvault/internal/localstore"
+	"github.com/mailvault/mailvault/restore"
+)
+
+func restoreCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "restore",
+		Usage:     "restore an archive, or part of it, to an IMAP account or a local folder",
+		ArgsUsage: "ARCHIVE TARGET",
+		Description: `Restores the messages of a snapshot (the latest by default) to TARGET:
+
+   imaps://USER@HOST[:PORT], imap://USER@HOST[:PORT]   an IMAP account: folders are
+        created as needed, flags and dates kept, special folders (Sent, Drafts,
+        Trash, Junk, Archive) mapped by role to the target's own, whatever
+        their names and language
+   maildir:DIR   a Maildir tree (Dovecot LAYOUT=fs: INBOX at DIR, folder A/B at DIR/A/B)
+   mbox:DIR      one mboxrd file per folder, hierarchy as directories
+   eml:DIR       one .eml file per message, in the folder tree
+
+A message the target already holds (same Message-ID and size, or the same
+SHA-256 when it has no Message-ID) is not added again: running the same
+restore twice, or again after an interruption, leaves each message there once.
+
+EXAMPLES:
+   mailvault restore ./vault imaps://alice@newhost
+   mailvault restore ./vault imaps://alice@newhost --dry-run
+   mailvault restore ./vault imaps://alice@host --snapshot 1a2b3c4d --folder INBOX
+   mailvault restore ./vault imaps://alice@host --as-of 2026-11-20
+   mailvault restore ./vault imaps://alice@host --deleted-since 1a2b3c4d --into "Restored 2026-11-21"
+   mailvault restore ./vault imaps://alice@host --from bob@example.com --subject invoice --since 2026-01-01 --into Restored
+   mailvault restore ./vault maildir:~/Mail
+   mailvault restore ./vault mbox:~/export --report restore.json
+
+` + exitCodesHelp,
+		Flags: append(append(append(selectionFlags(),
+			&cli.StringFlag{Name: "into", Usage: "put everything below `FOLDER`, keeping the structure"},
+			&cli.StringSliceFlag{Name: "map", Usage: "restore archived folder OLD as NEW (`OLD=NEW`, repeatable)"},
+			&cli.BoolFlag{Name: "no-map", Usage: "do not map special folders; keep the archived names"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan; change nothing on the target"},
+			&cli.StringFlag{Name: "report", Usage: "write a JSON report to `FILE`"},
+			&cli.IntFlag{Name: "window", Value: 16, Usage: "appends in flight at once"},
+		), connFlags()...), logFlags()...),
+		Action: func(c *cli.Context) error {
+			a, err := args(c, 2, 2, "ARCHIVE TARGET")
+			if err != nil {
+				return err
+			}
+			if c.IsSet("password") {
+				return errPasswordFlag
+			}
+			log, err := newLogger(c)
+			if err != nil {
+				return err
+			}
+			sel, err := parseSelection(c)
+			if err != nil {
+				return err
+			}
+			mo := restore.MapOptions{Into: c.String("into"), NoMap: c.Bool("no-map"), Overrides: map[string]string{}}
+			for _, m := range c.StringSlice("map") {
+				old, nw, ok := strings.Cut(m, "=")
+				if !ok || old == "" || nw == "" {
+					return usagef("--map %q: want OLD=NEW", m)
+				}
+				mo.Overrides[old] = nw
+			}
+			open, err := targetOpener(c, a[1], log.Warn)
+			if err != nil {
+				return err
+			}
+			return runRestore(c.Context, restoreOptions{
+				archive: a[0], sel: sel, mapping: mo, open: open, dryRun: c.Bool("dry-run"),
+				report: c.String("report"), window: c.Int("window"), quiet: c.Bool("quiet"),
+			}, envOf(c))
+		},
+	}
+}
+
+// targetOpener parses TARGET and returns how to open it: the scheme table.
+func targetOpener(c *cli.Context, raw string, warn func(string, ...any)) (func(ctx context.Context) (restore.Target, error), error) {
+	scheme, rest, _ := strings.Cut(raw, ":")
+	switch scheme {
+	case "maildir", "mbox", "eml":
+		dir := expandHome(strings.TrimPrefix(rest, "//"))
+		if dir == "" {
+			return nil, usagef("%s: needs a directory, e.g. %s:~/Mail", scheme, scheme)
+		}
+		return func(ctx context.Context) (restore.Target, error) {
+			switch scheme {
+			case "maildir":
+				return localstore.NewMaildir(dir)
+			case "mbox":
+				return localstore.NewMbox(dir)
+			}
+			return localstore.NewEML(dir)
+		}, nil
+	case "imaps", "imap":
+		cfg, _, err := imapConfig(c, raw, warn)
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) (restore.Target, error) { return imapstore.DialTarget(ctx, cfg) }, nil
+	}
+	return nil, usagef("unsupported target %q (use imaps://, imap://, maildir:DIR, mbox:DIR or eml:DIR)", raw)
+}
+
+func expandHome(p string) string {
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, p[1:])
+		}
+	}
+	return p
+}
+
+type restoreOptions struct {
+	archive string
+	sel     restore.Selection
+	mapping restore.MapOptions
+	open    func(ctx context.Context) (restore.Target, error)
+	dryRun  bool
+	report  string
+	window  int
+	quiet   bool
+}
+
+func runRestore(ctx context.Context, o restoreOptions, e *env) error {
+	a, err := formats.Open(o.archive)
+	if err != nil {
+		return err
+	}
+	snaps, err := a.Snapshots()
+	if err != nil {
+		return err
+	}
+	sel, err := restore.Select(snaps, o.sel)
+	if err != nil {
+		return err
+	}
+	t, err := o.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	var bar *progressLine
+	if !o.quiet && !o.dryRun && isTerminal(e.stderr) {
+		bar = &progressLine{w: e.stderr, start: time.Now()}
+	}
+	rep, err := restore.Run(ctx, a, sel, t, restore.Options{
+		Map: o.mapping, DryRun: o.dryRun, Window: o.window,
+		Progress: bar.update, Hook: failpoint.Hook(),
+	})
+	bar.done()
+	if rep != nil {
+		if o.dryRun {
+			printPlan(e.stdout, rep)
+		} else if !o.quiet {
+			fmt.Fprintf(e.stdout, "restored %d messages (%s) from snapshot %s: %d appended, %d already present, %d rejected, in %s\n",
+				rep.Stored+rep.Present, humanBytes(rep.Bytes), rep.Snapshot, rep.Stored, rep.Present, rep.Rejected, rep.Elapsed.Round(10*time.Millisecond))
+		}
+		if o.report != "" {
+			if werr := writeReport(o.report, rep); werr != nil && err == nil {
+				err = werr
+			}
+		}
+	}
+	return err
+}
+
+func writeReport(path string, rep *restore.Report) error {
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o600)
+}
+
+func printPlan(w io.Writer, rep *restore.Report) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ARCHIVED FOLDER\tTARGET FOLDER\tMAPPING\tMESSAGES\tSIZE\tPRESENT\tTO APPEND")
+	for _, f := range rep.Folders {
+		target := printable(f.Target)
+		if f.Create {
+			target += " (new)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%d\n", printable(f.Source), target, f.How, f.Messages, humanBytes(f.Bytes), f.Present, f.Messages-f.Present)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "dry run: %d messages (%s) in %d folders from snapshot %s; %d already present; nothing was changed\n",
+		rep.Messages, humanBytes(rep.Bytes), len(rep.Folders), rep.Snapshot, rep.Present)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// progressLine draws one status line on a terminal: messages, bytes, rate
+// and ETA. A nil *progressLine draws nothing.
+type progressLine struct {
+	w     io.Writer
+	start time.Time
+	last  time.Time
+}
+
+func (p *progressLine) update(pr restore.Progress) {
+	if p == nil || time.Since(p.last) < 200*time.Millisecond && pr.Done < pr.Total {
+		return
+	}
+	p.last = time.Now()
+	el := time.Since(p.start).Seconds()
+	rate := float64(pr.DoneBytes) / max(el, 0.001)
+	eta := "?"
+	if pr.DoneBytes > 0 {
+		eta = time.Duration(float64(pr.Bytes-pr.DoneBytes) / rate * float64(time.Second)).Round(time.Second).String()
+	}
+	fmt.Fprintf(p.w, "\r\x1b[K%d/%d messages  %s/%s  %s/s  ETA %s  %s", pr.Done, pr.Total,
+		humanBytes(pr.DoneBytes), humanBytes(pr.Bytes), humanBytes(int64(rate)), eta, truncate(printable(pr.Folder), 30))
+}
+
+func (p *progressLine) done() {
+	if p != nil {
+		fmt.Fprint(p.w, "\r\x1b[K")
+	}
+}

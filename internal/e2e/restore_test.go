@@ -1,0 +1,205 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/mailvault/mailvault/internal/corpus"
+	"github.com/mailvault/mailvault/internal/dovecottest"
+	"github.com/mailvault/mailvault/internal/imaptest"
+)
+
+// fingerprint is what a restore must keep of a message.
+func fingerprint(m imaptest.ServerMessage) string {
+	return fmt.Sprintf("%s|%s|%d", m.SHA256, strings.Join(m.Flags, " "), m.InternalDate.Unix())
+}
+
+// sameMail checks that every folder of want holds, in got[rename(folder)],
+// the same messages: bytes, flags (as sets) and INTERNALDATE.
+func sameMail(t *testing.T, want, got map[string][]imaptest.ServerMessage, rename map[string]string) {
+	t.Helper()
+	for folder, msgs := range want {
+		tf := folder
+		if r, ok := rename[folder]; ok {
+			tf = r
+		}
+		a, b := []string{}, []string{}
+		for _, m := range msgs {
+			a = append(a, fingerprint(m))
+		}
+		for _, m := range got[tf] {
+			b = append(b, fingerprint(m))
+		}
+		sort.Strings(a)
+		sort.Strings(b)
+		if strings.Join(a, "\n") != strings.Join(b, "\n") {
+			t.Errorf("folder %q -> %q: %d messages restored, want %d (or bytes, flags or dates differ)", folder, tf, len(b), len(a))
+		}
+	}
+}
+
+// TestDovecotRestoreRoundTrip: alice's corpus, backed up, restored to bob
+// on the same server: every folder holds the same bytes, flags and dates.
+// A second restore adds nothing; a restore killed half-way and run again
+// leaves every message there once.
+func TestDovecotRestoreRoundTrip(t *testing.T) {
+	msgs := corpus.Generate(corpus.Options{Seed: 9, Messages: 400, Large: 2})
+	srv, c := dovecot(t, msgs)
+	want := imaptest.ReadServer(t, c)
+	vault := filepath.Join(t.TempDir(), "vault")
+	mustRun(t, append([]string{"backup"}, append(source(srv), vault)...)...)
+
+	bob := []string{"imaps://bob@" + srv.IMAPSAddr, "--ca-file", srv.CAFile}
+	report := filepath.Join(t.TempDir(), "report.json")
+	r := mustRun(t, append([]string{"restore", vault}, append(bob, "--report", report)...)...)
+	t.Logf("restore: %s", strings.TrimSpace(r.stdout))
+	cb := login(t, srv, "bob")
+	sameMail(t, want, imaptest.ReadServer(t, cb), nil)
+	var rep struct {
+		Stored  int `json:"appended"`
+		Folders []struct {
+			Target  string `json:"target"`
+			Mapping string `json:"mapping"`
+		} `json:"folders"`
+	}
+	data, _ := os.ReadFile(report)
+	if err := json.Unmarshal(data, &rep); err != nil || rep.Stored == 0 {
+		t.Fatalf("report %s: %v", data, err)
+	}
+
+	// Again: nothing appended.
+	r = mustRun(t, append([]string{"restore", vault}, bob...)...)
+	if !strings.Contains(r.stdout, " 0 appended") {
+		t.Errorf("second restore: %s, want nothing appended", r.stdout)
+	}
+}
+
+// TestDovecotRestoreResume kills a restore with SIGKILL and runs it again.
+func TestDovecotRestoreResume(t *testing.T) {
+	msgs := corpus.Generate(corpus.Options{Seed: 13, Messages: 300})
+	srv, c := dovecot(t, msgs)
+	want := imaptest.ReadServer(t, c)
+	vault := filepath.Join(t.TempDir(), "vault")
+	mustRun(t, append([]string{"backup"}, append(source(srv), vault)...)...)
+	args := []string{"restore", vault, "imaps://bob@" + srv.IMAPSAddr, "--ca-file", srv.CAFile}
+	for _, fp := range []string{"message-restored:50", "message-restored:180"} {
+		r := mv(t, binFail, []string{"MAILVAULT_FAILPOINT=" + fp}, args...)
+		if !r.signaled {
+			t.Fatalf("failpoint %s did not kill the restore: exit %d %s", fp, r.code, r.stderr)
+		}
+	}
+	mustRun(t, args...)
+	sameMail(t, want, imaptest.ReadServer(t, login(t, srv, "bob")), nil)
+}
+
+// TestDovecotRestoreMapping restores onto servers whose special folders
+// have other names: by SPECIAL-USE, and by name when the server has none.
+func TestDovecotRestoreMapping(t *testing.T) {
+	msgs := corpus.Generate(corpus.Options{Seed: 17, Messages: 120})
+	srv, c := dovecot(t, msgs)
+	want := imaptest.ReadServer(t, c)
+	vault := filepath.Join(t.TempDir(), "vault")
+	mustRun(t, append([]string{"backup"}, append(source(srv), vault)...)...)
+
+	german := dovecottest.Start(t, dovecottest.Options{Users: map[string]string{"dora": "pw"},
+		SpecialUse: map[string]string{"Gesendete Elemente": `\Sent`, "Entwürfe": `\Drafts`, "Papierkorb": `\Trash`, "Spam": `\Junk`, "Archiv": `\Archive`}})
+	cd := login(t, german, "dora")
+	for _, f := range []string{"Gesendete Elemente", "Entwürfe", "Papierkorb", "Spam", "Archiv"} {
+		imaptest.Create(t, cd, f)
+	}
+	target := []string{"restore", vault, "imaps://dora@" + german.IMAPSAddr, "--ca-file", german.CAFile}
+	r := mustRun(t, append(target, "--dry-run")...)
+	for _, line := range []string{"Gesendete Elemente", "special-use"} {
+		if !strings.Contains(r.stdout, line) {
+			t.Errorf("dry-run plan does not show %q:\n%s", line, r.stdout)
+		}
+	}
+	if got := imaptest.ReadServer(t, cd); len(got["Gesendete Elemente"]) != 0 || len(got["INBOX"]) != 0 {
+		t.Fatalf("dry run changed the target")
+	}
+	mustRun(t, target...)
+	rename := map[string]string{"Sent": "Gesendete Elemente", "Drafts": "Entwürfe", "Trash": "Papierkorb", "Junk": "Spam", "Archive": "Archiv"}
+	sameMail(t, want, imaptest.ReadServer(t, cd), rename)
+
+	// No SPECIAL-USE on the target: names in the target's language are found.
+	spanish := dovecottest.Start(t, dovecottest.Options{Users: map[string]string{"eva": "pw"}, SpecialUse: map[string]string{}})
+	ce := login(t, spanish, "eva")
+	for _, f := range []string{"Elementos enviados", "Borradores", "Papelera"} {
+		imaptest.Create(t, ce, f)
+	}
+	mustRun(t, "restore", vault, "imaps://eva@"+spanish.IMAPSAddr, "--ca-file", spanish.CAFile)
+	sameMail(t, want, imaptest.ReadServer(t, ce), map[string]string{"Sent": "Elementos enviados", "Drafts": "Borradores", "Trash": "Papelera"})
+}
+
+// TestDovecotRestoreQuota restores into an account too small: the restore
+// stops with exit code 8 and says how far it got and how to resume.
+func TestDovecotRestoreQuota(t *testing.T) {
+	msgs := corpus.Generate(corpus.Options{Seed: 19, Messages: 100})
+	srv, _ := dovecot(t, msgs)
+	vault := filepath.Join(t.TempDir(), "vault")
+	mustRun(t, append([]string{"backup"}, append(source(srv), vault)...)...)
+	small := dovecottest.Start(t, dovecottest.Options{Users: map[string]string{"fred": "pw"}, Quota: map[string]string{"fred": "*:storage=200K"}})
+	r := mv(t, bin, nil, "restore", vault, "imaps://fred@"+small.IMAPSAddr, "--ca-file", small.CAFile)
+	if r.code != 8 || !strings.Contains(r.stderr, "over quota after") || !strings.Contains(r.stderr, "run the same command again to resume") {
+		t.Fatalf("restore over quota: exit %d, stderr %q; want 8 and how to resume", r.code, r.stderr)
+	}
+	if n := strings.Count(strings.TrimSpace(r.stderr), "\n"); n != 0 {
+		t.Errorf("error is %d lines, want one: %q", n+1, r.stderr)
+	}
+}
+
+// TestRestoreLocal restores to a Maildir that Dovecot then serves, and to
+// mbox and .eml trees; a second run adds nothing.
+func TestRestoreLocal(t *testing.T) {
+	msgs := corpus.Generate(corpus.Options{Seed: 23, Messages: 150, Large: 1})
+	srv, c := dovecot(t, msgs)
+	want := imaptest.ReadServer(t, c)
+	vault := filepath.Join(t.TempDir(), "vault")
+	mustRun(t, append([]string{"backup"}, append(source(srv), vault)...)...)
+
+	// Maildir, written straight into the mail directory of a user who has
+	// none yet, then served by Dovecot.
+	dir := filepath.Join(srv.MailRoot, "bob")
+	mustRun(t, "restore", vault, "maildir:"+dir)
+	r := mustRun(t, "restore", vault, "maildir:"+dir)
+	if !strings.Contains(r.stdout, " 0 appended") {
+		t.Errorf("second maildir restore: %s", r.stdout)
+	}
+	chownMail(t, dir)
+	sameMail(t, want, imaptest.ReadServer(t, login(t, srv, "bob")), nil)
+
+	for _, kind := range []string{"mbox", "eml"} {
+		out := filepath.Join(t.TempDir(), kind)
+		r := mustRun(t, "restore", vault, kind+":"+out)
+		if !strings.Contains(r.stdout, "appended") {
+			t.Errorf("%s restore: %s", kind, r.stdout)
+		}
+		r = mustRun(t, "restore", vault, kind+":"+out)
+		if !strings.Contains(r.stdout, " 0 appended") {
+			t.Errorf("second %s restore: %s", kind, r.stdout)
+		}
+	}
+}
+
+// chownMail gives a Maildir written by the test to the user Dovecot's mail
+// processes run as (Debian's mail user when the tests run as root).
+func chownMail(t *testing.T, dir string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return
+	}
+	err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, 8, 8)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,517 @@
+package localstore
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mailvault/mailvault/restore"
+)
+
+// maxKeywords is the number of keyword letters (a–z) a Maildir folder has.
+const maxKeywords = 26
+
+// keywordsFile is Dovecot's file mapping keyword letters to names.
+const keywordsFile = "dovecot-keywords"
+
+// maildirEscaper escapes folder levels for Dovecot's LAYOUT=fs: the
+// subdirectories and control files every Maildir folder holds are
+// reserved.
+var maildirEscaper = escaper{reserved: func(s string) bool {
+	switch s {
+	case "cur", "new", "tmp", "maildirfolder", "subscriptions":
+		return true
+	}
+	ls := strings.ToLower(s)
+	return strings.HasPrefix(ls, "dovecot") || strings.HasPrefix(ls, "courier")
+}}
+
+// Maildir is a restore target writing a Maildir tree in Dovecot's
+// LAYOUT=fs layout (see the package documentation).
+type Maildir struct {
+	root    string
+	host    string
+	pid     int
+	seq     int
+	dropped int
+	copier  bodyCopier
+	folders map[string]*maildirFolder
+	// unique returns a new unique base name; tests replace it.
+	unique func() string
+}
+
+var (
+	_ restore.Target         = (*Maildir)(nil)
+	_ restore.KeywordDropper = (*Maildir)(nil)
+)
+
+// maildirFolder is what Append keeps about a folder it writes to.
+type maildirFolder struct {
+	dir      string
+	keywords []string        // index = letter - 'a'
+	names    map[string]bool // unique base names in cur/ and new/
+}
+
+// NewMaildir returns a Maildir target at root, creating root (the INBOX)
+// if needed.
+func NewMaildir(root string) (*Maildir, error) {
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(root), dirPerm); err != nil {
+		return nil, err
+	}
+	if _, err := mkdir(root); err != nil {
+		return nil, err
+	}
+	if err := makeMaildir(root); err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	md := &Maildir{root: root, host: maildirHost(host), pid: os.Getpid(), folders: map[string]*maildirFolder{}}
+	md.unique = md.newUnique
+	return md, nil
+}
+
+// maildirHost makes a host name safe for a Maildir file name: '/', ':'
+// and ',' (and anything unusual) become \ooo octal escapes as the Maildir
+// specification suggests.
+func maildirHost(h string) string {
+	if h == "" {
+		h = "localhost"
+	}
+	var b strings.Builder
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, `\%03o`, c)
+		}
+	}
+	return b.String()
+}
+
+// newUnique returns a unique name in Dovecot's style:
+// <seconds>.M<microseconds>P<pid>Q<sequence>R<random>.<host>.
+func (md *Maildir) newUnique() string {
+	now := time.Now()
+	md.seq++
+	return fmt.Sprintf("%d.M%dP%dQ%dR%s.%s", now.Unix(), now.Nanosecond()/1000, md.pid, md.seq, randomHex(8), md.host)
+}
+
+// Delimiter implements restore.Target.
+func (md *Maildir) Delimiter() string { return Delimiter }
+
+// DroppedKeywords implements restore.KeywordDropper: the keywords not
+// stored because a folder already had 26, or because they are not valid
+// IMAP atoms, counted once per message.
+func (md *Maildir) DroppedKeywords() int { return md.dropped }
+
+// path returns the Maildir directory of a folder.
+func (md *Maildir) path(folder string) (string, error) {
+	l := levels(folder)
+	esc := make([]string, 0, len(l))
+	for i, s := range l {
+		if i == 0 && s == inbox {
+			if len(l) == 1 {
+				return md.root, nil
+			}
+			esc = append(esc, inbox)
+			continue
+		}
+		esc = append(esc, maildirEscaper.escape(s))
+	}
+	return join(md.root, esc...)
+}
+
+func makeMaildir(dir string) error {
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		if _, err := mkdir(filepath.Join(dir, sub)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Folders implements restore.Target: INBOX and every directory below root
+// that is a Maildir (has cur/), without special-use attributes.
+func (md *Maildir) Folders(ctx context.Context) ([]restore.TargetFolder, error) {
+	out := []restore.TargetFolder{{Name: inbox}}
+	var walk func(dir, prefix string, top bool) error
+	walk = func(dir, prefix string, top bool) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			n := e.Name()
+			if !e.IsDir() || strings.HasPrefix(n, ".") || n == "cur" || n == "new" || n == "tmp" {
+				continue
+			}
+			name := prefix + unescape(n)
+			sub := filepath.Join(dir, n)
+			if top && n == inbox {
+				// root/INBOX holds the children of INBOX (INBOX
+				// itself is root).
+				name = inbox
+			} else if isDir(filepath.Join(sub, "cur")) {
+				out = append(out, restore.TargetFolder{Name: name})
+			}
+			if err := walk(sub, name+Delimiter, false); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := walk(md.root, "", true); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// CreateFolder implements restore.Target: every level becomes a Maildir
+// (parents included), except the directory holding INBOX's children.
+func (md *Maildir) CreateFolder(ctx context.Context, name string) error {
+	l := levels(name)
+	for i := range l {
+		sub := strings.Join(l[:i+1], Delimiter)
+		dir, err := md.path(sub)
+		if err != nil {
+			return err
+		}
+		if i == 0 && l[0] == inbox {
+			// INBOX is root; root/INBOX, a plain directory, holds
+			// its children.
+			if len(l) > 1 {
+				if _, err := mkdir(filepath.Join(md.root, inbox)); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if _, err := mkdir(dir); err != nil {
+			return err
+		}
+		if err := makeMaildir(dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Index implements restore.Target: Message-ID and size of every file in
+// cur/ and new/, and the SHA-256 of those without a Message-ID.
+func (md *Maildir) Index(ctx context.Context, folder string) (*restore.Index, error) {
+	idx := restore.NewIndex()
+	dir, err := md.path(folder)
+	if err != nil {
+		return nil, err
+	}
+	for _, sub := range []string{"cur", "new"} {
+		ents, err := os.ReadDir(filepath.Join(dir, sub))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range ents {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			if strings.HasPrefix(e.Name(), ".") || e.IsDir() {
+				continue
+			}
+			if err := indexFile(idx, filepath.Join(dir, sub, e.Name())); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return idx, nil
+}
+
+// folder returns the state of a folder Append writes to, reading its
+// keywords and file names once.
+func (md *Maildir) folder(folder string) (*maildirFolder, error) {
+	key := normalize(folder)
+	if f := md.folders[key]; f != nil {
+		return f, nil
+	}
+	dir, err := md.path(folder)
+	if err != nil {
+		return nil, err
+	}
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		if !isDir(filepath.Join(dir, sub)) {
+			return nil, nil
+		}
+	}
+	f := &maildirFolder{dir: dir, names: map[string]bool{}}
+	if f.keywords, err = readKeywords(filepath.Join(dir, keywordsFile)); err != nil {
+		return nil, err
+	}
+	for _, sub := range []string{"cur", "new"} {
+		ents, err := os.ReadDir(filepath.Join(dir, sub))
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range ents {
+			f.names[baseName(e.Name())] = true
+		}
+	}
+	md.folders[key] = f
+	return f, nil
+}
+
+// baseName is the unique part of a Maildir file name: before ':' (the
+// info) and ',' (Dovecot's S=, W= fields).
+func baseName(n string) string {
+	if i := strings.IndexAny(n, ":,"); i >= 0 {
+		return n[:i]
+	}
+	return n
+}
+
+// readKeywords parses a dovecot-keywords file: lines "<index> <keyword>",
+// index 0 for letter 'a'. Malformed lines are ignored.
+func readKeywords(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	kw := make([]string, maxKeywords)
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		num, name, ok := strings.Cut(strings.TrimRight(line, "\r"), " ")
+		i, err := strconv.Atoi(num)
+		if !ok || err != nil || i < 0 || i >= maxKeywords || name == "" {
+			continue
+		}
+		kw[i] = name
+		n = max(n, i+1)
+	}
+	return kw[:n], nil
+}
+
+// letters returns the info flags of a message ("DFPRST" letters, sorted,
+// then keyword letters) and the keywords that still need a letter.
+func (md *Maildir) letters(f *maildirFolder, flags []string) (info string, err error) {
+	std := map[byte]bool{}
+	kws := map[byte]bool{}
+	var added []string
+	old := slices.Clone(f.keywords)
+	for _, fl := range flags {
+		lf := strings.ToLower(fl)
+		switch lf {
+		case `\draft`:
+			std['D'] = true
+			continue
+		case `\flagged`:
+			std['F'] = true
+			continue
+		case `\answered`:
+			std['R'] = true
+			continue
+		case `\seen`:
+			std['S'] = true
+			continue
+		case `\deleted`:
+			std['T'] = true
+			continue
+		case `\recent`:
+			continue
+		case "$forwarded":
+			// P for Maildir readers; Dovecot ignores P, so the
+			// keyword is kept too.
+			std['P'] = true
+		}
+		if strings.HasPrefix(fl, `\`) || !validAtom(fl) {
+			md.dropped++
+			continue
+		}
+		i := slices.IndexFunc(f.keywords, func(k string) bool { return strings.EqualFold(k, fl) })
+		if i < 0 {
+			i = slices.Index(f.keywords, "")
+		}
+		if i < 0 {
+			if len(f.keywords) >= maxKeywords {
+				md.dropped++
+				continue
+			}
+			f.keywords = append(f.keywords, "")
+			i = len(f.keywords) - 1
+		}
+		if f.keywords[i] == "" {
+			f.keywords[i] = fl
+			added = append(added, fl)
+		}
+		kws[byte('a'+i)] = true
+	}
+	if len(added) > 0 {
+		if err := writeKeywords(f); err != nil {
+			f.keywords = old
+			return "", err
+		}
+	}
+	var b []byte
+	for _, c := range []byte("DFPRST") {
+		if std[c] {
+			b = append(b, c)
+		}
+	}
+	for c := byte('a'); c <= 'z'; c++ {
+		if kws[c] {
+			b = append(b, c)
+		}
+	}
+	return string(b), nil
+}
+
+// writeKeywords replaces the folder's dovecot-keywords by one with every
+// known keyword (existing letters keep their keyword): written in tmp/,
+// synced and renamed, so a reader sees the old or the new file.
+func writeKeywords(f *maildirFolder) error {
+	var b strings.Builder
+	for i, k := range f.keywords {
+		if k != "" {
+			fmt.Fprintf(&b, "%d %s\n", i, k)
+		}
+	}
+	tmp, err := createTemp(filepath.Join(f.dir, "tmp"), ".keywords.", "")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.WriteString(b.String())
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), filepath.Join(f.dir, keywordsFile))
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return syncDir(f.dir)
+}
+
+// validAtom reports whether s can be an IMAP keyword.
+func validAtom(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`(){%*"\]`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Append implements restore.Target: the message is written to tmp/,
+// synced, given INTERNALDATE as its modification time and hard-linked
+// into cur/ as <unique>,S=<size>:2,<flags> (a name that exists is never
+// replaced), then cur/ is synced.
+func (md *Maildir) Append(ctx context.Context, folder string, m *restore.Message, body io.Reader) (restore.Pending, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f, err := md.folder(folder)
+	if err != nil {
+		return nil, err
+	}
+	if f == nil {
+		return tryCreate(folder)
+	}
+	return answer(md.append(f, m, body))
+}
+
+func (md *Maildir) append(f *maildirFolder, m *restore.Message, body io.Reader) (err error) {
+	tmpDir := filepath.Join(f.dir, "tmp")
+	var tmp *os.File
+	var base string
+	for range 100 {
+		base = md.unique()
+		if f.names[base] {
+			continue
+		}
+		tmp, err = os.OpenFile(filepath.Join(tmpDir, base), os.O_RDWR|os.O_CREATE|os.O_EXCL, filePerm)
+		if !errors.Is(err, fs.ErrExist) {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if tmp == nil {
+		return fmt.Errorf("localstore: no free unique name in %s", tmpDir)
+	}
+	tmpPath := tmp.Name()
+	defer func() {
+		if err != nil {
+			os.Remove(tmpPath)
+		}
+	}()
+	w := bufio.NewWriterSize(tmp, 64<<10)
+	_, err = md.copier.copy(w, body, m)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Chtimes(tmpPath, m.InternalDate, m.InternalDate); err != nil {
+		return err
+	}
+	info, err := md.letters(f, m.Flags)
+	if err != nil {
+		return err
+	}
+	curDir := filepath.Join(f.dir, "cur")
+	for range 100 {
+		err = publish(tmpPath, filepath.Join(curDir, fmt.Sprintf("%s,S=%d:2,%s", base, m.Size, info)))
+		if !errors.Is(err, fs.ErrExist) {
+			break
+		}
+		// Someone else's file has this name: pick another one.
+		f.names[base] = true
+		for base = md.unique(); f.names[base]; base = md.unique() {
+		}
+	}
+	if err != nil {
+		return err
+	}
+	f.names[base] = true
+	return syncDir(curDir)
+}
+
+// Close implements restore.Target. Every message is durable once Append
+// returns, so there is nothing left to do.
+func (md *Maildir) Close() error { return nil }
