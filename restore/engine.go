@@ -241,14 +241,26 @@ func (r *runner) append(fp *FolderPlan, m *formats.MessageState) (Pending, error
 }
 
 func isAnswer(err error) bool {
-	return errors.Is(err, ErrOverQuota) || errors.Is(err, ErrTryCreate) || errors.Is(err, ErrRejected) || errors.Is(err, ErrThrottled)
+	return errors.Is(err, ErrOverQuota) || errors.Is(err, ErrTryCreate) || errors.Is(err, ErrRejected) ||
+		errors.Is(err, ErrThrottled) || errors.Is(err, ErrConnectionLost)
 }
 
 // answer handles the target's answer to one append.
 func (r *runner) answer(f inflight, err error) error {
-	created, throttled := false, 0
+	created, throttled, lost := false, 0, false
 	for err != nil {
 		switch {
+		case errors.Is(err, ErrConnectionLost) && !lost:
+			// Stored or not? Ask the target before appending again.
+			lost = true
+			idx, ierr := r.t.Index(r.ctx, f.fp.Target)
+			if ierr != nil {
+				return fmt.Errorf("read target folder %q again: %w", f.fp.Target, ierr)
+			}
+			if idx.Has(toMessage(f.m)) {
+				err = nil
+				continue
+			}
 		case errors.Is(err, ErrOverQuota):
 			return fmt.Errorf("%w after %d messages were restored in this run; make room and run the same command again to resume: %v",
 				ErrOverQuota, r.rep.Stored, err)

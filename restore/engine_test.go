@@ -135,8 +135,9 @@ type memTarget struct {
 	flags    map[string][][]string
 	quota    int // messages in all; 0 = unlimited
 	reject   string
-	throttle int    // answer ErrThrottled this many times
-	forget   string // a folder the target "loses" once after creation
+	throttle int             // answer ErrThrottled this many times
+	forget   string          // a folder the target "loses" once after creation
+	lose     map[string]bool // bodies containing the key: answer ErrConnectionLost once; "+" prefix: after storing
 	appends  int
 	creates  []string
 }
@@ -192,6 +193,16 @@ func (m *memTarget) Append(_ context.Context, folder string, msg *Message, body 
 	if folder == m.forget {
 		m.forget = ""
 		delete(m.folders, folder)
+	}
+	for k := range m.lose {
+		if bytes.Contains(data, []byte(strings.TrimPrefix(k, "+"))) {
+			delete(m.lose, k)
+			if strings.HasPrefix(k, "+") {
+				m.folders[folder] = append(m.folders[folder], data)
+				m.flags[folder] = append(m.flags[folder], msg.Flags)
+			}
+			return Done{Err: fmt.Errorf("%w: connection reset", ErrConnectionLost)}, nil
+		}
 	}
 	switch {
 	case m.throttle > 0:
@@ -374,4 +385,21 @@ func keys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+func TestRestoreConnectionLost(t *testing.T) {
+	b := newBuilder(t)
+	var msgs []msgSpec
+	for i := 0; i < 6; i++ {
+		msgs = append(msgs, msgSpec{"INBOX", body(i, fmt.Sprintf("tag%d", i)), nil, day})
+	}
+	b.snapshot(day, msgs, nil, nil)
+	tg := newMemTarget()
+	// The answer to tag1 is lost before the message was stored, the one to
+	// tag3 after: both end up stored exactly once.
+	tg.lose = map[string]bool{"tag1": true, "+tag3": true}
+	rep, err := restoreAll(t, b, Selection{}, tg, Options{})
+	if err != nil || rep.Stored != 6 || len(tg.folders["INBOX"]) != 6 {
+		t.Fatalf("lost answers: err %v stored %d, target holds %d; want 6 and 6", err, rep.Stored, len(tg.folders["INBOX"]))
+	}
 }

@@ -74,6 +74,10 @@ var (
 	// ErrThrottled: the target asks to slow down; the engine backs off and
 	// retries.
 	ErrThrottled = errors.New("restore: target asks to slow down")
+	// ErrConnectionLost: the connection broke before the target answered;
+	// the message may or may not be stored. The engine reads the folder
+	// again and appends the message only if it is not there.
+	ErrConnectionLost = errors.New("restore: connection to the target lost")
 )
 
 // Index is the identity of the messages a folder holds: Message-ID with

@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/mailvault/mailvault/backup"
 	"github.com/mailvault/mailvault/restore"
 )
 
@@ -23,11 +24,6 @@ type Target struct {
 	delim   string
 	perm    map[string]permFlags // per folder, from SELECT
 	dropped int
-	// refused is the server's answer that cost the connection: go-imap
-	// closes it when a server refuses an APPEND before its literal (as
-	// Dovecot does when over quota). Appends still in flight then fail
-	// with a closed connection; their real cause is this answer.
-	refused error
 }
 
 var _ restore.Target = (*Target)(nil)
@@ -291,11 +287,10 @@ func (t *Target) Append(ctx context.Context, folder string, m *restore.Message, 
 			// The server may have refused the message before its literal.
 			if _, err := cmd.Wait(); err != nil {
 				if ans := classifyAppend(err); ans != nil {
-					t.refused = ans
 					return ans
 				}
 			}
-			return t.s.connErr(ctx, "append", werr)
+			return lost(t.s.connErr(ctx, "append", werr))
 		}
 		return nil
 	})
@@ -323,10 +318,17 @@ func (p appendPending) Wait() error {
 	if ans := classifyAppend(err); ans != nil {
 		return ans
 	}
-	if p.t.refused != nil {
-		return p.t.refused
+	return lost(p.t.s.connErr(p.ctx, "append", err))
+}
+
+// lost marks a broken connection as restore.ErrConnectionLost, so that
+// the engine checks and retries instead of giving up.
+func lost(err error) error {
+	var ce *backup.ConnError
+	if errors.As(err, &ce) {
+		return fmt.Errorf("%w: %w", restore.ErrConnectionLost, err)
 	}
-	return p.t.s.connErr(p.ctx, "append", err)
+	return err
 }
 
 // classifyAppend maps a server's NO to an APPEND onto restore's errors;
