@@ -149,6 +149,26 @@ func TestArchiveRoundTrip(t *testing.T) {
 			t.Fatalf("message %d: read %d bytes, want %d (equal prefix %v)", i, len(got), len(bodies[i]), bytes.HasPrefix(bodies[i], got))
 		}
 	}
+	// A MessageReader gives the same bytes in archive order, in reverse
+	// order and with messages left half-read.
+	mr := a2.NewMessageReader(st)
+	for pass, order := range [][]int{seq(len(bodies)), reverse(seq(len(bodies))), seq(len(bodies))} {
+		for _, i := range order {
+			r, err := mr.Open(&f.Archived[i].Message)
+			if err != nil {
+				t.Fatalf("pass %d message %d: %v", pass, i, err)
+			}
+			if pass == 2 && i%3 == 0 {
+				io.CopyN(io.Discard, r, int64(len(bodies[i])/2))
+				continue
+			}
+			got, err := io.ReadAll(r)
+			if err != nil || !bytes.Equal(got, bodies[i]) {
+				t.Fatalf("pass %d message %d: %d bytes, %v; want %d", pass, i, len(got), err, len(bodies[i]))
+			}
+		}
+	}
+	mr.Close()
 	rep, err := a2.Verify(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -276,4 +296,20 @@ func TestOrphansRemoved(t *testing.T) {
 	if !rep.OK() || len(rep.Orphans) != 0 {
 		t.Fatalf("Verify after cleanup = %+v", rep)
 	}
+}
+
+func seq(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+func reverse(s []int) []int {
+	out := make([]int, len(s))
+	for i, v := range s {
+		out[len(s)-1-i] = v
+	}
+	return out
 }

@@ -115,8 +115,9 @@ func Run(ctx context.Context, a *formats.Archive, sel *Selected, t Target, opts 
 		rep.Messages += fp.Messages
 		rep.Bytes += fp.Bytes
 	}
-	r := &runner{ctx: ctx, a: a, st: sel.State, t: t, opts: &opts, rep: rep, exists: exists}
+	r := &runner{ctx: ctx, a: a, st: sel.State, t: t, opts: &opts, rep: rep, exists: exists, reader: a.NewMessageReader(sel.State)}
 	err = r.run()
+	r.reader.Close()
 	if d, ok := t.(KeywordDropper); ok {
 		rep.DroppedKeywords = d.DroppedKeywords()
 	}
@@ -139,6 +140,7 @@ type runner struct {
 	rep    *Report
 	exists map[string]bool
 	prog   Progress
+	reader *formats.MessageReader
 }
 
 // inflight is an append waiting for the target's answer.
@@ -225,11 +227,10 @@ func (r *runner) folder(fp *FolderPlan) error {
 
 // append opens the archived message and hands it to the target.
 func (r *runner) append(fp *FolderPlan, m *formats.MessageState) (Pending, error) {
-	body, err := r.a.OpenMessage(r.st, &m.Message)
+	body, err := r.reader.Open(&m.Message)
 	if err != nil {
 		return nil, fmt.Errorf("read archived message %s: %w", m.Key, err)
 	}
-	defer body.Close()
 	p, err := r.t.Append(r.ctx, fp.Target, toMessage(m), body)
 	if err != nil {
 		if isAnswer(err) {

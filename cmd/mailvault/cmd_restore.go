@@ -160,7 +160,6 @@ func runRestore(ctx context.Context, o restoreOptions, e *env) error {
 	if err != nil {
 		return err
 	}
-	defer t.Close()
 	var bar *progressLine
 	if !o.quiet && !o.dryRun && isTerminal(e.stderr) {
 		bar = &progressLine{w: e.stderr, start: time.Now()}
@@ -170,6 +169,9 @@ func runRestore(ctx context.Context, o restoreOptions, e *env) error {
 		Progress: bar.update, Hook: failpoint.Hook(),
 	})
 	bar.done()
+	if cerr := t.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("close target: %w", cerr)
+	}
 	if rep != nil {
 		if o.dryRun {
 			printPlan(e.stdout, rep)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/mailvault/mailvault/internal/corpus"
+	"github.com/mailvault/mailvault/internal/dovecottest"
 )
 
 // memLimit is the peak RSS a backup may reach, whatever the mailbox.
@@ -69,6 +70,49 @@ func BenchmarkBackup(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				vault := filepath.Join(b.TempDir(), fmt.Sprint("vault", i))
 				r := peakRSS(b, append([]string{"backup"}, append(source(srv), vault)...)...)
+				peak = max(peak, r.maxRSS)
+			}
+			b.StopTimer()
+			secs := b.Elapsed().Seconds() / float64(b.N)
+			b.ReportMetric(float64(len(bc.msgs))/secs, "msgs/s")
+			b.ReportMetric(float64(bytes)/(1<<20)/secs, "MiB/s")
+			b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MiB")
+			if peak > memLimit {
+				b.Errorf("peak RSS %d MiB, want under %d MiB", peak>>20, memLimit>>20)
+			}
+		})
+	}
+}
+
+// BenchmarkRestore measures restore throughput and peak RSS: a backup of
+// the mailbox is restored to an empty account of another Dovecot.
+//
+//	go test ./internal/e2e -run '^$' -bench Restore -benchtime 3x
+func BenchmarkRestore(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		msgs []corpus.Message
+	}{
+		{"one-50MB-message", largeOnly(1, 50<<20)},
+		{"10000-small-messages", smallOnly(10000)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			srv, _ := dovecot(b, bc.msgs)
+			vault := filepath.Join(b.TempDir(), "vault")
+			mustRun(b, append([]string{"backup"}, append(source(srv), vault)...)...)
+			users := map[string]string{}
+			for i := 0; i < 10; i++ {
+				users[fmt.Sprint("r", i)] = "pw"
+			}
+			target := dovecottest.Start(b, dovecottest.Options{Users: users})
+			var bytes int64
+			for _, m := range bc.msgs {
+				bytes += int64(len(m.Body))
+			}
+			var peak int64
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				r := peakRSS(b, "restore", vault, fmt.Sprintf("imaps://r%d@%s", i%10, target.IMAPSAddr), "--ca-file", target.CAFile)
 				peak = max(peak, r.maxRSS)
 			}
 			b.StopTimer()

@@ -297,3 +297,37 @@ func isDir(path string) bool {
 	st, err := os.Stat(path)
 	return err == nil && st.IsDir()
 }
+
+// dirSyncer defers directory fsyncs: a message's file is fsynced before it
+// is linked into place, but the directory entry is made durable in batches
+// (every syncEvery messages and at Close). A crash may lose the newest
+// entries; a re-run of the restore adds them again, never twice.
+type dirSyncer struct {
+	dirty map[string]bool
+	n     int
+}
+
+const syncEvery = 256
+
+func (d *dirSyncer) mark(dir string) error {
+	if d.dirty == nil {
+		d.dirty = map[string]bool{}
+	}
+	d.dirty[dir] = true
+	if d.n++; d.n >= syncEvery {
+		return d.flush()
+	}
+	return nil
+}
+
+func (d *dirSyncer) flush() error {
+	var first error
+	for dir := range d.dirty {
+		if err := syncDir(dir); err != nil && first == nil {
+			first = err
+		}
+		delete(d.dirty, dir)
+	}
+	d.n = 0
+	return first
+}

@@ -40,6 +40,7 @@ type EML struct {
 	root    string
 	copier  bodyCopier
 	cleaned map[string]bool // folder directories cleared of stale temporary files
+	dirs    dirSyncer
 }
 
 var _ restore.Target = (*EML)(nil)
@@ -228,7 +229,7 @@ func (e *EML) append(d string, m *restore.Message, body io.Reader) (err error) {
 	if err != nil {
 		return err
 	}
-	return syncDir(d)
+	return e.dirs.mark(d)
 }
 
 // removeStaleTemps removes temporary files a crashed run left in dir.
@@ -249,6 +250,6 @@ func removeStaleTemps(dir string) {
 	}
 }
 
-// Close implements restore.Target. Every message is durable once Append
-// returns.
-func (e *EML) Close() error { return nil }
+// Close implements restore.Target: it makes the last directory entries
+// durable.
+func (e *EML) Close() error { return e.dirs.flush() }

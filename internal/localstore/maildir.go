@@ -45,6 +45,7 @@ type Maildir struct {
 	dropped int
 	copier  bodyCopier
 	folders map[string]*maildirFolder
+	dirs    dirSyncer
 	// unique returns a new unique base name; tests replace it.
 	unique func() string
 }
@@ -509,9 +510,9 @@ func (md *Maildir) append(f *maildirFolder, m *restore.Message, body io.Reader) 
 		return err
 	}
 	f.names[base] = true
-	return syncDir(curDir)
+	return md.dirs.mark(curDir)
 }
 
-// Close implements restore.Target. Every message is durable once Append
-// returns, so there is nothing left to do.
-func (md *Maildir) Close() error { return nil }
+// Close implements restore.Target: it makes the last directory entries
+// durable.
+func (md *Maildir) Close() error { return md.dirs.flush() }
