@@ -73,6 +73,7 @@ Quick start:
 		Commands: []*cli.Command{
 			backupCommand(),
 			restoreCommand(),
+			migrateCommand(),
 			snapshotsCommand(),
 			lsCommand(),
 			catCommand(),

@@ -17,17 +17,35 @@ import (
 	"github.com/mailvault/mailvault/internal/secret"
 )
 
-// connFlags are the flags that say how to reach and log in to a server.
-func connFlags() []cli.Flag {
+// account names the flags and environment variable of one account: the
+// only one of backup and restore, or the source and the target of migrate.
+type account struct{ prefix, env, what string }
+
+var (
+	theAccount    = account{"", secret.EnvVar, ""}
+	targetAccount = account{"target-", "MAILVAULT_TARGET_PASSWORD", "target "}
+)
+
+// accountFlags are the flags that say how to log in to a server.
+func accountFlags(acc account) []cli.Flag {
+	p := acc.prefix
 	return []cli.Flag{
-		&cli.StringFlag{Name: "password-file", Usage: "read the password from the first line of `FILE` (chmod 600)"},
-		&cli.StringFlag{Name: "password-command", Usage: "run `CMD` with sh -c and use the first line it prints"},
-		&cli.StringFlag{Name: "password", Hidden: true},
-		&cli.StringFlag{Name: "ca-file", Usage: "also trust the CA or self-signed certificate in `PEM`"},
-		&cli.BoolFlag{Name: "tls-skip-verify", Usage: "do not verify the server certificate (insecure; warns)"},
-		&cli.BoolFlag{Name: "insecure-plaintext", Usage: "with imap://, log in without TLS (for loopback tests only)"},
-		&cli.DurationFlag{Name: "timeout", Value: 2 * time.Minute, Usage: "fail a connection that makes no progress for this long"},
+		&cli.StringFlag{Name: p + "password-file", Usage: "read the " + acc.what + "password from the first line of `FILE` (chmod 600)"},
+		&cli.StringFlag{Name: p + "password-command", Usage: "run `CMD` with sh -c and use the first line it prints as the " + acc.what + "password"},
+		&cli.StringFlag{Name: p + "password", Hidden: true},
+		&cli.StringFlag{Name: p + "ca-file", Usage: "also trust the CA or self-signed certificate in `PEM` for the " + acc.what + "server"},
+		&cli.BoolFlag{Name: p + "tls-skip-verify", Usage: "do not verify the " + acc.what + "server certificate (insecure; warns)"},
+		&cli.BoolFlag{Name: p + "insecure-plaintext", Usage: "with imap://, log in to the " + acc.what + "server without TLS (loopback tests only)"},
 	}
+}
+
+// connFlags are the flags of a command that talks to one server.
+func connFlags() []cli.Flag {
+	return append(accountFlags(theAccount), timeoutFlag())
+}
+
+func timeoutFlag() cli.Flag {
+	return &cli.DurationFlag{Name: "timeout", Value: 2 * time.Minute, Usage: "fail a connection that makes no progress for this long"}
 }
 
 func backupCommand() *cli.Command {
@@ -59,14 +77,11 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
-			if c.IsSet("password") {
-				return errPasswordFlag
-			}
 			log, err := newLogger(c)
 			if err != nil {
 				return err
 			}
-			cfg, src, err := imapConfig(c, a[0], log.Warn)
+			cfg, src, err := imapConfig(c, a[0], theAccount, log.Warn)
 			if err != nil {
 				return err
 			}
@@ -79,7 +94,11 @@ EXAMPLES:
 
 // imapConfig turns the source URL and flags into a connection config,
 // asking for the password last.
-func imapConfig(c *cli.Context, raw string, warn func(string, ...any)) (imapstore.Config, *mailurl.URL, error) {
+func imapConfig(c *cli.Context, raw string, acc account, warn func(string, ...any)) (imapstore.Config, *mailurl.URL, error) {
+	p := acc.prefix
+	if c.IsSet(p + "password") {
+		return imapstore.Config{}, nil, errPasswordFlag
+	}
 	u, err := mailurl.Parse(raw)
 	if err != nil {
 		return imapstore.Config{}, nil, err
@@ -87,14 +106,14 @@ func imapConfig(c *cli.Context, raw string, warn func(string, ...any)) (imapstor
 	cfg := imapstore.Config{
 		Addr:       u.Addr(),
 		User:       u.User,
-		CAFile:     c.String("ca-file"),
-		SkipVerify: c.Bool("tls-skip-verify"),
+		CAFile:     c.String(p + "ca-file"),
+		SkipVerify: c.Bool(p + "tls-skip-verify"),
 		Timeout:    c.Duration("timeout"),
 	}
 	switch {
 	case u.Scheme == "imaps":
 		cfg.Security = imapstore.ImplicitTLS
-	case c.Bool("insecure-plaintext"):
+	case c.Bool(p + "insecure-plaintext"):
 		cfg.Security = imapstore.Plaintext
 		if !isLoopback(u.Host) {
 			warn("--insecure-plaintext: the password and all mail cross the network unencrypted")
@@ -102,7 +121,7 @@ func imapConfig(c *cli.Context, raw string, warn func(string, ...any)) (imapstor
 	default:
 		cfg.Security = imapstore.StartTLS
 	}
-	if u.Scheme == "imaps" && c.Bool("insecure-plaintext") {
+	if u.Scheme == "imaps" && c.Bool(p+"insecure-plaintext") {
 		return cfg, nil, usagef("--insecure-plaintext goes with imap://, not imaps://")
 	}
 	if cfg.SkipVerify {
@@ -113,7 +132,7 @@ func imapConfig(c *cli.Context, raw string, warn func(string, ...any)) (imapstor
 	}
 	e := envOf(c)
 	pw, err := secret.Sources{
-		File: c.String("password-file"), Command: c.String("password-command"),
+		File: c.String(p + "password-file"), Command: c.String(p + "password-command"), EnvVar: acc.env,
 		Getenv: e.getenv, Stdin: e.stdin, Prompt: e.stderr,
 		Warn: func(s string) { warn(s) },
 	}.Get(c.Context, u.String())

@@ -64,9 +64,6 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
-			if c.IsSet("password") {
-				return errPasswordFlag
-			}
 			log, err := newLogger(c)
 			if err != nil {
 				return err
@@ -83,7 +80,7 @@ EXAMPLES:
 				}
 				mo.Overrides[old] = nw
 			}
-			open, err := targetOpener(c, a[1], log.Warn)
+			open, err := targetOpener(c, a[1], theAccount, log.Warn)
 			if err != nil {
 				return err
 			}
@@ -96,7 +93,7 @@ EXAMPLES:
 }
 
 // targetOpener parses TARGET and returns how to open it: the scheme table.
-func targetOpener(c *cli.Context, raw string, warn func(string, ...any)) (func(ctx context.Context) (restore.Target, error), error) {
+func targetOpener(c *cli.Context, raw string, acc account, warn func(string, ...any)) (func(ctx context.Context) (restore.Target, error), error) {
 	scheme, rest, _ := strings.Cut(raw, ":")
 	switch scheme {
 	case "maildir", "mbox", "eml":
@@ -114,7 +111,7 @@ func targetOpener(c *cli.Context, raw string, warn func(string, ...any)) (func(c
 			return localstore.NewEML(dir)
 		}, nil
 	case "imaps", "imap":
-		cfg, _, err := imapConfig(c, raw, warn)
+		cfg, _, err := imapConfig(c, raw, acc, warn)
 		if err != nil {
 			return nil, err
 		}

@@ -12,13 +12,14 @@ import (
 // ptyScript runs a command on a pseudo-terminal, answers the password
 // prompt, and prints everything the terminal showed.
 const ptyScript = `
-import os, pty, sys
+import os, pty, sys, time
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(sys.argv[1], sys.argv[1:])
 out = b""
 while b"Password for" not in out:
     out += os.read(fd, 1024)
+time.sleep(0.3)  # as a person would: echo is turned off right after the prompt
 os.write(fd, b"s3cret-on-tty\n")
 while True:
     try:
@@ -49,5 +50,45 @@ func TestPasswordPrompt(t *testing.T) {
 	}
 	if strings.Contains(string(out), "s3cret") {
 		t.Errorf("the password was echoed: %q", out)
+	}
+}
+
+// ptyRun runs a command on a pseudo-terminal and prints what it showed.
+const ptyRun = `
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+out = b""
+while True:
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status) & 0xFF)
+`
+
+// TestRestoreProgress checks that a restore on a terminal draws a progress
+// line (messages, bytes, rate, ETA) and ends with a one-line summary.
+func TestRestoreProgress(t *testing.T) {
+	srv, _ := dovecot(t, smallOnly(400))
+	vault := filepath.Join(t.TempDir(), "vault")
+	mustRun(t, append([]string{"backup"}, append(source(srv), vault)...)...)
+	cmd := exec.Command("python3", "-c", ptyRun, bin, "restore", vault, "maildir:"+t.TempDir())
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "TERM=xterm"}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("restore on a terminal: %v\n%s", err, out)
+	}
+	s := string(out)
+	for _, want := range []string{"/400 messages", "ETA", "/s", "restored 400 messages"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("terminal output lacks %q: %q", want, s)
+		}
 	}
 }

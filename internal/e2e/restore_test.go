@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/emersion/go-imap/v2/imapclient"
+
 	"github.com/mailvault/mailvault/internal/corpus"
 	"github.com/mailvault/mailvault/internal/dovecottest"
 	"github.com/mailvault/mailvault/internal/imaptest"
@@ -202,4 +204,64 @@ func chownMail(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestMigrate moves alice's mailbox to another server's account in one
+// command, with a different password for each, and keeps the archive.
+func TestMigrate(t *testing.T) {
+	msgs := corpus.Generate(corpus.Options{Seed: 29, Messages: 120})
+	srv, c := dovecot(t, msgs)
+	want := imaptest.ReadServer(t, c)
+	other := dovecottest.Start(t, dovecottest.Options{Users: map[string]string{"alice": "other-pw"}})
+	vault := filepath.Join(t.TempDir(), "vault")
+	args := []string{"migrate", "imaps://alice@" + srv.IMAPSAddr, "imaps://alice@" + other.IMAPSAddr,
+		"--archive", vault, "--ca-file", srv.CAFile, "--target-ca-file", other.CAFile}
+	r := mv(t, bin, []string{"MAILVAULT_TARGET_PASSWORD=other-pw"}, args...)
+	if r.code != 0 {
+		t.Fatalf("migrate: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "snapshot") || !strings.Contains(r.stdout, "restored") {
+		t.Errorf("migrate output %q, want the backup and restore summaries", r.stdout)
+	}
+	sameMail(t, want, readAs(t, other, "alice", "other-pw"), nil)
+	mustRun(t, "verify", vault)
+	// Again: nothing new anywhere.
+	r = mv(t, bin, []string{"MAILVAULT_TARGET_PASSWORD=other-pw"}, args...)
+	if r.code != 0 || !strings.Contains(r.stdout, " 0 appended") {
+		t.Errorf("second migrate: exit %d %s %s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestDryRunLeavesTargetAlone compares the whole target before and after
+// a dry run.
+func TestDryRunLeavesTargetAlone(t *testing.T) {
+	msgs := corpus.Generate(corpus.Options{Seed: 31, Messages: 80})
+	srv, _ := dovecot(t, msgs)
+	vault := filepath.Join(t.TempDir(), "vault")
+	mustRun(t, append([]string{"backup"}, append(source(srv), vault)...)...)
+	cb := login(t, srv, "bob")
+	imaptest.Append(t, cb, "INBOX", nil, msgs[0].InternalDate, []byte("Subject: already there\r\n\r\nhi\r\n"))
+	before := imaptest.ReadServer(t, cb)
+	r := mustRun(t, "restore", vault, "imaps://bob@"+srv.IMAPSAddr, "--ca-file", srv.CAFile, "--dry-run")
+	if !strings.Contains(r.stdout, "nothing was changed") || !strings.Contains(r.stdout, "(new)") {
+		t.Errorf("dry-run output: %s", r.stdout)
+	}
+	after := imaptest.ReadServer(t, cb)
+	if len(before) != len(after) {
+		t.Fatalf("dry run created folders: %d before, %d after", len(before), len(after))
+	}
+	sameMail(t, before, after, nil)
+}
+
+func readAs(t *testing.T, srv *dovecottest.Server, user, pw string) map[string][]imaptest.ServerMessage {
+	t.Helper()
+	c, err := imapclient.DialInsecure(srv.IMAPAddr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login(user, pw).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	return imaptest.ReadServer(t, c)
 }

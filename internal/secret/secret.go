@@ -20,12 +20,13 @@ import (
 const EnvVar = "MAILVAULT_PASSWORD"
 
 // ErrNoPassword means no source gave a password.
-var ErrNoPassword = errors.New("no password: use --password-file, MAILVAULT_PASSWORD or --password-command (or run on a terminal to be asked)")
+var ErrNoPassword = errors.New("no password")
 
 // Sources are the places a password may come from.
 type Sources struct {
 	File    string // --password-file
 	Command string // --password-command, run with sh -c
+	EnvVar  string // the environment variable; "" means EnvVar
 	Getenv  func(string) string
 	Stdin   *os.File  // prompt here when it is a terminal
 	Prompt  io.Writer // where the prompt is written
@@ -35,6 +36,10 @@ type Sources struct {
 // Get returns the password for the account named by who (used in the
 // prompt only).
 func (s Sources) Get(ctx context.Context, who string) (string, error) {
+	env := s.EnvVar
+	if env == "" {
+		env = EnvVar
+	}
 	switch {
 	case s.File != "":
 		fi, err := os.Stat(s.File)
@@ -49,8 +54,8 @@ func (s Sources) Get(ctx context.Context, who string) (string, error) {
 			return "", fmt.Errorf("password file: %w", err)
 		}
 		return nonEmpty(firstLine(string(data)), "password file "+s.File)
-	case s.Getenv != nil && s.Getenv(EnvVar) != "":
-		return s.Getenv(EnvVar), nil
+	case s.Getenv != nil && s.Getenv(env) != "":
+		return s.Getenv(env), nil
 	case s.Command != "":
 		var out, errb bytes.Buffer
 		cmd := exec.CommandContext(ctx, "sh", "-c", s.Command)
@@ -72,7 +77,7 @@ func (s Sources) Get(ctx context.Context, who string) (string, error) {
 		}
 		return nonEmpty(string(pw), "prompt")
 	}
-	return "", ErrNoPassword
+	return "", fmt.Errorf("%w for %s: set %s, or use --password-file or --password-command (or run on a terminal to be asked)", ErrNoPassword, who, env)
 }
 
 func firstLine(s string) string {

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mailvault/mailvault/backup"
+	"github.com/mailvault/mailvault/restore"
+)
+
+func migrateCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "migrate",
+		Usage:     "move an account to another server, keeping an archive as the safety copy",
+		ArgsUsage: "SOURCE TARGET --archive DIR",
+		Description: `Backs up SOURCE into the archive (as 'mailvault backup' does), then restores
+the snapshot just taken to TARGET (as 'mailvault restore' does). The archive
+stays as the safety copy; running migrate again copies only what is new.
+
+The source password comes from --password-file, $MAILVAULT_PASSWORD or
+--password-command; the target's from --target-password-file,
+$MAILVAULT_TARGET_PASSWORD or --target-password-command (or prompts on a
+terminal).
+
+EXAMPLES:
+   mailvault migrate imaps://alice@old.example.com imaps://alice@new.example.com --archive ./vault
+   mailvault migrate imaps://alice@old imaps://alice@new --archive ./vault --dry-run
+   mailvault migrate imaps://alice@old maildir:~/Mail --archive ./vault
+
+` + exitCodesHelp,
+		Flags: append(append(append(accountFlags(theAccount), accountFlags(targetAccount)...),
+			timeoutFlag(),
+			&cli.StringFlag{Name: "archive", Usage: "the archive `DIR` (created if missing)"},
+			&cli.StringSliceFlag{Name: "map", Usage: "restore archived folder OLD as NEW (`OLD=NEW`, repeatable)"},
+			&cli.BoolFlag{Name: "no-map", Usage: "do not map special folders; keep the archived names"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "back up, then only print the restore plan"},
+			&cli.StringFlag{Name: "report", Usage: "write the restore's JSON report to `FILE`"},
+		), logFlags()...),
+		Action: func(c *cli.Context) error {
+			a, err := args(c, 2, 2, "SOURCE TARGET --archive DIR")
+			if err != nil {
+				return err
+			}
+			if c.String("archive") == "" {
+				return usagef("migrate needs --archive DIR: the archive is the safety copy")
+			}
+			log, err := newLogger(c)
+			if err != nil {
+				return err
+			}
+			cfg, src, err := imapConfig(c, a[0], theAccount, log.Warn)
+			if err != nil {
+				return err
+			}
+			open, err := targetOpener(c, a[1], targetAccount, log.Warn)
+			if err != nil {
+				return err
+			}
+			mo := restore.MapOptions{NoMap: c.Bool("no-map"), Overrides: map[string]string{}}
+			for _, m := range c.StringSlice("map") {
+				old, nw, ok := strings.Cut(m, "=")
+				if !ok || old == "" || nw == "" {
+					return usagef("--map %q: want OLD=NEW", m)
+				}
+				mo.Overrides[old] = nw
+			}
+			e := envOf(c)
+			archive := expandHome(c.String("archive"))
+			berr := runBackup(c.Context, backupOptions{archive: archive, source: src, imap: cfg, quiet: c.Bool("quiet"), log: log}, e)
+			if berr != nil && !errors.Is(berr, backup.ErrPartial) {
+				return berr
+			}
+			// Restore exactly the snapshot this backup committed.
+			rerr := runRestore(c.Context, restoreOptions{
+				archive: archive, sel: restore.Selection{Snapshot: "latest"}, mapping: mo, open: open,
+				dryRun: c.Bool("dry-run"), report: c.String("report"), window: 16, quiet: c.Bool("quiet"),
+			}, e)
+			if rerr != nil {
+				return rerr
+			}
+			if berr != nil {
+				return fmt.Errorf("migrated what could be backed up: %w", berr)
+			}
+			return nil
+		},
+	}
+}
