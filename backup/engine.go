@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -288,12 +287,12 @@ func (r *run) walk(infos []FolderInfo) {
 		if err != nil {
 			folder.Status = formats.FolderFailed
 			folder.Error = err.Error()
-			if prev != nil {
-				// Keep the archived state so the next run retries.
-				folder.UIDValidity, folder.UIDNext = prev.UIDValidity, prev.UIDNext
-				folder.HighestModSeq = prev.HighestModSeq
-			} else {
-				folder.UIDValidity, folder.UIDNext, folder.HighestModSeq = 0, 0, 0
+			// The folder is examined again next run (a failed folder is never
+			// skipped). UIDVALIDITY stays what the keys stored this run
+			// belong to: the one EXAMINE reported, else the archive's.
+			folder.UIDNext, folder.HighestModSeq = 0, 0
+			if prev != nil && folder.UIDValidity == 0 {
+				folder.UIDValidity = prev.UIDValidity
 			}
 			if errors.Is(err, ErrStorage) {
 				r.fatal = err
@@ -335,8 +334,8 @@ func unchanged(prev *formats.FolderState, s *FolderStatus) bool {
 // folderSync is the work on one folder in one run, kept across retries.
 type folderSync struct {
 	prev      *formats.FolderState             // the archive's state of the folder (or of its old name)
-	prevKnown map[uint32]*formats.MessageState // by UID, present in the archive's incarnation
-	added     map[uint32]bool
+	prevKnown map[string]*formats.MessageState // by key, present in the archive's incarnation
+	added     map[string]bool
 	byHash    map[string]*formats.Message // stored in this run
 	seg       *formats.SegmentWriter
 }
@@ -344,7 +343,7 @@ type folderSync struct {
 // syncFolder brings one folder up to date, retrying on a new connection
 // when the connection fails. It fills folder and change.
 func (r *run) syncFolder(folder *formats.Folder, change *formats.Change, prev *formats.FolderState) error {
-	fs := &folderSync{prev: prev, added: map[uint32]bool{}, byHash: map[string]*formats.Message{}}
+	fs := &folderSync{prev: prev, added: map[string]bool{}, byHash: map[string]*formats.Message{}}
 	defer func() {
 		if fs.seg != nil {
 			fs.seg.Abort()
@@ -398,19 +397,6 @@ func isConnErr(err error) bool {
 	return errors.As(err, &ce)
 }
 
-func parseKey(key string, validity uint32) (uint32, bool) {
-	v, u, ok := strings.Cut(key, ":")
-	if !ok || v != strconv.FormatUint(uint64(validity), 10) {
-		return 0, false
-	}
-	uid, err := strconv.ParseUint(u, 10, 32)
-	return uint32(uid), err == nil
-}
-
-func makeKey(validity, uid uint32) string {
-	return strconv.FormatUint(uint64(validity), 10) + ":" + strconv.FormatUint(uint64(uid), 10)
-}
-
 func (r *run) syncOnce(folder *formats.Folder, change *formats.Change, prev *formats.FolderState, fs *folderSync) error {
 	status, err := r.src.Examine(r.ctx, folder.Name)
 	if err != nil {
@@ -420,15 +406,16 @@ func (r *run) syncOnce(folder *formats.Folder, change *formats.Change, prev *for
 	folder.Messages, folder.HighestModSeq = status.Messages, status.HighestModSeq
 
 	if fs.prevKnown == nil {
-		fs.prevKnown = map[uint32]*formats.MessageState{}
+		fs.prevKnown = map[string]*formats.MessageState{}
 		if prev != nil {
-			newIncarnation := prev.UIDValidity != 0 && prev.UIDValidity != status.UIDValidity
+			// A new UIDVALIDITY is a new incarnation: every old key is gone;
+			// the messages come back under new keys, deduplicated by hash.
+			newIncarnation := prev.UIDValidity != status.UIDValidity
 			for _, m := range prev.Present() {
-				uid, ok := parseKey(m.Key, status.UIDValidity)
-				if ok && !newIncarnation {
-					fs.prevKnown[uid] = m
-				} else {
+				if newIncarnation {
 					change.Gone = append(change.Gone, m.Key)
+				} else {
+					fs.prevKnown[m.Key] = m
 				}
 			}
 			if newIncarnation {
@@ -442,22 +429,22 @@ func (r *run) syncOnce(folder *formats.Folder, change *formats.Change, prev *for
 	}
 
 	// What the server has now.
-	onServer := map[uint32]bool{}
-	var want []uint32
+	onServer := map[string]bool{}
+	var want []string
 	change.Flags = change.Flags[:0]
 	flagChanges := 0
-	err = r.src.List(r.ctx, func(uid uint32, flags []string) error {
-		onServer[uid] = true
+	err = r.src.List(r.ctx, func(key string, flags []string) error {
+		onServer[key] = true
 		flags = NormalizeFlags(flags)
-		if m := fs.prevKnown[uid]; m != nil {
+		if m := fs.prevKnown[key]; m != nil {
 			if !slices.Equal(m.Flags, flags) {
 				change.Flags = append(change.Flags, formats.FlagChange{Key: m.Key, Flags: flags})
 				flagChanges++
 			}
 			return nil
 		}
-		if !fs.added[uid] {
-			want = append(want, uid)
+		if !fs.added[key] {
+			want = append(want, key)
 		}
 		return nil
 	})
@@ -466,16 +453,16 @@ func (r *run) syncOnce(folder *formats.Folder, change *formats.Change, prev *for
 	}
 	// Gone since the last run (computed once: the first complete listing).
 	if fs.prevKnown != nil {
-		for uid, m := range fs.prevKnown {
-			if !onServer[uid] {
+		for key, m := range fs.prevKnown {
+			if !onServer[key] {
 				change.Gone = append(change.Gone, m.Key)
-				delete(fs.prevKnown, uid)
+				delete(fs.prevKnown, key)
 				r.res.Gone++
 			}
 		}
+		sort.Strings(change.Gone)
 	}
 	r.res.FlagChanges += flagChanges
-	sort.Slice(want, func(i, j int) bool { return want[i] < want[j] })
 	if len(want) == 0 {
 		return nil
 	}
@@ -484,14 +471,18 @@ func (r *run) syncOnce(folder *formats.Folder, change *formats.Change, prev *for
 	missing := 0
 	for start := 0; start < len(want); start += r.opts.BatchSize {
 		batch := want[start:min(start+r.opts.BatchSize, len(want))]
+		inBatch := make(map[string]bool, len(batch))
+		for _, k := range batch {
+			inBatch[k] = true
+		}
 		got := 0
 		err := r.src.Fetch(r.ctx, batch, func(m *Message) error {
-			if fs.added[m.UID] || fs.prevKnown[m.UID] != nil || !slices.Contains(batch, m.UID) {
+			if fs.added[m.Key] || fs.prevKnown[m.Key] != nil || !inBatch[m.Key] {
 				_, err := io.Copy(io.Discard, m.Body)
 				return err
 			}
 			got++
-			return r.store(folder, change, fs, status.UIDValidity, m)
+			return r.store(folder, change, fs, m)
 		})
 		if err != nil {
 			return fmt.Errorf("fetch: %w", err)
@@ -506,7 +497,7 @@ func (r *run) syncOnce(folder *formats.Folder, change *formats.Change, prev *for
 
 // store writes one fetched message into the folder's segment, or, when the
 // folder already holds the same bytes, records it without storing again.
-func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSync, validity uint32, m *Message) error {
+func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSync, m *Message) error {
 	if fs.seg == nil {
 		seg, err := r.a.NewSegment(folder.Dir, r.snap.Seq, r.snap.ID)
 		if err != nil {
@@ -529,14 +520,14 @@ func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSy
 	if err != nil {
 		fs.seg.AbortRecord()
 		if tee.err != nil {
-			return storageErr(fmt.Errorf("store uid %d: %w", m.UID, tee.err))
+			return storageErr(fmt.Errorf("store %s: %w", m.Key, tee.err))
 		}
-		return &ConnError{Err: fmt.Errorf("read uid %d: %w", m.UID, err)}
+		return &ConnError{Err: fmt.Errorf("read %s: %w", m.Key, err)}
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	md := parseMeta(r.hc.buf)
 	msg := formats.Message{
-		Key:          makeKey(validity, m.UID),
+		Key:          m.Key,
 		SHA256:       sum,
 		Size:         n,
 		InternalDate: m.InternalDate.UTC(),
@@ -565,7 +556,7 @@ func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSy
 	} else {
 		off, _, err := fs.seg.EndRecord()
 		if err != nil {
-			return storageErr(fmt.Errorf("store uid %d: %w", m.UID, err))
+			return storageErr(fmt.Errorf("store %s: %w", m.Key, err))
 		}
 		msg.Seg, msg.Off = fs.seg.Path(), off
 		fs.byHash[sum] = &msg
@@ -573,7 +564,7 @@ func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSy
 		r.res.Bytes += n
 	}
 	change.Added = append(change.Added, msg)
-	fs.added[m.UID] = true
+	fs.added[m.Key] = true
 	r.res.Added++
 	r.opts.hook("message-stored")
 	return nil

@@ -93,19 +93,21 @@ func (s *memSource) Examine(ctx context.Context, name string) (FolderStatus, err
 	return FolderStatus{UIDValidity: f.validity, UIDNext: f.next, Messages: uint32(len(f.msgs)), HighestModSeq: f.modseq}, nil
 }
 
-func (s *memSource) List(ctx context.Context, fn func(uint32, []string) error) error {
+func makeKey(validity, uid uint32) string { return fmt.Sprintf("%d:%d", validity, uid) }
+
+func (s *memSource) List(ctx context.Context, fn func(string, []string) error) error {
 	for _, m := range s.cur.msgs {
-		if err := fn(m.uid, m.flags); err != nil {
+		if err := fn(makeKey(s.cur.validity, m.uid), m.flags); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *memSource) Fetch(ctx context.Context, uids []uint32, fn func(*Message) error) error {
+func (s *memSource) Fetch(ctx context.Context, keys []string, fn func(*Message) error) error {
 	n := 0
 	for _, m := range s.cur.msgs {
-		if !contains(uids, m.uid) || s.withhold[m.uid] {
+		if !contains(keys, makeKey(s.cur.validity, m.uid)) || s.withhold[m.uid] {
 			continue
 		}
 		if lim, ok := s.failFetch[s.cur.name]; ok && n >= lim {
@@ -114,7 +116,7 @@ func (s *memSource) Fetch(ctx context.Context, uids []uint32, fn func(*Message) 
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := fn(&Message{UID: m.uid, Flags: m.flags, InternalDate: m.date, Size: int64(len(m.body)), Body: bytes.NewReader(m.body)}); err != nil {
+		if err := fn(&Message{Key: makeKey(s.cur.validity, m.uid), Flags: m.flags, InternalDate: m.date, Size: int64(len(m.body)), Body: bytes.NewReader(m.body)}); err != nil {
 			return err
 		}
 		n++
@@ -128,7 +130,7 @@ func (s *memSource) Fetch(ctx context.Context, uids []uint32, fn func(*Message) 
 
 func (s *memSource) Close() error { return nil }
 
-func contains(l []uint32, u uint32) bool {
+func contains(l []string, u string) bool {
 	for _, x := range l {
 		if x == u {
 			return true

@@ -18,15 +18,17 @@ type Source interface {
 	// Examine opens the named folder read-only, replacing any folder opened
 	// before, and returns its status.
 	Examine(ctx context.Context, name string) (FolderStatus, error)
-	// List calls fn with the UID and flags of every message of the examined
-	// folder.
-	List(ctx context.Context, fn func(uid uint32, flags []string) error) error
-	// Fetch streams the messages with the given UIDs from the examined
-	// folder, calling fn once for each message the server delivers, in the
+	// List calls fn with the key and flags of every message of the
+	// examined folder, in the source's order. A key identifies a message
+	// within the folder for as long as the folder's UIDVALIDITY stays the
+	// same: "UIDVALIDITY:UID" for IMAP, the UIDL for POP3.
+	List(ctx context.Context, fn func(key string, flags []string) error) error
+	// Fetch streams the messages with the given keys from the examined
+	// folder, calling fn once for each message the source delivers, in the
 	// calling goroutine. m.Body is valid only until fn returns; fn must read
-	// it to the end or return an error. UIDs the server no longer has are
+	// it to the end or return an error. Keys the source no longer has are
 	// not delivered. The source must never change the messages (no \Seen).
-	Fetch(ctx context.Context, uids []uint32, fn func(m *Message) error) error
+	Fetch(ctx context.Context, keys []string, fn func(m *Message) error) error
 	// Close ends the session.
 	Close() error
 }
@@ -55,7 +57,7 @@ type FolderStatus struct {
 
 // Message is one message being fetched.
 type Message struct {
-	UID          uint32
+	Key          string
 	Flags        []string
 	InternalDate time.Time
 	Size         int64 // as the server announced it (RFC822.SIZE); a hint

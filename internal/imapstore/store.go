@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +29,7 @@ type Store struct {
 	// examined is the message count EXAMINE reported. (go-imap's
 	// Mailbox() is updated only after Select's Wait returns: racy.)
 	examined uint32
+	validity uint32 // UIDVALIDITY of the examined folder
 	// Warn, if set, is told about server misbehaviour mailvault worked around.
 	Warn func(msg string)
 }
@@ -248,7 +250,7 @@ func (s *Store) Examine(ctx context.Context, name string) (backup.FolderStatus, 
 			return s.connErr(ctx, "examine", err)
 		}
 		st = backup.FolderStatus{UIDValidity: sd.UIDValidity, UIDNext: uint32(sd.UIDNext), Messages: sd.NumMessages, HighestModSeq: sd.HighestModSeq}
-		s.examined = sd.NumMessages
+		s.examined, s.validity = sd.NumMessages, sd.UIDValidity
 		return nil
 	})
 	s.seqOf = nil
@@ -257,7 +259,7 @@ func (s *Store) Examine(ctx context.Context, name string) (backup.FolderStatus, 
 
 // List implements backup.Source with FETCH 1:* (UID FLAGS), matched by
 // sequence number so that no server ordering can lose a message.
-func (s *Store) List(ctx context.Context, fn func(uid uint32, flags []string) error) error {
+func (s *Store) List(ctx context.Context, fn func(key string, flags []string) error) error {
 	s.seqOf = map[uint32]uint32{}
 	if s.examined == 0 {
 		return nil
@@ -278,7 +280,7 @@ func (s *Store) List(ctx context.Context, fn func(uid uint32, flags []string) er
 				continue
 			}
 			s.seqOf[uint32(buf.UID)] = msg.SeqNum
-			if err := fn(uint32(buf.UID), flagStrings(buf.Flags)); err != nil {
+			if err := fn(makeKey(s.validity, uint32(buf.UID)), flagStrings(buf.Flags)); err != nil {
 				return err
 			}
 		}
@@ -310,7 +312,13 @@ var fetchOpts = &imap.FetchOptions{
 // Fetch implements backup.Source with UID FETCH … BODY.PEEK[]. Messages the
 // server answered without a usable UID (go-imap then drops them silently)
 // are fetched again by sequence number.
-func (s *Store) Fetch(ctx context.Context, uids []uint32, fn func(m *backup.Message) error) error {
+func (s *Store) Fetch(ctx context.Context, keys []string, fn func(m *backup.Message) error) error {
+	var uids []uint32
+	for _, k := range keys {
+		if uid, ok := parseKey(k, s.validity); ok {
+			uids = append(uids, uid)
+		}
+	}
 	if len(uids) == 0 {
 		return nil
 	}
@@ -382,6 +390,7 @@ func (s *Store) fetch(ctx context.Context, set imap.NumSet, uidAt map[uint32]uin
 // FLAGS and INTERNALDATE came before it and spooling it otherwise.
 func (s *Store) deliver(ctx context.Context, msg *imapclient.FetchMessageData, uidAt map[uint32]uint32, got map[uint32]bool, fn func(m *backup.Message) error) error {
 	m := &backup.Message{}
+	var uid uint32
 	var haveFlags, haveDate bool
 	var sp *spool
 	defer func() {
@@ -397,7 +406,7 @@ func (s *Store) deliver(ctx context.Context, msg *imapclient.FetchMessageData, u
 		}
 		switch it := item.(type) {
 		case imapclient.FetchItemDataUID:
-			m.UID = uint32(it.UID)
+			uid = uint32(it.UID)
 		case imapclient.FetchItemDataFlags:
 			m.Flags, haveFlags = flagStrings(it.Flags), true
 		case imapclient.FetchItemDataInternalDate:
@@ -409,9 +418,10 @@ func (s *Store) deliver(ctx context.Context, msg *imapclient.FetchMessageData, u
 				continue
 			}
 			body := &sizedReader{r: it.Literal, left: it.Literal.Size()}
-			if m.UID != 0 && haveFlags && haveDate && (uidAt == nil || uidAt[msg.SeqNum] == m.UID) && !got[m.UID] {
+			if uid != 0 && haveFlags && haveDate && (uidAt == nil || uidAt[msg.SeqNum] == uid) && !got[uid] {
 				m.Body = body
-				got[m.UID] = true
+				m.Key = makeKey(s.validity, uid)
+				got[uid] = true
 				delivered = true
 				if err := fn(m); err != nil {
 					s.abandon(body)
@@ -429,13 +439,14 @@ func (s *Store) deliver(ctx context.Context, msg *imapclient.FetchMessageData, u
 	if delivered || sp == nil {
 		return nil
 	}
-	if m.UID == 0 && uidAt != nil {
-		m.UID = uidAt[msg.SeqNum]
+	if uid == 0 && uidAt != nil {
+		uid = uidAt[msg.SeqNum]
 	}
-	if m.UID == 0 || got[m.UID] || (uidAt != nil && uidAt[msg.SeqNum] != m.UID) {
+	if uid == 0 || got[uid] || (uidAt != nil && uidAt[msg.SeqNum] != uid) {
 		return nil // not the message we asked for; it will be retried next run
 	}
-	got[m.UID] = true
+	got[uid] = true
+	m.Key = makeKey(s.validity, uid)
 	m.Body = sp.reader()
 	return fn(m)
 }
@@ -526,4 +537,19 @@ func (s *sizedReader) Read(p []byte) (int, error) {
 		return n, fmt.Errorf("body ended %d bytes early: %w", s.left, io.ErrUnexpectedEOF)
 	}
 	return n, err
+}
+
+// makeKey is the archive key of an IMAP message: "UIDVALIDITY:UID".
+func makeKey(validity, uid uint32) string {
+	return strconv.FormatUint(uint64(validity), 10) + ":" + strconv.FormatUint(uint64(uid), 10)
+}
+
+// parseKey returns the UID of a key of the given UIDVALIDITY.
+func parseKey(key string, validity uint32) (uint32, bool) {
+	v, u, ok := strings.Cut(key, ":")
+	if !ok || v != strconv.FormatUint(uint64(validity), 10) {
+		return 0, false
+	}
+	uid, err := strconv.ParseUint(u, 10, 32)
+	return uint32(uid), err == nil && uid != 0
 }
