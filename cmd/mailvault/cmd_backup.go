@@ -13,6 +13,7 @@ import (
 	"github.com/mailvault/mailvault/formats"
 	"github.com/mailvault/mailvault/internal/failpoint"
 	"github.com/mailvault/mailvault/internal/imapstore"
+	"github.com/mailvault/mailvault/internal/mailconn"
 	"github.com/mailvault/mailvault/internal/mailurl"
 	"github.com/mailvault/mailvault/internal/secret"
 )
@@ -94,16 +95,16 @@ EXAMPLES:
 
 // imapConfig turns the source URL and flags into a connection config,
 // asking for the password last.
-func imapConfig(c *cli.Context, raw string, acc account, warn func(string, ...any)) (imapstore.Config, *mailurl.URL, error) {
+func imapConfig(c *cli.Context, raw string, acc account, warn func(string, ...any)) (mailconn.Config, *mailurl.URL, error) {
 	p := acc.prefix
 	if c.IsSet(p + "password") {
-		return imapstore.Config{}, nil, errPasswordFlag
+		return mailconn.Config{}, nil, errPasswordFlag
 	}
 	u, err := mailurl.Parse(raw)
 	if err != nil {
-		return imapstore.Config{}, nil, err
+		return mailconn.Config{}, nil, err
 	}
-	cfg := imapstore.Config{
+	cfg := mailconn.Config{
 		Addr:       u.Addr(),
 		User:       u.User,
 		CAFile:     c.String(p + "ca-file"),
@@ -112,14 +113,14 @@ func imapConfig(c *cli.Context, raw string, acc account, warn func(string, ...an
 	}
 	switch {
 	case u.Scheme == "imaps":
-		cfg.Security = imapstore.ImplicitTLS
+		cfg.Security = mailconn.ImplicitTLS
 	case c.Bool(p + "insecure-plaintext"):
-		cfg.Security = imapstore.Plaintext
+		cfg.Security = mailconn.Plaintext
 		if !isLoopback(u.Host) {
 			warn("--insecure-plaintext: the password and all mail cross the network unencrypted")
 		}
 	default:
-		cfg.Security = imapstore.StartTLS
+		cfg.Security = mailconn.StartTLS
 	}
 	if u.Scheme == "imaps" && c.Bool(p+"insecure-plaintext") {
 		return cfg, nil, usagef("--insecure-plaintext goes with imap://, not imaps://")
@@ -146,7 +147,7 @@ func imapConfig(c *cli.Context, raw string, acc account, warn func(string, ...an
 type backupOptions struct {
 	archive string
 	source  *mailurl.URL
-	imap    imapstore.Config
+	imap    mailconn.Config
 	quiet   bool
 	log     *slog.Logger
 }

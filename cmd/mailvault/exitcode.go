@@ -8,7 +8,7 @@ import (
 
 	"github.com/mailvault/mailvault/backup"
 	"github.com/mailvault/mailvault/formats"
-	"github.com/mailvault/mailvault/internal/imapstore"
+	"github.com/mailvault/mailvault/internal/mailconn"
 	"github.com/mailvault/mailvault/internal/mailurl"
 	"github.com/mailvault/mailvault/internal/secret"
 	"github.com/mailvault/mailvault/restore"
@@ -63,15 +63,15 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, backup.ErrPartial), errors.Is(err, restore.ErrPartial):
 		return exitPartial
-	case errors.Is(err, imapstore.ErrAuth), errors.Is(err, secret.ErrNoPassword):
+	case errors.Is(err, mailconn.ErrAuth), errors.Is(err, secret.ErrNoPassword):
 		return exitAuth
 	case errors.Is(err, formats.ErrLocked):
 		return exitLocked
 	case errors.Is(err, formats.ErrCorrupt), errors.Is(err, formats.ErrNewerVersion),
 		errors.Is(err, formats.ErrNotArchive), errors.Is(err, errVerifyFailed):
 		return exitArchive
-	case errors.Is(err, imapstore.ErrUnreachable), errors.Is(err, imapstore.ErrTLS),
-		errors.Is(err, imapstore.ErrTimeout), errors.Is(err, imapstore.ErrNoTLS):
+	case errors.Is(err, mailconn.ErrUnreachable), errors.Is(err, mailconn.ErrTLS),
+		errors.Is(err, mailconn.ErrTimeout), errors.Is(err, mailconn.ErrNoTLS):
 		return exitConnect
 	}
 	return exitError

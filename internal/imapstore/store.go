@@ -17,12 +17,13 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/mailvault/mailvault/backup"
+	"github.com/mailvault/mailvault/internal/mailconn"
 )
 
 // Store is one IMAP connection used as a backup Source.
 type Store struct {
-	cfg   Config
-	wd    *watchdogConn
+	cfg   mailconn.Config
+	wd    *mailconn.WatchdogConn
 	c     *imapclient.Client
 	caps  imap.CapSet
 	seqOf map[uint32]uint32 // UID -> sequence number, from the last List
@@ -37,11 +38,11 @@ type Store struct {
 var _ backup.Source = (*Store)(nil)
 
 // Dial connects and logs in.
-func Dial(ctx context.Context, cfg Config) (*Store, error) {
+func Dial(ctx context.Context, cfg mailconn.Config) (*Store, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Minute
 	}
-	wd, conn, err := dial(ctx, &cfg)
+	wd, conn, err := mailconn.Dial(ctx, &cfg, "imap")
 	if err != nil {
 		return nil, err
 	}
@@ -49,9 +50,9 @@ func Dial(ctx context.Context, cfg Config) (*Store, error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	opts := &imapclient.Options{}
-	wd.begin()
-	defer wd.end()
-	if cfg.Security == StartTLS {
+	wd.Begin()
+	defer wd.End()
+	if cfg.Security == mailconn.StartTLS {
 		tcfg, err := cfg.TLSConfig()
 		if err != nil {
 			conn.Close()
@@ -63,7 +64,7 @@ func Dial(ctx context.Context, cfg Config) (*Store, error) {
 			conn.Close()
 			var ie *imap.Error
 			if errors.As(err, &ie) {
-				return nil, fmt.Errorf("%w on %s (%s): use imaps:// (or --insecure-plaintext on a trusted loopback)", ErrNoTLS, cfg.Addr, strings.TrimSpace(ie.Text))
+				return nil, fmt.Errorf("%w on %s (%s): use imaps:// (or --insecure-plaintext on a trusted loopback)", mailconn.ErrNoTLS, cfg.Addr, strings.TrimSpace(ie.Text))
 			}
 			return nil, s.connErrTLS(ctx, err)
 		}
@@ -85,10 +86,10 @@ func (s *Store) connErrTLS(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if s.wd.timedOut.Load() {
-		return fmt.Errorf("%w: STARTTLS on %s", ErrTimeout, s.cfg.Addr)
+	if s.wd.TimedOut.Load() {
+		return fmt.Errorf("%w: STARTTLS on %s", mailconn.ErrTimeout, s.cfg.Addr)
 	}
-	return classifyTLS(s.cfg.Addr, err)
+	return mailconn.ClassifyTLS(s.cfg.Addr, err)
 }
 
 // connErr wraps an error of a command: a NO/BAD answer stays a plain
@@ -101,8 +102,8 @@ func (s *Store) connErr(ctx context.Context, what string, err error) error {
 	if errors.As(err, &ie) {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	if s.wd.timedOut.Load() {
-		err = fmt.Errorf("%w: no answer for %s during %s (see --timeout)", ErrTimeout, s.cfg.Timeout, what)
+	if s.wd.TimedOut.Load() {
+		err = fmt.Errorf("%w: no answer for %s during %s (see --timeout)", mailconn.ErrTimeout, s.cfg.Timeout, what)
 	} else if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
 		err = fmt.Errorf("%s: server closed the connection", what)
 	} else {
@@ -118,7 +119,7 @@ func (s *Store) login(ctx context.Context) error {
 	}
 	if caps.Has(imap.CapLoginDisabled) {
 		if !caps.Has(imap.AuthCap(sasl.Plain)) {
-			return fmt.Errorf("%w: the server allows no password login on this connection", ErrAuth)
+			return fmt.Errorf("%w: the server allows no password login on this connection", mailconn.ErrAuth)
 		}
 		err = s.c.Authenticate(sasl.NewPlainClient("", s.cfg.User, s.cfg.Password))
 	} else {
@@ -128,7 +129,7 @@ func (s *Store) login(ctx context.Context) error {
 		var ie *imap.Error
 		if errors.As(err, &ie) {
 			// The server's text may echo the user name but never the password.
-			return fmt.Errorf("%w for %s on %s: %s", ErrAuth, s.cfg.User, s.cfg.Addr, strings.TrimSpace(ie.Text))
+			return fmt.Errorf("%w for %s on %s: %s", mailconn.ErrAuth, s.cfg.User, s.cfg.Addr, strings.TrimSpace(ie.Text))
 		}
 		return s.connErr(ctx, "login", err)
 	}
@@ -144,8 +145,8 @@ func (s *Store) login(ctx context.Context) error {
 func (s *Store) do(ctx context.Context, f func() error) error {
 	stop := context.AfterFunc(ctx, func() { s.c.Close() })
 	defer stop()
-	s.wd.begin()
-	defer s.wd.end()
+	s.wd.Begin()
+	defer s.wd.End()
 	return f()
 }
 

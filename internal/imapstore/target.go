@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/mailvault/mailvault/backup"
+	"github.com/mailvault/mailvault/internal/mailconn"
 	"github.com/mailvault/mailvault/restore"
 )
 
@@ -20,7 +21,7 @@ import (
 // writes: CREATE, SELECT and APPEND.
 type Target struct {
 	s       *Store
-	cfg     Config
+	cfg     mailconn.Config
 	delim   string
 	perm    map[string]permFlags // per folder, from SELECT
 	dropped int
@@ -34,7 +35,7 @@ type permFlags struct {
 }
 
 // DialTarget connects and logs in for a restore.
-func DialTarget(ctx context.Context, cfg Config) (*Target, error) {
+func DialTarget(ctx context.Context, cfg mailconn.Config) (*Target, error) {
 	s, err := Dial(ctx, cfg)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,8 @@
-package imapstore
+// Package mailconn is what the mail protocol adapters share: where and how
+// to connect (implicit TLS, STARTTLS, plaintext for loopback tests), TLS
+// verification with an extra CA file, the error classes the command line
+// maps to exit codes, and a progress watchdog on the connection.
+package mailconn
 
 import (
 	"context"
@@ -20,6 +24,7 @@ var (
 	ErrTLS         = errors.New("TLS verification failed")
 	ErrTimeout     = errors.New("server did not answer in time")
 	ErrNoTLS       = errors.New("server does not offer STARTTLS")
+	ErrInUse       = errors.New("mailbox in use by another client, retry later")
 )
 
 // Security is how a connection is protected.
@@ -67,20 +72,20 @@ func (c *Config) TLSConfig() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// watchdogConn enforces progress: while a command is outstanding
+// WatchdogConn enforces progress: while a command is outstanding
 // (busy > 0), a read that receives nothing for timeout fails, and so does
 // a write that cannot proceed. go-imap sets its own deadlines on the
 // connection; the earlier of both wins.
-type watchdogConn struct {
+type WatchdogConn struct {
 	net.Conn
 	timeout  time.Duration
 	busy     atomic.Int32
 	mu       sync.Mutex
 	libRead  time.Time
-	timedOut atomic.Bool
+	TimedOut atomic.Bool
 }
 
-func (w *watchdogConn) readDeadline() time.Time {
+func (w *WatchdogConn) readDeadline() time.Time {
 	w.mu.Lock()
 	d := w.libRead
 	w.mu.Unlock()
@@ -93,21 +98,21 @@ func (w *watchdogConn) readDeadline() time.Time {
 	return d
 }
 
-func (w *watchdogConn) Read(p []byte) (int, error) {
-	if w.timedOut.Load() {
+func (w *WatchdogConn) Read(p []byte) (int, error) {
+	if w.TimedOut.Load() {
 		// go-imap retries reads after a timeout; once is enough.
 		return 0, os.ErrDeadlineExceeded
 	}
 	w.Conn.SetReadDeadline(w.readDeadline())
 	n, err := w.Conn.Read(p)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && w.busy.Load() > 0 {
-		w.timedOut.Store(true)
+		w.TimedOut.Store(true)
 		w.Conn.Close()
 	}
 	return n, err
 }
 
-func (w *watchdogConn) Write(p []byte) (int, error) {
+func (w *WatchdogConn) Write(p []byte) (int, error) {
 	if w.timeout > 0 {
 		w.Conn.SetWriteDeadline(time.Now().Add(w.timeout))
 	}
@@ -115,38 +120,38 @@ func (w *watchdogConn) Write(p []byte) (int, error) {
 }
 
 // SetReadDeadline records go-imap's own deadline.
-func (w *watchdogConn) SetReadDeadline(t time.Time) error {
+func (w *WatchdogConn) SetReadDeadline(t time.Time) error {
 	w.mu.Lock()
 	w.libRead = t
 	w.mu.Unlock()
 	return w.Conn.SetReadDeadline(w.readDeadline())
 }
 
-func (w *watchdogConn) SetDeadline(t time.Time) error {
+func (w *WatchdogConn) SetDeadline(t time.Time) error {
 	w.SetReadDeadline(t)
 	return w.Conn.SetWriteDeadline(t)
 }
 
-// begin marks a command outstanding and arms the read deadline at once,
+// Begin marks a command outstanding and arms the read deadline at once,
 // also for a Read already blocked.
-func (w *watchdogConn) begin() {
+func (w *WatchdogConn) Begin() {
 	w.busy.Add(1)
 	w.Conn.SetReadDeadline(w.readDeadline())
 }
 
-func (w *watchdogConn) end() {
+func (w *WatchdogConn) End() {
 	w.busy.Add(-1)
 	w.Conn.SetReadDeadline(w.readDeadline())
 }
 
-// dial opens the TCP (and, for ImplicitTLS, TLS) connection.
-func dial(ctx context.Context, cfg *Config) (*watchdogConn, net.Conn, error) {
+// Dial opens the TCP (and, for ImplicitTLS, TLS) connection.
+func Dial(ctx context.Context, cfg *Config, alpn string) (*WatchdogConn, net.Conn, error) {
 	d := net.Dialer{Timeout: cfg.Timeout}
 	raw, err := d.DialContext(ctx, "tcp", cfg.Addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w to %s: %w", ErrUnreachable, cfg.Addr, unwrapNet(err))
 	}
-	wd := &watchdogConn{Conn: raw, timeout: cfg.Timeout}
+	wd := &WatchdogConn{Conn: raw, timeout: cfg.Timeout}
 	if cfg.Security != ImplicitTLS {
 		return wd, wd, nil
 	}
@@ -155,19 +160,21 @@ func dial(ctx context.Context, cfg *Config) (*watchdogConn, net.Conn, error) {
 		raw.Close()
 		return nil, nil, err
 	}
-	tcfg.NextProtos = []string{"imap"}
+	if alpn != "" {
+		tcfg.NextProtos = []string{alpn}
+	}
 	tc := tls.Client(wd, tcfg)
-	wd.begin()
+	wd.Begin()
 	err = tc.HandshakeContext(ctx)
-	wd.end()
+	wd.End()
 	if err != nil {
 		raw.Close()
-		return nil, nil, classifyTLS(cfg.Addr, err)
+		return nil, nil, ClassifyTLS(cfg.Addr, err)
 	}
 	return wd, tc, nil
 }
 
-func classifyTLS(addr string, err error) error {
+func ClassifyTLS(addr string, err error) error {
 	var (
 		unknownAuth x509.UnknownAuthorityError
 		hostErr     x509.HostnameError

@@ -1,8 +1,7 @@
-package imapstore
+package mailconn
 
 import (
 	"errors"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,7 +13,7 @@ import (
 func TestWatchdogOnlyWhileBusy(t *testing.T) {
 	client, server := net.Pipe()
 	defer server.Close()
-	wd := &watchdogConn{Conn: client, timeout: 100 * time.Millisecond}
+	wd := &WatchdogConn{Conn: client, timeout: 100 * time.Millisecond}
 	// Idle: no deadline, a read waits for the server as long as it takes.
 	go func() {
 		time.Sleep(300 * time.Millisecond)
@@ -25,13 +24,13 @@ func TestWatchdogOnlyWhileBusy(t *testing.T) {
 		t.Fatalf("idle read = %q, %v; want the late data", buf[:n], err)
 	}
 	// Busy: no progress for the timeout fails the read, and every read after.
-	wd.begin()
+	wd.Begin()
 	start := time.Now()
 	_, err := wd.Read(buf)
 	if !errors.Is(err, os.ErrDeadlineExceeded) || time.Since(start) > 2*time.Second {
 		t.Fatalf("busy read = %v after %v, want a deadline error after 100ms", err, time.Since(start))
 	}
-	if _, err := wd.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) || !wd.timedOut.Load() {
+	if _, err := wd.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) || !wd.TimedOut.Load() {
 		t.Errorf("read after a timeout = %v, want it to fail at once", err)
 	}
 }
@@ -39,8 +38,8 @@ func TestWatchdogOnlyWhileBusy(t *testing.T) {
 func TestWatchdogProgressRearms(t *testing.T) {
 	client, server := net.Pipe()
 	defer server.Close()
-	wd := &watchdogConn{Conn: client, timeout: 200 * time.Millisecond}
-	wd.begin()
+	wd := &WatchdogConn{Conn: client, timeout: 200 * time.Millisecond}
+	wd.Begin()
 	// A slow but steady server (a byte every 100ms, 1s in all) is not cut.
 	go func() {
 		for i := 0; i < 10; i++ {
@@ -53,18 +52,6 @@ func TestWatchdogProgressRearms(t *testing.T) {
 		if _, err := wd.Read(buf); err != nil {
 			t.Fatalf("read %d of a trickling server: %v", i, err)
 		}
-	}
-}
-
-func TestSizedReader(t *testing.T) {
-	r := &sizedReader{r: strings.NewReader("short"), left: 10}
-	_, err := io.ReadAll(r)
-	if !errors.Is(err, io.ErrUnexpectedEOF) || !r.ended {
-		t.Errorf("literal cut short: err %v, want ErrUnexpectedEOF", err)
-	}
-	r = &sizedReader{r: strings.NewReader("exact"), left: 5}
-	if b, err := io.ReadAll(r); err != nil || string(b) != "exact" {
-		t.Errorf("full literal: %q %v", b, err)
 	}
 }
 
