@@ -33,6 +33,11 @@ type Options struct {
 	Attempts int
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Delete, with a Source that is a Deleter, removes from the source the
+	// messages committed in the archive that were first archived at least
+	// DeleteAfter ago (0: right after this run's commit).
+	Delete      bool
+	DeleteAfter time.Duration
 }
 
 // Result summarises a run.
@@ -47,6 +52,7 @@ type Result struct {
 	FlagChanges int
 	Orphans     []string // left-overs of interrupted runs that were removed
 	Failed      []string // folders that failed
+	Deleted     int      // messages deleted from the source (Options.Delete)
 }
 
 // ErrPartial is wrapped by the error Run returns when the snapshot was
@@ -157,6 +163,11 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 		return nil, fmt.Errorf("commit snapshot: %w", storageErr(err))
 	}
 	res.Snapshot = r.snap
+	if opts.Delete && r.fatal == nil && ctx.Err() == nil {
+		if err := r.deleteArchived(snaps); err != nil {
+			return res, fmt.Errorf("delete from the source after committing snapshot %s: %w", r.snap.ID, err)
+		}
+	}
 	switch {
 	case r.fatal != nil:
 		return res, fmt.Errorf("%w (what was stored before is committed as partial snapshot %s)", r.fatal, r.snap.ID)
@@ -166,6 +177,50 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 		return res, fmt.Errorf("%w: %s", ErrPartial, strings.Join(r.snap.Errors, "; "))
 	}
 	return res, nil
+}
+
+// deleteArchived deletes from the source what the committed archive holds
+// and what is old enough, then ends the session so that the deletion takes
+// effect. Only folders synchronised in this run are touched.
+func (r *run) deleteArchived(snaps []*formats.Snapshot) error {
+	d, ok := r.src.(Deleter)
+	if !ok {
+		return nil
+	}
+	finished := map[string]time.Time{r.snap.ID: r.snap.Finished}
+	for _, s := range snaps {
+		finished[s.ID] = s.Finished
+	}
+	if err := r.st.Apply(r.snap); err != nil {
+		return err
+	}
+	cutoff := r.opts.now().Add(-r.opts.DeleteAfter)
+	var keys []string
+	for _, f := range r.snap.Folders {
+		if f.Status != formats.FolderOK && f.Status != formats.FolderUnchanged {
+			continue
+		}
+		for _, m := range r.st.Folders[f.Name].Present() {
+			if t := finished[m.AddedIn]; !t.IsZero() && !t.After(cutoff) {
+				keys = append(keys, m.Key)
+			}
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	n, err := d.Delete(r.ctx, keys)
+	if err != nil {
+		return err
+	}
+	r.opts.hook("deleted-before-quit")
+	if err := r.src.Close(); err != nil {
+		return fmt.Errorf("end session: %w", err)
+	}
+	r.src = nil
+	r.res.Deleted = n
+	r.opts.Log.Info("deleted from the source", "messages", n)
+	return nil
 }
 
 // run is the state of one backup run.

@@ -63,3 +63,12 @@ type Message struct {
 	Size         int64 // as the server announced it (RFC822.SIZE); a hint
 	Body         io.Reader
 }
+
+// Deleter is implemented by sources that can remove messages (POP3). The
+// engine calls Delete only after the snapshot that holds the messages is
+// committed, then Close, which makes the deletions final (POP3 QUIT); a
+// session that ends any other way deletes nothing. Delete returns how many
+// messages it marked.
+type Deleter interface {
+	Delete(ctx context.Context, keys []string) (int, error)
+}

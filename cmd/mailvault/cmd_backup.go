@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -15,6 +16,7 @@ import (
 	"github.com/mailvault/mailvault/internal/imapstore"
 	"github.com/mailvault/mailvault/internal/mailconn"
 	"github.com/mailvault/mailvault/internal/mailurl"
+	"github.com/mailvault/mailvault/internal/pop3store"
 	"github.com/mailvault/mailvault/internal/secret"
 )
 
@@ -60,8 +62,17 @@ changes and deletions on the server are recorded; deleted mail stays in the
 archive. The server is only read: folders are EXAMINEd and bodies fetched
 with BODY.PEEK, so no message is marked as read.
 
-SOURCE is imaps://USER@HOST[:PORT] (implicit TLS, port 993) or
-imap://USER@HOST[:PORT] (STARTTLS required, port 143).
+SOURCE is imaps://USER@HOST[:PORT] (implicit TLS, port 993),
+imap://USER@HOST[:PORT] (STARTTLS required, port 143), pop3s://USER@HOST
+(port 995) or pop3://USER@HOST (STLS required, port 110), or a bare
+USER@HOST: then IMAPS, IMAP, POP3S and POP3 are tried in turn and the one
+used is said and recorded (--protocol forces one).
+
+POP3 gives only the inbox, stored as folder INBOX and recognised by UIDL.
+mailvault never deletes mail from a POP3 server unless asked with
+--delete-after DAYS, and then only messages already committed to the archive
+and first archived at least DAYS ago; the deletion takes effect only when
+the session ends normally, after the archive is safe.
 The password comes from --password-file, $MAILVAULT_PASSWORD,
 --password-command, or a prompt when stdin is a terminal; never from the
 URL or a flag value.
@@ -70,9 +81,14 @@ EXAMPLES:
    MAILVAULT_PASSWORD=... mailvault backup imaps://alice@mail.example.com ./vault
    mailvault backup imaps://alice@mail.example.com ./vault --password-file ~/.mailvault-pw
    mailvault backup --password-command 'pass show mail/alice' imap://alice@host ./vault -q
+   mailvault backup pop3s://alice@mail.example.com ./vault --delete-after 30
+   mailvault backup alice@mail.example.com ./vault        # detects IMAP or POP3
 
 ` + exitCodesHelp,
-		Flags: append(connFlags(), logFlags()...),
+		Flags: append(append(connFlags(),
+			&cli.StringFlag{Name: "protocol", Usage: "force the protocol of a bare USER@HOST: imaps, imap, pop3s or pop3"},
+			&cli.IntFlag{Name: "delete-after", Value: -1, Usage: "POP3 only: delete from the server messages archived at least `DAYS` ago (0: right after the backup)"},
+		), logFlags()...),
 		Action: func(c *cli.Context) error {
 			a, err := args(c, 2, 2, "SOURCE ARCHIVE")
 			if err != nil {
@@ -82,27 +98,66 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
-			cfg, src, err := imapConfig(c, a[0], theAccount, log.Warn)
+			u, err := mailurl.Parse(a[0])
 			if err != nil {
 				return err
 			}
-			return runBackup(c.Context, backupOptions{
-				archive: a[1], source: src, imap: cfg, quiet: c.Bool("quiet"), log: log,
-			}, envOf(c))
+			if p := c.String("protocol"); p != "" {
+				if _, ok := mailurl.DefaultPorts[p]; !ok {
+					return usagef("--protocol must be imaps, imap, pop3s or pop3")
+				}
+				if u.Scheme != "" && u.Scheme != p {
+					return usagef("--protocol %s contradicts the URL's %s://", p, u.Scheme)
+				}
+				if u.Scheme == "" {
+					u = u.WithScheme(p, u.Port != 0)
+				}
+			}
+			o := backupOptions{archive: a[1], quiet: c.Bool("quiet"), log: log}
+			if days := c.Int("delete-after"); days >= 0 {
+				o.delete, o.deleteAfter = true, time.Duration(days)*24*time.Hour
+			}
+			cfg, err := accountConfig(c, u, theAccount, log.Warn)
+			if err != nil {
+				return err
+			}
+			if u.Scheme == "" {
+				if u, cfg, err = detect(c, u, cfg, envOf(c)); err != nil {
+					return err
+				}
+			}
+			if o.delete && !strings.HasPrefix(u.Scheme, "pop3") {
+				return usagef("--delete-after is for POP3 accounts: an IMAP backup never changes the server")
+			}
+			o.source, o.conn = u, cfg
+			return runBackup(c.Context, o, envOf(c))
 		},
 	}
 }
 
-// imapConfig turns the source URL and flags into a connection config,
+// imapConfig parses an account URL and builds its connection config,
 // asking for the password last.
 func imapConfig(c *cli.Context, raw string, acc account, warn func(string, ...any)) (mailconn.Config, *mailurl.URL, error) {
-	p := acc.prefix
-	if c.IsSet(p + "password") {
+	if c.IsSet(acc.prefix + "password") {
 		return mailconn.Config{}, nil, errPasswordFlag
 	}
 	u, err := mailurl.Parse(raw)
 	if err != nil {
 		return mailconn.Config{}, nil, err
+	}
+	if u.Scheme == "" {
+		return mailconn.Config{}, nil, usagef("%q: name the protocol (imaps://, imap://, pop3s://, pop3://)", raw)
+	}
+	cfg, err := accountConfig(c, u, acc, warn)
+	return cfg, u, err
+}
+
+// accountConfig builds the connection config of an account URL (the
+// scheme may still be unknown, for detection) and gets its password.
+func accountConfig(c *cli.Context, u *mailurl.URL, acc account, warn func(string, ...any)) (mailconn.Config, error) {
+	p := acc.prefix
+	if c.IsSet(p + "password") {
+		return mailconn.Config{}, errPasswordFlag
 	}
 	cfg := mailconn.Config{
 		Addr:       u.Addr(),
@@ -111,25 +166,18 @@ func imapConfig(c *cli.Context, raw string, acc account, warn func(string, ...an
 		SkipVerify: c.Bool(p + "tls-skip-verify"),
 		Timeout:    c.Duration("timeout"),
 	}
-	switch {
-	case u.Scheme == "imaps":
-		cfg.Security = mailconn.ImplicitTLS
-	case c.Bool(p + "insecure-plaintext"):
-		cfg.Security = mailconn.Plaintext
-		if !isLoopback(u.Host) {
-			warn("--insecure-plaintext: the password and all mail cross the network unencrypted")
-		}
-	default:
-		cfg.Security = mailconn.StartTLS
+	cfg.Security = security(c, u.Scheme, acc)
+	if (u.Scheme == "imaps" || u.Scheme == "pop3s") && c.Bool(p+"insecure-plaintext") {
+		return cfg, usagef("--insecure-plaintext goes with imap:// or pop3://, not %s://", u.Scheme)
 	}
-	if u.Scheme == "imaps" && c.Bool(p+"insecure-plaintext") {
-		return cfg, nil, usagef("--insecure-plaintext goes with imap://, not imaps://")
+	if cfg.Security == mailconn.Plaintext && !isLoopback(u.Host) {
+		warn("--insecure-plaintext: the password and all mail cross the network unencrypted")
 	}
 	if cfg.SkipVerify {
 		warn("--tls-skip-verify: the server's certificate is not checked; anyone on the path can read the password")
 	}
 	if cfg.Timeout <= 0 {
-		return cfg, nil, usagef("--timeout must be positive")
+		return cfg, usagef("--timeout must be positive")
 	}
 	e := envOf(c)
 	pw, err := secret.Sources{
@@ -138,18 +186,32 @@ func imapConfig(c *cli.Context, raw string, acc account, warn func(string, ...an
 		Warn: func(s string) { warn(s) },
 	}.Get(c.Context, u.String())
 	if err != nil {
-		return cfg, nil, err
+		return cfg, err
 	}
 	cfg.Password = pw
-	return cfg, u, nil
+	return cfg, nil
+}
+
+// security is how a scheme connects: implicit TLS for imaps and pop3s,
+// STARTTLS (required) for imap and pop3 unless --insecure-plaintext.
+func security(c *cli.Context, scheme string, acc account) mailconn.Security {
+	switch {
+	case scheme == "imaps" || scheme == "pop3s":
+		return mailconn.ImplicitTLS
+	case c.Bool(acc.prefix + "insecure-plaintext"):
+		return mailconn.Plaintext
+	}
+	return mailconn.StartTLS
 }
 
 type backupOptions struct {
-	archive string
-	source  *mailurl.URL
-	imap    mailconn.Config
-	quiet   bool
-	log     *slog.Logger
+	archive     string
+	source      *mailurl.URL // scheme set (detected if need be)
+	conn        mailconn.Config
+	quiet       bool
+	log         *slog.Logger
+	delete      bool
+	deleteAfter time.Duration
 }
 
 func runBackup(ctx context.Context, o backupOptions, e *env) error {
@@ -158,27 +220,50 @@ func runBackup(ctx context.Context, o backupOptions, e *env) error {
 		return err
 	}
 	start := time.Now()
+	protocol, dial := sourceDialer(o.source.Scheme, o.conn, o.log)
 	res, err := backup.Run(ctx, a, backup.Options{
-		Source:   o.source.String(),
-		Protocol: "imap",
-		Log:      o.log,
-		Hook:     failpoint.Hook(),
-		Dial: func(ctx context.Context) (backup.Source, error) {
-			s, err := imapstore.Dial(ctx, o.imap)
-			if err != nil {
-				return nil, err
-			}
-			s.Warn = func(m string) { o.log.Warn(m) }
-			return s, nil
-		},
+		Source:      o.source.String(),
+		Protocol:    protocol,
+		Log:         o.log,
+		Hook:        failpoint.Hook(),
+		Dial:        dial,
+		Delete:      o.delete,
+		DeleteAfter: o.deleteAfter,
 	})
 	if res != nil && res.Snapshot != nil && !o.quiet {
 		s := res.Snapshot
 		fmt.Fprintf(e.stdout, "snapshot %s %s: %d folders (%d examined), %d messages added (%d stored, %s), %d gone, %d flag changes, %s\n",
 			s.ID, s.Status, res.Folders, res.Selected, res.Added, res.Stored, humanBytes(res.Bytes),
 			res.Gone, res.FlagChanges, time.Since(start).Round(10*time.Millisecond))
+		if o.delete {
+			fmt.Fprintf(e.stdout, "deleted %d messages from the server (archived at least %s ago)\n", res.Deleted, o.deleteAfter)
+		}
 	}
 	return err
+}
+
+// sourceDialer is the scheme table of backup sources.
+func sourceDialer(scheme string, cfg mailconn.Config, log *slog.Logger) (string, backup.Dialer) {
+	warn := func(m string) { log.Warn(m) }
+	if scheme == "pop3" || scheme == "pop3s" {
+		policy := &pop3store.Policy{}
+		return "pop3", func(ctx context.Context) (backup.Source, error) {
+			s, err := pop3store.Dial(ctx, cfg, policy)
+			if err != nil {
+				return nil, err
+			}
+			s.Warn = warn
+			return s, nil
+		}
+	}
+	return "imap", func(ctx context.Context) (backup.Source, error) {
+		s, err := imapstore.Dial(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		s.Warn = warn
+		return s, nil
+	}
 }
 
 // isLoopback reports whether host names this machine.

@@ -69,7 +69,7 @@ EXAMPLES:
 			}
 			e := envOf(c)
 			archive := expandHome(c.String("archive"))
-			berr := runBackup(c.Context, backupOptions{archive: archive, source: src, imap: cfg, quiet: c.Bool("quiet"), log: log}, e)
+			berr := runBackup(c.Context, backupOptions{archive: archive, source: src, conn: cfg, quiet: c.Bool("quiet"), log: log}, e)
 			if berr != nil && !errors.Is(berr, backup.ErrPartial) {
 				return berr
 			}

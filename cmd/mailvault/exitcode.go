@@ -25,6 +25,7 @@ const (
 	exitArchive     = 6   // archive damaged, unreadable, or written by a newer mailvault; verify found problems
 	exitConnect     = 7   // cannot connect: unreachable host, TLS verification failure, no answer in time
 	exitStorage     = 8   // cannot write the archive or the restore target: disk full, over quota
+	exitInUse       = 9   // the POP3 mailbox is in use by another client
 	exitInterrupted = 130 // interrupted by SIGINT/SIGTERM; what was fetched is committed as partial
 )
 
@@ -38,6 +39,7 @@ const exitCodesHelp = `EXIT CODES:
    6    archive damaged, unreadable or written by a newer mailvault
    7    cannot connect (unreachable host, TLS verification failure, timeout)
    8    cannot write the archive or the restore target (disk full, over quota)
+   9    the mailbox is in use by another client (POP3); retry later
    130  interrupted`
 
 // usageError marks command-line mistakes.
@@ -57,6 +59,8 @@ func exitCode(err error) int {
 		return exitInterrupted
 	case errors.As(err, &ue), errors.Is(err, mailurl.ErrPasswordInURL), errors.Is(err, mailurl.ErrInvalid), errors.Is(err, errPasswordFlag):
 		return exitUsage
+	case errors.Is(err, mailconn.ErrInUse):
+		return exitInUse
 	case errors.Is(err, backup.ErrStorage), errors.Is(err, restore.ErrOverQuota):
 		return exitStorage
 	case errors.Is(err, restore.ErrSelection):

@@ -40,6 +40,9 @@ type Options struct {
 	// created, but a folder of that name carries the attribute once a client
 	// creates it.
 	SpecialUse map[string]string
+	// POP3Lock allows one POP3 session per mailbox at a time: a second one
+	// is refused with "-ERR [IN-USE]" (pop3_lock_session = yes).
+	POP3Lock bool
 }
 
 // DefaultSpecialUse is the special-use mapping used when
@@ -603,6 +606,9 @@ func config(p configParams) string {
 	w("}")
 	w("protocol pop3 {")
 	w("  mail_max_userip_connections = %d", maxUserIPConn)
+	if p.opts.POP3Lock {
+		w("  pop3_lock_session = yes")
+	}
 	w("}")
 	if quota {
 		w("plugin {\n  quota = count:User quota\n  quota_vsizes = yes\n}")

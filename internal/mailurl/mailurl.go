@@ -25,10 +25,22 @@ type URL struct {
 	Port   int
 }
 
-var defaultPorts = map[string]int{"imaps": 993, "imap": 143}
+// DefaultPorts are the standard ports of the schemes.
+var DefaultPorts = map[string]int{"imaps": 993, "imap": 143, "pop3s": 995, "pop3": 110}
 
-// Parse parses an account URL.
+// Parse parses an account URL. A bare USER@HOST[:PORT] gives Scheme ""
+// (the caller detects the protocol).
 func Parse(s string) (*URL, error) {
+	if !strings.Contains(s, "://") && strings.Contains(s, "@") {
+		u, err := parse("auto://" + s)
+		if u != nil {
+			u.Scheme = ""
+		}
+		if err != nil && !errors.Is(err, ErrPasswordInURL) {
+			return nil, &invalidError{err}
+		}
+		return u, err
+	}
 	u, err := parse(s)
 	if err != nil && !errors.Is(err, ErrPasswordInURL) {
 		return nil, &invalidError{err}
@@ -47,9 +59,12 @@ func parse(s string) (*URL, error) {
 		return nil, fmt.Errorf("bad URL %q: %w", redactRaw(s), errors.Unwrap(err))
 	}
 	scheme := strings.ToLower(u.Scheme)
-	port, known := defaultPorts[scheme]
+	port, known := DefaultPorts[scheme]
+	if scheme == "auto" {
+		known = true
+	}
 	if !known {
-		return nil, fmt.Errorf("unsupported URL scheme %q in %q (use imaps:// or imap://)", u.Scheme, redactRaw(s))
+		return nil, fmt.Errorf("unsupported URL scheme %q in %q (use imaps://, imap://, pop3s:// or pop3://)", u.Scheme, redactRaw(s))
 	}
 	if u.User == nil || u.User.Username() == "" {
 		return nil, fmt.Errorf("URL %q has no user name (imaps://USER@HOST)", redactRaw(s))
@@ -75,8 +90,25 @@ func parse(s string) (*URL, error) {
 // Addr is host:port.
 func (u *URL) Addr() string { return net.JoinHostPort(u.Host, strconv.Itoa(u.Port)) }
 
+// WithScheme returns u with another scheme, on that scheme's default port
+// unless u named a port.
+func (u *URL) WithScheme(scheme string, portGiven bool) *URL {
+	c := *u
+	c.Scheme = scheme
+	if !portGiven {
+		c.Port = DefaultPorts[scheme]
+	}
+	return &c
+}
+
 // String is the URL without any secret, as recorded in manifests.
 func (u *URL) String() string {
+	if u.Scheme == "" {
+		if u.Port == 0 {
+			return url.User(u.User).String() + "@" + u.Host
+		}
+		return url.User(u.User).String() + "@" + u.Addr()
+	}
 	return (&url.URL{Scheme: u.Scheme, User: url.User(u.User), Host: u.Addr()}).String()
 }
 

@@ -16,10 +16,14 @@ func TestParse(t *testing.T) {
 		{"imaps://[::1]:993", "!no user name"},
 		{"imaps://alice:secret@host", "!password in the URL is refused"},
 		{"imaps://alice:@host", "!password in the URL is refused"},
-		{"pop3s://alice@host", "!unsupported URL scheme"},
+		{"pop3s://alice@host", "pop3s://alice@host:995"},
+		{"pop3://alice@host:1110", "pop3://alice@host:1110"},
+		{"alice@mail.example.com", "alice@mail.example.com"},
+		{"alice@127.0.0.1:1143", "alice@127.0.0.1:1143"},
+		{"alice:pw@host", "!password in the URL is refused"},
 		{"imaps://alice@host:99999", "!bad port"},
 		{"imaps://alice@host/INBOX", "!paths"},
-		{"alice@host", "!unsupported URL scheme"},
+		{"ftp://alice@host", "!unsupported URL scheme"},
 	}
 	for _, tt := range tests {
 		u, err := Parse(tt.in)

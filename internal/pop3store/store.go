@@ -1,0 +1,473 @@
+// Package pop3store adapts a POP3 server to the backup engine's Source: the
+// inbox only, stored as folder INBOX, messages keyed by UIDL. It never
+// marks a message as read when it can avoid it (TOP n L with a large L
+// instead of RETR, which makes Dovecot and others set \Seen), never deletes
+// unless asked, and deletes only through Delete followed by a normal Close
+// (QUIT), which the engine calls after the archive is committed.
+package pop3store
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/mail"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/migadu/go-pop3/pop3client"
+
+	"github.com/mailvault/mailvault/backup"
+	"github.com/mailvault/mailvault/internal/mailconn"
+)
+
+// Limits raised from go-pop3's defaults: a mail line can be long, and a
+// mailbox can hold many messages.
+const (
+	maxLine  = 16 << 20
+	maxLines = 10_000_000
+	topAll   = 1<<31 - 1 // "TOP n topAll" returns the whole message
+)
+
+// Store is one POP3 session used as a backup Source.
+type Store struct {
+	cfg    mailconn.Config
+	c      *pop3client.Client
+	caps   map[string]bool
+	num    map[string]int   // key -> message number in this session
+	size   map[int]int64    // message number -> size from LIST
+	policy *Policy
+	// Warn, if set, is told about server behaviour mailvault worked around.
+	Warn func(msg string)
+
+	mu       sync.Mutex
+	timedOut bool
+}
+
+// Policy is what a run learns about a server across its sessions.
+type Policy struct {
+	mu      sync.Mutex
+	UseRetr bool // TOP is missing or disagrees with LIST: RETR (may mark messages read)
+	warned  map[string]bool
+}
+
+func (p *Policy) warnOnce(s *Store, key, msg string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.warned == nil {
+		p.warned = map[string]bool{}
+	}
+	if !p.warned[key] && s.Warn != nil {
+		s.Warn(msg)
+	}
+	p.warned[key] = true
+}
+
+var (
+	_ backup.Source  = (*Store)(nil)
+	_ backup.Deleter = (*Store)(nil)
+)
+
+// Dial connects and logs in. policy carries what earlier sessions of the
+// same run learnt (nil for a fresh one).
+func Dial(ctx context.Context, cfg mailconn.Config, policy *Policy) (*Store, error) {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Minute
+	}
+	if policy == nil {
+		policy = &Policy{}
+	}
+	s := &Store{cfg: cfg, policy: policy}
+	opts := pop3client.Options{MaxLineLength: maxLine, MaxResponseLines: maxLines, Dialer: &net.Dialer{Timeout: cfg.Timeout}}
+	if cfg.Security != mailconn.Plaintext {
+		tcfg, err := cfg.TLSConfig()
+		if err != nil {
+			return nil, err
+		}
+		opts.TLSConfig, opts.STARTTLS = tcfg, cfg.Security == mailconn.StartTLS
+	}
+	dctx, done := s.op(ctx)
+	c, err := pop3client.Dial(dctx, cfg.Addr, opts)
+	done()
+	if err != nil {
+		return nil, s.dialErr(ctx, err)
+	}
+	s.c = c
+	if err := s.login(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) dialErr(ctx context.Context, err error) error {
+	var op *net.OpError
+	var pe *pop3client.ProtocolError
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case s.didTimeOut():
+		return fmt.Errorf("%w: %s did not answer within %s", mailconn.ErrTimeout, s.cfg.Addr, s.cfg.Timeout)
+	case errors.As(err, &pe) && s.cfg.Security == mailconn.StartTLS:
+		return fmt.Errorf("%w on %s (%s): use pop3s:// (or --insecure-plaintext on a trusted loopback)", mailconn.ErrNoTLS, s.cfg.Addr, strings.TrimSpace(pe.Response))
+	case errors.As(err, &op) && op.Op == "dial":
+		return fmt.Errorf("%w to %s: %w", mailconn.ErrUnreachable, s.cfg.Addr, op.Err)
+	}
+	return mailconn.ClassifyTLS(s.cfg.Addr, err)
+}
+
+// op returns a context for one operation, cancelled when the server makes
+// no progress for the timeout; progress (see touch) re-arms it.
+func (s *Store) op(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	t := time.AfterFunc(s.cfg.Timeout, func() {
+		s.mu.Lock()
+		s.timedOut = true
+		s.mu.Unlock()
+		cancel()
+	})
+	opCtx := context.WithValue(ctx, timerKey{}, t)
+	return opCtx, func() { t.Stop(); cancel() }
+}
+
+type timerKey struct{}
+
+// touch re-arms the operation's watchdog after progress.
+func (s *Store) touch(ctx context.Context) {
+	if t, ok := ctx.Value(timerKey{}).(*time.Timer); ok {
+		t.Reset(s.cfg.Timeout)
+	}
+}
+
+func (s *Store) didTimeOut() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.timedOut
+}
+
+// connErr classifies an error of a command: a server's -ERR stays a plain
+// error; a broken connection becomes a backup.ConnError.
+func (s *Store) connErr(ctx context.Context, what string, err error) error {
+	var pe *pop3client.ProtocolError
+	switch {
+	case errors.As(err, &pe):
+		return fmt.Errorf("%s: server answered %s", what, strings.TrimSpace(pe.Response))
+	case s.didTimeOut():
+		err = fmt.Errorf("%w: no answer for %s during %s (see --timeout)", mailconn.ErrTimeout, s.cfg.Timeout, what)
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed):
+		err = fmt.Errorf("%s: server closed the connection", what)
+	default:
+		err = fmt.Errorf("%s: %w", what, err)
+	}
+	return &backup.ConnError{Err: err}
+}
+
+func (s *Store) login(ctx context.Context) error {
+	octx, done := s.op(ctx)
+	defer done()
+	caps, err := s.c.Capa(octx)
+	s.caps = map[string]bool{}
+	if err == nil {
+		for _, c := range caps {
+			s.caps[strings.ToUpper(strings.Fields(c + " ")[0])] = true
+		}
+	}
+	if err := s.c.User(octx, s.cfg.User, s.cfg.Password); err != nil {
+		var pe *pop3client.ProtocolError
+		if errors.As(err, &pe) {
+			resp := strings.TrimSpace(strings.TrimPrefix(pe.Response, "-ERR"))
+			if strings.Contains(strings.ToUpper(resp), "[IN-USE]") {
+				return fmt.Errorf("%w: %s on %s: %s", mailconn.ErrInUse, s.cfg.User, s.cfg.Addr, resp)
+			}
+			return fmt.Errorf("%w for %s on %s: %s", mailconn.ErrAuth, s.cfg.User, s.cfg.Addr, resp)
+		}
+		return s.connErr(ctx, "login", err)
+	}
+	return nil
+}
+
+// Close ends the session with QUIT, which makes deletions final.
+func (s *Store) Close() error {
+	if s.c == nil {
+		return nil
+	}
+	ctx, done := s.op(context.Background())
+	defer done()
+	err := s.c.Quit(ctx)
+	s.c.Close()
+	s.c = nil
+	return err
+}
+
+// Folders implements backup.Source: POP3 has one folder.
+func (s *Store) Folders(ctx context.Context) ([]backup.FolderInfo, error) {
+	return []backup.FolderInfo{{Name: "INBOX"}}, nil
+}
+
+// Examine implements backup.Source with STAT.
+func (s *Store) Examine(ctx context.Context, name string) (backup.FolderStatus, error) {
+	if name != "INBOX" {
+		return backup.FolderStatus{}, fmt.Errorf("POP3 has no folder %q", name)
+	}
+	octx, done := s.op(ctx)
+	defer done()
+	n, _, err := s.c.Stat(octx)
+	if err != nil {
+		return backup.FolderStatus{}, s.connErr(ctx, "stat", err)
+	}
+	return backup.FolderStatus{Messages: uint32(n)}, nil
+}
+
+// List implements backup.Source: the key of a message is its UIDL; a
+// server without UIDL gets keys from a hash of the header (TOP n 0) and the
+// size, with one warning.
+func (s *Store) List(ctx context.Context, fn func(key string, flags []string) error) error {
+	octx, done := s.op(ctx)
+	defer done()
+	infos, err := s.c.List(octx)
+	if err != nil {
+		return s.connErr(ctx, "list", err)
+	}
+	s.size = map[int]int64{}
+	for _, in := range infos {
+		s.size[in.Num] = in.Size
+	}
+	s.num = map[string]int{}
+	uidls, err := s.c.Uidl(octx)
+	var pe *pop3client.ProtocolError
+	if errors.As(err, &pe) {
+		s.policy.warnOnce(s, "uidl", "server has no UIDL: messages are recognised by a hash of their header and size")
+		for _, in := range infos {
+			key, err := s.headerKey(octx, in.Num, in.Size)
+			if err != nil {
+				return err
+			}
+			s.touch(octx)
+			s.num[key] = in.Num
+			if err := fn(key, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err != nil {
+		return s.connErr(ctx, "uidl", err)
+	}
+	for _, u := range uidls {
+		if _, dup := s.num[u.UniqueID]; dup || u.UniqueID == "" {
+			continue // a broken server; the content hash still catches duplicates
+		}
+		s.num[u.UniqueID] = u.Num
+		if err := fn(u.UniqueID, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// headerKey is the key of a message on a server without UIDL.
+func (s *Store) headerKey(ctx context.Context, msg int, size int64) (string, error) {
+	r, err := s.c.Top(ctx, msg, 0)
+	if err != nil {
+		return "", s.connErr(ctx, "top", err)
+	}
+	h := sha256.New()
+	_, err = io.Copy(h, r)
+	r.Close()
+	if err != nil {
+		return "", s.connErr(ctx, "top", err)
+	}
+	return fmt.Sprintf("hdr:%s:%d", hex.EncodeToString(h.Sum(nil))[:32], size), nil
+}
+
+// errShort reports a body shorter than LIST said.
+var errShort = errors.New("message shorter than the size the server listed")
+
+// Fetch implements backup.Source. Messages are read with TOP n <large>,
+// which returns the whole message without marking it read; when TOP is
+// missing or gives less than LIST says, RETR is used (said once). A
+// message the server refuses (-ERR) is skipped and reported by the engine
+// as not delivered; it is fetched again next run.
+func (s *Store) Fetch(ctx context.Context, keys []string, fn func(m *backup.Message) error) error {
+	for _, key := range keys {
+		msg, ok := s.num[key]
+		if !ok {
+			continue
+		}
+		err := s.fetchOne(ctx, key, msg, fn)
+		if errors.Is(err, errShort) && !s.policy.UseRetr {
+			// Is it TOP that is short, or the connection that broke?
+			if nerr := s.noop(ctx); nerr != nil {
+				return nerr
+			}
+			s.policy.mu.Lock()
+			s.policy.UseRetr = true
+			s.policy.mu.Unlock()
+			s.policy.warnOnce(s, "retr", "server's TOP returns less than the listed size: using RETR, which marks messages as read on some servers")
+			err = s.fetchOne(ctx, key, msg, fn)
+		}
+		if errors.Is(err, errShort) {
+			if nerr := s.noop(ctx); nerr != nil {
+				return nerr
+			}
+			return &backup.ConnError{Err: fmt.Errorf("message %s: %w", key, err)}
+		}
+		var skip *skipped
+		if errors.As(err, &skip) {
+			s.policy.warnOnce(s, "err:"+key, fmt.Sprintf("server refused message %s: %s; it is retried next run", key, skip.resp))
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type skipped struct{ resp string }
+
+func (e *skipped) Error() string { return "server refused the message: " + e.resp }
+
+func (s *Store) noop(ctx context.Context) error {
+	octx, done := s.op(ctx)
+	defer done()
+	if err := s.c.Noop(octx); err != nil {
+		return s.connErr(ctx, "fetch", io.ErrUnexpectedEOF)
+	}
+	return nil
+}
+
+func (s *Store) fetchOne(ctx context.Context, key string, msg int, fn func(m *backup.Message) error) error {
+	octx, done := s.op(ctx)
+	defer done()
+	var r io.ReadCloser
+	var err error
+	useRetr := s.policy.UseRetr || !s.caps["TOP"] && len(s.caps) > 0
+	if useRetr {
+		if !s.policy.UseRetr {
+			s.policy.warnOnce(s, "retr", "server offers no TOP: using RETR, which marks messages as read on some servers")
+		}
+		r, err = s.c.Retr(octx, msg)
+	} else {
+		r, err = s.c.Top(octx, msg, topAll)
+	}
+	if err != nil {
+		var pe *pop3client.ProtocolError
+		if errors.As(err, &pe) {
+			if !useRetr && !s.policy.UseRetr && strings.Contains(strings.ToUpper(pe.Response), "TOP") {
+				s.policy.UseRetr = true
+				return s.fetchOne(ctx, key, msg, fn)
+			}
+			return &skipped{resp: strings.TrimSpace(pe.Response)}
+		}
+		return s.connErr(ctx, "fetch", err)
+	}
+	defer r.Close()
+	body := &checked{r: r, want: s.size[msg], touch: func() { s.touch(octx) }}
+	date, full := peekDate(body)
+	err = fn(&backup.Message{Key: key, Size: s.size[msg], InternalDate: date, Body: full})
+	if body.short {
+		return errShort
+	}
+	if err != nil {
+		var ce *backup.ConnError
+		if errors.As(err, &ce) {
+			return s.connErr(ctx, "fetch", ce.Err)
+		}
+		return err
+	}
+	return nil
+}
+
+// checked reads a message body, re-arming the watchdog as data arrives,
+// and turns a body that ends before the listed size into errShort (go-pop3
+// reports a connection cut mid-message as a clean end).
+type checked struct {
+	r     io.Reader
+	want  int64
+	n     int64
+	short bool
+	touch func()
+}
+
+func (c *checked) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if n > 0 {
+		c.touch()
+	}
+	if err == io.EOF && c.want > 0 && c.n < c.want {
+		c.short = true
+		return n, errShort
+	}
+	return n, err
+}
+
+// Delete implements backup.Deleter: DELE for each key. The deletions are
+// made final by Close (QUIT); a session that ends any other way deletes
+// nothing.
+func (s *Store) Delete(ctx context.Context, keys []string) (int, error) {
+	octx, done := s.op(ctx)
+	defer done()
+	n := 0
+	for _, key := range keys {
+		msg, ok := s.num[key]
+		if !ok {
+			continue
+		}
+		if err := s.c.Dele(octx, msg); err != nil {
+			return n, s.connErr(ctx, "dele", err)
+		}
+		s.touch(octx)
+		n++
+	}
+	return n, nil
+}
+
+// peekDate reads the header of a message (at most 64 KiB) to find when it
+// arrived, as POP3 has no INTERNALDATE: the date of the first Received
+// header, else the Date header, else now. It returns the date and a reader
+// of the whole message.
+func peekDate(r io.Reader) (time.Time, io.Reader) {
+	buf := make([]byte, 0, 4096)
+	chunk := make([]byte, 4096)
+	for len(buf) < 64<<10 && !bytes.Contains(buf, []byte("\r\n\r\n")) && !bytes.Contains(buf, []byte("\n\n")) {
+		n, err := r.Read(chunk)
+		buf = append(buf, chunk[:n]...)
+		if err != nil {
+			if err == io.EOF {
+				return headerDate(buf), bytes.NewReader(buf)
+			}
+			return time.Now().UTC(), io.MultiReader(bytes.NewReader(buf), errReader{err})
+		}
+	}
+	return headerDate(buf), io.MultiReader(bytes.NewReader(buf), r)
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+func headerDate(raw []byte) time.Time {
+	msg, err := mail.ReadMessage(io.MultiReader(bytes.NewReader(raw), strings.NewReader("\r\n\r\n")))
+	if err == nil {
+		if rcv := msg.Header["Received"]; len(rcv) > 0 {
+			if i := strings.LastIndex(rcv[0], ";"); i >= 0 {
+				if t, err := mail.ParseDate(strings.TrimSpace(rcv[0][i+1:])); err == nil {
+					return t.UTC()
+				}
+			}
+		}
+		if t, err := msg.Header.Date(); err == nil {
+			return t.UTC()
+		}
+	}
+	return time.Now().UTC().Truncate(time.Second)
+}
