@@ -47,6 +47,9 @@ type Store struct {
 
 	mu       sync.Mutex
 	timedOut bool
+	sess     context.Context
+	cancel   context.CancelFunc
+	timer    *time.Timer
 }
 
 // Policy is what a run learns about a server across its sessions.
@@ -95,11 +98,13 @@ func Dial(ctx context.Context, cfg mailconn.Config, policy *Policy) (*Store, err
 	c, err := pop3client.Dial(dctx, cfg.Addr, opts)
 	done()
 	if err != nil {
+		s.cancel()
 		return nil, s.dialErr(ctx, err)
 	}
 	s.c = c
 	if err := s.login(ctx); err != nil {
 		c.Close()
+		s.cancel()
 		return nil, err
 	}
 	return s, nil
@@ -121,28 +126,32 @@ func (s *Store) dialErr(ctx context.Context, err error) error {
 	return mailconn.ClassifyTLS(s.cfg.Addr, err)
 }
 
-// op returns a context for one operation, cancelled when the server makes
-// no progress for the timeout; progress (see touch) re-arms it.
+// op arms the watchdog for one operation and returns the session's
+// context: the session is cancelled (and its connection unblocked) when the
+// server makes no progress for the timeout; touch re-arms the watchdog.
+// The session context is cancelled only on a timeout or at Close:
+// cancelling a context right after a go-pop3 call can race with the
+// library's own guard and poison the next command's deadline.
 func (s *Store) op(ctx context.Context) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	t := time.AfterFunc(s.cfg.Timeout, func() {
-		s.mu.Lock()
-		s.timedOut = true
-		s.mu.Unlock()
-		cancel()
-	})
-	opCtx := context.WithValue(ctx, timerKey{}, t)
-	return opCtx, func() { t.Stop(); cancel() }
-}
-
-type timerKey struct{}
-
-// touch re-arms the operation's watchdog after progress.
-func (s *Store) touch(ctx context.Context) {
-	if t, ok := ctx.Value(timerKey{}).(*time.Timer); ok {
-		t.Reset(s.cfg.Timeout)
+	s.mu.Lock()
+	if s.sess == nil {
+		s.sess, s.cancel = context.WithCancel(ctx)
+		s.timer = time.AfterFunc(s.cfg.Timeout, func() {
+			s.mu.Lock()
+			s.timedOut = true
+			s.mu.Unlock()
+			s.cancel()
+		})
+	} else {
+		s.timer.Reset(s.cfg.Timeout)
 	}
+	sess := s.sess
+	s.mu.Unlock()
+	return sess, func() { s.timer.Stop() }
 }
+
+// touch re-arms the watchdog after progress.
+func (s *Store) touch(context.Context) { s.timer.Reset(s.cfg.Timeout) }
 
 func (s *Store) didTimeOut() bool {
 	s.mu.Lock()
@@ -199,10 +208,11 @@ func (s *Store) Close() error {
 		return nil
 	}
 	ctx, done := s.op(context.Background())
-	defer done()
 	err := s.c.Quit(ctx)
+	done()
 	s.c.Close()
 	s.c = nil
+	s.cancel()
 	return err
 }
 

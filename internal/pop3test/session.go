@@ -423,12 +423,13 @@ func (ss *session) send(st *stored, body []byte, retr bool) error {
 	}
 	ss.w.WriteString(fmt.Sprintf("+OK %d octets\r\n", len(body)))
 	ss.w.Write(payload)
-	ss.w.WriteString(".\r\n")
 	if err := ss.w.Flush(); err != nil {
 		return err
 	}
+	// Seen before the terminator, so that a client that has read the whole
+	// response finds it in Server.Seen.
 	if retr {
 		ss.srv.markSeen(uidl)
 	}
-	return nil
+	return ss.reply(".")
 }
