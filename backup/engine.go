@@ -393,19 +393,28 @@ type folderSync struct {
 	added     map[string]bool
 	byHash    map[string]*formats.Message // stored in this run
 	seg       *formats.SegmentWriter
+	// poison counts, per key, the connections lost while that message was
+	// read: a message that breaks the connection every time is left out
+	// (and reported) so that the rest of the folder is still backed up.
+	poison map[string]int
 }
 
 // syncFolder brings one folder up to date, retrying on a new connection
 // when the connection fails. It fills folder and change.
 func (r *run) syncFolder(folder *formats.Folder, change *formats.Change, prev *formats.FolderState) error {
-	fs := &folderSync{prev: prev, added: map[string]bool{}, byHash: map[string]*formats.Message{}}
+	fs := &folderSync{prev: prev, added: map[string]bool{}, byHash: map[string]*formats.Message{}, poison: map[string]int{}}
 	defer func() {
 		if fs.seg != nil {
 			fs.seg.Abort()
 		}
 	}()
 	var err error
-	for attempt := 1; attempt <= r.opts.Attempts; attempt++ {
+	// One more attempt than asked for, when a message that kept breaking the
+	// connection is then left out.
+	for attempt := 1; attempt <= r.opts.Attempts+1; attempt++ {
+		if attempt > r.opts.Attempts && !fs.poisoned() {
+			break
+		}
 		if r.src == nil {
 			if err = r.connect(); err != nil {
 				break
@@ -438,6 +447,15 @@ func (r *run) syncFolder(folder *formats.Folder, change *formats.Change, prev *f
 		fs.seg = nil
 	}
 	return err
+}
+
+func (fs *folderSync) poisoned() bool {
+	for _, n := range fs.poison {
+		if n >= 2 {
+			return true
+		}
+	}
+	return false
 }
 
 // ConnError marks errors after which the connection is unusable and a new
@@ -486,6 +504,7 @@ func (r *run) syncOnce(folder *formats.Folder, change *formats.Change, prev *for
 	// What the server has now.
 	onServer := map[string]bool{}
 	var want []string
+	skipped := 0
 	change.Flags = change.Flags[:0]
 	flagChanges := 0
 	err = r.src.List(r.ctx, func(key string, flags []string) error {
@@ -498,8 +517,11 @@ func (r *run) syncOnce(folder *formats.Folder, change *formats.Change, prev *for
 			}
 			return nil
 		}
-		if !fs.added[key] {
+		if !fs.added[key] && fs.poison[key] < 2 {
 			want = append(want, key)
+		}
+		if fs.poison[key] >= 2 {
+			skipped++
 		}
 		return nil
 	})
@@ -518,12 +540,18 @@ func (r *run) syncOnce(folder *formats.Folder, change *formats.Change, prev *for
 		sort.Strings(change.Gone)
 	}
 	r.res.FlagChanges += flagChanges
+	if skipped > 0 {
+		r.opts.Log.Warn("leaving out messages that broke the connection twice", "folder", folder.Name, "messages", skipped)
+	}
 	if len(want) == 0 {
+		if skipped > 0 {
+			return fmt.Errorf("%d %w (each broke the connection)", skipped, errMissing)
+		}
 		return nil
 	}
 	r.opts.Log.Info("fetching", "folder", folder.Name, "messages", len(want))
 
-	missing := 0
+	missing := skipped
 	for start := 0; start < len(want); start += r.opts.BatchSize {
 		batch := want[start:min(start+r.opts.BatchSize, len(want))]
 		inBatch := make(map[string]bool, len(batch))
@@ -577,6 +605,7 @@ func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSy
 		if tee.err != nil {
 			return storageErr(fmt.Errorf("store %s: %w", m.Key, tee.err))
 		}
+		fs.poison[m.Key]++
 		return &ConnError{Err: fmt.Errorf("read %s: %w", m.Key, err)}
 	}
 	sum := hex.EncodeToString(h.Sum(nil))

@@ -81,15 +81,6 @@ func popShas(t *testing.T, addr, user string) []string {
 	return out
 }
 
-func shas(ms []imaptest.ServerMessage) []string {
-	var out []string
-	for _, m := range ms {
-		out = append(out, m.SHA256)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // TestPOP3Backup backs up a Dovecot inbox over POP3: the same bytes as
 // IMAP serves, no message marked as read, incremental by UIDL across
 // deletions by another client, and restorable to an IMAP account.

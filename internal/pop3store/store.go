@@ -39,8 +39,8 @@ type Store struct {
 	cfg    mailconn.Config
 	c      *pop3client.Client
 	caps   map[string]bool
-	num    map[string]int   // key -> message number in this session
-	size   map[int]int64    // message number -> size from LIST
+	num    map[string]int // key -> message number in this session
+	size   map[int]int64  // message number -> size from LIST
 	policy *Policy
 	// Warn, if set, is told about server behaviour mailvault worked around.
 	Warn func(msg string)

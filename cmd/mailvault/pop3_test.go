@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/migadu/go-pop3/pop3mem"
+	"github.com/migadu/go-pop3/pop3server"
+
+	"github.com/mailvault/mailvault/internal/archivetest"
+	"github.com/mailvault/mailvault/internal/mailconn"
+	"github.com/mailvault/mailvault/internal/pop3test"
+)
+
+func popMessages(n int) []pop3test.Message {
+	var out []pop3test.Message
+	for i := 1; i <= n; i++ {
+		body := fmt.Sprintf("Subject: pop %d\r\nMessage-ID: <p%d@x>\r\nDate: Mon, 2 Jan 2006 15:04:05 +0000\r\n\r\n.leading dot\r\nFrom here\r\n%s\r\n", i, i, strings.Repeat("y", i*50))
+		out = append(out, pop3test.Message{UIDL: fmt.Sprintf("uidl-%d", i), Body: []byte(body)})
+	}
+	return out
+}
+
+// TestPOP3Faults runs POP3 backups against a scripted server that
+// misbehaves: each fault gets a clear outcome, and the next run completes
+// the archive with each message once.
+func TestPOP3Faults(t *testing.T) {
+	tests := []struct {
+		name     string
+		opts     pop3test.Options
+		code     int
+		want     string // in stderr
+		nextCode int
+	}{
+		{"clean", pop3test.Options{}, exitOK, "", exitOK},
+		{"-ERR on one message", pop3test.Options{FailRetr: "uidl-3"}, exitPartial, "1 messages listed by the server were not delivered", exitPartial},
+		{"cut in the middle of a message, once", pop3test.Options{CutRetr: "uidl-4", CutOnce: true}, exitOK, "", exitOK},
+		{"cut every time", pop3test.Options{CutRetr: "uidl-4"}, exitPartial, "server closed the connection", exitPartial},
+		{"no UIDL", pop3test.Options{NoUIDL: true}, exitOK, "server has no UIDL", exitOK},
+		{"no TOP", pop3test.Options{NoTOP: true}, exitOK, "using RETR", exitOK},
+		{"wrong password", pop3test.Options{Password: "other"}, exitAuth, "authentication failed", exitAuth},
+		{"mailbox locked", pop3test.Options{Locked: true}, exitInUse, "mailbox in use by another client, retry later", exitInUse},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := tt.opts
+			o.User = "alice"
+			if o.Password == "" {
+				o.Password = "pw"
+			}
+			o.Messages = popMessages(6)
+			srv := pop3test.Start(t, o)
+			vault := filepath.Join(t.TempDir(), "vault")
+			args := []string{"backup", "pop3://alice@" + srv.Addr, vault, "--insecure-plaintext", "-v"}
+			code, out, errs := runCLI(t, pwEnv, args...)
+			if code != tt.code || !strings.Contains(errs, tt.want) {
+				t.Fatalf("exit %d, stderr %q (stdout %q); want %d and %q", code, errs, out, tt.code, tt.want)
+			}
+			for _, c := range srv.Commands() {
+				if strings.HasPrefix(c, "DELE") {
+					t.Errorf("a backup without --delete-after sent %q", c)
+				}
+			}
+			if !tt.opts.NoTOP && len(srv.Seen()) > 0 {
+				t.Errorf("messages marked read by RETR: %v", srv.Seen())
+			}
+			if code == exitAuth || code == exitInUse {
+				return
+			}
+			// The next run: nothing twice, and what was missing when the
+			// fault is gone.
+			code, out, errs = runCLI(t, pwEnv, args...)
+			if code != tt.nextCode {
+				t.Fatalf("second run: exit %d %s %s", code, out, errs)
+			}
+			present := archivetest.Present(t, vault)["INBOX"]
+			want := 6
+			if tt.nextCode == exitPartial {
+				want = 5
+			}
+			if present != want {
+				t.Errorf("archive holds %d messages, want %d", present, want)
+			}
+			// Every archived message is exactly what the server holds.
+			a, st := archivetest.Latest(t, vault)
+			held := map[string]bool{}
+			for _, m := range o.Messages {
+				held[string(m.Body)] = true
+			}
+			for _, m := range st.Folders["INBOX"].Present() {
+				if !held[string(archivetest.Bytes(t, a, st, m))] {
+					t.Errorf("archived message %s differs from the server's", m.Key)
+				}
+			}
+			if code, out, _ := runCLI(t, pwEnv, "verify", vault); code != 0 {
+				t.Errorf("verify: %s", out)
+			}
+		})
+	}
+}
+
+// TestPOP3MigaduServer backs up from go-pop3's own in-process server.
+func TestPOP3MigaduServer(t *testing.T) {
+	store := pop3mem.New()
+	store.AddUser("alice", "pw")
+	for i, m := range popMessages(5) {
+		if err := store.AddMessage("alice", m.UIDL, m.Body); err != nil {
+			t.Fatal(i, err)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := pop3server.New(pop3server.Options{NewSession: store.NewSession, InsecureAuth: true, Logger: slog.New(slog.DiscardHandler)})
+	go srv.Serve(ln)
+	t.Cleanup(func() { ln.Close() })
+	vault := filepath.Join(t.TempDir(), "vault")
+	args := []string{"backup", "pop3://alice@" + ln.Addr().String(), vault, "--insecure-plaintext"}
+	if code, out, errs := runCLI(t, pwEnv, args...); code != 0 || !strings.Contains(out, "5 messages added") {
+		t.Fatalf("backup: %d %s %s", code, out, errs)
+	}
+	if code, out, _ := runCLI(t, pwEnv, args...); code != 0 || !strings.Contains(out, "0 messages added") {
+		t.Errorf("second run: %d %s", code, out)
+	}
+	a, st := archivetest.Latest(t, vault)
+	for i, m := range st.Folders["INBOX"].Present() {
+		if got, want := string(archivetest.Bytes(t, a, st, m)), string(popMessages(5)[i].Body); got != want {
+			t.Errorf("message %d: archived %q, want %q", i, got, want)
+		}
+	}
+}
+
+func TestDetect(t *testing.T) {
+	unreachable := func(context.Context) error { return fmt.Errorf("%w: refused", mailconn.ErrUnreachable) }
+	ok := func(context.Context) error { return nil }
+	auth := func(context.Context) error { return fmt.Errorf("%w: bad", mailconn.ErrAuth) }
+	tests := []struct {
+		name  string
+		cands []candidate
+		want  string
+		err   error
+	}{
+		{"imaps first", []candidate{{"imaps", ok}, {"pop3s", ok}}, "imaps", nil},
+		{"falls back to pop3", []candidate{{"imaps", unreachable}, {"imap", unreachable}, {"pop3s", ok}}, "pop3s", nil},
+		{"auth stops", []candidate{{"imaps", auth}, {"pop3s", ok}}, "", mailconn.ErrAuth},
+		{"nothing answers", []candidate{{"imaps", unreachable}, {"pop3", unreachable}}, "", mailconn.ErrUnreachable},
+	}
+	for _, tt := range tests {
+		got, _, err := tryCandidates(context.Background(), tt.cands)
+		if got != tt.want || (tt.err == nil) != (err == nil) || tt.err != nil && !errors.Is(err, tt.err) {
+			t.Errorf("%s: tryCandidates = %q, %v; want %q, %v", tt.name, got, err, tt.want, tt.err)
+		}
+	}
+}
