@@ -101,6 +101,14 @@ func TestPOP3Faults(t *testing.T) {
 			if code, out, _ := runCLI(t, pwEnv, "verify", vault); code != 0 {
 				t.Errorf("verify: %s", out)
 			}
+			if tt.nextCode == exitPartial {
+				// Once the server behaves, the next run fetches what was missing.
+				clean := pop3test.Start(t, pop3test.Options{User: "alice", Password: "pw", Messages: popMessages(6)})
+				code, out, errs := runCLI(t, pwEnv, "backup", "pop3://alice@"+clean.Addr, vault, "--insecure-plaintext")
+				if code != exitOK || !strings.Contains(out, "1 messages added") || archivetest.Present(t, vault)["INBOX"] != 6 {
+					t.Errorf("run after the fault is gone: exit %d %s %s; archive holds %d", code, out, errs, archivetest.Present(t, vault)["INBOX"])
+				}
+			}
 		})
 	}
 }
