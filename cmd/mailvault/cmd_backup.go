@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/mailvault/mailvault/formats"
 	"github.com/mailvault/mailvault/internal/failpoint"
 	"github.com/mailvault/mailvault/internal/imapstore"
+	"github.com/mailvault/mailvault/internal/localsrc"
 	"github.com/mailvault/mailvault/internal/mailconn"
 	"github.com/mailvault/mailvault/internal/mailurl"
 	"github.com/mailvault/mailvault/internal/pop3store"
@@ -66,7 +69,10 @@ SOURCE is imaps://USER@HOST[:PORT] (implicit TLS, port 993),
 imap://USER@HOST[:PORT] (STARTTLS required, port 143), pop3s://USER@HOST
 (port 995) or pop3://USER@HOST (STLS required, port 110), or a bare
 USER@HOST: then IMAPS, IMAP, POP3S and POP3 are tried in turn and the one
-used is said and recorded (--protocol forces one).
+used is said and recorded (--protocol forces one). SOURCE may also be local
+mail on this computer: mbox:PATH (an mbox file, or a Thunderbird "Local
+Folders" tree: Inbox, Sent, Folder.sbd/Sub; .msf files ignored) or
+maildir:PATH (Maildir++ or nested Maildir folders).
 
 POP3 gives only the inbox, stored as folder INBOX and recognised by UIDL.
 mailvault never deletes mail from a POP3 server unless asked with
@@ -83,6 +89,8 @@ EXAMPLES:
    mailvault backup --password-command 'pass show mail/alice' imap://alice@host ./vault -q
    mailvault backup pop3s://alice@mail.example.com ./vault --delete-after 30
    mailvault backup alice@mail.example.com ./vault        # detects IMAP or POP3
+   mailvault backup mbox:"$HOME/.thunderbird/abc.default/Mail/Local Folders" ./vault
+   mailvault backup maildir:~/Maildir ./vault
 
 ` + exitCodesHelp,
 		Flags: append(append(connFlags(),
@@ -97,6 +105,12 @@ EXAMPLES:
 			log, err := newLogger(c)
 			if err != nil {
 				return err
+			}
+			if kind, path, ok := localSource(a[0]); ok {
+				if c.Int("delete-after") >= 0 {
+					return usagef("--delete-after is for POP3 accounts")
+				}
+				return runLocalBackup(c.Context, kind, path, a[1], log, c.Bool("quiet"), envOf(c))
 			}
 			u, err := mailurl.Parse(a[0])
 			if err != nil {
@@ -231,16 +245,63 @@ func runBackup(ctx context.Context, o backupOptions, e *env) error {
 		DeleteAfter: o.deleteAfter,
 	})
 	if res != nil && res.Snapshot != nil && !o.quiet {
-		s := res.Snapshot
-		fmt.Fprintf(e.stdout, "snapshot %s %s: %d folders (%d examined), %d messages added (%d stored, %s), %d gone, %d flag changes, %s\n",
-			s.ID, s.Status, res.Folders, res.Selected, res.Added, res.Stored, humanBytes(res.Bytes),
-			res.Gone, res.FlagChanges, time.Since(start).Round(10*time.Millisecond))
+		printBackupSummary(e, res, start)
 		if o.delete {
 			fmt.Fprintf(e.stdout, "deleted %d messages from the server (archived at least %s ago)\n", res.Deleted, o.deleteAfter)
 		}
 	}
 	return err
 }
+
+func printBackupSummary(e *env, res *backup.Result, start time.Time) {
+	s := res.Snapshot
+	fmt.Fprintf(e.stdout, "snapshot %s %s: %d folders (%d examined), %d messages added (%d stored, %s), %d gone, %d flag changes, %s\n",
+		s.ID, s.Status, res.Folders, res.Selected, res.Added, res.Stored, humanBytes(res.Bytes),
+		res.Gone, res.FlagChanges, time.Since(start).Round(10*time.Millisecond))
+}
+
+// localSource recognises mbox:PATH and maildir:PATH.
+func localSource(raw string) (kind, path string, ok bool) {
+	for _, k := range []string{"mbox", "maildir"} {
+		if rest, found := strings.CutPrefix(raw, k+":"); found && !strings.HasPrefix(rest, "//") {
+			return k, expandHome(rest), true
+		}
+	}
+	return "", "", false
+}
+
+// runLocalBackup backs up a local mbox file or tree, or a Maildir.
+func runLocalBackup(ctx context.Context, kind, path, archive string, log *slog.Logger, quiet bool, e *env) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	open := func() (backup.Source, error) {
+		if kind == "mbox" {
+			return localsrc.NewMbox(abs)
+		}
+		return localsrc.NewMaildir(abs)
+	}
+	if _, err := open(); err != nil {
+		return fmt.Errorf("%w: %w", errLocalSource, err)
+	}
+	a, err := formats.OpenOrCreate(archive)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	res, err := backup.Run(ctx, a, backup.Options{
+		Source: kind + ":" + abs, Protocol: kind, Log: log, Hook: failpoint.Hook(),
+		Dial: func(context.Context) (backup.Source, error) { return open() },
+	})
+	if res != nil && res.Snapshot != nil && !quiet {
+		printBackupSummary(e, res, start)
+	}
+	return err
+}
+
+// errLocalSource marks a local source that cannot be read.
+var errLocalSource = errors.New("cannot read the local mail")
 
 // sourceDialer is the scheme table of backup sources.
 func sourceDialer(scheme string, cfg mailconn.Config, log *slog.Logger) (string, backup.Dialer) {

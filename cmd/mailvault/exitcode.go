@@ -57,6 +57,8 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, backup.ErrInterrupted), errors.Is(err, context.Canceled):
 		return exitInterrupted
+	case errors.Is(err, errLocalSource):
+		return exitError
 	case errors.As(err, &ue), errors.Is(err, mailurl.ErrPasswordInURL), errors.Is(err, mailurl.ErrInvalid), errors.Is(err, errPasswordFlag):
 		return exitUsage
 	case errors.Is(err, mailconn.ErrInUse):
