@@ -53,11 +53,12 @@
 // the Date header, else the file's modification time.
 //
 // A message's key is "sha256:" and the first 32 hex digits of the SHA-256
-// of its (unquoted) bytes, with "#2", "#3", … for later identical copies
-// in the same file: keys are stable across runs on an unchanged file and
-// do not depend on the other messages. (A message whose bytes change, as
-// when Thunderbird rewrites X-Mozilla-Status after it is read, gets a new
-// key: the archive records the old one as gone and stores the new one.)
+// of its (unquoted) bytes without the X-Mozilla-* header lines, with "#2",
+// "#3", … for later identical copies in the same file: keys are stable
+// across runs on an unchanged file, do not depend on the other messages,
+// and survive Thunderbird rewriting X-Mozilla-Status in place when a
+// message is read or tagged (the archive then records a flag change, and
+// keeps the bytes it stored first).
 // Examine reads the file once, streaming: it splits, unquotes and hashes
 // the messages and remembers each message's byte range, without holding a
 // message in memory. Fetch reads each range again, unquoting on the fly,

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -41,10 +42,49 @@ func setMtime(t *testing.T, path string, at time.Time) {
 	}
 }
 
-// hashKey is the key of an mbox message with these bytes.
+// hashKey is the key of an mbox message with these bytes: a hash of the
+// message without its X-Mozilla-* header lines.
 func hashKey(body string) string {
-	s := sha256.Sum256([]byte(body))
+	var kept strings.Builder
+	inHead := true
+	skip := false
+	for _, line := range strings.SplitAfter(body, "\n") {
+		if inHead && (line == "\n" || line == "\r\n") {
+			inHead = false
+			skip = false
+		} else if inHead && line != "" && line[0] != ' ' && line[0] != '\t' {
+			skip = len(line) >= 10 && strings.EqualFold(line[:10], "X-Mozilla-")
+		}
+		if !skip {
+			kept.WriteString(line)
+		}
+	}
+	s := sha256.Sum256([]byte(kept.String()))
 	return "sha256:" + hex.EncodeToString(s[:16])
+}
+
+func TestMozillaHeadersLeftOutOfKey(t *testing.T) {
+	a := "X-Mozilla-Status: 0000\r\nSubject: s\r\n\r\nbody\r\n"
+	b := "X-Mozilla-Status: 0001\r\nSubject: s\r\n\r\nbody\r\n"
+	if hashKey(a) != hashKey(b) {
+		t.Fatal("test helper disagrees")
+	}
+	dir := t.TempDir()
+	for i, body := range []string{a, b} {
+		p := filepath.Join(dir, fmt.Sprint("f", i))
+		os.WriteFile(p, []byte("From - Mon Jan  2 15:04:05 2006\r\n"+body), 0o600)
+		src, err := NewMbox(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		folders, _ := src.Folders(context.Background())
+		src.Examine(context.Background(), folders[0].Name)
+		src.List(context.Background(), func(k string, flags []string) error { keys = append(keys, k); return nil })
+		if len(keys) != 1 || keys[0] != hashKey(a) {
+			t.Errorf("file %d: keys %v, want [%s]: reading a message in Thunderbird must not change its key", i, keys, hashKey(a))
+		}
+	}
 }
 
 // got is one message as a source delivered it.

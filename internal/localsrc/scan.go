@@ -11,6 +11,7 @@ import (
 	"hash"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -54,12 +55,18 @@ type scanner struct {
 	head      []byte
 	headDone  bool
 	sumBuffer [sha256.Size]byte
+	// kh hashes the message without Thunderbird's X-Mozilla-* header
+	// lines, which Thunderbird rewrites in place when a message is read or
+	// tagged: the key stays the same, and the change shows as a flag
+	// change instead of a new message.
+	kh       hash.Hash
+	skipLine bool
 }
 
 // scanMbox splits an mbox stream into messages (see the package
 // documentation for the rules).
 func scanMbox(ctx context.Context, r io.Reader, zone *time.Location, mtime time.Time) ([]mboxMsg, error) {
-	s := &scanner{zone: zone, mtime: mtime, seen: map[string]int{}, h: sha256.New()}
+	s := &scanner{zone: zone, mtime: mtime, seen: map[string]int{}, h: sha256.New(), kh: sha256.New()}
 	br := bufio.NewReaderSize(r, 64<<10)
 	var pos int64
 	lineStart, inFrom := true, false
@@ -110,6 +117,8 @@ func (s *scanner) begin() {
 	s.open = true
 	s.from = s.from[:0]
 	s.h.Reset()
+	s.kh.Reset()
+	s.skipLine = false
 	s.size = 0
 	s.held = s.held[:0]
 	s.head = s.head[:0]
@@ -124,12 +133,16 @@ func (s *scanner) line(p []byte, lineStart bool, off int64) {
 	end := off + int64(len(p))
 	if lineStart && (len(p) == 1 && p[0] == '\n' || len(p) == 2 && p[0] == '\r' && p[1] == '\n') {
 		s.headDone = true
+		s.skipLine = false
 		s.flushHeld()
 		s.held = append(s.held[:0], p...)
 		s.heldEnd = end
 		return
 	}
 	s.flushHeld()
+	if lineStart && !s.headDone && len(p) > 0 && p[0] != ' ' && p[0] != '\t' {
+		s.skipLine = len(p) >= len(mozillaPrefix) && strings.EqualFold(string(p[:len(mozillaPrefix)]), mozillaPrefix)
+	}
 	if lineStart && bytes.HasPrefix(p, []byte(">"+fromPrefix)) {
 		p = p[1:]
 	}
@@ -150,8 +163,14 @@ func (s *scanner) emit(p []byte) {
 		s.head = append(s.head, p[:min(len(p), maxHeader-len(s.head))]...)
 	}
 	s.h.Write(p)
+	if !s.skipLine {
+		s.kh.Write(p)
+	}
 	s.size += int64(len(p))
 }
+
+// mozillaPrefix starts the header lines left out of an mbox message's key.
+const mozillaPrefix = "X-Mozilla-"
 
 // finish records the message being read; a held blank line is the
 // separator and is dropped.
@@ -163,7 +182,8 @@ func (s *scanner) finish() {
 	m := mboxMsg{start: s.start, end: s.end, size: s.size}
 	s.h.Sum(s.sumBuffer[:0])
 	m.sum = s.sumBuffer
-	base := "sha256:" + hex.EncodeToString(m.sum[:16])
+	var ksum [sha256.Size]byte
+	base := "sha256:" + hex.EncodeToString(s.kh.Sum(ksum[:0])[:16])
 	s.seen[base]++
 	m.key = base
 	if n := s.seen[base]; n > 1 {
