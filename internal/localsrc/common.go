@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mailvault/mailvault/backup"
+	"github.com/mailvault/mailvault/internal/localstore"
 )
 
 // Delimiter is the hierarchy delimiter of the folders both sources list.
@@ -104,42 +105,8 @@ func inboxName(level string) string {
 	return level
 }
 
-// unescapeLevel reverses internal/localstore's escaping of a folder level
-// in a file name: "%XX" becomes the byte 0xXX and a lone "%" the empty
-// level. Any other '%' is kept, so names written by other programs still
-// read.
-func unescapeLevel(s string) string {
-	if s == "%" {
-		return ""
-	}
-	if !strings.Contains(s, "%") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
-			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
-			i += 2
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'A' && c <= 'F' || c >= 'a' && c <= 'f'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c >= 'a':
-		return c - 'a' + 10
-	case c >= 'A':
-		return c - 'A' + 10
-	}
-	return c - '0'
-}
+// unescapeLevel reverses internal/localstore's escaping of a folder level.
+func unescapeLevel(s string) string { return localstore.UnescapeLevel(s) }
 
 // mutf7 is the base64 alphabet of IMAP's modified UTF-7 (',' for '/').
 var mutf7 = base64.NewEncoding("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,").WithPadding(base64.NoPadding)

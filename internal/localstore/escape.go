@@ -75,6 +75,12 @@ func writeEscape(b *strings.Builder, c byte) {
 	b.WriteByte(hex[c&15])
 }
 
+// UnescapeLevel reverses the escaping of a folder level in a file name
+// ("%XX" is the byte 0xXX, a lone "%" the empty level). A '%' not followed
+// by two hex digits is kept as it is, so names written by other programs
+// still decode. Readers of the trees this package writes use it.
+func UnescapeLevel(s string) string { return unescape(s) }
+
 // unescape reverses escape. A '%' not followed by two hex digits is kept
 // as it is, so names written by other programs still decode.
 func unescape(s string) string {
