@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/internal/msghdr"
 )
 
 // Options configure a backup run.
@@ -609,7 +610,7 @@ func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSy
 		return &ConnError{Err: fmt.Errorf("read %s: %w", m.Key, err)}
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
-	md := parseMeta(r.hc.buf)
+	md := msghdr.Parse(r.hc.buf)
 	msg := formats.Message{
 		Key:          m.Key,
 		SHA256:       sum,

@@ -434,17 +434,3 @@ func TestNormalizeFlags(t *testing.T) {
 		}
 	}
 }
-
-func TestParseMeta(t *testing.T) {
-	raw := "From: =?ISO-8859-1?Q?J=FCrgen?= <j@x>\r\nSubject: =?UTF-8?B?w6ljaGVj?=\r\n  continued\r\nMessage-ID:  <id@x> \r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nX-Bad\x00: \xff\r\n\r\nbody"
-	m := parseMeta([]byte(raw))
-	if m.From != "Jürgen <j@x>" || !strings.HasPrefix(m.Subject, "échec") || m.MessageID != "<id@x>" || m.Date != "Mon, 1 Jan 2024 00:00:00 +0000" {
-		t.Errorf("parseMeta = %+v", m)
-	}
-	if got := parseMeta([]byte("garbage without colon\r\n\r\n")); got != (meta{}) {
-		t.Logf("parseMeta(garbage) = %+v (tolerated)", got)
-	}
-	if got := clean(strings.Repeat("é", 1000)); len(got) > maxField {
-		t.Errorf("clean kept %d bytes", len(got))
-	}
-}

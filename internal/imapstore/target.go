@@ -14,6 +14,7 @@ import (
 
 	"github.com/mailvault/mailvault/backup"
 	"github.com/mailvault/mailvault/internal/mailconn"
+	"github.com/mailvault/mailvault/internal/msghdr"
 	"github.com/mailvault/mailvault/restore"
 )
 
@@ -171,7 +172,7 @@ func (t *Target) Index(ctx context.Context, folder string) (*restore.Index, erro
 		}
 		var noID imap.UIDSet
 		for _, m := range msgs {
-			id := messageID(m.FindBodySection(hdr))
+			id := msghdr.MessageID(m.FindBodySection(hdr))
 			if id == "" {
 				noID.AddNum(m.UID)
 				continue
@@ -209,25 +210,6 @@ func (t *Target) Index(ctx context.Context, folder string) (*restore.Index, erro
 		return nil
 	})
 	return idx, err
-}
-
-// messageID extracts the Message-ID value from a header section.
-func messageID(hdr []byte) string {
-	s := string(hdr)
-	i := strings.Index(strings.ToLower(s), "message-id:")
-	if i < 0 {
-		return ""
-	}
-	v := s[i+len("message-id:"):]
-	// Unfold continuation lines, stop at the end of the field.
-	var b strings.Builder
-	for _, line := range strings.SplitAfter(v, "\n") {
-		if b.Len() > 0 && !strings.HasPrefix(line, " ") && !strings.HasPrefix(line, "\t") {
-			break
-		}
-		b.WriteString(strings.TrimRight(line, "\r\n"))
-	}
-	return strings.TrimSpace(b.String())
 }
 
 // flagsFor returns the flags the folder can store, counting the keywords

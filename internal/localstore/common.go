@@ -1,7 +1,6 @@
 package localstore
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
@@ -14,9 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"unicode/utf8"
 
-	"github.com/emersion/go-message/textproto"
+	"github.com/mailvault/mailvault/internal/msghdr"
 
 	"github.com/mailvault/mailvault/restore"
 )
@@ -27,8 +25,6 @@ const (
 	// maxHeader bounds the header bytes read to find a Message-ID, as the
 	// backup does.
 	maxHeader = 64 << 10
-	// maxField is the longest Message-ID kept, as the backup does.
-	maxField = 998
 )
 
 // errBadBody is a body that does not match its recorded size or SHA-256.
@@ -115,38 +111,8 @@ func headerEnd(buf []byte) bool {
 		bytes.Contains(buf, []byte("\n\n")) || bytes.Contains(buf, []byte("\n\r\n"))
 }
 
-// messageID returns the Message-ID of a message from (the start of) its
-// header, exactly as the backup records it: trimmed, valid UTF-8 without
-// control characters, at most maxField bytes. Malformed headers are
-// tolerated.
-func messageID(raw []byte) string {
-	br := bufio.NewReader(io.MultiReader(bytes.NewReader(raw), strings.NewReader("\r\n\r\n")))
-	hdr, err := textproto.ReadHeader(br)
-	if err != nil && hdr.Len() == 0 {
-		return ""
-	}
-	return clean(strings.TrimSpace(hdr.Get("Message-Id")))
-}
-
-// clean makes s valid UTF-8 without control characters, at most maxField
-// bytes (the backup's rule for manifest fields).
-func clean(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) > maxField {
-		cut := maxField
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut]
-	}
-	return s
-}
+// messageID is the Message-ID of a raw header, read as the backup reads it.
+func messageID(raw []byte) string { return msghdr.MessageID(raw) }
 
 // indexFile adds one message file to idx: its Message-ID and size, and
 // its SHA-256 when it has no Message-ID.
