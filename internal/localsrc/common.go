@@ -204,3 +204,17 @@ func pathError(path string, err error) error {
 	}
 	return fmt.Errorf("%s: %w", path, err)
 }
+
+// folderInfos returns a copy of the folders a source found when it was
+// opened, so that callers cannot change the source's own list.
+func folderInfos(ctx context.Context, infos []backup.FolderInfo) ([]backup.FolderInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]backup.FolderInfo, len(infos))
+	for i, fi := range infos {
+		fi.Attrs = slices.Clone(fi.Attrs)
+		out[i] = fi
+	}
+	return out, nil
+}

@@ -172,15 +172,7 @@ func (md *Maildir) walkNested(dir, parent string) error {
 
 // Folders implements backup.Source. The tree is read by NewMaildir.
 func (md *Maildir) Folders(ctx context.Context) ([]backup.FolderInfo, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	out := make([]backup.FolderInfo, len(md.infos))
-	for i, fi := range md.infos {
-		fi.Attrs = slices.Clone(fi.Attrs)
-		out[i] = fi
-	}
-	return out, nil
+	return folderInfos(ctx, md.infos)
 }
 
 // Examine implements backup.Source: it reads the folder's cur/ and new/

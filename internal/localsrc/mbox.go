@@ -195,15 +195,7 @@ func isMboxFile(path string) (ok, empty bool, err error) {
 
 // Folders implements backup.Source. The tree is read by NewMbox.
 func (mb *Mbox) Folders(ctx context.Context) ([]backup.FolderInfo, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	out := make([]backup.FolderInfo, len(mb.infos))
-	for i, fi := range mb.infos {
-		fi.Attrs = slices.Clone(fi.Attrs)
-		out[i] = fi
-	}
-	return out, nil
+	return folderInfos(ctx, mb.infos)
 }
 
 // Examine implements backup.Source: it reads the folder's file once,
