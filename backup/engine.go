@@ -164,6 +164,15 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 		return nil, fmt.Errorf("commit snapshot: %w", storageErr(err))
 	}
 	res.Snapshot = r.snap
+	if a.Config.Storage == formats.StorageMaildir && res.FlagChanges > 0 {
+		// File names carry flags in a Maildir: rename what changed.
+		// Failing here leaves old flags in names, not a damaged archive.
+		if err := r.applySnapshot(); err == nil {
+			if _, err := a.SyncMaildirFlags(r.st, r.snap); err != nil {
+				opts.Log.Warn("could not update flags in Maildir file names", "err", err)
+			}
+		}
+	}
 	if opts.Delete && r.fatal == nil && ctx.Err() == nil {
 		if err := r.deleteArchived(snaps); err != nil {
 			return res, fmt.Errorf("delete from the source after committing snapshot %s: %w", r.snap.ID, err)
@@ -180,6 +189,14 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 	return res, nil
 }
 
+// applySnapshot brings r.st to the committed snapshot, once.
+func (r *run) applySnapshot() error {
+	if r.st.Snapshot == r.snap {
+		return nil
+	}
+	return r.st.Apply(r.snap)
+}
+
 // deleteArchived deletes from the source what the committed archive holds
 // and what is old enough, then ends the session so that the deletion takes
 // effect. Only folders synchronised in this run are touched.
@@ -192,7 +209,7 @@ func (r *run) deleteArchived(snaps []*formats.Snapshot) error {
 	for _, s := range snaps {
 		finished[s.ID] = s.Finished
 	}
-	if err := r.st.Apply(r.snap); err != nil {
+	if err := r.applySnapshot(); err != nil {
 		return err
 	}
 	cutoff := r.opts.now().Add(-r.opts.DeleteAfter)
@@ -393,7 +410,7 @@ type folderSync struct {
 	prevKnown map[string]*formats.MessageState // by key, present in the archive's incarnation
 	added     map[string]bool
 	byHash    map[string]*formats.Message // stored in this run
-	seg       *formats.SegmentWriter
+	seg       formats.RecordWriter
 	// poison counts, per key, the connections lost while that message was
 	// read: a message that breaks the connection every time is left out
 	// (and reported) so that the rest of the folder is still backed up.
@@ -430,13 +447,12 @@ func (r *run) syncFolder(folder *formats.Folder, change *formats.Change, prev *f
 	}
 	// Whatever was stored completely is kept, even when the folder failed.
 	if fs.seg != nil && fs.seg.Records() > 0 {
-		path := fs.seg.Path()
 		seg, cerr := fs.seg.Commit()
 		if cerr != nil {
-			// Nothing in the lost segment may be named by the snapshot.
+			// Nothing the writer lost may be named by the snapshot.
 			kept := change.Added[:0]
 			for _, m := range change.Added {
-				if m.Seg != path {
+				if !fs.seg.Owns(m.Seg) {
 					kept = append(kept, m)
 				}
 			}
@@ -444,7 +460,9 @@ func (r *run) syncFolder(folder *formats.Folder, change *formats.Change, prev *f
 			change.Added = kept
 			return storageErr(cerr)
 		}
-		r.snap.Segments = append(r.snap.Segments, seg)
+		if seg != nil {
+			r.snap.Segments = append(r.snap.Segments, *seg)
+		}
 		fs.seg = nil
 	}
 	return err
@@ -583,13 +601,14 @@ func (r *run) syncOnce(folder *formats.Folder, change *formats.Change, prev *for
 // folder already holds the same bytes, records it without storing again.
 func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSync, m *Message) error {
 	if fs.seg == nil {
-		seg, err := r.a.NewSegment(folder.Dir, r.snap.Seq, r.snap.ID)
+		seg, err := r.a.NewWriter(folder.Dir, r.snap.Seq, r.snap.ID)
 		if err != nil {
 			return storageErr(err)
 		}
 		fs.seg = seg
 	}
-	if err := fs.seg.BeginRecord(m.InternalDate); err != nil {
+	flags := NormalizeFlags(m.Flags)
+	if err := fs.seg.BeginRecord(m.InternalDate, flags); err != nil {
 		return storageErr(err)
 	}
 	if r.copyBuf == nil {
@@ -616,7 +635,7 @@ func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSy
 		SHA256:       sum,
 		Size:         n,
 		InternalDate: m.InternalDate.UTC(),
-		Flags:        NormalizeFlags(m.Flags),
+		Flags:        flags,
 		MessageID:    md.MessageID,
 		From:         md.From,
 		To:           md.To,
@@ -626,12 +645,21 @@ func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSy
 	// The same bytes already stored in this folder (in this run, before, or
 	// under its old name) are not stored again.
 	dup := fs.byHash[sum]
+	present := dup != nil // stored in this run: on the source now
 	for _, f := range []*formats.FolderState{fs.prev, r.st.Folders[change.Folder]} {
 		if dup == nil && f != nil {
 			if d := f.ByHash(sum); d != nil {
 				dup = &d.Message
+				present = !d.Gone && fs.prevKnown[d.Key] != nil
 			}
 		}
+	}
+	if dup != nil && present && r.a.Config.Storage == formats.StorageMaildir {
+		// A Maildir archive keeps one file per message on the source, so
+		// that a Maildir reader (or a server serving the archive) sees
+		// both copies; the bytes of gone messages (a new UIDVALIDITY) are
+		// still reused.
+		dup = nil
 	}
 	if dup != nil {
 		if err := fs.seg.AbortRecord(); err != nil {
@@ -639,11 +667,11 @@ func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSy
 		}
 		msg.Seg, msg.Off = dup.Seg, dup.Off
 	} else {
-		off, _, err := fs.seg.EndRecord()
+		loc, off, err := fs.seg.EndRecord()
 		if err != nil {
 			return storageErr(fmt.Errorf("store %s: %w", m.Key, err))
 		}
-		msg.Seg, msg.Off = fs.seg.Path(), off
+		msg.Seg, msg.Off = loc, off
 		fs.byHash[sum] = &msg
 		r.res.Stored++
 		r.res.Bytes += n
@@ -658,7 +686,7 @@ func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSy
 // teeWriter feeds message bytes to the segment, the hash and the header
 // capture. A write error of the segment is kept apart from read errors.
 type teeWriter struct {
-	seg  *formats.SegmentWriter
+	seg  formats.RecordWriter
 	h    hash.Hash
 	hc   *headerCapture
 	hook func(string)

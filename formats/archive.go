@@ -41,9 +41,10 @@ type Archive struct {
 	// Hook, when set, is called at named points of the write path
 	// ("segment-before-rename", "manifest-before-rename",
 	// "manifest-after-rename"); crash tests use it.
-	Hook func(point string)
-	lock *os.File
-	bufs bufferPool
+	Hook  func(point string)
+	lock  *os.File
+	bufs  bufferPool
+	files maildirFiles
 }
 
 func (a *Archive) hook(point string) {
@@ -52,8 +53,17 @@ func (a *Archive) hook(point string) {
 	}
 }
 
-// Create makes a new archive in root, which must not exist or be empty.
-func Create(root string) (*Archive, error) {
+// Create makes a new archive in root, which must not exist or be empty,
+// with the default storage (mbox segments compressed with zstd).
+func Create(root string) (*Archive, error) { return CreateWith(root, StorageOptions{}) }
+
+// CreateWith makes a new archive in root, which must not exist or be
+// empty, storing messages as opts says.
+func CreateWith(root string, opts StorageOptions) (*Archive, error) {
+	if err := opts.Check(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrStorageMismatch, err)
+	}
+	opts = opts.normalized()
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("create archive: %w", err)
 	}
@@ -64,7 +74,7 @@ func Create(root string) (*Archive, error) {
 	if len(entries) > 0 {
 		return nil, fmt.Errorf("%w: %s is not empty and has no %s", ErrNotArchive, root, ConfigFile)
 	}
-	cfg := Config{Format: "mailvault", Version: FormatVersion, Storage: "mbox", Compression: "zstd", ID: randomHex(8), Created: time.Now().UTC().Truncate(time.Second)}
+	cfg := Config{Format: "mailvault", Version: FormatVersion, Storage: opts.Storage, Compression: opts.Compression, ID: randomHex(8), Created: time.Now().UTC().Truncate(time.Second)}
 	data, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return nil, err
@@ -99,7 +109,7 @@ func Open(root string) (*Archive, error) {
 	if cfg.Version > FormatVersion {
 		return nil, fmt.Errorf("%w: archive format version %d, this mailvault supports up to %d; upgrade mailvault", ErrNewerVersion, cfg.Version, FormatVersion)
 	}
-	if cfg.Storage != "mbox" || cfg.Compression != "zstd" {
+	if (StorageOptions{Storage: cfg.Storage, Compression: cfg.Compression}).Check() != nil || cfg.Storage == "" || cfg.Compression == "" {
 		return nil, fmt.Errorf("%w: storage %q with compression %q is not supported by this mailvault", ErrNewerVersion, cfg.Storage, cfg.Compression)
 	}
 	return &Archive{Root: root, Config: cfg}, nil
@@ -107,14 +117,39 @@ func Open(root string) (*Archive, error) {
 
 // OpenOrCreate opens the archive in root, creating it when root does not
 // exist or is an empty directory.
-func OpenOrCreate(root string) (*Archive, error) {
+func OpenOrCreate(root string) (*Archive, error) { return OpenOrCreateWith(root, nil) }
+
+// OpenOrCreateWith is OpenOrCreate with storage options: a new archive is
+// created with them, and an existing one must have been created with them
+// (else the error wraps ErrStorageMismatch). Empty fields (or nil) accept
+// what an existing archive has and mean the default for a new one.
+func OpenOrCreateWith(root string, opts *StorageOptions) (*Archive, error) {
 	a, err := Open(root)
 	if errors.Is(err, ErrNotArchive) {
 		if _, statErr := os.Stat(filepath.Join(root, ConfigFile)); errors.Is(statErr, fs.ErrNotExist) {
-			return Create(root)
+			if opts == nil {
+				return Create(root)
+			}
+			return CreateWith(root, *opts)
 		}
 	}
-	return a, err
+	if err != nil || opts == nil {
+		return a, err
+	}
+	if err := opts.Check(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrStorageMismatch, err)
+	}
+	have, want := a.Storage(), *opts
+	if want.Storage == "" {
+		want.Storage = have.Storage
+	}
+	if want.Compression == "" {
+		want.Compression = have.Compression
+	}
+	if have != want {
+		return nil, fmt.Errorf("%w: %s was created with %s; a run cannot change it (use a new archive directory for %s)", ErrStorageMismatch, root, have, want)
+	}
+	return a, nil
 }
 
 // LockInfo is written into the lock file by its holder.
@@ -361,8 +396,20 @@ func (a *Archive) Orphans(st *State) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	var named map[string]bool
+	if a.Config.Storage == StorageMaildir {
+		named = maildirNamed(st)
+	}
 	for _, d := range dirs {
 		if !d.IsDir() {
+			continue
+		}
+		if named != nil {
+			o, err := a.maildirOrphans(d.Name(), named)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, o...)
 			continue
 		}
 		files, err := os.ReadDir(filepath.Join(a.Root, FoldersDir, d.Name()))

@@ -25,6 +25,9 @@ var (
 	ErrLocked       = errors.New("formats: archive is locked by another run")
 	ErrNotArchive   = errors.New("formats: not a mailvault archive")
 	ErrNotFound     = errors.New("formats: not found")
+	// ErrStorageMismatch: the storage options asked for are not the
+	// archive's, or not a valid combination.
+	ErrStorageMismatch = errors.New("formats: archive format")
 )
 
 // Snapshot statuses.
@@ -321,7 +324,7 @@ func (s *Snapshot) validate() error {
 			return fmt.Errorf("folder %q: bad event %q", c.Folder, c.Event)
 		}
 		for _, m := range c.Added {
-			if m.Key == "" || !validSHA(m.SHA256) || m.Size < 0 || m.Off < 0 || !ValidSegmentPath(m.Seg) {
+			if m.Key == "" || !validSHA(m.SHA256) || m.Size < 0 || m.Off < 0 || !ValidLocation(m.Seg) || ValidMaildirPath(m.Seg) && m.Off != 0 {
 				return fmt.Errorf("folder %q: bad message entry %q", c.Folder, m.Key)
 			}
 		}

@@ -47,6 +47,19 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 // Close. It fails with ErrCorrupt if the stored record is damaged or
 // shorter than recorded; it does not check the hash.
 func (r *MessageReader) Open(m *Message) (io.Reader, error) {
+	if ValidMaildirPath(m.Seg) {
+		r.closeFile()
+		f, err := r.a.openMaildirFile(m.Seg)
+		if err != nil {
+			return nil, fmt.Errorf("message %s: %w", m.Key, err)
+		}
+		r.f = f
+		src, err := r.a.maildirReader(f, &r.dec)
+		if err != nil {
+			return nil, err
+		}
+		return &exactReader{r: io.LimitReader(src, m.Size), left: m.Size}, nil
+	}
 	g := r.st.Segments[m.Seg]
 	if g == nil {
 		return nil, fmt.Errorf("%w: message %s: unknown segment %s", ErrCorrupt, m.Key, m.Seg)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"sort"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // State is an archive as of one snapshot: every folder ever seen with every
@@ -104,10 +106,10 @@ func (st *State) Apply(s *Snapshot) error {
 		}
 		for _, m := range c.Added {
 			g := st.Segments[m.Seg]
-			if g == nil {
+			if g == nil && !ValidMaildirPath(m.Seg) {
 				return fmt.Errorf("%w: snapshot %s: message %s in unknown segment %s", ErrCorrupt, s.ID, m.Key, m.Seg)
 			}
-			if m.Off >= g.USize {
+			if g != nil && m.Off >= g.USize {
 				return fmt.Errorf("%w: snapshot %s: message %s beyond the end of %s", ErrCorrupt, s.ID, m.Key, m.Seg)
 			}
 			if old := f.byKey[m.Key]; old != nil && !old.Gone {
@@ -174,6 +176,24 @@ func Replay(snaps []*Snapshot, id string) (*State, error) {
 // the stored bytes are shorter than recorded; it does not check the hash
 // (see Verify).
 func (a *Archive) OpenMessage(st *State, m *Message) (io.ReadCloser, error) {
+	if ValidMaildirPath(m.Seg) {
+		f, err := a.openMaildirFile(m.Seg)
+		if err != nil {
+			return nil, fmt.Errorf("message %s: %w", m.Key, err)
+		}
+		var dec *zstd.Decoder
+		r, err := a.maildirReader(f, &dec)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		return &recordCloser{Reader: &exactReader{r: io.LimitReader(r, m.Size), left: m.Size}, close: func() error {
+			if dec != nil {
+				dec.Close()
+			}
+			return f.Close()
+		}}, nil
+	}
 	g := st.Segments[m.Seg]
 	if g == nil {
 		return nil, fmt.Errorf("%w: message %s: unknown segment %s", ErrCorrupt, m.Key, m.Seg)

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // VerifyReport is what Verify found.
@@ -44,10 +46,19 @@ func (a *Archive) Verify(progress func(seg string, done, total int)) (*VerifyRep
 		rep.Problems = append(rep.Problems, err.Error())
 		return rep, nil
 	}
-	// Records per segment, by offset.
+	// Records per segment, by offset; Maildir files by location.
 	recs := map[string]map[int64]*Message{}
+	files := map[string]*Message{}
 	for _, f := range st.Folders {
 		for _, m := range f.Archived {
+			if ValidMaildirPath(m.Seg) {
+				if prev := files[m.Seg]; prev != nil && (prev.SHA256 != m.SHA256 || prev.Size != m.Size) {
+					rep.Problems = append(rep.Problems, fmt.Sprintf("%s: two different messages recorded in one file", m.Seg))
+					continue
+				}
+				files[m.Seg] = &m.Message
+				continue
+			}
 			byOff := recs[m.Seg]
 			if byOff == nil {
 				byOff = map[int64]*Message{}
@@ -75,6 +86,9 @@ func (a *Archive) Verify(progress func(seg string, done, total int)) (*VerifyRep
 		if progress != nil {
 			progress(p, i+1, len(paths))
 		}
+	}
+	if err := a.verifyMaildir(files, rep, progress); err != nil {
+		return nil, err
 	}
 	rep.Orphans, err = a.Orphans(st)
 	if err != nil {
@@ -169,4 +183,37 @@ func (l *lastByte) Write(p []byte) (int, error) {
 		l.last = p[len(p)-1]
 	}
 	return l.w.Write(p)
+}
+
+// verifyMaildir checks every message file of a Maildir archive: present,
+// decompressing (when compressed) to exactly the recorded size and SHA-256.
+func (a *Archive) verifyMaildir(files map[string]*Message, rep *VerifyReport, progress func(string, int, int)) error {
+	if len(files) == 0 {
+		return nil
+	}
+	locs := make([]string, 0, len(files))
+	for loc := range files {
+		locs = append(locs, loc)
+	}
+	sort.Strings(locs)
+	var dec *zstd.Decoder
+	defer func() {
+		if dec != nil {
+			dec.Close()
+		}
+	}()
+	for i, loc := range locs {
+		m := files[loc]
+		n, err := a.verifyMaildirFile(loc, m, &dec)
+		rep.Bytes += n
+		if err != nil {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s (message %s): %v", loc, m.Key, err))
+		} else {
+			rep.Messages++
+		}
+		if progress != nil && (i%256 == 255 || i == len(locs)-1) {
+			progress(loc, i+1, len(locs))
+		}
+	}
+	return nil
 }

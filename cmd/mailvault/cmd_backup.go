@@ -74,6 +74,10 @@ mail on this computer: mbox:PATH (an mbox file, or a Thunderbird "Local
 Folders" tree: Inbox, Sent, Folder.sbd/Sub; .msf files ignored) or
 maildir:PATH (Maildir++ or nested Maildir folders).
 
+A new archive stores mail as zstd-compressed mbox segments, or with
+--format maildir as one Maildir per folder (--compress zstd or none); the
+format is fixed when the archive is created.
+
 POP3 gives only the inbox, stored as folder INBOX and recognised by UIDL.
 mailvault never deletes mail from a POP3 server unless asked with
 --delete-after DAYS, and then only messages already committed to the archive
@@ -89,6 +93,7 @@ EXAMPLES:
    mailvault backup --password-command 'pass show mail/alice' imap://alice@host ./vault -q
    mailvault backup pop3s://alice@mail.example.com ./vault --delete-after 30
    mailvault backup alice@mail.example.com ./vault        # detects IMAP or POP3
+   mailvault backup imaps://alice@mail.example.com ./vault --format maildir --compress zstd
    mailvault backup mbox:"$HOME/.thunderbird/abc.default/Mail/Local Folders" ./vault
    mailvault backup maildir:~/Maildir ./vault
 
@@ -96,7 +101,7 @@ EXAMPLES:
 		Flags: append(append(connFlags(),
 			&cli.StringFlag{Name: "protocol", Usage: "force the protocol of a bare USER@HOST: imaps, imap, pop3s or pop3"},
 			&cli.IntFlag{Name: "delete-after", Value: -1, Usage: "POP3 only: delete from the server messages archived at least `DAYS` ago (0: right after the backup)"},
-		), logFlags()...),
+		), append(storageFlags(), logFlags()...)...),
 		Action: func(c *cli.Context) error {
 			a, err := args(c, 2, 2, "SOURCE ARCHIVE")
 			if err != nil {
@@ -110,7 +115,11 @@ EXAMPLES:
 				if c.Int("delete-after") >= 0 {
 					return usagef("--delete-after is for POP3 accounts")
 				}
-				return runLocalBackup(c.Context, kind, path, a[1], log, c.Bool("quiet"), envOf(c))
+				storage, err := storageOptions(c)
+				if err != nil {
+					return err
+				}
+				return runLocalBackup(c.Context, kind, path, a[1], storage, log, c.Bool("quiet"), envOf(c))
 			}
 			u, err := mailurl.Parse(a[0])
 			if err != nil {
@@ -127,7 +136,11 @@ EXAMPLES:
 					u = u.WithScheme(p, u.Port != 0)
 				}
 			}
-			o := backupOptions{archive: a[1], quiet: c.Bool("quiet"), log: log}
+			storage, err := storageOptions(c)
+			if err != nil {
+				return err
+			}
+			o := backupOptions{archive: a[1], storage: storage, quiet: c.Bool("quiet"), log: log}
 			if days := c.Int("delete-after"); days >= 0 {
 				o.delete, o.deleteAfter = true, time.Duration(days)*24*time.Hour
 			}
@@ -222,6 +235,7 @@ type backupOptions struct {
 	archive     string
 	source      *mailurl.URL // scheme set (detected if need be)
 	conn        mailconn.Config
+	storage     *formats.StorageOptions // nil: the archive's, or the default
 	quiet       bool
 	log         *slog.Logger
 	delete      bool
@@ -229,7 +243,7 @@ type backupOptions struct {
 }
 
 func runBackup(ctx context.Context, o backupOptions, e *env) error {
-	a, err := formats.OpenOrCreate(o.archive)
+	a, err := formats.OpenOrCreateWith(o.archive, o.storage)
 	if err != nil {
 		return err
 	}
@@ -260,6 +274,26 @@ func printBackupSummary(e *env, res *backup.Result, start time.Time) {
 		res.Gone, res.FlagChanges, time.Since(start).Round(10*time.Millisecond))
 }
 
+// storageFlags choose the storage of a new archive.
+func storageFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "format", Usage: "store a new archive's messages as `mbox` (zstd-compressed mboxrd segments, the default) or maildir (a Maildir per folder, one file per message); fixed when the archive is created"},
+		&cli.StringFlag{Name: "compress", Usage: "compress a maildir archive's message files with `zstd` (the default; each file one zstd frame) or none"},
+	}
+}
+
+// storageOptions returns the storage flags given, or nil.
+func storageOptions(c *cli.Context) (*formats.StorageOptions, error) {
+	if !c.IsSet("format") && !c.IsSet("compress") {
+		return nil, nil
+	}
+	o := &formats.StorageOptions{Storage: c.String("format"), Compression: c.String("compress")}
+	if err := o.Check(); err != nil {
+		return nil, usagef("%v", err)
+	}
+	return o, nil
+}
+
 // localSource recognises mbox:PATH and maildir:PATH.
 func localSource(raw string) (kind, path string, ok bool) {
 	for _, k := range []string{"mbox", "maildir"} {
@@ -271,7 +305,7 @@ func localSource(raw string) (kind, path string, ok bool) {
 }
 
 // runLocalBackup backs up a local mbox file or tree, or a Maildir.
-func runLocalBackup(ctx context.Context, kind, path, archive string, log *slog.Logger, quiet bool, e *env) error {
+func runLocalBackup(ctx context.Context, kind, path, archive string, storage *formats.StorageOptions, log *slog.Logger, quiet bool, e *env) error {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return err
@@ -285,7 +319,7 @@ func runLocalBackup(ctx context.Context, kind, path, archive string, log *slog.L
 	if _, err := open(); err != nil {
 		return fmt.Errorf("%w: %w", errLocalSource, err)
 	}
-	a, err := formats.OpenOrCreate(archive)
+	a, err := formats.OpenOrCreateWith(archive, storage)
 	if err != nil {
 		return err
 	}

@@ -65,7 +65,7 @@ func exitCode(err error) int {
 		return exitInUse
 	case errors.Is(err, backup.ErrStorage), errors.Is(err, restore.ErrOverQuota):
 		return exitStorage
-	case errors.Is(err, restore.ErrSelection):
+	case errors.Is(err, restore.ErrSelection), errors.Is(err, formats.ErrStorageMismatch):
 		return exitUsage
 	case errors.Is(err, backup.ErrPartial), errors.Is(err, restore.ErrPartial):
 		return exitPartial

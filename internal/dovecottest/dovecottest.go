@@ -43,6 +43,13 @@ type Options struct {
 	// POP3Lock allows one POP3 session per mailbox at a time: a second one
 	// is refused with "-ERR [IN-USE]" (pop3_lock_session = yes).
 	POP3Lock bool
+	// MailLocation optionally maps user names to their own mail_location
+	// (for example "maildir:~/folders:LAYOUT=fs"), in place of
+	// MailRoot/<user>. "~" is the user's home, Server.Home(user).
+	MailLocation map[string]string
+	// Zlib loads the zlib plugin, which reads mail files compressed with
+	// zstd, gzip, bzip2 or xz.
+	Zlib bool
 }
 
 // DefaultSpecialUse is the special-use mapping used when
@@ -81,6 +88,7 @@ type Server struct {
 	MailRoot string
 
 	base    string
+	home    string
 	dirs    []string // removed by stop
 	logPath string
 	cmd     *exec.Cmd
@@ -166,6 +174,10 @@ func Start(t testing.TB, opts Options) *Server {
 	return nil
 }
 
+// Home is the home directory of user (it may not exist yet). The mail
+// processes can reach it: it lies in a directory they own.
+func (s *Server) Home(user string) string { return filepath.Join(s.home, user) }
+
 // Doveadm runs "doveadm -c CONFIG args..." against the server and returns
 // its combined output. It fails the test if doveadm fails.
 func (s *Server) Doveadm(t testing.TB, args ...string) string {
@@ -201,6 +213,14 @@ func validate(opts Options) error {
 		// Extra fields of a passwd-file are separated by spaces.
 		if rule == "" || strings.ContainsAny(rule, " \t\r\n\x00") {
 			return fmt.Errorf("invalid quota rule %q for user %q", rule, u)
+		}
+	}
+	for u, loc := range opts.MailLocation {
+		if _, ok := opts.Users[u]; !ok {
+			return fmt.Errorf("mail location for unknown user %q", u)
+		}
+		if loc == "" || strings.ContainsAny(loc, " \t\r\n\x00") {
+			return fmt.Errorf("invalid mail location %q for user %q", loc, u)
 		}
 	}
 	for name, attr := range opts.SpecialUse {
@@ -271,6 +291,7 @@ func start(bin string, opts Options) (s *Server, retry bool, err error) {
 		return s, false, err
 	}
 	home := filepath.Join(mailParent, "home")
+	s.home = home
 	for _, d := range []string{s.MailRoot, home, filepath.Join(base, "state"), filepath.Join(base, "run")} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			return s, false, fmt.Errorf("mkdir: %w", err)
@@ -500,10 +521,14 @@ func passwdFile(opts Options, uid, gid int, home string) []byte {
 	sort.Strings(users)
 	var b strings.Builder
 	for _, u := range users {
-		extra := ""
+		var fields []string
 		if rule, ok := opts.Quota[u]; ok {
-			extra = "userdb_quota_rule=" + rule
+			fields = append(fields, "userdb_quota_rule="+rule)
 		}
+		if loc, ok := opts.MailLocation[u]; ok {
+			fields = append(fields, "userdb_mail="+loc)
+		}
+		extra := strings.Join(fields, " ")
 		fmt.Fprintf(&b, "%s:{PLAIN}%s:%d:%d::%s::%s\n", u, opts.Users[u], uid, gid, filepath.Join(home, u), extra)
 	}
 	return []byte(b.String())
@@ -571,6 +596,9 @@ func config(p configParams) string {
 	quota := len(p.opts.Quota) > 0
 	if quota {
 		w("mail_plugins = $mail_plugins quota")
+	}
+	if p.opts.Zlib {
+		w("mail_plugins = $mail_plugins zlib")
 	}
 	w("passdb {\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%%u %s\n}", p.passwd)
 	w("userdb {\n  driver = passwd-file\n  args = username_format=%%u %s\n}", p.passwd)

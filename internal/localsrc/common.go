@@ -161,20 +161,6 @@ func decodeMUTF7(s string) string {
 	return b.String()
 }
 
-// validAtom reports whether s can be an IMAP keyword.
-func validAtom(s string) bool {
-	if s == "" || strings.HasPrefix(s, `\`) {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`(){%*"\]`, c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // addFlag appends f to flags unless it is there already.
 func addFlag(flags []string, f string) []string {
 	if slices.Contains(flags, f) {

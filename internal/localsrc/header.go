@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailvault/mailvault/formats"
 )
 
 // maxHeader bounds the header bytes kept to read flags and the date.
@@ -89,7 +91,7 @@ func mboxMeta(head []byte) (flags []string, date time.Time, hasDate bool) {
 		}
 	}
 	for _, k := range strings.Fields(h["x-mozilla-keys"]) {
-		if validAtom(k) {
+		if formats.ValidKeyword(k) {
 			flags = addFlag(flags, k)
 		}
 	}

@@ -9,14 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/mailvault/mailvault/backup"
+	"github.com/mailvault/mailvault/formats"
 )
-
-// keywordsFile is Dovecot's file mapping keyword letters to names.
-const keywordsFile = "dovecot-keywords"
 
 // Maildir is a backup Source reading a Maildir or a tree of them (see the
 // package documentation).
@@ -34,7 +31,7 @@ var _ backup.Source = (*Maildir)(nil)
 type maildirFolder struct {
 	name     string
 	dir      string
-	keywords []string // index = letter - 'a'
+	keywords formats.MaildirKeywords
 	msgs     []maildirMsg
 	byKey    map[string]int
 	fresh    bool
@@ -196,9 +193,9 @@ func (md *Maildir) Examine(ctx context.Context, name string) (backup.FolderStatu
 // new/, each sorted by name; a unique part met twice (a message caught
 // moving from new/ to cur/) is listed once.
 func (f *maildirFolder) scan(ctx context.Context) error {
-	kw, err := readKeywords(filepath.Join(f.dir, keywordsFile))
+	kw, err := formats.ReadMaildirKeywords(filepath.Join(f.dir, formats.MaildirKeywordsFile))
 	if err != nil {
-		return err
+		return pathError(f.dir, err)
 	}
 	f.keywords = kw
 	f.msgs = f.msgs[:0]
@@ -245,54 +242,7 @@ func (f *maildirFolder) flags(name string) []string {
 	if !ok || !strings.HasPrefix(info, "2,") {
 		return nil
 	}
-	var out []string
-	for _, c := range info[2:] {
-		switch {
-		case c == 'D':
-			out = addFlag(out, `\Draft`)
-		case c == 'F':
-			out = addFlag(out, `\Flagged`)
-		case c == 'P':
-			out = addFlag(out, "$Forwarded")
-		case c == 'R':
-			out = addFlag(out, `\Answered`)
-		case c == 'S':
-			out = addFlag(out, `\Seen`)
-		case c == 'T':
-			out = addFlag(out, `\Deleted`)
-		case c >= 'a' && c <= 'z':
-			if i := int(c - 'a'); i < len(f.keywords) && f.keywords[i] != "" {
-				out = addFlag(out, f.keywords[i])
-			}
-		}
-	}
-	return out
-}
-
-// readKeywords parses a dovecot-keywords file: lines "<index> <keyword>",
-// index 0 for letter 'a'. Malformed lines are ignored; a missing file
-// means no keywords.
-func readKeywords(path string) ([]string, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, pathError(path, err)
-	}
-	kw := make([]string, 26)
-	n := 0
-	for _, line := range strings.Split(string(data), "\n") {
-		num, name, ok := strings.Cut(strings.TrimRight(line, "\r"), " ")
-		i, err := strconv.Atoi(num)
-		name = strings.TrimSpace(name)
-		if !ok || err != nil || i < 0 || i >= len(kw) || !validAtom(name) {
-			continue
-		}
-		kw[i] = name
-		n = max(n, i+1)
-	}
-	return kw[:n], nil
+	return f.keywords.Flags(info[2:])
 }
 
 // List implements backup.Source: the keys are the unique parts of the file

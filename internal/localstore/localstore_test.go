@@ -22,6 +22,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/mailvault/mailvault/formats"
 
 	"github.com/mailvault/mailvault/internal/corpus"
 	"github.com/mailvault/mailvault/internal/dovecottest"
@@ -254,7 +255,7 @@ func maildirInfo(flags []string) string {
 // readKeywordMap reads a folder's dovecot-keywords as letter -> keyword.
 func readKeywordMap(t *testing.T, dir string) map[byte]string {
 	t.Helper()
-	kw, err := readKeywords(filepath.Join(dir, keywordsFile))
+	kw, err := formats.ReadMaildirKeywords(filepath.Join(dir, keywordsFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,18 +10,15 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/mailvault/mailvault/formats"
 	"github.com/mailvault/mailvault/restore"
 )
 
-// maxKeywords is the number of keyword letters (a–z) a Maildir folder has.
-const maxKeywords = 26
-
 // keywordsFile is Dovecot's file mapping keyword letters to names.
-const keywordsFile = "dovecot-keywords"
+const keywordsFile = formats.MaildirKeywordsFile
 
 // maildirEscaper escapes folder levels for Dovecot's LAYOUT=fs: the
 // subdirectories and control files every Maildir folder holds are
@@ -58,7 +55,7 @@ var (
 // maildirFolder is what Append keeps about a folder it writes to.
 type maildirFolder struct {
 	dir      string
-	keywords []string        // index = letter - 'a'
+	keywords formats.MaildirKeywords
 	names    map[string]bool // unique base names in cur/ and new/
 }
 
@@ -262,7 +259,7 @@ func (md *Maildir) folder(folder string) (*maildirFolder, error) {
 		}
 	}
 	f := &maildirFolder{dir: dir, names: map[string]bool{}}
-	if f.keywords, err = readKeywords(filepath.Join(dir, keywordsFile)); err != nil {
+	if f.keywords, err = formats.ReadMaildirKeywords(filepath.Join(dir, keywordsFile)); err != nil {
 		return nil, err
 	}
 	for _, sub := range []string{"cur", "new"} {
@@ -287,119 +284,31 @@ func baseName(n string) string {
 	return n
 }
 
-// readKeywords parses a dovecot-keywords file: lines "<index> <keyword>",
-// index 0 for letter 'a'. Malformed lines are ignored.
-func readKeywords(path string) ([]string, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	kw := make([]string, maxKeywords)
-	n := 0
-	for _, line := range strings.Split(string(data), "\n") {
-		num, name, ok := strings.Cut(strings.TrimRight(line, "\r"), " ")
-		i, err := strconv.Atoi(num)
-		if !ok || err != nil || i < 0 || i >= maxKeywords || name == "" {
-			continue
-		}
-		kw[i] = name
-		n = max(n, i+1)
-	}
-	return kw[:n], nil
-}
-
-// letters returns the info flags of a message ("DFPRST" letters, sorted,
-// then keyword letters) and the keywords that still need a letter.
+// letters returns the info flags of a message ("DFPRST" letters, then
+// keyword letters), writing dovecot-keywords first when a keyword gets a
+// new letter.
 func (md *Maildir) letters(f *maildirFolder, flags []string) (info string, err error) {
-	std := map[byte]bool{}
-	kws := map[byte]bool{}
-	var added []string
 	old := slices.Clone(f.keywords)
-	for _, fl := range flags {
-		lf := strings.ToLower(fl)
-		switch lf {
-		case `\draft`:
-			std['D'] = true
-			continue
-		case `\flagged`:
-			std['F'] = true
-			continue
-		case `\answered`:
-			std['R'] = true
-			continue
-		case `\seen`:
-			std['S'] = true
-			continue
-		case `\deleted`:
-			std['T'] = true
-			continue
-		case `\recent`:
-			continue
-		case "$forwarded":
-			// P for Maildir readers; Dovecot ignores P, so the
-			// keyword is kept too.
-			std['P'] = true
-		}
-		if strings.HasPrefix(fl, `\`) || !validAtom(fl) {
-			md.dropped++
-			continue
-		}
-		i := slices.IndexFunc(f.keywords, func(k string) bool { return strings.EqualFold(k, fl) })
-		if i < 0 {
-			i = slices.Index(f.keywords, "")
-		}
-		if i < 0 {
-			if len(f.keywords) >= maxKeywords {
-				md.dropped++
-				continue
-			}
-			f.keywords = append(f.keywords, "")
-			i = len(f.keywords) - 1
-		}
-		if f.keywords[i] == "" {
-			f.keywords[i] = fl
-			added = append(added, fl)
-		}
-		kws[byte('a'+i)] = true
-	}
+	info, added, dropped := f.keywords.Info(flags)
+	md.dropped += dropped
 	if len(added) > 0 {
 		if err := writeKeywords(f); err != nil {
 			f.keywords = old
 			return "", err
 		}
 	}
-	var b []byte
-	for _, c := range []byte("DFPRST") {
-		if std[c] {
-			b = append(b, c)
-		}
-	}
-	for c := byte('a'); c <= 'z'; c++ {
-		if kws[c] {
-			b = append(b, c)
-		}
-	}
-	return string(b), nil
+	return info, nil
 }
 
 // writeKeywords replaces the folder's dovecot-keywords by one with every
 // known keyword (existing letters keep their keyword): written in tmp/,
 // synced and renamed, so a reader sees the old or the new file.
 func writeKeywords(f *maildirFolder) error {
-	var b strings.Builder
-	for i, k := range f.keywords {
-		if k != "" {
-			fmt.Fprintf(&b, "%d %s\n", i, k)
-		}
-	}
 	tmp, err := createTemp(filepath.Join(f.dir, "tmp"), ".keywords.", "")
 	if err != nil {
 		return err
 	}
-	_, err = tmp.WriteString(b.String())
+	_, err = tmp.Write(f.keywords.Encode())
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -414,20 +323,6 @@ func writeKeywords(f *maildirFolder) error {
 		return err
 	}
 	return syncDir(f.dir)
-}
-
-// validAtom reports whether s can be an IMAP keyword.
-func validAtom(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`(){%*"\]`, c) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // Append implements restore.Target: the message is written to tmp/,

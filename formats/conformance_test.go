@@ -1,0 +1,479 @@
+package formats
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The conformance suite: every test here runs against each storage an
+// archive can have, and must pass unchanged on all of them.
+
+var storages = []StorageOptions{
+	{Storage: StorageMbox, Compression: CompressZstd},
+	{Storage: StorageMaildir, Compression: CompressZstd},
+	{Storage: StorageMaildir, Compression: CompressNone},
+}
+
+func forEachStorage(t *testing.T, fn func(t *testing.T, opts StorageOptions)) {
+	for _, o := range storages {
+		t.Run(o.Storage+"-"+o.Compression, func(t *testing.T) { fn(t, o) })
+	}
+}
+
+func create(t *testing.T, opts StorageOptions) (*Archive, string) {
+	t.Helper()
+	root := t.TempDir()
+	a, err := CreateWith(root, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, root
+}
+
+func TestArchiveRoundTrip(t *testing.T) {
+	forEachStorage(t, func(t *testing.T, opts StorageOptions) {
+		a, root := create(t, opts)
+		bodies := append([][]byte{}, edgeBodies...)
+		bodies = append(bodies, bigBody(9<<20, 1), []byte("after big\n"), bigBody(FrameSize-3, 2), bigBody(100, 3))
+		for i := 0; i < 300; i++ {
+			bodies = append(bodies, bigBody(20000+i, uint64(i+10)))
+		}
+		s1 := writeSnapshot(t, a, nil, "INBOX", bodies, 7)
+		s2 := writeSnapshot(t, a, s1, "INBOX", [][]byte{[]byte("second run\n")}, 0)
+
+		a2, err := Open(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a2.Storage() != opts {
+			t.Fatalf("reopened archive storage = %v, want %v", a2.Storage(), opts)
+		}
+		snaps, err := a2.Snapshots()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(snaps) != 2 || snaps[1].ID != s2.ID {
+			t.Fatalf("Snapshots() = %d snapshots, want 2", len(snaps))
+		}
+		st, err := Replay(snaps, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := st.Folders["INBOX"]
+		if len(f.Archived) != len(bodies)+1 {
+			t.Fatalf("state has %d messages, want %d", len(f.Archived), len(bodies)+1)
+		}
+		for i, m := range f.Archived[:len(bodies)] {
+			r, err := a2.OpenMessage(st, &m.Message)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(r)
+			r.Close()
+			if err != nil {
+				t.Fatalf("message %d: %v", i, err)
+			}
+			if !bytes.Equal(got, bodies[i]) {
+				t.Fatalf("message %d: read %d bytes, want %d (equal prefix %v)", i, len(got), len(bodies[i]), bytes.HasPrefix(bodies[i], got))
+			}
+		}
+		// A MessageReader gives the same bytes in archive order, in reverse
+		// order and with messages left half-read.
+		mr := a2.NewMessageReader(st)
+		for pass, order := range [][]int{seq(len(bodies)), reverse(seq(len(bodies))), seq(len(bodies))} {
+			for _, i := range order {
+				r, err := mr.Open(&f.Archived[i].Message)
+				if err != nil {
+					t.Fatalf("pass %d message %d: %v", pass, i, err)
+				}
+				if pass == 2 && i%3 == 0 {
+					io.CopyN(io.Discard, r, int64(len(bodies[i])/2))
+					continue
+				}
+				got, err := io.ReadAll(r)
+				if err != nil || !bytes.Equal(got, bodies[i]) {
+					t.Fatalf("pass %d message %d: %d bytes, %v; want %d", pass, i, len(got), err, len(bodies[i]))
+				}
+			}
+		}
+		mr.Close()
+		rep, err := a2.Verify(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rep.OK() || rep.Messages != len(bodies)+1 || len(rep.Orphans) != 0 {
+			t.Fatalf("Verify = %+v", rep)
+		}
+		if opts.Storage == StorageMbox {
+			checkSegmentsExternally(t, root, snaps, st, len(bodies)+1)
+		} else {
+			checkMaildirExternally(t, root, opts, f, bodies)
+		}
+	})
+}
+
+// checkSegmentsExternally checks the frame sizes and that the zstd CLI
+// reads the concatenated segments as one mboxrd stream.
+func checkSegmentsExternally(t *testing.T, root string, snaps []*Snapshot, st *State, n int) {
+	for _, g := range st.Segments {
+		for i := 1; i < len(g.Frames); i++ {
+			if d := g.Frames[i][1] - g.Frames[i-1][1]; d > FrameSize {
+				t.Errorf("frame %d of %s holds %d bytes", i-1, g.Path, d)
+			}
+		}
+	}
+	if _, err := exec.LookPath("zstd"); err != nil {
+		requireTool(t, "zstd")
+		return
+	}
+	var segs []string
+	for _, s := range snaps {
+		for _, g := range s.Segments {
+			segs = append(segs, filepath.Join(root, g.Path))
+		}
+	}
+	out, err := exec.Command("zstd", append([]string{"-dc"}, segs...)...).Output()
+	if err != nil {
+		t.Fatalf("zstd -dc: %v", err)
+	}
+	if got := bytes.Count(out, []byte("\nFrom MAILER-DAEMON ")) + 1; got != n {
+		t.Errorf("zstd -dc output has %d From lines, want %d", got, n)
+	}
+}
+
+// requireTool fails in CI, where every oracle must be installed, and only
+// logs elsewhere.
+func requireTool(t *testing.T, name string) {
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is not installed; CI must install it", name)
+	}
+	t.Logf("%s not installed: external check left out", name)
+}
+
+// checkMaildirExternally checks the Maildir layout: one file per message
+// in cur/ named <unique>,S=<size>:2,<flags>, modification time =
+// INTERNALDATE, content readable by the zstd CLI (or as is), keyword
+// letters named in dovecot-keywords, and nothing left in tmp/ or new/.
+func checkMaildirExternally(t *testing.T, root string, opts StorageOptions, f *FolderState, bodies [][]byte) {
+	dir := filepath.Join(root, FoldersDir, "INBOX")
+	kw, err := ReadMaildirKeywords(filepath.Join(dir, MaildirKeywordsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(kw.Encode()), " $Label1\n") || !strings.Contains(string(kw.Encode()), " Work\n") {
+		t.Errorf("dovecot-keywords = %q, want $Label1 and Work", kw.Encode())
+	}
+	hasZstd := true
+	if _, err := exec.LookPath("zstd"); err != nil {
+		hasZstd = false
+		if opts.Compression == CompressZstd {
+			requireTool(t, "zstd")
+		}
+	}
+	for i, m := range f.Archived[:len(bodies)] {
+		p := filepath.Join(root, filepath.FromSlash(m.Seg))
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if !fi.ModTime().Equal(m.InternalDate) {
+			t.Errorf("message %d: mtime %v, want INTERNALDATE %v", i, fi.ModTime(), m.InternalDate)
+		}
+		name := path.Base(m.Seg)
+		_, info, _ := strings.Cut(name, ":2,")
+		if !strings.Contains(name, fmt.Sprintf(",S=%d:2,", len(bodies[i]))) {
+			t.Errorf("message %d: file name %q lacks ,S=%d:2,", i, name, len(bodies[i]))
+		}
+		if got, want := fmt.Sprint(kw.Flags(info)), fmt.Sprint(sortedFlags(m.Flags)); got != want && !(len(m.Flags) == 0 && info == "") {
+			t.Errorf("message %d: flags from file name %v, want %v", i, got, want)
+		}
+		var content []byte
+		if opts.Compression == CompressNone {
+			content, err = os.ReadFile(p)
+		} else if hasZstd && (i < 20 || len(bodies[i]) > FrameSize) {
+			content, err = exec.Command("zstd", "-dc", p).Output()
+		} else {
+			continue
+		}
+		if err != nil || !bytes.Equal(content, bodies[i]) {
+			t.Fatalf("message %d: file content differs from the message (%v)", i, err)
+		}
+	}
+	for _, sub := range []string{"tmp", "new"} {
+		if e, _ := os.ReadDir(filepath.Join(dir, sub)); len(e) > 0 {
+			t.Errorf("%s/ holds %d files after commit", sub, len(e))
+		}
+	}
+}
+
+// sortedFlags orders flags the way MaildirKeywords.Flags returns them:
+// system flags by letter (D F R S T), then keywords.
+func sortedFlags(flags []string) []string {
+	order := map[string]int{`\Draft`: 0, `\Flagged`: 1, `\Answered`: 2, `\Seen`: 3, `\Deleted`: 4}
+	var sys, kws []string
+	for _, f := range flags {
+		if _, ok := order[f]; ok {
+			sys = append(sys, f)
+		} else {
+			kws = append(kws, f)
+		}
+	}
+	for i := range sys {
+		for j := i + 1; j < len(sys); j++ {
+			if order[sys[j]] < order[sys[i]] {
+				sys[i], sys[j] = sys[j], sys[i]
+			}
+		}
+	}
+	return append(sys, kws...)
+}
+
+func TestVerifyFindsDamage(t *testing.T) {
+	forEachStorage(t, func(t *testing.T, opts StorageOptions) {
+		for _, damage := range []string{"bit flip", "truncated", "missing"} {
+			t.Run(damage, func(t *testing.T) {
+				a, root := create(t, opts)
+				s := writeSnapshot(t, a, nil, "INBOX", edgeBodies, 0)
+				p := filepath.Join(root, s.Changes[0].Added[0].Seg)
+				data, _ := os.ReadFile(p)
+				switch damage {
+				case "bit flip":
+					data[len(data)/2] ^= 0x40
+					os.WriteFile(p, data, 0o600)
+				case "truncated":
+					os.WriteFile(p, data[:len(data)-3], 0o600)
+				case "missing":
+					os.Remove(p)
+				}
+				rep, err := a.Verify(nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rep.OK() {
+					t.Fatalf("Verify after %s = OK, want a problem", damage)
+				}
+				snaps, _ := a.Snapshots()
+				st, _ := Replay(snaps, "")
+				r, err := a.OpenMessage(st, &st.Folders["INBOX"].Archived[0].Message)
+				if err == nil {
+					got, rerr := io.ReadAll(r)
+					r.Close()
+					if rerr == nil && damage != "bit flip" {
+						t.Fatalf("reading a %s message gave %d bytes and no error", damage, len(got))
+					}
+				}
+			})
+		}
+	})
+}
+
+func TestOrphansRemoved(t *testing.T) {
+	forEachStorage(t, func(t *testing.T, opts StorageOptions) {
+		a, root := create(t, opts)
+		writeSnapshot(t, a, nil, "INBOX", edgeBodies[:2], 0)
+		// A run killed after its writer committed, before its manifest.
+		w, _ := a.NewWriter("INBOX", 2, "deadbeef")
+		w.BeginRecord(time.Now(), []string{`\Seen`})
+		w.Write([]byte("uncommitted"))
+		w.EndRecord()
+		if _, err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		// A run killed in the middle of a message.
+		w2, _ := a.NewWriter("Other", 2, "deadbeef")
+		w2.BeginRecord(time.Now(), nil)
+		w2.Write([]byte("half a message"))
+		os.WriteFile(filepath.Join(root, SnapshotsDir, "00000002-deadbeef.json.tmp"), []byte("{"), 0o600)
+		snaps, _ := a.Snapshots()
+		st, _ := Replay(snaps, "")
+		removed, err := a.RemoveOrphans(st)
+		if err != nil || len(removed) != 3 {
+			t.Fatalf("RemoveOrphans = %v, %v; want 3 files", removed, err)
+		}
+		rep, _ := a.Verify(nil)
+		if !rep.OK() || len(rep.Orphans) != 0 || rep.Messages != 2 {
+			t.Fatalf("Verify after cleanup = %+v", rep)
+		}
+	})
+}
+
+func TestWriterAbort(t *testing.T) {
+	forEachStorage(t, func(t *testing.T, opts StorageOptions) {
+		a, _ := create(t, opts)
+		w, err := a.NewWriter("INBOX", 1, "deadbeef")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 3; i++ {
+			w.BeginRecord(time.Now(), nil)
+			w.Write([]byte("message\n"))
+			if _, _, err := w.EndRecord(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.Abort()
+		orphans, err := a.Orphans(NewState())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(orphans) != 0 {
+			t.Fatalf("after Abort, files are left: %v", orphans)
+		}
+	})
+}
+
+func TestStorageMismatchRefused(t *testing.T) {
+	for _, have := range storages {
+		for _, want := range storages {
+			root := t.TempDir()
+			if _, err := OpenOrCreateWith(root, &have); err != nil {
+				t.Fatal(err)
+			}
+			_, err := OpenOrCreateWith(root, &want)
+			if (have == want) != (err == nil) || err != nil && !errors.Is(err, ErrStorageMismatch) {
+				t.Errorf("archive %v opened with %v: error %v", have, want, err)
+			}
+			if err != nil && !strings.Contains(err.Error(), have.String()) {
+				t.Errorf("error %q does not say how the archive was created", err)
+			}
+			if _, err := OpenOrCreateWith(root, nil); err != nil {
+				t.Errorf("opening %v without options: %v", have, err)
+			}
+		}
+	}
+	for _, bad := range []StorageOptions{{Storage: "mbox", Compression: "none"}, {Storage: "mh"}, {Storage: "maildir", Compression: "gzip"}} {
+		if _, err := CreateWith(t.TempDir(), bad); !errors.Is(err, ErrStorageMismatch) {
+			t.Errorf("CreateWith(%+v) error = %v, want ErrStorageMismatch", bad, err)
+		}
+	}
+}
+
+func TestMaildirFlagRename(t *testing.T) {
+	for _, comp := range []string{CompressZstd, CompressNone} {
+		t.Run(comp, func(t *testing.T) {
+			a, root := create(t, StorageOptions{Storage: StorageMaildir, Compression: comp})
+			s1 := writeSnapshot(t, a, nil, "INBOX", edgeBodies[:4], 0)
+			added := s1.Changes[0].Added
+			s2 := &Snapshot{ID: NewSnapshotID(), Seq: 2, Parent: s1.ID, Source: "imap://test", Protocol: "imap", Status: StatusComplete,
+				Folders: s1.Folders,
+				Changes: []Change{{Folder: "INBOX", Flags: []FlagChange{
+					{Key: added[0].Key, Flags: []string{`\Seen`, "NewKeyword"}},
+					{Key: added[2].Key, Flags: nil},
+				}}},
+			}
+			if err := a.Commit(s2); err != nil {
+				t.Fatal(err)
+			}
+			snaps, _ := a.Snapshots()
+			st, err := Replay(snaps, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := a.SyncMaildirFlags(st, s2)
+			if err != nil || n != 2 {
+				t.Fatalf("SyncMaildirFlags = %d, %v; want 2 renames", n, err)
+			}
+			kw, _ := ReadMaildirKeywords(filepath.Join(root, FoldersDir, "INBOX", MaildirKeywordsFile))
+			cur, _ := os.ReadDir(filepath.Join(root, FoldersDir, "INBOX", "cur"))
+			byBase := map[string]string{}
+			for _, e := range cur {
+				byBase[maildirBase(e.Name())] = e.Name()
+			}
+			for i, want := range [][]string{{`\Seen`, "NewKeyword"}, added[1].Flags, nil, added[3].Flags} {
+				name := byBase[maildirBase(path.Base(added[i].Seg))]
+				_, info, _ := strings.Cut(name, ":2,")
+				if got := kw.Flags(info); fmt.Sprint(got) != fmt.Sprint(sortedFlags(want)) {
+					t.Errorf("message %d: file %q has flags %v, want %v", i, name, got, want)
+				}
+			}
+			// A fresh reader finds renamed files by their unique base.
+			a2, _ := Open(root)
+			mr := a2.NewMessageReader(st)
+			for i, m := range st.Folders["INBOX"].Archived {
+				r, err := mr.Open(&m.Message)
+				if err != nil {
+					t.Fatalf("message %d after rename: %v", i, err)
+				}
+				got, _ := io.ReadAll(r)
+				if !bytes.Equal(got, edgeBodies[i]) {
+					t.Fatalf("message %d after rename: wrong bytes", i)
+				}
+			}
+			mr.Close()
+			rep, err := a2.Verify(nil)
+			if err != nil || !rep.OK() || len(rep.Orphans) != 0 || rep.Messages != 4 {
+				t.Fatalf("Verify after rename = %+v, %v", rep, err)
+			}
+		})
+	}
+}
+
+// TestMaildirPythonMailbox has Python's mailbox module, an independent
+// Maildir reader, read an uncompressed Maildir archive folder.
+func TestMaildirPythonMailbox(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		requireTool(t, "python3")
+		return
+	}
+	a, root := create(t, StorageOptions{Storage: StorageMaildir, Compression: CompressNone})
+	s := writeSnapshot(t, a, nil, "INBOX", edgeBodies, 0)
+	script := `
+import mailbox, sys, hashlib, json
+md = mailbox.Maildir(sys.argv[1], factory=None, create=False)
+out = []
+for key in md.keys():
+    with md.get_file(key) as f:
+        data = f.read()
+    out.append([hashlib.sha256(data).hexdigest(), md.get_message(key).get_flags()])
+print(json.dumps(sorted(out)))
+`
+	out, err := exec.Command(py, "-c", script, filepath.Join(root, FoldersDir, "INBOX")).Output()
+	if err != nil {
+		t.Fatalf("python mailbox: %v", err)
+	}
+	var want []string
+	for _, m := range s.Changes[0].Added {
+		info := ""
+		for _, f := range m.Flags {
+			switch f {
+			case `\Draft`:
+				info += "D"
+			case `\Flagged`:
+				info += "F"
+			case `\Answered`:
+				info += "R"
+			case `\Seen`:
+				info += "S"
+			case `\Deleted`:
+				info += "T"
+			}
+		}
+		sorted := ""
+		for _, c := range "DFRST" {
+			if strings.ContainsRune(info, c) {
+				sorted += string(c)
+			}
+		}
+		want = append(want, fmt.Sprintf("%s:%s", m.SHA256, sorted))
+	}
+	got := strings.Count(string(out), `", "`)
+	if got != len(want) {
+		t.Fatalf("python read %d messages, want %d: %s", got, len(want), out)
+	}
+	for _, w := range want {
+		sum, info, _ := strings.Cut(w, ":")
+		if !strings.Contains(string(out), fmt.Sprintf(`"%s", "%s`, sum, info)) {
+			t.Errorf("python did not read message %s with flags %q: %s", sum[:12], info, out)
+		}
+	}
+}

@@ -1,0 +1,524 @@
+package formats
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// maildirBatch is how many written messages a Maildir writer keeps in
+// tmp/ before it syncs them and moves them into cur/, which bounds its
+// memory in a folder with millions of new messages.
+const maildirBatch = 1024
+
+// maildirWriter stores a folder's messages as files of a Maildir
+// (folders/DIR/{tmp,new,cur}). Each message is written to tmp/ (one zstd
+// frame when compressed), given INTERNALDATE as its modification time and,
+// once synced, renamed into cur/ as <unique>,S=<size>:2,<flags>. Keyword
+// letters are kept in the folder's dovecot-keywords, which is written and
+// synced before any file name uses a new letter.
+type maildirWriter struct {
+	a        *Archive
+	rel, abs string // folders/DIR, and its path on disk
+	prefix   string // unique names of this writer start with it
+	compress bool
+	n        int
+	records  int
+	kw       MaildirKeywords
+	kwDirty  bool
+	pending  []pendingFile
+	bufs     *segBuffers
+
+	// The record being written.
+	inRecord bool
+	f        *os.File
+	bw       *bufio.Writer
+	tmp      string
+	date     time.Time
+	flags    []string
+	size     int64
+	err      error
+}
+
+type pendingFile struct {
+	tmp, final string
+}
+
+func (a *Archive) newMaildirWriter(dir string, seq int, id string) (*maildirWriter, error) {
+	if !ValidDir(dir) {
+		return nil, fmt.Errorf("formats: bad folder directory %q", dir)
+	}
+	rel := FoldersDir + "/" + dir
+	abs := filepath.Join(a.Root, FoldersDir, dir)
+	if err := os.MkdirAll(filepath.Join(a.Root, FoldersDir), 0o700); err != nil {
+		return nil, fmt.Errorf("create folder directory: %w", err)
+	}
+	if err := makeMaildir(abs); err != nil {
+		return nil, fmt.Errorf("create folder directory: %w", err)
+	}
+	kw, err := ReadMaildirKeywords(filepath.Join(abs, MaildirKeywordsFile))
+	if err != nil {
+		return nil, fmt.Errorf("read keywords: %w", err)
+	}
+	w := &maildirWriter{a: a, rel: rel, abs: abs, prefix: fmt.Sprintf("%08d.%s.", seq, id),
+		compress: a.Config.Compression == CompressZstd, kw: kw}
+	if w.compress {
+		if w.bufs, err = a.bufs.get(); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// makeMaildir creates dir with cur/, new/ and tmp/, syncing what it
+// creates.
+func makeMaildir(dir string) error {
+	created := false
+	for _, d := range []string{dir, filepath.Join(dir, "cur"), filepath.Join(dir, "new"), filepath.Join(dir, "tmp")} {
+		err := os.Mkdir(d, 0o700)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		created = true
+	}
+	if !created {
+		return nil
+	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(dir))
+}
+
+func (w *maildirWriter) Records() int { return w.records }
+
+func (w *maildirWriter) Owns(loc string) bool {
+	dir, name := path.Split(loc)
+	return dir == w.rel+"/cur/" && strings.HasPrefix(name, w.prefix)
+}
+
+func (w *maildirWriter) BeginRecord(date time.Time, flags []string) error {
+	if w.inRecord {
+		return errors.New("formats: BeginRecord inside a record")
+	}
+	if w.err != nil {
+		return w.err
+	}
+	w.n++
+	w.tmp = filepath.Join(w.abs, "tmp", fmt.Sprintf("%s%07d", w.prefix, w.n))
+	f, err := os.OpenFile(w.tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		w.err = err
+		return err
+	}
+	w.f, w.date, w.flags, w.size, w.inRecord = f, date, flags, 0, true
+	if w.bw == nil {
+		w.bw = bufio.NewWriterSize(f, 64<<10)
+	} else {
+		w.bw.Reset(f)
+	}
+	if w.compress {
+		w.bufs.enc.Reset(w.bw)
+	}
+	return nil
+}
+
+func (w *maildirWriter) Write(p []byte) (int, error) {
+	if !w.inRecord {
+		return 0, errors.New("formats: Write outside a record")
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	var n int
+	var err error
+	if w.compress {
+		n, err = w.bufs.enc.Write(p)
+	} else {
+		n, err = w.bw.Write(p)
+	}
+	w.size += int64(n)
+	if err != nil {
+		w.err = err
+	}
+	return n, err
+}
+
+func (w *maildirWriter) EndRecord() (string, int64, error) {
+	if !w.inRecord {
+		return "", 0, errors.New("formats: EndRecord outside a record")
+	}
+	err := w.err
+	if err == nil && w.compress {
+		err = w.bufs.enc.Close()
+	}
+	if err == nil {
+		err = w.bw.Flush()
+	}
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chtimes(w.tmp, w.date, w.date)
+	}
+	w.inRecord, w.f = false, nil
+	if err != nil {
+		w.err = err
+		os.Remove(w.tmp)
+		return "", 0, err
+	}
+	info, added, _ := w.kw.Info(w.flags)
+	if len(added) > 0 {
+		w.kwDirty = true
+	}
+	final := fmt.Sprintf("%s%07d,S=%d:2,%s", w.prefix, w.n, w.size, info)
+	w.pending = append(w.pending, pendingFile{tmp: w.tmp, final: final})
+	w.records++
+	if len(w.pending) >= maildirBatch {
+		if err := w.publish(); err != nil {
+			return "", 0, err
+		}
+	}
+	return w.rel + "/cur/" + final, 0, nil
+}
+
+func (w *maildirWriter) AbortRecord() error {
+	if !w.inRecord {
+		return nil
+	}
+	w.inRecord = false
+	if w.compress {
+		w.bufs.enc.Reset(io.Discard)
+	}
+	w.f.Close()
+	w.f = nil
+	if err := os.Remove(w.tmp); err != nil && w.err == nil {
+		w.err = err
+	}
+	return w.err
+}
+
+// publish makes the pending files durable and moves them into cur/: the
+// keywords file first, then the files' data, then the renames and the
+// directories.
+func (w *maildirWriter) publish() error {
+	if len(w.pending) == 0 && !w.kwDirty {
+		return nil
+	}
+	if w.kwDirty {
+		if err := writeFileAtomic(filepath.Join(w.abs, MaildirKeywordsFile), w.kw.Encode(), nil); err != nil {
+			w.err = fmt.Errorf("write keywords: %w", err)
+			return w.err
+		}
+		w.kwDirty = false
+	}
+	tmpDir := filepath.Join(w.abs, "tmp")
+	if err := syncFiles(tmpDir, len(w.pending), func(i int) string { return w.pending[i].tmp }); err != nil {
+		w.err = fmt.Errorf("sync messages: %w", err)
+		return w.err
+	}
+	curDir := filepath.Join(w.abs, "cur")
+	for i, p := range w.pending {
+		if err := os.Rename(p.tmp, filepath.Join(curDir, p.final)); err != nil {
+			w.pending = w.pending[i:]
+			w.err = fmt.Errorf("move message into cur: %w", err)
+			return w.err
+		}
+	}
+	w.pending = w.pending[:0]
+	if err := syncDir(curDir); err != nil {
+		w.err = err
+		return err
+	}
+	if err := syncDir(tmpDir); err != nil {
+		w.err = err
+		return err
+	}
+	return nil
+}
+
+func (w *maildirWriter) Commit() (*Segment, error) {
+	if w.inRecord {
+		return nil, errors.New("formats: Commit inside a record")
+	}
+	if w.err != nil {
+		return nil, w.err
+	}
+	w.a.hook("segment-before-rename")
+	if err := w.publish(); err != nil {
+		return nil, err
+	}
+	w.release()
+	return nil, nil
+}
+
+func (w *maildirWriter) Abort() {
+	if w.inRecord {
+		w.AbortRecord()
+	}
+	for _, p := range w.pending {
+		os.Remove(p.tmp)
+	}
+	w.pending = nil
+	w.release()
+}
+
+func (w *maildirWriter) release() {
+	if w.bufs != nil {
+		w.bufs.enc.Reset(io.Discard)
+		w.a.bufs.put(w.bufs)
+		w.bufs = nil
+	}
+}
+
+// maildirFiles finds message files of a Maildir archive whose name
+// changed since the manifest recorded it (a flag change renames a file):
+// per directory, the current name of each unique base.
+type maildirFiles struct {
+	mu   sync.Mutex
+	dirs map[string]map[string]string // folders/DIR → base → "cur/NAME" or "new/NAME"
+}
+
+// openMaildirFile opens the message file loc names, or the file with the
+// same unique base in cur/ or new/ of its folder.
+func (a *Archive) openMaildirFile(loc string) (*os.File, error) {
+	f, err := os.Open(filepath.Join(a.Root, filepath.FromSlash(loc)))
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return f, err
+	}
+	dir := path.Dir(path.Dir(loc))
+	base := maildirBase(path.Base(loc))
+	for attempt := 0; attempt < 2; attempt++ {
+		names, serr := a.maildirNames(dir, attempt > 0)
+		if serr != nil {
+			return nil, serr
+		}
+		if rel, ok := names[base]; ok {
+			return os.Open(filepath.Join(a.Root, filepath.FromSlash(dir), filepath.FromSlash(rel)))
+		}
+	}
+	return nil, err
+}
+
+// maildirNames returns the unique bases in cur/ and new/ of a folder
+// directory, scanning it once (again when rescan is set).
+func (a *Archive) maildirNames(dir string, rescan bool) (map[string]string, error) {
+	a.files.mu.Lock()
+	defer a.files.mu.Unlock()
+	if m, ok := a.files.dirs[dir]; ok && !rescan {
+		return m, nil
+	}
+	m := map[string]string{}
+	for _, sub := range []string{"new", "cur"} {
+		entries, err := os.ReadDir(filepath.Join(a.Root, filepath.FromSlash(dir), sub))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		for _, e := range entries {
+			m[maildirBase(e.Name())] = sub + "/" + e.Name()
+		}
+	}
+	if a.files.dirs == nil {
+		a.files.dirs = map[string]map[string]string{}
+	}
+	a.files.dirs[dir] = m
+	return m, nil
+}
+
+// maildirReader returns a reader of the message in f: its bytes, or the
+// decompressed zstd frame, through dec (created when nil).
+func (a *Archive) maildirReader(f *os.File, dec **zstd.Decoder) (io.Reader, error) {
+	if a.Config.Compression != CompressZstd {
+		return f, nil
+	}
+	if *dec == nil {
+		d, err := newDecoder(f)
+		if err != nil {
+			return nil, err
+		}
+		*dec = d
+		return d, nil
+	}
+	if err := (*dec).Reset(f); err != nil {
+		return nil, err
+	}
+	return *dec, nil
+}
+
+// verifyMaildirFile checks one stored message file against its manifest
+// entry, reading it whole.
+func (a *Archive) verifyMaildirFile(loc string, m *Message, dec **zstd.Decoder) (int64, error) {
+	f, err := a.openMaildirFile(loc)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	r, err := a.maildirReader(f, dec)
+	if err != nil {
+		return 0, err
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	if err != nil {
+		return n, fmt.Errorf("read: %v", err)
+	}
+	if n != m.Size {
+		return n, fmt.Errorf("%d bytes, manifest says %d", n, m.Size)
+	}
+	if hex.EncodeToString(h.Sum(nil)) != m.SHA256 {
+		return n, errors.New("SHA-256 mismatch")
+	}
+	return n, nil
+}
+
+// maildirOrphans lists what interrupted runs left in a Maildir archive's
+// folder directory: every file in tmp/, and files in cur/ and new/ whose
+// unique base no committed manifest names. Other files (dovecot-keywords,
+// or index files of a server reading the archive) are left alone.
+func (a *Archive) maildirOrphans(dir string, named map[string]bool) ([]string, error) {
+	var out []string
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		entries, err := os.ReadDir(filepath.Join(a.Root, FoldersDir, dir, sub))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			rel := FoldersDir + "/" + dir + "/" + sub + "/" + e.Name()
+			if e.IsDir() {
+				continue
+			}
+			if sub == "tmp" || !named[FoldersDir+"/"+dir+"/"+maildirBase(e.Name())] {
+				out = append(out, rel)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// maildirNamed returns the set of stored Maildir messages of st, as
+// folders/DIR/<unique base>.
+func maildirNamed(st *State) map[string]bool {
+	named := map[string]bool{}
+	if st == nil {
+		return named
+	}
+	for _, f := range st.Folders {
+		for _, m := range f.Archived {
+			if ValidMaildirPath(m.Seg) {
+				dir := path.Dir(path.Dir(m.Seg))
+				named[dir+"/"+maildirBase(path.Base(m.Seg))] = true
+			}
+		}
+	}
+	return named
+}
+
+// syncEach fsyncs n files one by one.
+func syncEach(n int, name func(i int) string) error {
+	for i := 0; i < n; i++ {
+		f, err := os.OpenFile(name(i), os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SyncMaildirFlags renames the message files of a Maildir archive whose
+// flags changed in snapshot s, so that a Maildir reader (or a server
+// serving the archive) sees the current flags; st must be the state at s.
+// Manifests keep naming the files by their first name; readers find a
+// renamed file by its unique base. A message file shared by two keys (the
+// same bytes twice in a folder) takes the flags of the last one. It returns
+// the number of files renamed; the archive stays valid whatever happens.
+func (a *Archive) SyncMaildirFlags(st *State, s *Snapshot) (int, error) {
+	if a.Config.Storage != StorageMaildir {
+		return 0, nil
+	}
+	renamed := 0
+	kws := map[string]*MaildirKeywords{}
+	touched := map[string]bool{}
+	for _, c := range s.Changes {
+		f := st.Folders[c.Folder]
+		if f == nil {
+			continue
+		}
+		for _, fc := range c.Flags {
+			m := f.Lookup(fc.Key)
+			if m == nil || !ValidMaildirPath(m.Seg) {
+				continue
+			}
+			dir := path.Dir(path.Dir(m.Seg))
+			absDir := filepath.Join(a.Root, filepath.FromSlash(dir))
+			kw := kws[dir]
+			if kw == nil {
+				k, err := ReadMaildirKeywords(filepath.Join(absDir, MaildirKeywordsFile))
+				if err != nil {
+					return renamed, err
+				}
+				kw = &k
+				kws[dir] = kw
+			}
+			info, added, _ := kw.Info(m.Flags)
+			if len(added) > 0 {
+				if err := writeFileAtomic(filepath.Join(absDir, MaildirKeywordsFile), kw.Encode(), nil); err != nil {
+					return renamed, err
+				}
+			}
+			names, err := a.maildirNames(dir, false)
+			if err != nil {
+				return renamed, err
+			}
+			base := maildirBase(path.Base(m.Seg))
+			cur, ok := names[base]
+			if !ok {
+				continue
+			}
+			want := fmt.Sprintf("cur/%s,S=%d:2,%s", base, m.Size, info)
+			if cur == want {
+				continue
+			}
+			if err := os.Rename(filepath.Join(absDir, filepath.FromSlash(cur)), filepath.Join(absDir, filepath.FromSlash(want))); err != nil {
+				return renamed, err
+			}
+			a.files.mu.Lock()
+			names[base] = want
+			a.files.mu.Unlock()
+			touched[absDir] = true
+			renamed++
+		}
+	}
+	for d := range touched {
+		if err := syncDir(filepath.Join(d, "cur")); err != nil {
+			return renamed, err
+		}
+	}
+	return renamed, nil
+}
