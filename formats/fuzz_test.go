@@ -606,3 +606,68 @@ func TestSegmentRoundTripStreaming(t *testing.T) {
 		t.Run(name, func(t *testing.T) { checkSegmentRoundTrip(t, c) })
 	}
 }
+
+// FuzzMaildirInfo: the Maildir info letters given to any flag list name
+// exactly the storable flags again, and a keywords file written for them
+// reads back the same.
+func FuzzMaildirInfo(f *testing.F) {
+	f.Add("\\Seen \\Answered $Label1 Work", "0 Old\n3 Other\n")
+	f.Add("\\Draft \\Flagged \\Deleted $Forwarded junk", "")
+	f.Add("a b c d e f g h i j k l m n o p q r s t u v w x y z extra", "garbage\n99 x\n")
+	f.Fuzz(func(t *testing.T, flagList, kwFile string) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, MaildirKeywordsFile)
+		os.WriteFile(p, []byte(kwFile), 0o600)
+		kw, err := ReadMaildirKeywords(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(kw) > maxMaildirKeywords {
+			t.Fatalf("%d keywords read", len(kw))
+		}
+		flags := strings.Fields(flagList)
+		info, _, dropped := kw.Info(flags)
+		for i := 0; i < len(info); i++ {
+			if !strings.ContainsRune("DFPRST", rune(info[i])) && (info[i] < 'a' || info[i] > 'z') {
+				t.Fatalf("info %q has letter %q", info, info[i])
+			}
+		}
+		if !validMaildirName("x,S=1:2," + info) {
+			t.Fatalf("info %q makes an invalid file name", info)
+		}
+		back := kw.Flags(info)
+		stored := 0
+		for _, fl := range flags {
+			if strings.EqualFold(fl, `\Recent`) {
+				continue
+			}
+			found := false
+			for _, b := range back {
+				if strings.EqualFold(b, fl) {
+					found = true
+				}
+			}
+			if found {
+				stored++
+			}
+		}
+		if stored+dropped < countDistinctFold(flags) {
+			t.Fatalf("flags %q: info %q gives back %q, %d dropped", flags, info, back, dropped)
+		}
+		os.WriteFile(p, kw.Encode(), 0o600)
+		again, err := ReadMaildirKeywords(p)
+		if err != nil || string(again.Encode()) != string(kw.Encode()) {
+			t.Fatalf("keywords file does not round-trip: %q vs %q", again.Encode(), kw.Encode())
+		}
+	})
+}
+
+func countDistinctFold(flags []string) int {
+	seen := map[string]bool{}
+	for _, f := range flags {
+		if !strings.EqualFold(f, `\Recent`) {
+			seen[strings.ToLower(f)] = true
+		}
+	}
+	return len(seen)
+}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path"
@@ -41,6 +42,15 @@ func TestMaildirArchive(t *testing.T) {
 				t.Fatalf("maildir archive holds mbox segments: %v", segs)
 			}
 			mustRun(t, "verify", vault)
+			// ls and cat read the Maildir archive.
+			sm := want["INBOX"][0]
+			key := fmt.Sprintf("%d:%d", a2UIDValidity(t, vault), sm.UID)
+			if r := mustRun(t, "cat", vault, "INBOX", key); r.stdout != string(sm.Body) {
+				t.Errorf("cat %s: %d bytes, want the server's %d", key, len(r.stdout), len(sm.Body))
+			}
+			if r := mustRun(t, "ls", vault, "INBOX"); strings.Count(r.stdout, "\n") < len(want["INBOX"]) {
+				t.Errorf("ls INBOX lists %d lines for %d messages", strings.Count(r.stdout, "\n"), len(want["INBOX"]))
+			}
 
 			// Unchanged server: nothing stored.
 			r := mustRun(t, append(append([]string{"backup"}, source(srv)...), vault)...)
@@ -263,4 +273,9 @@ func checkMaildirFiles(t *testing.T, vault string, server map[string][]imaptest.
 	if total != want {
 		t.Errorf("archive holds %d messages, server %d", total, want)
 	}
+}
+
+func a2UIDValidity(t *testing.T, vault string) uint32 {
+	_, st := archivetest.Latest(t, vault)
+	return st.Folders["INBOX"].UIDValidity
 }
