@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mailvault/mailvault/formats"
@@ -27,6 +28,9 @@ type Options struct {
 	// Hook, when set, is called at named points ("message-stored",
 	// "body-chunk", and the archive's own points); crash tests use it.
 	Hook func(point string)
+	// Connections is how many connections may synchronise folders at
+	// once (each folder over one); 0 means 1.
+	Connections int
 	// BatchSize is how many messages one fetch command asks for.
 	BatchSize int
 	// Attempts is how often a folder is tried when its connection fails
@@ -249,9 +253,18 @@ type run struct {
 	st   *formats.State
 	res  *Result
 	snap *formats.Snapshot
-	src  Source
+	src  Source // the connection that listed the folders
+	// mu guards res, snap.Segments, snap.Errors and fatal while workers
+	// run.
+	mu sync.Mutex
 	// fatal, once set, stops the run: the archive cannot be written.
 	fatal error
+}
+
+// worker synchronises folders over its own connection.
+type worker struct {
+	r   *run
+	src Source
 	// Per-message scratch, reused so that a run's garbage does not grow
 	// with the number of messages.
 	copyBuf []byte
@@ -275,11 +288,159 @@ func (r *run) closeSource() {
 	}
 }
 
+func (w *worker) connect() error {
+	src, err := w.r.opts.Dial(w.r.ctx)
+	if err != nil {
+		return err
+	}
+	w.src = src
+	return nil
+}
+
+func (w *worker) closeSource() {
+	if w.src != nil {
+		w.src.Close()
+		w.src = nil
+	}
+}
+
+// count updates the run's counters.
+func (r *run) count(fn func(res *Result)) {
+	r.mu.Lock()
+	fn(r.res)
+	r.mu.Unlock()
+}
+
+// stopped reports whether the run must not start more work.
+func (r *run) stopped() bool {
+	if r.ctx.Err() != nil {
+		return true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.fatal != nil
+}
+
 func (r *run) fail(folder string, err error) {
 	msg := fmt.Sprintf("folder %q: %v", folder, err)
+	r.mu.Lock()
 	r.snap.Errors = append(r.snap.Errors, msg)
 	r.res.Failed = append(r.res.Failed, folder)
+	r.mu.Unlock()
 	r.opts.Log.Error("folder failed", "folder", folder, "err", err)
+}
+
+// folderJob is one listed folder: planned in name order, synchronised by
+// a worker when it may have changed, recorded in name order.
+type folderJob struct {
+	fi     FolderInfo
+	known  *formats.FolderState // the archive's folder of this name
+	prev   *formats.FolderState // the archive's state of it (or of its old name)
+	folder formats.Folder
+	change formats.Change
+	sync   bool // it must be examined
+	done   bool // a worker finished it (ok or failed)
+}
+
+// syncJobs synchronises the folders that need it over up to
+// Options.Connections connections, biggest folders first. The connection
+// that listed the folders is the first worker's; the others are opened as
+// the workers start, and a worker whose connection is refused (servers
+// limit connections per user) leaves its share to the others.
+func (r *run) syncJobs(jobs []*folderJob) {
+	var todo []*folderJob
+	for _, j := range jobs {
+		if j.sync {
+			todo = append(todo, j)
+		}
+	}
+	if len(todo) == 0 {
+		return
+	}
+	sort.SliceStable(todo, func(a, b int) bool { return jobSize(todo[a]) > jobSize(todo[b]) })
+	var mu sync.Mutex
+	next := func() *folderJob {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(todo) == 0 || r.stopped() {
+			return nil
+		}
+		j := todo[0]
+		todo = todo[1:]
+		return j
+	}
+	n := max(1, min(r.opts.Connections, len(todo)))
+	workers := make([]*worker, n)
+	var wg sync.WaitGroup
+	for i := range workers {
+		w := &worker{r: r}
+		workers[i] = w
+		if i == 0 {
+			w.src, r.src = r.src, nil
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i > 0 {
+				if err := w.connect(); err != nil {
+					r.opts.Log.Warn("could not open another connection; going on with fewer", "connection", i+1, "err", err)
+					return
+				}
+			}
+			for j := next(); j != nil; j = next() {
+				w.run(j)
+			}
+		}()
+	}
+	wg.Wait()
+	// The first worker's connection goes back to the run (a POP3 session
+	// deletes over it); the others are closed.
+	r.src = workers[0].src
+	for _, w := range workers[1:] {
+		w.closeSource()
+	}
+}
+
+// jobSize estimates a folder's work: the messages it may have to fetch.
+func jobSize(j *folderJob) int64 {
+	if j.fi.Status == nil {
+		return 1 << 40 // unknown: start early
+	}
+	n := int64(j.fi.Status.Messages)
+	if j.prev != nil {
+		n -= int64(j.prev.Messages)
+	}
+	return n
+}
+
+// run synchronises one folder and records the outcome in the job.
+func (w *worker) run(j *folderJob) {
+	r := w.r
+	r.count(func(res *Result) { res.Selected++ })
+	err := w.syncFolder(&j.folder, &j.change, j.prev)
+	if err != nil {
+		j.folder.Status = formats.FolderFailed
+		j.folder.Error = err.Error()
+		// The folder is examined again next run (a failed folder is never
+		// skipped). UIDVALIDITY stays what the keys stored this run
+		// belong to: the one EXAMINE reported, else the archive's.
+		j.folder.UIDNext, j.folder.HighestModSeq = 0, 0
+		if j.prev != nil && j.folder.UIDValidity == 0 {
+			j.folder.UIDValidity = j.prev.UIDValidity
+		}
+		if errors.Is(err, ErrStorage) {
+			r.mu.Lock()
+			if r.fatal == nil {
+				r.fatal = err
+			}
+			r.mu.Unlock()
+		} else if r.ctx.Err() == nil {
+			r.fail(j.fi.Name, err)
+		}
+	} else {
+		j.folder.Status = formats.FolderOK
+	}
+	j.done = true
 }
 
 // walk backs up every listed folder and records folder events.
@@ -301,85 +462,66 @@ func (r *run) walk(infos []FolderInfo) {
 		}
 	}
 	renamed := map[string]bool{}
+	jobs := make([]*folderJob, 0, len(infos))
 	for _, fi := range infos {
-		if r.ctx.Err() != nil || r.fatal != nil {
-			// Interrupted: keep what the archive knew for the rest.
-			if prev := r.st.Folders[fi.Name]; prev != nil {
-				f := prev.Folder
-				f.Status = formats.FolderFailed
-				f.Error = "not reached: run stopped"
-				r.snap.Folders = append(r.snap.Folders, f)
-			}
-			continue
-		}
 		prev := r.st.Folders[fi.Name]
-		change := formats.Change{Folder: fi.Name}
+		j := &folderJob{fi: fi, change: formats.Change{Folder: fi.Name}, known: prev}
 		if prev == nil || prev.Deleted {
-			change.Event = formats.EventCreated
+			j.change.Event = formats.EventCreated
 			// A folder that appears while one with the same UIDVALIDITY
 			// vanished was renamed: its messages carry over.
 			if fi.Status != nil && fi.Status.UIDValidity != 0 {
 				if old, ok := vanished[fi.Status.UIDValidity]; ok && !renamed[old] {
 					renamed[old] = true
-					change.Event, change.From = formats.EventRenamed, old
+					j.change.Event, j.change.From = formats.EventRenamed, old
 					prev = r.st.Folders[old]
 					r.opts.Log.Info("folder renamed", "from", old, "to", fi.Name)
 				}
 			}
-			if change.Event == formats.EventCreated {
+			if j.change.Event == formats.EventCreated {
 				prev = nil
 			}
 		}
-		folder := formats.Folder{
+		j.prev = prev
+		j.folder = formats.Folder{
 			Name:       fi.Name,
 			Delimiter:  fi.Delimiter,
 			Attrs:      fi.Attrs,
 			SpecialUse: fi.SpecialUse,
 			Dir:        formats.FolderDir(fi.Name),
 		}
-		if fi.NoSelect {
-			folder.Status = formats.FolderNoSelect
-			r.snap.Folders = append(r.snap.Folders, folder)
-			if change.Event != "" {
-				r.snap.Changes = append(r.snap.Changes, change)
-			}
-			continue
-		}
-		if prev != nil && unchanged(prev, fi.Status) {
-			folder.UIDValidity, folder.UIDNext = prev.UIDValidity, prev.UIDNext
-			folder.HighestModSeq, folder.Messages = prev.HighestModSeq, prev.Messages
-			folder.Status = formats.FolderUnchanged
-			r.snap.Folders = append(r.snap.Folders, folder)
-			if change.Event != "" {
-				r.snap.Changes = append(r.snap.Changes, change)
-			}
-			continue
-		}
-		r.res.Selected++
-		err := r.syncFolder(&folder, &change, prev)
-		if err != nil {
-			folder.Status = formats.FolderFailed
-			folder.Error = err.Error()
-			// The folder is examined again next run (a failed folder is never
-			// skipped). UIDVALIDITY stays what the keys stored this run
-			// belong to: the one EXAMINE reported, else the archive's.
-			folder.UIDNext, folder.HighestModSeq = 0, 0
-			if prev != nil && folder.UIDValidity == 0 {
-				folder.UIDValidity = prev.UIDValidity
-			}
-			if errors.Is(err, ErrStorage) {
-				r.fatal = err
-			} else if r.ctx.Err() == nil {
-				r.fail(fi.Name, err)
-			}
-		} else {
-			folder.Status = formats.FolderOK
-		}
-		r.snap.Folders = append(r.snap.Folders, folder)
-		if change.Event != "" || len(change.Added)+len(change.Flags)+len(change.Gone) > 0 {
-			r.snap.Changes = append(r.snap.Changes, change)
+		jobs = append(jobs, j)
+		switch {
+		case fi.NoSelect:
+			j.folder.Status = formats.FolderNoSelect
+		case prev != nil && unchanged(prev, fi.Status):
+			j.folder.UIDValidity, j.folder.UIDNext = prev.UIDValidity, prev.UIDNext
+			j.folder.HighestModSeq, j.folder.Messages = prev.HighestModSeq, prev.Messages
+			j.folder.Status = formats.FolderUnchanged
+		default:
+			j.sync = true
 		}
 	}
+	r.syncJobs(jobs)
+	for _, j := range jobs {
+		if j.sync && !j.done {
+			// Interrupted: keep what the archive knew.
+			if j.known != nil {
+				f := j.known.Folder
+				f.Status = formats.FolderFailed
+				f.Error = "not reached: run stopped"
+				r.snap.Folders = append(r.snap.Folders, f)
+			}
+			continue
+		}
+		r.snap.Folders = append(r.snap.Folders, j.folder)
+		c := j.change
+		if c.Event != "" || len(c.Added)+len(c.Flags)+len(c.Gone) > 0 {
+			r.snap.Changes = append(r.snap.Changes, c)
+		}
+	}
+	// Segments in a stable order, whatever order the workers ended in.
+	sort.Slice(r.snap.Segments, func(i, j int) bool { return r.snap.Segments[i].Path < r.snap.Segments[j].Path })
 	if r.ctx.Err() != nil || r.fatal != nil {
 		return
 	}
@@ -419,7 +561,8 @@ type folderSync struct {
 
 // syncFolder brings one folder up to date, retrying on a new connection
 // when the connection fails. It fills folder and change.
-func (r *run) syncFolder(folder *formats.Folder, change *formats.Change, prev *formats.FolderState) error {
+func (w *worker) syncFolder(folder *formats.Folder, change *formats.Change, prev *formats.FolderState) error {
+	r := w.r
 	fs := &folderSync{prev: prev, added: map[string]bool{}, byHash: map[string]*formats.Message{}, poison: map[string]int{}}
 	defer func() {
 		if fs.seg != nil {
@@ -433,17 +576,17 @@ func (r *run) syncFolder(folder *formats.Folder, change *formats.Change, prev *f
 		if attempt > r.opts.Attempts && !fs.poisoned() {
 			break
 		}
-		if r.src == nil {
-			if err = r.connect(); err != nil {
+		if w.src == nil {
+			if err = w.connect(); err != nil {
 				break
 			}
 		}
-		err = r.syncOnce(folder, change, prev, fs)
+		err = w.syncOnce(folder, change, prev, fs)
 		if err == nil || r.ctx.Err() != nil || !isConnErr(err) || errors.Is(err, ErrStorage) {
 			break
 		}
 		r.opts.Log.Warn("connection lost, reconnecting", "folder", folder.Name, "attempt", attempt, "err", err)
-		r.closeSource()
+		w.closeSource()
 	}
 	// Whatever was stored completely is kept, even when the folder failed.
 	if fs.seg != nil && fs.seg.Records() > 0 {
@@ -456,12 +599,14 @@ func (r *run) syncFolder(folder *formats.Folder, change *formats.Change, prev *f
 					kept = append(kept, m)
 				}
 			}
-			r.res.Added -= len(change.Added) - len(kept)
+			r.count(func(res *Result) { res.Added -= len(change.Added) - len(kept) })
 			change.Added = kept
 			return storageErr(cerr)
 		}
 		if seg != nil {
-			r.snap.Segments = append(r.snap.Segments, *seg)
+			r.mu.Lock()
+		r.snap.Segments = append(r.snap.Segments, *seg)
+		r.mu.Unlock()
 		}
 		fs.seg = nil
 	}
@@ -489,8 +634,9 @@ func isConnErr(err error) bool {
 	return errors.As(err, &ce)
 }
 
-func (r *run) syncOnce(folder *formats.Folder, change *formats.Change, prev *formats.FolderState, fs *folderSync) error {
-	status, err := r.src.Examine(r.ctx, folder.Name)
+func (w *worker) syncOnce(folder *formats.Folder, change *formats.Change, prev *formats.FolderState, fs *folderSync) error {
+	r := w.r
+	status, err := w.src.Examine(r.ctx, folder.Name)
 	if err != nil {
 		return fmt.Errorf("examine: %w", err)
 	}
@@ -517,7 +663,7 @@ func (r *run) syncOnce(folder *formats.Folder, change *formats.Change, prev *for
 				r.opts.Log.Warn("UIDVALIDITY changed: messages are fetched again and deduplicated by content", "folder", folder.Name, "old", prev.UIDValidity, "new", status.UIDValidity)
 			}
 		}
-		r.res.Gone += len(change.Gone)
+		r.count(func(res *Result) { res.Gone += len(change.Gone) })
 	}
 
 	// What the server has now.
@@ -526,7 +672,7 @@ func (r *run) syncOnce(folder *formats.Folder, change *formats.Change, prev *for
 	skipped := 0
 	change.Flags = change.Flags[:0]
 	flagChanges := 0
-	err = r.src.List(r.ctx, func(key string, flags []string) error {
+	err = w.src.List(r.ctx, func(key string, flags []string) error {
 		onServer[key] = true
 		flags = NormalizeFlags(flags)
 		if m := fs.prevKnown[key]; m != nil {
@@ -553,12 +699,12 @@ func (r *run) syncOnce(folder *formats.Folder, change *formats.Change, prev *for
 			if !onServer[key] {
 				change.Gone = append(change.Gone, m.Key)
 				delete(fs.prevKnown, key)
-				r.res.Gone++
+				r.count(func(res *Result) { res.Gone++ })
 			}
 		}
 		sort.Strings(change.Gone)
 	}
-	r.res.FlagChanges += flagChanges
+	r.count(func(res *Result) { res.FlagChanges += flagChanges })
 	if skipped > 0 {
 		r.opts.Log.Warn("leaving out messages that broke the connection twice", "folder", folder.Name, "messages", skipped)
 	}
@@ -578,13 +724,13 @@ func (r *run) syncOnce(folder *formats.Folder, change *formats.Change, prev *for
 			inBatch[k] = true
 		}
 		got := 0
-		err := r.src.Fetch(r.ctx, batch, func(m *Message) error {
+		err := w.src.Fetch(r.ctx, batch, func(m *Message) error {
 			if fs.added[m.Key] || fs.prevKnown[m.Key] != nil || !inBatch[m.Key] {
 				_, err := io.Copy(io.Discard, m.Body)
 				return err
 			}
 			got++
-			return r.store(folder, change, fs, m)
+			return w.store(folder, change, fs, m)
 		})
 		if err != nil {
 			return fmt.Errorf("fetch: %w", err)
@@ -599,7 +745,8 @@ func (r *run) syncOnce(folder *formats.Folder, change *formats.Change, prev *for
 
 // store writes one fetched message into the folder's segment, or, when the
 // folder already holds the same bytes, records it without storing again.
-func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSync, m *Message) error {
+func (w *worker) store(folder *formats.Folder, change *formats.Change, fs *folderSync, m *Message) error {
+	r := w.r
 	if fs.seg == nil {
 		seg, err := r.a.NewWriter(folder.Dir, r.snap.Seq, r.snap.ID)
 		if err != nil {
@@ -611,15 +758,15 @@ func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSy
 	if err := fs.seg.BeginRecord(m.InternalDate, flags); err != nil {
 		return storageErr(err)
 	}
-	if r.copyBuf == nil {
-		r.copyBuf = make([]byte, 64<<10)
-		r.hash = sha256.New()
+	if w.copyBuf == nil {
+		w.copyBuf = make([]byte, 64<<10)
+		w.hash = sha256.New()
 	}
-	h := r.hash
+	h := w.hash
 	h.Reset()
-	r.hc.buf, r.hc.done = r.hc.buf[:0], false
-	tee := &teeWriter{seg: fs.seg, h: h, hc: &r.hc, hook: r.opts.hook}
-	n, err := io.CopyBuffer(tee, m.Body, r.copyBuf)
+	w.hc.buf, w.hc.done = w.hc.buf[:0], false
+	tee := &teeWriter{seg: fs.seg, h: h, hc: &w.hc, hook: r.opts.hook}
+	n, err := io.CopyBuffer(tee, m.Body, w.copyBuf)
 	if err != nil {
 		fs.seg.AbortRecord()
 		if tee.err != nil {
@@ -629,7 +776,7 @@ func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSy
 		return &ConnError{Err: fmt.Errorf("read %s: %w", m.Key, err)}
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
-	md := msghdr.Parse(r.hc.buf)
+	md := msghdr.Parse(w.hc.buf)
 	msg := formats.Message{
 		Key:          m.Key,
 		SHA256:       sum,
@@ -673,12 +820,11 @@ func (r *run) store(folder *formats.Folder, change *formats.Change, fs *folderSy
 		}
 		msg.Seg, msg.Off = loc, off
 		fs.byHash[sum] = &msg
-		r.res.Stored++
-		r.res.Bytes += n
+		r.count(func(res *Result) { res.Stored++; res.Bytes += n })
 	}
 	change.Added = append(change.Added, msg)
 	fs.added[m.Key] = true
-	r.res.Added++
+	r.count(func(res *Result) { res.Added++ })
 	r.opts.hook("message-stored")
 	return nil
 }

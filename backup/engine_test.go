@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -462,4 +464,84 @@ func TestNormalizeFlags(t *testing.T) {
 			t.Errorf("NormalizeFlags(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
+}
+
+// TestParallelConnections: folders are synchronised over several
+// connections at once; the archive is the same as with one, a refused
+// extra connection leaves its share to the others, and only changed
+// folders are examined on the next run.
+func TestParallelConnections(t *testing.T) {
+	forEachStorage(t, func(t *testing.T, a *formats.Archive) {
+		src := newMemSource()
+		for i := 0; i < 12; i++ {
+			f := src.folder(fmt.Sprintf("F%02d", i), uint32(100+i))
+			for k := 0; k < 15+3*i; k++ {
+				f.add(fmt.Sprintf("Subject: %d-%d\r\n\r\nbody %d of folder %d\r\n", i, k, k, i), `\Seen`)
+			}
+		}
+		var mu sync.Mutex
+		var sessions []*memSource
+		dials := 0
+		run := func(conns, refuseAfter int) *Result {
+			t.Helper()
+			sessions, dials = nil, 0
+			res, err := Run(context.Background(), a, Options{Source: "mem://test", Protocol: "imap", Connections: conns,
+				Dial: func(context.Context) (Source, error) {
+					mu.Lock()
+					defer mu.Unlock()
+					dials++
+					if refuseAfter > 0 && dials > refuseAfter {
+						return nil, errors.New("too many connections")
+					}
+					// Each session has its own selected folder.
+					s := *src
+					s.examined = nil
+					sessions = append(sessions, &s)
+					return &s, nil
+				}})
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			return res
+		}
+		res := run(4, 2)
+		if res.Selected != 12 || res.Added != 12*15+3*66 {
+			t.Fatalf("selected %d added %d; want 12, %d", res.Selected, res.Added, 12*15+3*66)
+		}
+		if len(sessions) != 2 {
+			t.Errorf("%d sessions opened, want 2 (the third and fourth refused)", len(sessions))
+		}
+		busy := 0
+		for _, s := range sessions {
+			if len(s.examined) > 0 {
+				busy++
+			}
+		}
+		if busy != 2 {
+			t.Errorf("%d of 2 sessions examined folders, want both", busy)
+		}
+		checkArchive(t, a, src)
+		snaps, _ := a.Snapshots()
+		last := snaps[len(snaps)-1]
+		for i := 1; i < len(last.Folders); i++ {
+			if last.Folders[i-1].Name >= last.Folders[i].Name {
+				t.Fatalf("folders not in name order in the manifest")
+			}
+		}
+
+		// New mail in three folders: only those are examined.
+		for _, name := range []string{"F01", "F05", "F09"} {
+			src.folders[name].add("Subject: new\r\n\r\nnew in " + name + "\r\n")
+		}
+		res = run(4, 0)
+		var examined []string
+		for _, s := range sessions {
+			examined = append(examined, s.examined...)
+		}
+		sort.Strings(examined)
+		if res.Selected != 3 || res.Added != 3 || strings.Join(examined, ",") != "F01,F05,F09" {
+			t.Fatalf("after 3 new messages: selected %d added %d examined %v", res.Selected, res.Added, examined)
+		}
+		checkArchive(t, a, src)
+	})
 }
