@@ -605,8 +605,8 @@ func (w *worker) syncFolder(folder *formats.Folder, change *formats.Change, prev
 		}
 		if seg != nil {
 			r.mu.Lock()
-		r.snap.Segments = append(r.snap.Segments, *seg)
-		r.mu.Unlock()
+			r.snap.Segments = append(r.snap.Segments, *seg)
+			r.mu.Unlock()
 		}
 		fs.seg = nil
 	}
