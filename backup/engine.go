@@ -672,10 +672,13 @@ func (w *worker) syncOnce(folder *formats.Folder, change *formats.Change, prev *
 	skipped := 0
 	change.Flags = change.Flags[:0]
 	flagChanges := 0
-	err = w.src.List(r.ctx, func(key string, flags []string) error {
+	list := func(key string, flags []string, known bool) error {
 		onServer[key] = true
-		flags = NormalizeFlags(flags)
 		if m := fs.prevKnown[key]; m != nil {
+			if !known {
+				return nil
+			}
+			flags = NormalizeFlags(flags)
 			if !slices.Equal(m.Flags, flags) {
 				change.Flags = append(change.Flags, formats.FlagChange{Key: m.Key, Flags: flags})
 				flagChanges++
@@ -689,7 +692,16 @@ func (w *worker) syncOnce(folder *formats.Folder, change *formats.Change, prev *
 			skipped++
 		}
 		return nil
-	})
+	}
+	listed := false
+	if cl, ok := w.src.(ChangeLister); ok && prev != nil && prev.UIDValidity == status.UIDValidity &&
+		prev.HighestModSeq != 0 && status.HighestModSeq != 0 && status.HighestModSeq >= prev.HighestModSeq {
+		r.opts.Log.Info("listing only flag changes since the last run (CONDSTORE)", "folder", folder.Name, "modseq", prev.HighestModSeq)
+		listed, err = cl.ListChanged(r.ctx, prev.HighestModSeq, list)
+	}
+	if !listed && err == nil {
+		err = w.src.List(r.ctx, func(key string, flags []string) error { return list(key, flags, true) })
+	}
 	if err != nil {
 		return fmt.Errorf("list messages: %w", err)
 	}

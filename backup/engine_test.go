@@ -44,10 +44,11 @@ type memFolder struct {
 }
 
 type memMsg struct {
-	uid   uint32
-	flags []string
-	body  []byte
-	date  time.Time
+	uid    uint32
+	flags  []string
+	body   []byte
+	date   time.Time
+	modseq uint64 // of the last flag change
 }
 
 func newMemSource() *memSource {
@@ -61,9 +62,9 @@ func (s *memSource) folder(name string, validity uint32) *memFolder {
 }
 
 func (f *memFolder) add(body string, flags ...string) *memMsg {
-	m := &memMsg{uid: f.next, flags: flags, body: []byte(body), date: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
-	f.next++
 	f.modseq++
+	m := &memMsg{uid: f.next, flags: flags, body: []byte(body), date: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), modseq: f.modseq}
+	f.next++
 	f.msgs = append(f.msgs, m)
 	return m
 }
@@ -544,4 +545,80 @@ func TestParallelConnections(t *testing.T) {
 		}
 		checkArchive(t, a, src)
 	})
+}
+
+// clSource is a memSource with CONDSTORE: messages carry the mod-sequence
+// of their last flag change, and ListChanged reports only those changed
+// after the one asked for.
+type clSource struct {
+	*memSource
+	listed, listedChanged int
+	noCondStore           bool
+}
+
+func (s *clSource) List(ctx context.Context, fn func(string, []string) error) error {
+	s.listed++
+	return s.memSource.List(ctx, fn)
+}
+
+func (s *clSource) ListChanged(ctx context.Context, modseq uint64, fn func(string, []string, bool) error) (bool, error) {
+	if s.noCondStore {
+		return false, nil
+	}
+	s.listedChanged++
+	for _, m := range s.cur.msgs {
+		changed := m.modseq > modseq
+		var flags []string
+		if changed {
+			flags = m.flags
+		}
+		if err := fn(makeKey(s.cur.validity, m.uid), flags, changed); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+func TestChangedSince(t *testing.T) {
+	for _, noCondStore := range []bool{false, true} {
+		t.Run(fmt.Sprint("noCondStore=", noCondStore), func(t *testing.T) {
+			a := newArchive(t)
+			mem := newMemSource()
+			in := mem.folder("INBOX", 3)
+			for i := 0; i < 6; i++ {
+				in.add(fmt.Sprintf("Subject: %d\r\n\r\nbody %d\r\n", i, i), `\Seen`)
+			}
+			src := &clSource{memSource: mem, noCondStore: noCondStore}
+			run := func() *Result {
+				t.Helper()
+				res, err := Run(context.Background(), a, Options{Source: "mem://test", Protocol: "imap", Dial: func(context.Context) (Source, error) { return src, nil }})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return res
+			}
+			run()
+			// Two flag changes (one back and forth: same flags again), one new
+			// message, one deletion.
+			in.modseq++
+			in.msgs[1].flags, in.msgs[1].modseq = []string{`\Seen`, `\Flagged`}, in.modseq
+			in.modseq++
+			in.msgs[3].modseq = in.modseq
+			in.msgs = append(in.msgs[:4], in.msgs[5:]...)
+			in.add("Subject: new\r\n\r\nnew\r\n")
+			src.listed, src.listedChanged = 0, 0
+			res := run()
+			if res.FlagChanges != 1 || res.Added != 1 || res.Gone != 1 {
+				t.Fatalf("flag changes %d added %d gone %d; want 1 1 1", res.FlagChanges, res.Added, res.Gone)
+			}
+			wantChanged, wantListed := 1, 0
+			if noCondStore {
+				wantChanged, wantListed = 0, 1
+			}
+			if src.listedChanged != wantChanged || src.listed != wantListed {
+				t.Errorf("ListChanged %d times, List %d times; want %d and %d", src.listedChanged, src.listed, wantChanged, wantListed)
+			}
+			checkArchive(t, a, mem)
+		})
+	}
 }

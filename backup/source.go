@@ -64,6 +64,18 @@ type Message struct {
 	Body         io.Reader
 }
 
+// ChangeLister is implemented by sources that can list a folder's keys
+// and only the flags changed since a mod-sequence (IMAP CONDSTORE). The
+// engine uses it in place of List when the archive knows the folder's
+// HIGHESTMODSEQ.
+type ChangeLister interface {
+	// ListChanged calls fn with every key of the examined folder, in the
+	// source's order; changed tells whether the message's flags changed
+	// after modseq, and flags are then its flags (else nil). ok is false
+	// when the source cannot do it now; List must be used instead.
+	ListChanged(ctx context.Context, modseq uint64, fn func(key string, flags []string, changed bool) error) (ok bool, err error)
+}
+
 // Deleter is implemented by sources that can remove messages (POP3). The
 // engine calls Delete only after the snapshot that holds the messages is
 // committed, then Close, which makes the deletions final (POP3 QUIT); a

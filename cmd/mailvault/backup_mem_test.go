@@ -109,6 +109,13 @@ func TestBackupInProcess(t *testing.T) {
 	if !strings.Contains(out, "1 messages added") || !strings.Contains(out, "1 gone") || !strings.Contains(out, "1 flag changes") {
 		t.Errorf("third backup summary = %q, want 1 added, 1 gone, 1 flag change", out)
 	}
+	// The memory server has no CONDSTORE: flags were listed whole, and
+	// nothing asked for CHANGEDSINCE.
+	for _, cmd := range srv.Commands() {
+		if strings.Contains(strings.ToUpper(cmd), "CHANGEDSINCE") {
+			t.Errorf("CHANGEDSINCE sent to a server without CONDSTORE: %q", cmd)
+		}
+	}
 	// The deleted message is still in the archive and readable.
 	code, out, _ = runCLI(t, env, "ls", vault, "日本", "--all")
 	if code != 0 || !strings.Contains(out, "(gone)") {

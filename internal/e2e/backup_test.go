@@ -100,8 +100,13 @@ func TestDovecotBackup(t *testing.T) {
 	imaptest.Create(t, c, "Parent only/Child") // Dovecot lists "Parent only" as \Noselect (or \NonExistent)
 	imaptest.Append(t, c, "Brand new", []imap.Flag{imap.FlagSeen}, time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC), []byte("Subject: fresh\r\n\r\nin a new folder\r\n"))
 
-	r = mustRun(t, append([]string{"backup"}, append(source(srv), vault)...)...)
+	r = mustRun(t, append([]string{"backup", "-v"}, append(source(srv), vault)...)...)
 	t.Logf("after changes: %s", strings.TrimSpace(r.stdout))
+	// Dovecot has CONDSTORE: the changed folders are listed with UID
+	// SEARCH and FETCH (CHANGEDSINCE), not a FLAGS line per message.
+	if !strings.Contains(r.stderr, "CONDSTORE") || !strings.Contains(r.stderr, `folder=Sent`) {
+		t.Errorf("the run after flag changes did not list changes with CHANGEDSINCE: %s", r.stderr)
+	}
 	if !strings.Contains(r.stdout, "2 messages added (2 stored") {
 		t.Errorf("after changes: %s, want exactly the 2 new messages stored (the renamed folder is not fetched again)", r.stdout)
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -295,6 +296,79 @@ func (s *Store) List(ctx context.Context, fn func(key string, flags []string) er
 		}
 		return nil
 	})
+}
+
+// ListChanged implements backup.ChangeLister with CONDSTORE (RFC 7162):
+// UID SEARCH ALL gives every key, and UID FETCH 1:* (FLAGS)
+// (CHANGEDSINCE modseq) the flags of the messages changed since; a folder
+// of 100,000 messages with three flag changes costs two short answers
+// instead of 100,000 FETCH lines. ok is false when the server has no
+// CONDSTORE.
+func (s *Store) ListChanged(ctx context.Context, modseq uint64, fn func(key string, flags []string, changed bool) error) (bool, error) {
+	if !s.caps.Has(imap.CapCondStore) || modseq == 0 {
+		return false, nil
+	}
+	s.seqOf = map[uint32]uint32{}
+	if s.examined == 0 {
+		return true, nil
+	}
+	var uids []imap.UID
+	err := s.do(ctx, func() error {
+		opts := &imap.SearchOptions{}
+		if s.caps.Has(imap.CapESearch) {
+			opts.ReturnAll = true
+		}
+		data, err := s.c.UIDSearch(&imap.SearchCriteria{}, opts).Wait()
+		if err != nil {
+			return s.connErr(ctx, "list messages", err)
+		}
+		uids = data.AllUIDs()
+		return nil
+	})
+	if err != nil {
+		return true, err
+	}
+	// A listing shorter than EXAMINE's count would make archived messages
+	// look deleted: refuse it.
+	if uint32(len(uids)) < s.examined {
+		return true, fmt.Errorf("server listed %d messages, EXAMINE reported %d", len(uids), s.examined)
+	}
+	slices.Sort(uids)
+	changed := map[uint32][]string{}
+	err = s.do(ctx, func() error {
+		cmd := s.c.Fetch(imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, Flags: true, ChangedSince: modseq})
+		defer cmd.Close()
+		for {
+			msg := cmd.Next()
+			if msg == nil {
+				break
+			}
+			buf, err := msg.Collect()
+			if err != nil {
+				return s.connErr(ctx, "list flag changes", err)
+			}
+			if buf.UID != 0 {
+				changed[uint32(buf.UID)] = flagStrings(buf.Flags)
+			}
+		}
+		if err := cmd.Close(); err != nil {
+			return s.connErr(ctx, "list flag changes", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return true, err
+	}
+	for i, uid := range uids {
+		// Sequence numbers are the UIDs' ranks: EXAMINE is read-only and
+		// this session expunges nothing.
+		s.seqOf[uint32(uid)] = uint32(i + 1)
+		flags, ok := changed[uint32(uid)]
+		if err := fn(makeKey(s.validity, uint32(uid)), flags, ok); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
 }
 
 func flagStrings(fl []imap.Flag) []string {
