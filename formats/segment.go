@@ -104,8 +104,12 @@ func (p *bufferPool) put(b *segBuffers) {
 	p.mu.Unlock()
 }
 
+// encoderOptions: SpeedFastest, by measurement on the benchmark corpus
+// (2 cores): 333 MB/s per core against 275 for SpeedDefault, for archives
+// 4 % larger (39.6 % of the mail's size against 38.1 %); a backup over
+// four connections went from 59 to 90 MiB/s.
 var encoderOptions = []zstd.EOption{
-	zstd.WithEncoderLevel(zstd.SpeedDefault),
+	zstd.WithEncoderLevel(zstd.SpeedFastest),
 	zstd.WithEncoderConcurrency(1),
 	zstd.WithWindowSize(FrameSize),
 	zstd.WithEncoderCRC(true),
