@@ -22,6 +22,7 @@ const (
 	LockFile     = "lock"
 	SnapshotsDir = "snapshots"
 	FoldersDir   = "folders"
+	CacheDir     = "cache" // the state cache: derived, safe to delete
 )
 
 // Config is mailvault.json: what kind of archive this is.
@@ -380,7 +381,8 @@ func (a *Archive) RemoveOrphans(st *State) ([]string, error) {
 }
 
 // Orphans lists files under folders/ and snapshots/ that no committed
-// manifest accounts for.
+// manifest accounts for. The state cache (cache/) is not looked at: it is
+// derived data, not a left-over.
 func (a *Archive) Orphans(st *State) ([]string, error) {
 	var out []string
 	snaps, err := os.ReadDir(filepath.Join(a.Root, SnapshotsDir))
@@ -398,6 +400,13 @@ func (a *Archive) Orphans(st *State) ([]string, error) {
 	}
 	var named map[string]bool
 	if a.Config.Storage == StorageMaildir {
+		// Which files are named is in the messages: a lazy state
+		// (LoadState) reads them all here.
+		if st != nil {
+			if err := st.LoadAll(); err != nil {
+				return nil, err
+			}
+		}
 		named = maildirNamed(st)
 	}
 	for _, d := range dirs {

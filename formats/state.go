@@ -10,19 +10,34 @@ import (
 
 // State is an archive as of one snapshot: every folder ever seen with every
 // message ever stored in it, present on the source or gone.
+//
+// A State from Archive.LoadState may be lazy: its folders' messages are
+// read from the state cache on first need (see FolderState.Load).
 type State struct {
 	Snapshot *Snapshot // the snapshot it is at; nil for an empty archive
 	Folders  map[string]*FolderState
 	Segments map[string]*Segment // every committed segment up to Snapshot
+
+	segOrder []string     // the paths of Segments in the order committed
+	saved    *savedCache  // the cache files that hold parts of this state, if any
+	loader   *cacheLoader // reads the messages of lazy folders; nil when none are
 }
 
 // FolderState is one folder in a State.
+//
+// In a lazy State (from Archive.LoadState) Archived is nil until the
+// folder is loaded: Lookup, ByHash, Present and State.Apply load it
+// themselves; code that reads Archived directly must call Load (or
+// State.LoadAll) first.
 type FolderState struct {
 	Folder                   // as last reported by the source
 	Deleted  bool            // gone from the source
 	Archived []*MessageState // every message ever stored, in the order archived
 	byKey    map[string]*MessageState
 	byHash   map[string]*MessageState
+
+	lazy   *lazyFolder   // set, once, for a folder read from the cache
+	cached *cacheFileRef // the cache file holding exactly Archived; nil after a change
 }
 
 // MessageState is a message in a State.
@@ -33,14 +48,25 @@ type MessageState struct {
 	GoneIn  string // snapshot id
 }
 
-// Lookup returns the message stored under key, present or gone.
-func (f *FolderState) Lookup(key string) *MessageState { return f.byKey[key] }
+// Lookup returns the message stored under key, present or gone. In a lazy
+// State it loads the folder first; if that fails it returns nil and the
+// error is kept in State.Err.
+func (f *FolderState) Lookup(key string) *MessageState {
+	f.Load()
+	return f.byKey[key]
+}
 
-// ByHash returns a message of this folder with the given SHA-256.
-func (f *FolderState) ByHash(sum string) *MessageState { return f.byHash[sum] }
+// ByHash returns a message of this folder with the given SHA-256. Like
+// Lookup, it loads a lazy folder first.
+func (f *FolderState) ByHash(sum string) *MessageState {
+	f.Load()
+	return f.byHash[sum]
+}
 
-// Present returns the messages on the source at this state.
+// Present returns the messages on the source at this state. Like Lookup,
+// it loads a lazy folder first.
 func (f *FolderState) Present() []*MessageState {
+	f.Load()
 	var out []*MessageState
 	for _, m := range f.Archived {
 		if !m.Gone {
@@ -70,6 +96,8 @@ func (st *State) FolderNames() []string {
 }
 
 // Apply replays one snapshot onto st. Snapshots must be applied in order.
+// In a lazy State it loads the folders whose messages the snapshot changes
+// (a rename alone does not need them) and fails if one cannot be loaded.
 func (st *State) Apply(s *Snapshot) error {
 	if st.Snapshot != nil && s.Parent != st.Snapshot.ID || st.Snapshot == nil && s.Parent != "" {
 		return fmt.Errorf("%w: snapshot %s does not follow %v", ErrCorrupt, s.ID, st.Snapshot)
@@ -80,6 +108,7 @@ func (st *State) Apply(s *Snapshot) error {
 			return fmt.Errorf("%w: snapshot %s: segment %s committed twice", ErrCorrupt, s.ID, g.Path)
 		}
 		st.Segments[g.Path] = g
+		st.segOrder = append(st.segOrder, g.Path)
 	}
 	for _, c := range s.Changes {
 		f := st.Folders[c.Folder]
@@ -103,6 +132,14 @@ func (st *State) Apply(s *Snapshot) error {
 		if f == nil {
 			f = newFolderState(Folder{Name: c.Folder})
 			st.Folders[c.Folder] = f
+		}
+		if len(c.Added)+len(c.Flags)+len(c.Gone) > 0 || c.Event == EventDeleted {
+			// The messages change: read them first (a lazy folder), and
+			// the cache file no longer holds them.
+			if err := f.Load(); err != nil {
+				return fmt.Errorf("snapshot %s: folder %q: %w", s.ID, c.Folder, err)
+			}
+			f.cached = nil
 		}
 		for _, m := range c.Added {
 			g := st.Segments[m.Seg]
