@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailvault/mailvault/formats"
@@ -263,8 +264,9 @@ type run struct {
 
 // worker synchronises folders over its own connection.
 type worker struct {
-	r   *run
-	src Source
+	r    *run
+	pool *pool // nil outside syncJobs
+	src  Source
 	// Per-message scratch, reused so that a run's garbage does not grow
 	// with the number of messages.
 	copyBuf []byte
@@ -358,22 +360,23 @@ func (r *run) syncJobs(jobs []*folderJob) {
 		return
 	}
 	sort.SliceStable(todo, func(a, b int) bool { return jobSize(todo[a]) > jobSize(todo[b]) })
-	var mu sync.Mutex
-	next := func() *folderJob {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(todo) == 0 || r.stopped() {
-			return nil
-		}
-		j := todo[0]
-		todo = todo[1:]
-		return j
+	p := &pool{r: r}
+	p.cond = sync.NewCond(&p.mu)
+	for _, j := range todo {
+		p.tasks = append(p.tasks, func(w *worker) { w.run(j) })
 	}
-	n := max(1, min(r.opts.Connections, len(todo)))
+	// One connection per folder, and more for a big folder's parts.
+	useful := int64(len(todo))
+	for _, j := range todo {
+		if size := jobSize(j); j.fi.Status != nil && size >= splitMin {
+			useful += size / partMin
+		}
+	}
+	n := int(max(1, min(int64(r.opts.Connections), useful)))
 	workers := make([]*worker, n)
 	var wg sync.WaitGroup
 	for i := range workers {
-		w := &worker{r: r}
+		w := &worker{r: r, pool: p}
 		workers[i] = w
 		if i == 0 {
 			w.src, r.src = r.src, nil
@@ -387,8 +390,9 @@ func (r *run) syncJobs(jobs []*folderJob) {
 					return
 				}
 			}
-			for j := next(); j != nil; j = next() {
-				w.run(j)
+			for t := p.next(); t != nil; t = p.next() {
+				t(w)
+				p.done()
 			}
 		}()
 	}
@@ -399,6 +403,48 @@ func (r *run) syncJobs(jobs []*folderJob) {
 	for _, w := range workers[1:] {
 		w.closeSource()
 	}
+}
+
+// pool hands tasks (a folder, or a part of a big folder) to workers. A
+// worker waits while the queue is empty but tasks are running, since a
+// running folder may add parts.
+type pool struct {
+	r      *run
+	mu     sync.Mutex
+	cond   *sync.Cond
+	tasks  []func(*worker)
+	active int
+}
+
+// next returns the next task, or nil when there is none left.
+func (p *pool) next() func(*worker) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.tasks) == 0 && p.active > 0 && p.r.ctx.Err() == nil {
+		p.cond.Wait()
+	}
+	if len(p.tasks) == 0 || p.r.stopped() {
+		return nil
+	}
+	t := p.tasks[0]
+	p.tasks = p.tasks[1:]
+	p.active++
+	return t
+}
+
+func (p *pool) done() {
+	p.mu.Lock()
+	p.active--
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+// pushFront queues tasks ahead of the others.
+func (p *pool) pushFront(tasks ...func(*worker)) {
+	p.mu.Lock()
+	p.tasks = append(tasks, p.tasks...)
+	p.cond.Broadcast()
+	p.mu.Unlock()
 }
 
 // jobSize estimates a folder's work: the messages it may have to fetch.
@@ -553,6 +599,8 @@ type folderSync struct {
 	added     map[string]bool
 	byHash    map[string]*formats.Message // stored in this run
 	seg       formats.RecordWriter
+	part      int // the writer's part number: 0, or a part of a split folder
+	nextPart  int // parts handed out so far
 	// poison counts, per key, the connections lost while that message was
 	// read: a message that breaks the connection every time is left out
 	// (and reported) so that the rest of the folder is still backed up.
@@ -728,6 +776,24 @@ func (w *worker) syncOnce(folder *formats.Folder, change *formats.Change, prev *
 	}
 	r.opts.Log.Info("fetching", "folder", folder.Name, "messages", len(want))
 
+	if w.pool != nil && r.opts.Connections > 1 && len(want) >= splitMin {
+		if err := w.fetchParts(folder, status.UIDValidity, change, fs, want); err != nil {
+			return err
+		}
+		rest := make([]string, 0, len(want))
+		for _, k := range want {
+			if !fs.added[k] {
+				rest = append(rest, k)
+			}
+		}
+		want = rest
+		if w.src == nil {
+			// The connection broke while fetching a part: reconnect and
+			// fetch what is left.
+			return &ConnError{Err: errors.New("connection lost while fetching a part of the folder")}
+		}
+	}
+
 	missing := skipped
 	for start := 0; start < len(want); start += r.opts.BatchSize {
 		batch := want[start:min(start+r.opts.BatchSize, len(want))]
@@ -760,7 +826,7 @@ func (w *worker) syncOnce(folder *formats.Folder, change *formats.Change, prev *
 func (w *worker) store(folder *formats.Folder, change *formats.Change, fs *folderSync, m *Message) error {
 	r := w.r
 	if fs.seg == nil {
-		seg, err := r.a.NewWriter(folder.Dir, r.snap.Seq, r.snap.ID)
+		seg, err := r.a.NewWriterPart(folder.Dir, r.snap.Seq, r.snap.ID, fs.part)
 		if err != nil {
 			return storageErr(err)
 		}
@@ -838,6 +904,160 @@ func (w *worker) store(folder *formats.Folder, change *formats.Change, fs *folde
 	fs.added[m.Key] = true
 	r.count(func(res *Result) { res.Added++ })
 	r.opts.hook("message-stored")
+	return nil
+}
+
+// A folder with at least splitMin messages to fetch is split into parts of
+// at least partMin messages, fetched at once over several connections.
+const (
+	splitMin = 4000
+	partMin  = 1000
+)
+
+// fetchPart is a range of a big folder's messages, fetched by whichever
+// worker takes it first.
+type fetchPart struct {
+	index int
+	keys  []string
+	taken atomic.Bool
+}
+
+func (p *fetchPart) take() bool { return p.taken.CompareAndSwap(false, true) }
+
+// fetchParts fetches want in parts: idle workers take parts over their own
+// connections (EXAMINE of the same folder), and this worker takes every
+// part nobody took. Each part has its own writer. What a part could not
+// fetch is left for the caller, which fetches it on its own connection;
+// only a storage error is returned.
+func (w *worker) fetchParts(folder *formats.Folder, validity uint32, change *formats.Change, fs *folderSync, want []string) error {
+	k := min(w.r.opts.Connections, len(want)/partMin)
+	if k < 2 {
+		return nil
+	}
+	size := (len(want) + k - 1) / k
+	parts := make([]*fetchPart, 0, k)
+	for start := 0; start < len(want); start += size {
+		fs.nextPart++
+		parts = append(parts, &fetchPart{index: fs.nextPart, keys: want[start:min(start+size, len(want))]})
+	}
+	w.r.opts.Log.Info("fetching a big folder in parts", "folder", folder.Name, "messages", len(want), "parts", len(parts))
+	var wg sync.WaitGroup
+	var mu sync.Mutex // guards change, fs.added, fs.byHash and errs
+	var errs []error
+	wg.Add(len(parts))
+	run := func(pw *worker, p *fetchPart) {
+		defer wg.Done()
+		if err := pw.fetchPart(w, folder, validity, p, fs, change, &mu); err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+	}
+	var tasks []func(*worker)
+	for _, p := range parts[1:] {
+		tasks = append(tasks, func(pw *worker) {
+			if p.take() {
+				run(pw, p)
+			}
+		})
+	}
+	w.pool.pushFront(tasks...)
+	for _, p := range parts {
+		if !p.take() {
+			continue // another worker has it
+		}
+		if w.src == nil {
+			wg.Done() // this connection broke: the caller fetches the rest
+			continue
+		}
+		run(w, p)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// fetchPart fetches one part of a folder over pw's connection into a
+// writer of its own, commits it, and adds what it stored to the folder's
+// change. parent is the worker that split the folder (its connection has
+// the folder examined already).
+func (pw *worker) fetchPart(parent *worker, folder *formats.Folder, validity uint32, p *fetchPart, fs *folderSync, change *formats.Change, mu *sync.Mutex) error {
+	r := pw.r
+	if pw.src == nil {
+		if err := pw.connect(); err != nil {
+			r.opts.Log.Warn("could not connect for a part of a folder", "folder", folder.Name, "err", err)
+			return nil
+		}
+	}
+	if pw != parent {
+		st, err := pw.src.Examine(r.ctx, folder.Name)
+		if err != nil || st.UIDValidity != validity {
+			if isConnErr(err) {
+				pw.closeSource()
+			}
+			return nil
+		}
+	}
+	pfs := &folderSync{prev: fs.prev, prevKnown: fs.prevKnown, added: map[string]bool{}, byHash: map[string]*formats.Message{}, poison: map[string]int{}, part: p.index}
+	pchange := &formats.Change{Folder: change.Folder}
+	inPart := make(map[string]bool, len(p.keys))
+	for _, k := range p.keys {
+		inPart[k] = true
+	}
+	var err error
+	for start := 0; start < len(p.keys) && err == nil; start += r.opts.BatchSize {
+		batch := p.keys[start:min(start+r.opts.BatchSize, len(p.keys))]
+		err = pw.src.Fetch(r.ctx, batch, func(m *Message) error {
+			if pfs.added[m.Key] || !inPart[m.Key] {
+				_, err := io.Copy(io.Discard, m.Body)
+				return err
+			}
+			return pw.store(folder, pchange, pfs, m)
+		})
+	}
+	if pfs.seg != nil {
+		if pfs.seg.Records() == 0 {
+			pfs.seg.Abort()
+		} else {
+			seg, cerr := pfs.seg.Commit()
+			if cerr != nil {
+				pfs.seg.Abort()
+				n, stored, bytes := len(pchange.Added), 0, int64(0)
+				for _, m := range pchange.Added {
+					if pfs.seg.Owns(m.Seg) {
+						stored++
+						bytes += m.Size
+					}
+				}
+				r.count(func(res *Result) { res.Added -= n; res.Stored -= stored; res.Bytes -= bytes })
+				return storageErr(cerr)
+			}
+			if seg != nil {
+				r.mu.Lock()
+				r.snap.Segments = append(r.snap.Segments, *seg)
+				r.mu.Unlock()
+			}
+		}
+	}
+	mu.Lock()
+	change.Added = append(change.Added, pchange.Added...)
+	for k := range pfs.added {
+		fs.added[k] = true
+	}
+	for h, m := range pfs.byHash {
+		if fs.byHash[h] == nil {
+			fs.byHash[h] = m
+		}
+	}
+	mu.Unlock()
+	if err != nil {
+		if errors.Is(err, ErrStorage) {
+			return err
+		}
+		r.opts.Log.Warn("a part of a folder failed; the rest is fetched on another connection", "folder", folder.Name, "err", err)
+		if isConnErr(err) || r.ctx.Err() == nil {
+			pw.closeSource()
+		}
+	}
 	return nil
 }
 

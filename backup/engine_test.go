@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -621,4 +622,64 @@ func TestChangedSince(t *testing.T) {
 			checkArchive(t, a, mem)
 		})
 	}
+}
+
+// TestBigFolderInParts: a folder with many new messages is fetched in
+// parts over several connections, each part into its own writer; a part
+// whose connection breaks leaves its rest to the others; every message is
+// archived once.
+func TestBigFolderInParts(t *testing.T) {
+	forEachStorage(t, func(t *testing.T, a *formats.Archive) {
+		src := newMemSource()
+		in := src.folder("INBOX", 9)
+		n := splitMin + 1500
+		for k := 0; k < n; k++ {
+			in.add(fmt.Sprintf("Subject: %d\r\n\r\nmessage %d\r\n", k, k))
+		}
+		src.folder("Small", 10).add("Subject: s\r\n\r\nsmall\r\n")
+		var mu sync.Mutex
+		var sessions []*memSource
+		res, err := Run(context.Background(), a, Options{Source: "mem://test", Protocol: "imap", Connections: 4, BatchSize: 200,
+			Dial: func(context.Context) (Source, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				s := *src
+				s.examined = nil
+				if len(sessions) == 2 {
+					// The third connection breaks after 50 messages.
+					s.failFetch = map[string]int{"INBOX": 50}
+				}
+				sessions = append(sessions, &s)
+				return &s, nil
+			}})
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if res.Added != n+1 || res.Stored != n+1 {
+			t.Fatalf("added %d stored %d; want %d", res.Added, res.Stored, n+1)
+		}
+		inboxSessions := 0
+		for _, s := range sessions {
+			if slices.Contains(s.examined, "INBOX") {
+				inboxSessions++
+			}
+		}
+		if inboxSessions < 3 {
+			t.Errorf("INBOX examined on %d connections, want at least 3", inboxSessions)
+		}
+		st := checkArchive(t, a, src)
+		locs := map[string]bool{}
+		for _, m := range st.Folders["INBOX"].Archived {
+			locs[m.Seg] = true
+		}
+		if a.Config.Storage == formats.StorageMbox && len(locs) < 3 {
+			t.Errorf("INBOX stored in %d segments, want one per part", len(locs))
+		}
+		// Nothing changed: nothing fetched.
+		res, err = Run(context.Background(), a, Options{Source: "mem://test", Protocol: "imap", Connections: 4,
+			Dial: func(context.Context) (Source, error) { s := *src; return &s, nil }})
+		if err != nil || res.Added != 0 || res.Selected != 0 {
+			t.Fatalf("no-change run: %v, added %d selected %d", err, res.Added, res.Selected)
+		}
+	})
 }

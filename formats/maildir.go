@@ -57,7 +57,7 @@ type pendingFile struct {
 	tmp, final string
 }
 
-func (a *Archive) newMaildirWriter(dir string, seq int, id string) (*maildirWriter, error) {
+func (a *Archive) newMaildirWriter(dir string, seq int, id string, part int) (*maildirWriter, error) {
 	if !ValidDir(dir) {
 		return nil, fmt.Errorf("formats: bad folder directory %q", dir)
 	}
@@ -73,7 +73,7 @@ func (a *Archive) newMaildirWriter(dir string, seq int, id string) (*maildirWrit
 	if err != nil {
 		return nil, fmt.Errorf("read keywords: %w", err)
 	}
-	w := &maildirWriter{a: a, rel: rel, abs: abs, prefix: fmt.Sprintf("%08d.%s.", seq, id),
+	w := &maildirWriter{a: a, rel: rel, abs: abs, prefix: fmt.Sprintf("%08d.%s.%d.", seq, id, part),
 		compress: a.Config.Compression == CompressZstd, kw: kw}
 	if w.compress {
 		if w.bufs, err = a.bufs.get(); err != nil {

@@ -92,10 +92,32 @@ type RecordWriter interface {
 // NewWriter starts storing messages of the folder kept in dir, for the
 // snapshot seq/id, in the archive's storage format.
 func (a *Archive) NewWriter(dir string, seq int, id string) (RecordWriter, error) {
-	if a.Config.Storage == StorageMaildir {
-		return a.newMaildirWriter(dir, seq, id)
+	return a.NewWriterPart(dir, seq, id, 0)
+}
+
+// NewWriterPart is NewWriter for one of several writers storing messages
+// of the same folder in the same run (a folder fetched over several
+// connections at once); part 0 is the one NewWriter returns. Their
+// locations never collide.
+func (a *Archive) NewWriterPart(dir string, seq int, id string, part int) (RecordWriter, error) {
+	if part < 0 {
+		return nil, fmt.Errorf("formats: bad part %d", part)
 	}
-	w, err := a.NewSegment(dir, seq, id)
+	if a.Config.Storage == StorageMaildir {
+		return a.newMaildirWriter(dir, seq, id, part)
+	}
+	if part == 0 {
+		w, err := a.NewSegment(dir, seq, id)
+		if err != nil {
+			return nil, err
+		}
+		return segmentRecords{w}, nil
+	}
+	if !ValidDir(dir) {
+		return nil, fmt.Errorf("formats: bad folder directory %q", dir)
+	}
+	rel := FoldersDir + "/" + dir + "/" + fmt.Sprintf("%08d-%s-p%d.mbox.zst", seq, id, part)
+	w, err := newSegmentWriter(a.Root, rel, &a.bufs, a.hook)
 	if err != nil {
 		return nil, err
 	}

@@ -254,6 +254,10 @@ func runBackup(ctx context.Context, o backupOptions, e *env) error {
 	}
 	start := time.Now()
 	protocol, dial := sourceDialer(o.source.Scheme, o.conn, o.log)
+	if protocol != "imap" {
+		// POP3 has one folder, and servers allow one session at a time.
+		o.connections = 1
+	}
 	res, err := backup.Run(ctx, a, backup.Options{
 		Source:      o.source.String(),
 		Protocol:    protocol,

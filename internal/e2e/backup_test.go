@@ -283,3 +283,29 @@ func checkIndependentReaders(t *testing.T, vault string) {
 	}
 	t.Logf("zstd CLI + python mailbox: %d messages in %d folders match the manifests", checked, len(byDir))
 }
+
+// TestDovecotBigFolderInParts: a folder with thousands of new messages is
+// fetched in parts over several connections to a real Dovecot; the archive
+// holds each message once with the server's bytes, flags and dates.
+func TestDovecotBigFolderInParts(t *testing.T) {
+	msgs := corpus.Generate(corpus.Options{Seed: 51, Messages: 4600})
+	for i := range msgs {
+		msgs[i].Folder = "INBOX"
+	}
+	srv, c := dovecot(t, msgs)
+	want := imaptest.ReadServer(t, c)
+	vault := filepath.Join(t.TempDir(), "vault")
+	r := mustRun(t, append([]string{"backup", "-v", "--connections", "4"}, append(source(srv), vault)...)...)
+	if !strings.Contains(r.stderr, "fetching a big folder in parts") {
+		t.Errorf("INBOX was not fetched in parts: %s", r.stderr)
+	}
+	archivetest.MatchesServer(t, vault, want)
+	if n := archivetest.Present(t, vault)["INBOX"]; n != len(want["INBOX"]) {
+		t.Errorf("archive holds %d INBOX messages, server %d", n, len(want["INBOX"]))
+	}
+	mustRun(t, "verify", vault)
+	r = mustRun(t, append([]string{"backup"}, append(source(srv), vault)...)...)
+	if !strings.Contains(r.stdout, " 0 messages added") {
+		t.Errorf("second run: %s", r.stdout)
+	}
+}
