@@ -118,11 +118,10 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 	}
 	defer a.Unlock()
 
-	snaps, err := a.Snapshots()
-	if err != nil {
-		return nil, err
-	}
-	st, err := formats.Replay(snaps, "")
+	// The state comes from the cache (folders' messages read only when a
+	// folder is synchronised) plus the manifests committed since; without
+	// a usable cache, from all manifests.
+	st, err := a.LoadState()
 	if err != nil {
 		return nil, err
 	}
@@ -162,6 +161,11 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 	if len(r.snap.Errors) > 0 || ctx.Err() != nil {
 		r.snap.Status = formats.StatusPartial
 	}
+	if err := r.st.Err(); err != nil {
+		// A folder's archived messages could not be read: what this run
+		// decided about that folder cannot be trusted.
+		return nil, fmt.Errorf("read the archive's state: %w", err)
+	}
 	if err := a.Commit(r.snap); err != nil {
 		if r.fatal != nil {
 			return nil, r.fatal
@@ -169,17 +173,24 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 		return nil, fmt.Errorf("commit snapshot: %w", storageErr(err))
 	}
 	res.Snapshot = r.snap
-	if a.Config.Storage == formats.StorageMaildir && res.FlagChanges > 0 {
-		// File names carry flags in a Maildir: rename what changed.
-		// Failing here leaves old flags in names, not a damaged archive.
-		if err := r.applySnapshot(); err == nil {
+	if err := r.applySnapshot(); err != nil {
+		opts.Log.Warn("could not update the state cache", "err", err)
+	} else {
+		if a.Config.Storage == formats.StorageMaildir && res.FlagChanges > 0 {
+			// File names carry flags in a Maildir: rename what changed.
+			// Failing here leaves old flags in names, not a damaged archive.
 			if _, err := a.SyncMaildirFlags(r.st, r.snap); err != nil {
 				opts.Log.Warn("could not update flags in Maildir file names", "err", err)
 			}
 		}
+		// The cache is derived data: failing to write it only makes the
+		// next run read the manifests.
+		if err := a.SaveStateCache(r.st); err != nil {
+			opts.Log.Warn("could not update the state cache", "err", err)
+		}
 	}
 	if opts.Delete && r.fatal == nil && ctx.Err() == nil {
-		if err := r.deleteArchived(snaps); err != nil {
+		if err := r.deleteArchived(); err != nil {
 			return res, fmt.Errorf("delete from the source after committing snapshot %s: %w", r.snap.ID, err)
 		}
 	}
@@ -205,10 +216,14 @@ func (r *run) applySnapshot() error {
 // deleteArchived deletes from the source what the committed archive holds
 // and what is old enough, then ends the session so that the deletion takes
 // effect. Only folders synchronised in this run are touched.
-func (r *run) deleteArchived(snaps []*formats.Snapshot) error {
+func (r *run) deleteArchived() error {
 	d, ok := r.src.(Deleter)
 	if !ok {
 		return nil
+	}
+	snaps, err := r.a.Snapshots()
+	if err != nil {
+		return err
 	}
 	finished := map[string]time.Time{r.snap.ID: r.snap.Finished}
 	for _, s := range snaps {
