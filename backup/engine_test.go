@@ -685,10 +685,11 @@ func TestBigFolderInParts(t *testing.T) {
 }
 
 // TestNoChangeRunReadsNoOldManifest: with the state cache, a run reads
-// only the manifests committed after the cache, not the archive's history:
-// an old manifest made unreadable goes unnoticed by a no-change run (verify
-// is what reads everything), and without the cache the run rebuilds the
-// state from all manifests.
+// only the manifests committed after the cache, not the archive's history
+// (an old manifest's bytes replaced under the same size and time go
+// unnoticed; verify is what reads everything), but a manifest whose size
+// or time changed makes the run read them all and report the damage; and
+// without the cache the run rebuilds the state from all manifests.
 func TestNoChangeRunReadsNoOldManifest(t *testing.T) {
 	forEachStorage(t, func(t *testing.T, a *formats.Archive) {
 		src := newMemSource()
@@ -704,9 +705,13 @@ func TestNoChangeRunReadsNoOldManifest(t *testing.T) {
 			t.Fatalf("ListSnapshots = %v, %v", files, err)
 		}
 		orig, _ := os.ReadFile(files[0].Path)
-		if err := os.WriteFile(files[0].Path, []byte("not a manifest"), 0o600); err != nil {
+		fi, _ := os.Stat(files[0].Path)
+		// Garbage of the same size and modification time: only a reader
+		// of the file could notice.
+		if err := os.WriteFile(files[0].Path, bytes.Repeat([]byte("x"), len(orig)), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		os.Chtimes(files[0].Path, fi.ModTime(), fi.ModTime())
 		res := mustRun(t, a, src)
 		if res.Selected != 0 || res.Added != 0 {
 			t.Fatalf("no-change run: selected %d added %d", res.Selected, res.Added)
@@ -717,6 +722,12 @@ func TestNoChangeRunReadsNoOldManifest(t *testing.T) {
 		res = mustRun(t, a, src)
 		if res.Added != 1 || res.Stored != 1 {
 			t.Fatalf("run after a change: added %d stored %d; want 1, 1", res.Added, res.Stored)
+		}
+		// A manifest that visibly changed (size or time) is not trusted:
+		// the run reads all manifests and reports the damage.
+		os.WriteFile(files[0].Path, []byte("not a manifest"), 0o600)
+		if _, err := runOnce(t, a, src); !errors.Is(err, formats.ErrCorrupt) {
+			t.Fatalf("run over a damaged manifest: %v, want ErrCorrupt", err)
 		}
 		os.WriteFile(files[0].Path, orig, 0o600)
 		// Without the cache: a full replay gives the same result.

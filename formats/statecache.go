@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -75,6 +76,29 @@ type cacheIndex struct {
 	Snapshot *Snapshot      `json:"snapshot"` // without segments and changes
 	Segments []cacheFileRef `json:"segments"` // in commit order
 	Folders  []cacheFolder  `json:"folders"`
+	// Manifests stamps manifests 1…Seq by size and modification time: a
+	// manifest changed since the cache was written (damaged, replaced) is
+	// noticed by a stat, without reading it, and the state is then
+	// rebuilt from all manifests, which reports the damage.
+	Manifests []manifestStamp `json:"manifests"`
+}
+
+type manifestStamp struct {
+	Size  int64 `json:"size"`
+	MTime int64 `json:"mtime"` // Unix nanoseconds
+}
+
+// stampManifests stats the given manifests.
+func stampManifests(files []SnapshotFile) ([]manifestStamp, error) {
+	out := make([]manifestStamp, len(files))
+	for i, sf := range files {
+		fi, err := os.Stat(sf.Path)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = manifestStamp{Size: fi.Size(), MTime: fi.ModTime().UnixNano()}
+	}
+	return out, nil
 }
 
 type cacheEnvelope struct {
@@ -264,6 +288,10 @@ func (a *Archive) loadCachedState(files []SnapshotFile) *State {
 		idx.Snapshot == nil || idx.Snapshot.ID != idx.ID || idx.Snapshot.Seq != idx.Seq {
 		return nil
 	}
+	stamps, err := stampManifests(files[:idx.Seq])
+	if err != nil || !slices.Equal(stamps, idx.Manifests) {
+		return nil
+	}
 	st, err := a.stateFromIndex(idx)
 	if err != nil {
 		return nil
@@ -388,6 +416,16 @@ func (a *Archive) SaveStateCache(st *State) error {
 	head := *s
 	head.Segments, head.Changes = nil, nil
 	idx := cacheIndex{Archive: a.Config.ID, Seq: s.Seq, ID: s.ID, Snapshot: &head}
+	files, err := a.ListSnapshots()
+	if err != nil {
+		return err
+	}
+	if len(files) < s.Seq || files[s.Seq-1].ID != s.ID {
+		return fmt.Errorf("state cache: snapshot %s is not committed", s.ID)
+	}
+	if idx.Manifests, err = stampManifests(files[:s.Seq]); err != nil {
+		return err
+	}
 	reuse := st.saved != nil && st.saved.root == a.Root
 
 	// Segments: keep the files that hold the oldest ones.
