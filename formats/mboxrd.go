@@ -2,6 +2,7 @@ package formats
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"time"
@@ -121,6 +122,7 @@ func (q *QuoteWriter) Flush() error {
 // loses one leading '>'. It reads from r and returns unquoted bytes.
 type UnquoteReader struct {
 	r       io.ByteReader
+	pr      peekReader // r, when it can lend its buffer: lines are then copied whole
 	atStart bool
 	gt      int // '>' bytes held back at line start
 	match   int // bytes of "From " held back after them
@@ -139,7 +141,17 @@ func NewUnquoteReader(r io.Reader) *UnquoteReader {
 	if !ok {
 		br = bufio.NewReader(r)
 	}
-	return &UnquoteReader{r: br, atStart: true, pendByte: -1}
+	pr, _ := br.(peekReader)
+	return &UnquoteReader{r: br, pr: pr, atStart: true, pendByte: -1}
+}
+
+// peekReader is a buffered reader (bufio.Reader) whose buffer can be
+// looked at and skipped.
+type peekReader interface {
+	io.ByteReader
+	Peek(n int) ([]byte, error)
+	Discard(n int) (int, error)
+	Buffered() int
 }
 
 // Read implements io.Reader.
@@ -167,6 +179,20 @@ func (u *UnquoteReader) Read(p []byte) (int, error) {
 		}
 		if u.err != nil {
 			break
+		}
+		if !u.atStart && u.pr != nil {
+			// Inside a line nothing is unquoted: copy up to its end
+			// straight from the buffer.
+			if k := min(u.pr.Buffered(), len(p)-n); k > 0 {
+				buf, _ := u.pr.Peek(k)
+				if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+					buf = buf[:i+1]
+					u.atStart = true
+				}
+				n += copy(p[n:], buf)
+				u.pr.Discard(len(buf))
+				continue
+			}
 		}
 		c, err := u.r.ReadByte()
 		if err != nil {

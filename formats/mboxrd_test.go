@@ -1,6 +1,7 @@
 package formats
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"testing"
@@ -25,11 +26,35 @@ func quote(t testing.TB, in []byte, chunk int) []byte {
 	return out.Bytes()
 }
 
+// unquote unquotes in three ways that must agree: byte by byte from a
+// plain reader, and by whole lines from a small bufio buffer (lines cross
+// buffer ends) read in small and large pieces.
 func unquote(t testing.TB, in []byte) []byte {
 	t.Helper()
 	out, err := io.ReadAll(iotest.OneByteReader(NewUnquoteReader(bytes.NewReader(in))))
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, piece := range []int{3, 4096} {
+		u := NewUnquoteReader(bufio.NewReaderSize(bytes.NewReader(in), 16))
+		if u.pr == nil {
+			t.Fatal("a bufio.Reader does not take the whole-line path")
+		}
+		var got []byte
+		buf := make([]byte, piece)
+		for {
+			n, err := u.Read(buf)
+			got = append(got, buf[:n]...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !bytes.Equal(got, out) {
+			t.Fatalf("unquote by lines (pieces of %d) = %q, byte by byte %q", piece, got, out)
+		}
 	}
 	return out
 }

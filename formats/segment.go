@@ -451,6 +451,15 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Peek, Discard and Buffered let an UnquoteReader copy whole lines.
+func (c *countingReader) Peek(n int) ([]byte, error) { return c.r.Peek(n) }
+func (c *countingReader) Buffered() int              { return c.r.Buffered() }
+func (c *countingReader) Discard(n int) (int, error) {
+	k, err := c.r.Discard(n)
+	c.n += int64(k)
+	return k, err
+}
+
 // recordReader reads records from an uncompressed segment stream.
 type recordReader struct {
 	in  *countingReader

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
+	"sync"
 	"time"
 
 	"github.com/mailvault/mailvault/formats"
@@ -25,6 +27,12 @@ type Options struct {
 	Hook func(point string)
 	// Sleep waits before a retry after throttling; nil means time.Sleep.
 	Sleep func(time.Duration)
+	// Connections is how many folders are restored at once, each over its
+	// own target connection opened with Open; 0 or 1 (or a nil Open)
+	// means the one target given to Run. A folder's messages always go
+	// over one connection, in archive order.
+	Connections int
+	Open        func(ctx context.Context) (Target, error)
 }
 
 // Progress is a running total of a restore.
@@ -115,12 +123,8 @@ func Run(ctx context.Context, a *formats.Archive, sel *Selected, t Target, opts 
 		rep.Messages += fp.Messages
 		rep.Bytes += fp.Bytes
 	}
-	r := &runner{ctx: ctx, a: a, st: sel.State, t: t, opts: &opts, rep: rep, exists: exists, reader: a.NewMessageReader(sel.State)}
+	r := &runner{ctx: ctx, a: a, st: sel.State, t: t, opts: &opts, rep: rep, exists: exists}
 	err = r.run()
-	r.reader.Close()
-	if d, ok := t.(KeywordDropper); ok {
-		rep.DroppedKeywords = d.DroppedKeywords()
-	}
 	rep.Elapsed = time.Since(start)
 	if err != nil {
 		return rep, err
@@ -139,7 +143,14 @@ type runner struct {
 	opts   *Options
 	rep    *Report
 	exists map[string]bool
-	prog   Progress
+	// mu guards rep's totals and prog while workers run.
+	mu   sync.Mutex
+	prog Progress
+}
+
+// worker restores folders over one target connection.
+type worker struct {
+	t      Target
 	reader *formats.MessageReader
 }
 
@@ -165,37 +176,111 @@ func (r *runner) run() error {
 			r.exists[fp.Target] = true
 		}
 	}
-	for _, fp := range r.rep.Folders {
-		if err := r.folder(fp); err != nil {
-			return err
+	return r.folders()
+}
+
+// folders restores the folders over up to Options.Connections
+// connections, biggest first; the first error stops the others.
+func (r *runner) folders() error {
+	todo := make([]*FolderPlan, len(r.rep.Folders))
+	copy(todo, r.rep.Folders)
+	sort.SliceStable(todo, func(i, j int) bool { return todo[i].Bytes > todo[j].Bytes })
+	n := 1
+	if r.opts.Open != nil && !r.opts.DryRun {
+		n = max(1, min(r.opts.Connections, len(todo)))
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	defer cancel()
+	parent := r.ctx
+	r.ctx = ctx
+	defer func() { r.ctx = parent }()
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	next := func() *FolderPlan {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(todo) == 0 || firstErr != nil {
+			return nil
+		}
+		fp := todo[0]
+		todo = todo[1:]
+		return fp
+	}
+	workers := make([]*worker, n)
+	for i := range workers {
+		w := &worker{reader: r.a.NewMessageReader(r.st)}
+		workers[i] = w
+		if i == 0 {
+			w.t = r.t
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer w.reader.Close()
+			if w.t == nil {
+				t, err := r.opts.Open(ctx)
+				if err != nil {
+					r.opts.Log.Warn("could not open another connection to the target; going on with fewer", "connection", i+1, "err", err)
+					return
+				}
+				w.t = t
+				defer t.Close()
+			}
+			for fp := next(); fp != nil; fp = next() {
+				if err := r.folder(w, fp); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+						cancel()
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, w := range workers {
+		if d, ok := w.t.(KeywordDropper); ok && w.t != nil {
+			r.rep.DroppedKeywords += d.DroppedKeywords()
 		}
 	}
-	return nil
+	if firstErr != nil && parent.Err() != nil {
+		return parent.Err()
+	}
+	return firstErr
 }
 
 func toMessage(m *formats.MessageState) *Message {
 	return &Message{Flags: m.Flags, InternalDate: m.InternalDate, Size: m.Size, SHA256: m.SHA256, MessageID: m.MessageID}
 }
 
-func (r *runner) folder(fp *FolderPlan) error {
+func (r *runner) folder(w *worker, fp *FolderPlan) error {
+	r.mu.Lock()
 	r.prog.Folder = fp.Target
+	r.mu.Unlock()
 	idx := NewIndex()
 	if r.exists[fp.Target] {
 		var err error
-		if idx, err = r.t.Index(r.ctx, fp.Target); err != nil {
+		if idx, err = w.t.Index(r.ctx, fp.Target); err != nil {
 			return fmt.Errorf("read target folder %q: %w", fp.Target, err)
 		}
 	}
 	var queue []inflight
 	wait := func(f inflight) error {
 		err := f.p.Wait()
-		return r.answer(f, err)
+		return r.answer(w, f, err)
 	}
 	for _, m := range fp.msgs {
 		msg := toMessage(m)
 		if idx.Take(msg) {
 			fp.Present++
+			r.mu.Lock()
 			r.rep.Present++
+			r.mu.Unlock()
 			r.advance(m, &r.prog.Present)
 			continue
 		}
@@ -205,7 +290,7 @@ func (r *runner) folder(fp *FolderPlan) error {
 		if err := r.ctx.Err(); err != nil {
 			return err
 		}
-		p, err := r.append(fp, m)
+		p, err := r.append(w, fp, m)
 		if err != nil {
 			return err
 		}
@@ -226,12 +311,12 @@ func (r *runner) folder(fp *FolderPlan) error {
 }
 
 // append opens the archived message and hands it to the target.
-func (r *runner) append(fp *FolderPlan, m *formats.MessageState) (Pending, error) {
-	body, err := r.reader.Open(&m.Message)
+func (r *runner) append(w *worker, fp *FolderPlan, m *formats.MessageState) (Pending, error) {
+	body, err := w.reader.Open(&m.Message)
 	if err != nil {
 		return nil, fmt.Errorf("read archived message %s: %w", m.Key, err)
 	}
-	p, err := r.t.Append(r.ctx, fp.Target, toMessage(m), body)
+	p, err := w.t.Append(r.ctx, fp.Target, toMessage(m), body)
 	if err != nil {
 		if isAnswer(err) {
 			return Done{Err: err}, nil
@@ -247,14 +332,14 @@ func isAnswer(err error) bool {
 }
 
 // answer handles the target's answer to one append.
-func (r *runner) answer(f inflight, err error) error {
+func (r *runner) answer(w *worker, f inflight, err error) error {
 	created, throttled, lost := false, 0, false
 	for err != nil {
 		switch {
 		case errors.Is(err, ErrConnectionLost) && !lost:
 			// Stored or not? Ask the target before appending again.
 			lost = true
-			idx, ierr := r.t.Index(r.ctx, f.fp.Target)
+			idx, ierr := w.t.Index(r.ctx, f.fp.Target)
 			if ierr != nil {
 				return fmt.Errorf("read target folder %q again: %w", f.fp.Target, ierr)
 			}
@@ -263,11 +348,14 @@ func (r *runner) answer(f inflight, err error) error {
 				continue
 			}
 		case errors.Is(err, ErrOverQuota):
+			r.mu.Lock()
+			stored := r.rep.Stored
+			r.mu.Unlock()
 			return fmt.Errorf("%w after %d messages were restored in this run; make room and run the same command again to resume: %v",
-				ErrOverQuota, r.rep.Stored, err)
+				ErrOverQuota, stored, err)
 		case errors.Is(err, ErrTryCreate) && !created:
 			created = true
-			if cerr := r.t.CreateFolder(r.ctx, f.fp.Target); cerr != nil {
+			if cerr := w.t.CreateFolder(r.ctx, f.fp.Target); cerr != nil {
 				return fmt.Errorf("create folder %q: %w", f.fp.Target, cerr)
 			}
 		case errors.Is(err, ErrThrottled) && throttled < 5:
@@ -277,21 +365,25 @@ func (r *runner) answer(f inflight, err error) error {
 			r.opts.Sleep(d)
 		case errors.Is(err, ErrRejected) || errors.Is(err, ErrTryCreate) || errors.Is(err, ErrThrottled):
 			f.fp.Rejected = append(f.fp.Rejected, Rejection{Key: f.m.Key, Reason: err.Error()})
+			r.mu.Lock()
 			r.rep.Rejected++
+			r.mu.Unlock()
 			r.opts.Log.Warn("message rejected by the target", "folder", f.fp.Target, "key", f.m.Key, "err", err)
 			r.advance(f.m, &r.prog.Rejected)
 			return nil
 		default:
 			return fmt.Errorf("append to %q: %w", f.fp.Target, err)
 		}
-		p, aerr := r.append(f.fp, f.m)
+		p, aerr := r.append(w, f.fp, f.m)
 		if aerr != nil {
 			return aerr
 		}
 		err = p.Wait()
 	}
 	f.fp.Stored++
+	r.mu.Lock()
 	r.rep.Stored++
+	r.mu.Unlock()
 	r.advance(f.m, &r.prog.Stored)
 	if r.opts.Hook != nil {
 		r.opts.Hook("message-restored")
@@ -300,6 +392,8 @@ func (r *runner) answer(f inflight, err error) error {
 }
 
 func (r *runner) advance(m *formats.MessageState, counter *int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	*counter++
 	r.prog.Done++
 	r.prog.DoneBytes += m.Size

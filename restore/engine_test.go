@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -401,5 +402,99 @@ func TestRestoreConnectionLost(t *testing.T) {
 	rep, err := restoreAll(t, b, Selection{}, tg, Options{})
 	if err != nil || rep.Stored != 6 || len(tg.folders["INBOX"]) != 6 {
 		t.Fatalf("lost answers: err %v stored %d, target holds %d; want 6 and 6", err, rep.Stored, len(tg.folders["INBOX"]))
+	}
+}
+
+// lockedTarget is one "connection" to a shared memTarget.
+type lockedTarget struct {
+	mu *sync.Mutex
+	m  *memTarget
+}
+
+func (l *lockedTarget) Delimiter() string { return l.m.delim }
+func (l *lockedTarget) Folders(ctx context.Context) ([]TargetFolder, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.m.Folders(ctx)
+}
+func (l *lockedTarget) CreateFolder(ctx context.Context, name string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.m.CreateFolder(ctx, name)
+}
+func (l *lockedTarget) Index(ctx context.Context, folder string) (*Index, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.m.Index(ctx, folder)
+}
+func (l *lockedTarget) Append(ctx context.Context, folder string, msg *Message, body io.Reader) (Pending, error) {
+	data, err := io.ReadAll(body) // read outside the lock, as a connection would
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.m.Append(ctx, folder, msg, bytes.NewReader(data))
+}
+func (l *lockedTarget) Close() error { return nil }
+
+// TestRestoreParallel: folders are restored over several connections at
+// once, each folder over one, in archive order; a refused connection
+// leaves its share to the others; over quota stops every connection, and
+// the same restore again completes without duplicates.
+func TestRestoreParallel(t *testing.T) {
+	b := newBuilder(t)
+	var msgs []msgSpec
+	for f := 0; f < 6; f++ {
+		for i := 0; i < 10+f; i++ {
+			msgs = append(msgs, msgSpec{fmt.Sprintf("F%d", f), body(100*f+i, ""), nil, day})
+		}
+	}
+	b.snapshot(day, msgs, nil, nil)
+	selected, err := Select(b.snaps, Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := newMemTarget()
+	tg.quota = 30
+	var mu, conn sync.Mutex
+	opened := 0
+	open := func(context.Context) (Target, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		opened++
+		if opened > 2 {
+			return nil, errors.New("too many connections")
+		}
+		return &lockedTarget{mu: &conn, m: tg}, nil
+	}
+	first := &lockedTarget{mu: &conn, m: tg}
+	_, err = Run(context.Background(), b.a, selected, first, Options{Connections: 4, Open: open, Sleep: func(time.Duration) {}})
+	if !errors.Is(err, ErrOverQuota) {
+		t.Fatalf("over quota: %v", err)
+	}
+	if tg.total() != 30 {
+		t.Fatalf("%d messages stored before the quota, want 30", tg.total())
+	}
+	tg.quota = 0
+	opened = 0
+	rep, err := Run(context.Background(), b.a, selected, first, Options{Connections: 4, Open: open, Sleep: func(time.Duration) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Stored+rep.Present != 75 || tg.total() != 75 || rep.Present != 30 {
+		t.Fatalf("stored %d present %d total %d; want 45, 30, 75", rep.Stored, rep.Present, tg.total())
+	}
+	for f := 0; f < 6; f++ {
+		got := tg.folders[fmt.Sprintf("F%d", f)]
+		if len(got) != 10+f {
+			t.Errorf("F%d holds %d messages, want %d", f, len(got), 10+f)
+		}
+		for i := 1; i < len(got); i++ {
+			if bytes.Compare(got[i-1], got[i]) >= 0 {
+				t.Errorf("F%d: messages not in archive order", f)
+				break
+			}
+		}
 	}
 }

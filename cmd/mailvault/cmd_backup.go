@@ -293,7 +293,7 @@ const defaultConnections = 4
 const maxConnections = 16
 
 func connectionsFlag() cli.Flag {
-	return &cli.IntFlag{Name: "connections", Value: defaultConnections, Usage: fmt.Sprintf("synchronise up to `N` folders at once, each over its own connection (1-%d)", maxConnections)}
+	return &cli.IntFlag{Name: "connections", Value: defaultConnections, Usage: fmt.Sprintf("work on up to `N` folders at once, each over its own IMAP connection (1-%d)", maxConnections)}
 }
 
 // connections returns the --connections value, checked.

@@ -85,6 +85,7 @@ EXAMPLES:
 			rerr := runRestore(c.Context, restoreOptions{
 				archive: archive, sel: restore.Selection{Snapshot: "latest"}, mapping: mo, open: open,
 				dryRun: c.Bool("dry-run"), report: c.String("report"), window: 16, quiet: c.Bool("quiet"),
+				connections: targetConnections(a[1], conns), log: log,
 			}, e)
 			if rerr != nil {
 				return rerr

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,7 +58,8 @@ EXAMPLES:
 			&cli.BoolFlag{Name: "no-map", Usage: "do not map special folders; keep the archived names"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan; change nothing on the target"},
 			&cli.StringFlag{Name: "report", Usage: "write a JSON report to `FILE`"},
-			&cli.IntFlag{Name: "window", Value: 16, Usage: "appends in flight at once"},
+			&cli.IntFlag{Name: "window", Value: 16, Usage: "appends in flight at once, per connection"},
+			connectionsFlag(),
 		), connFlags()...), logFlags()...),
 		Action: func(c *cli.Context) error {
 			a, err := args(c, 2, 2, "ARCHIVE TARGET")
@@ -84,9 +86,14 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
+			conns, err := connections(c)
+			if err != nil {
+				return err
+			}
 			return runRestore(c.Context, restoreOptions{
 				archive: a[0], sel: sel, mapping: mo, open: open, dryRun: c.Bool("dry-run"),
 				report: c.String("report"), window: c.Int("window"), quiet: c.Bool("quiet"),
+				connections: targetConnections(a[1], conns), log: log,
 			}, envOf(c))
 		},
 	}
@@ -138,6 +145,19 @@ type restoreOptions struct {
 	report  string
 	window  int
 	quiet   bool
+	// connections is how many target connections may restore folders at
+	// once (IMAP targets; 1 for local ones).
+	connections int
+	log         *slog.Logger
+}
+
+// targetConnections is --connections for an IMAP target, 1 for a local
+// one (a disk gains nothing from several writers).
+func targetConnections(target string, n int) int {
+	if strings.HasPrefix(target, "imap://") || strings.HasPrefix(target, "imaps://") {
+		return n
+	}
+	return 1
 }
 
 func runRestore(ctx context.Context, o restoreOptions, e *env) error {
@@ -164,6 +184,7 @@ func runRestore(ctx context.Context, o restoreOptions, e *env) error {
 	rep, err := restore.Run(ctx, a, sel, t, restore.Options{
 		Map: o.mapping, DryRun: o.dryRun, Window: o.window,
 		Progress: bar.update, Hook: failpoint.Hook(),
+		Connections: o.connections, Open: o.open, Log: o.log,
 	})
 	bar.done()
 	if cerr := t.Close(); cerr != nil && err == nil {
