@@ -16,7 +16,7 @@ lint:
 	staticcheck ./...
 
 fuzz:
-	for t in FuzzQuoteRoundTrip FuzzFolderDir FuzzDecodeSnapshot FuzzDecodeSnapshotBody FuzzSegmentRoundTrip; do \
+	for t in FuzzQuoteRoundTrip FuzzMaildirInfo FuzzFolderDir FuzzDecodeSnapshot FuzzDecodeSnapshotBody FuzzSegmentRoundTrip; do \
 		go test ./formats -run '^$$' -fuzz "^$$t$$" -fuzztime 60s -fuzzminimizetime 10x || exit 1; \
 	done
 
