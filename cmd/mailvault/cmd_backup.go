@@ -136,11 +136,7 @@ EXAMPLES:
 					u = u.WithScheme(p, u.Port != 0)
 				}
 			}
-			storage, err := storageOptions(c)
-			if err != nil {
-				return err
-			}
-			conns, err := connections(c)
+			storage, conns, err := backupTuning(c)
 			if err != nil {
 				return err
 			}
@@ -303,6 +299,17 @@ func connections(c *cli.Context) (int, error) {
 		return 0, usagef("--connections must be between 1 and %d", maxConnections)
 	}
 	return n, nil
+}
+
+// backupTuning returns the storage options and connection count asked
+// for.
+func backupTuning(c *cli.Context) (*formats.StorageOptions, int, error) {
+	storage, err := storageOptions(c)
+	if err != nil {
+		return nil, 0, err
+	}
+	conns, err := connections(c)
+	return storage, conns, err
 }
 
 // storageFlags choose the storage of a new archive.

@@ -69,11 +69,7 @@ EXAMPLES:
 			}
 			e := envOf(c)
 			archive := expandHome(c.String("archive"))
-			storage, err := storageOptions(c)
-			if err != nil {
-				return err
-			}
-			conns, err := connections(c)
+			storage, conns, err := backupTuning(c)
 			if err != nil {
 				return err
 			}

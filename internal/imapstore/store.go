@@ -267,27 +267,12 @@ func (s *Store) List(ctx context.Context, fn func(key string, flags []string) er
 		return nil
 	}
 	return s.do(ctx, func() error {
-		cmd := s.c.Fetch(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, Flags: true})
-		defer cmd.Close()
-		for {
-			msg := cmd.Next()
-			if msg == nil {
-				break
-			}
-			buf, err := msg.Collect()
-			if err != nil {
-				return s.connErr(ctx, "list messages", err)
-			}
-			if buf.UID == 0 {
-				continue
-			}
-			s.seqOf[uint32(buf.UID)] = msg.SeqNum
-			if err := fn(makeKey(s.validity, uint32(buf.UID)), flagStrings(buf.Flags)); err != nil {
-				return err
-			}
-		}
-		if err := cmd.Close(); err != nil {
-			return s.connErr(ctx, "list messages", err)
+		err := s.fetchFlags(ctx, imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, 0, "list messages", func(uid, seq uint32, flags []string) error {
+			s.seqOf[uid] = seq
+			return fn(makeKey(s.validity, uid), flags)
+		})
+		if err != nil {
+			return err
 		}
 		// A listing shorter than EXAMINE's count would make archived
 		// messages look deleted: refuse it.
@@ -336,25 +321,10 @@ func (s *Store) ListChanged(ctx context.Context, modseq uint64, fn func(key stri
 	slices.Sort(uids)
 	changed := map[uint32][]string{}
 	err = s.do(ctx, func() error {
-		cmd := s.c.Fetch(imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, Flags: true, ChangedSince: modseq})
-		defer cmd.Close()
-		for {
-			msg := cmd.Next()
-			if msg == nil {
-				break
-			}
-			buf, err := msg.Collect()
-			if err != nil {
-				return s.connErr(ctx, "list flag changes", err)
-			}
-			if buf.UID != 0 {
-				changed[uint32(buf.UID)] = flagStrings(buf.Flags)
-			}
-		}
-		if err := cmd.Close(); err != nil {
-			return s.connErr(ctx, "list flag changes", err)
-		}
-		return nil
+		return s.fetchFlags(ctx, imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}, modseq, "list flag changes", func(uid, _ uint32, flags []string) error {
+			changed[uid] = flags
+			return nil
+		})
 	})
 	if err != nil {
 		return true, err
@@ -369,6 +339,34 @@ func (s *Store) ListChanged(ctx context.Context, modseq uint64, fn func(key stri
 		}
 	}
 	return true, nil
+}
+
+// fetchFlags runs FETCH set (UID FLAGS), with (CHANGEDSINCE modseq) when
+// modseq is not 0, and calls fn with each message's UID, sequence number
+// and flags; messages answered without a UID are skipped.
+func (s *Store) fetchFlags(ctx context.Context, set imap.NumSet, modseq uint64, what string, fn func(uid, seq uint32, flags []string) error) error {
+	cmd := s.c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true, ChangedSince: modseq})
+	defer cmd.Close()
+	for {
+		msg := cmd.Next()
+		if msg == nil {
+			break
+		}
+		buf, err := msg.Collect()
+		if err != nil {
+			return s.connErr(ctx, what, err)
+		}
+		if buf.UID == 0 {
+			continue
+		}
+		if err := fn(uint32(buf.UID), msg.SeqNum, flagStrings(buf.Flags)); err != nil {
+			return err
+		}
+	}
+	if err := cmd.Close(); err != nil {
+		return s.connErr(ctx, what, err)
+	}
+	return nil
 }
 
 func flagStrings(fl []imap.Flag) []string {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/mailvault/mailvault/formats"
 	"io"
 	"strings"
 
@@ -227,26 +228,13 @@ func (t *Target) flagsFor(folder string, flags []string) []imap.Flag {
 			out = append(out, imap.Flag(f))
 			continue
 		}
-		if !validAtom(f) || known && !pf.any && !pf.flags[lf] {
+		if !formats.ValidKeyword(f) || known && !pf.any && !pf.flags[lf] {
 			t.dropped++
 			continue
 		}
 		out = append(out, imap.Flag(f))
 	}
 	return out
-}
-
-func validAtom(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`(){%*"\]`, c) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // DroppedKeywords implements restore.KeywordDropper.
