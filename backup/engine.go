@@ -32,6 +32,11 @@ type Options struct {
 	// Connections is how many connections may synchronise folders at
 	// once (each folder over one); 0 means 1.
 	Connections int
+	// Checkpoint, when positive, commits what the folders finished so far
+	// hold as a partial snapshot at most this often during a run, so that a
+	// run killed half-way (a first backup of a big account) is resumed by
+	// the next run instead of started over. 0 means one snapshot per run.
+	Checkpoint time.Duration
 	// BatchSize is how many messages one fetch command asks for.
 	BatchSize int
 	// Attempts is how often a folder is tried when its connection fails
@@ -144,6 +149,9 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 	if st.Snapshot != nil {
 		r.snap.Seq, r.snap.Parent = st.Snapshot.Seq+1, st.Snapshot.ID
 	}
+	// Message files are named after the run's first snapshot, whichever
+	// snapshot (a checkpoint or the last) ends up committing them.
+	r.runSeq, r.runID, r.lastCheckpoint = r.snap.Seq, r.snap.ID, opts.now()
 	defer r.closeSource()
 
 	if err := r.connect(); err != nil {
@@ -179,8 +187,10 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 		if a.Config.Storage == formats.StorageMaildir && res.FlagChanges > 0 {
 			// File names carry flags in a Maildir: rename what changed.
 			// Failing here leaves old flags in names, not a damaged archive.
-			if _, err := a.SyncMaildirFlags(r.st, r.snap); err != nil {
-				opts.Log.Warn("could not update flags in Maildir file names", "err", err)
+			for _, s := range append(r.checkpoints, r.snap) {
+				if _, err := a.SyncMaildirFlags(r.st, s); err != nil {
+					opts.Log.Warn("could not update flags in Maildir file names", "err", err)
+				}
 			}
 		}
 		// The cache is derived data: failing to write it only makes the
@@ -205,10 +215,16 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 	return res, nil
 }
 
-// applySnapshot brings r.st to the committed snapshot, once.
+// applySnapshot brings r.st to the committed snapshot (after the run's
+// checkpoints), once.
 func (r *run) applySnapshot() error {
 	if r.st.Snapshot == r.snap {
 		return nil
+	}
+	for _, cp := range r.checkpoints {
+		if err := r.st.Apply(cp); err != nil {
+			return err
+		}
 	}
 	return r.st.Apply(r.snap)
 }
@@ -270,9 +286,19 @@ type run struct {
 	res  *Result
 	snap *formats.Snapshot
 	src  Source // the connection that listed the folders
-	// mu guards res, snap.Segments, snap.Errors and fatal while workers
-	// run.
+	// mu guards res, snap (its id, seq, parent, errors), the jobs' done
+	// marks and segments, and fatal while workers run.
 	mu sync.Mutex
+	// runSeq and runID name the run's message files: the first snapshot
+	// of the run.
+	runSeq int
+	runID  string
+	// ckMu serialises checkpoints; checkpoints are the snapshots
+	// committed during the run, in order, before r.snap.
+	ckMu           sync.Mutex
+	lastCheckpoint time.Time
+	checkpoints    []*formats.Snapshot
+	jobs           []*folderJob // every listed folder, set before workers start
 	// fatal, once set, stops the run: the archive cannot be written.
 	fatal error
 }
@@ -355,8 +381,11 @@ type folderJob struct {
 	prev   *formats.FolderState // the archive's state of it (or of its old name)
 	folder formats.Folder
 	change formats.Change
-	sync   bool // it must be examined
-	done   bool // a worker finished it (ok or failed)
+	segs   []formats.Segment // committed by its writers (under run.mu)
+	sync   bool              // it must be examined
+	done   bool              // a worker finished it, ok or failed (under run.mu)
+	// mu guards change while parts of the folder are fetched at once.
+	mu sync.Mutex
 }
 
 // syncJobs synchronises the folders that need it over up to
@@ -408,6 +437,7 @@ func (r *run) syncJobs(jobs []*folderJob) {
 			for t := p.next(); t != nil; t = p.next() {
 				t(w)
 				p.done()
+				r.checkpoint(jobs, nil)
 			}
 		}()
 	}
@@ -418,6 +448,85 @@ func (r *run) syncJobs(jobs []*folderJob) {
 	for _, w := range workers[1:] {
 		w.closeSource()
 	}
+}
+
+// checkpointDue reports whether a checkpoint should be taken now.
+func (r *run) checkpointDue() bool {
+	if r.opts.Checkpoint <= 0 {
+		return false
+	}
+	r.ckMu.Lock()
+	defer r.ckMu.Unlock()
+	return r.opts.now().Sub(r.lastCheckpoint) >= r.opts.Checkpoint
+}
+
+// checkpoint commits, as a partial snapshot, what the run holds so far:
+// the folders finished since the last checkpoint, and own, a folder in
+// progress whose messages so far are all in committed writers (the caller
+// committed its writer, or it is between parts). The run goes on as the
+// next snapshot, which records only what comes after. A folder in
+// progress is recorded as failed ("in progress") with no UIDNEXT, so that
+// a run killed after the checkpoint examines it again and fetches only
+// what the checkpoint does not hold. Folders not reached are not listed:
+// they keep their archived state.
+func (r *run) checkpoint(jobs []*folderJob, own *folderJob) {
+	if !r.checkpointDue() || r.stopped() {
+		return
+	}
+	r.ckMu.Lock()
+	defer r.ckMu.Unlock()
+	now := r.opts.now()
+	if now.Sub(r.lastCheckpoint) < r.opts.Checkpoint {
+		return
+	}
+	r.lastCheckpoint = now
+	if own != nil {
+		own.mu.Lock()
+		defer own.mu.Unlock()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cp := &formats.Snapshot{
+		ID: r.snap.ID, Seq: r.snap.Seq, Parent: r.snap.Parent,
+		Source: r.opts.Source, Protocol: r.opts.Protocol,
+		Started: r.snap.Started, Finished: now.UTC(), Status: formats.StatusPartial,
+	}
+	var took []*folderJob
+	added := 0
+	for _, j := range jobs {
+		if !j.done && j != own {
+			continue
+		}
+		f := j.folder
+		if !j.done {
+			f.Status, f.Error = formats.FolderFailed, "in progress at a checkpoint"
+			f.UIDNext, f.HighestModSeq, f.Messages = 0, 0, 0
+		}
+		cp.Folders = append(cp.Folders, f)
+		if c := j.change; c.Event != "" || len(c.Added)+len(c.Flags)+len(c.Gone) > 0 {
+			cp.Changes = append(cp.Changes, c)
+			added += len(c.Added)
+		}
+		cp.Segments = append(cp.Segments, j.segs...)
+		took = append(took, j)
+	}
+	if len(cp.Changes) == 0 {
+		return
+	}
+	sort.Slice(cp.Segments, func(i, j int) bool { return cp.Segments[i].Path < cp.Segments[j].Path })
+	if err := r.a.Commit(cp); err != nil {
+		// The next checkpoint or the last snapshot holds them.
+		r.opts.Log.Warn("could not commit a checkpoint", "err", err)
+		return
+	}
+	for _, j := range took {
+		j.change = formats.Change{Folder: j.change.Folder}
+		j.segs = nil
+	}
+	r.checkpoints = append(r.checkpoints, cp)
+	r.snap.ID, r.snap.Seq, r.snap.Parent = formats.NewSnapshotID(), cp.Seq+1, cp.ID
+	r.opts.hook("checkpoint-committed")
+	r.opts.Log.Info("checkpoint committed", "snapshot", cp.ID, "folders", len(took), "messages", added)
 }
 
 // pool hands tasks (a folder, or a part of a big folder) to workers. A
@@ -478,7 +587,7 @@ func jobSize(j *folderJob) int64 {
 func (w *worker) run(j *folderJob) {
 	r := w.r
 	r.count(func(res *Result) { res.Selected++ })
-	err := w.syncFolder(&j.folder, &j.change, j.prev)
+	err := w.syncFolder(j)
 	if err != nil {
 		j.folder.Status = formats.FolderFailed
 		j.folder.Error = err.Error()
@@ -501,7 +610,9 @@ func (w *worker) run(j *folderJob) {
 	} else {
 		j.folder.Status = formats.FolderOK
 	}
+	r.mu.Lock()
 	j.done = true
+	r.mu.Unlock()
 }
 
 // walk backs up every listed folder and records folder events.
@@ -563,6 +674,7 @@ func (r *run) walk(infos []FolderInfo) {
 			j.sync = true
 		}
 	}
+	r.jobs = jobs
 	r.syncJobs(jobs)
 	for _, j := range jobs {
 		if j.sync && !j.done {
@@ -576,10 +688,11 @@ func (r *run) walk(infos []FolderInfo) {
 			continue
 		}
 		r.snap.Folders = append(r.snap.Folders, j.folder)
-		c := j.change
+		c := j.change // what no checkpoint holds
 		if c.Event != "" || len(c.Added)+len(c.Flags)+len(c.Gone) > 0 {
 			r.snap.Changes = append(r.snap.Changes, c)
 		}
+		r.snap.Segments = append(r.snap.Segments, j.segs...)
 	}
 	// Segments in a stable order, whatever order the workers ended in.
 	sort.Slice(r.snap.Segments, func(i, j int) bool { return r.snap.Segments[i].Path < r.snap.Segments[j].Path })
@@ -614,8 +727,10 @@ type folderSync struct {
 	added     map[string]bool
 	byHash    map[string]*formats.Message // stored in this run
 	seg       formats.RecordWriter
-	part      int // the writer's part number: 0, or a part of a split folder
-	nextPart  int // parts handed out so far
+	segs      *[]formats.Segment // the folder's committed segments (under run.mu)
+	job       *folderJob         // the folder's job; nil for a part's own folderSync
+	part      int                // the writer's part number: 0, or a part of a split folder
+	nextPart  int                // parts handed out so far
 	// poison counts, per key, the connections lost while that message was
 	// read: a message that breaks the connection every time is left out
 	// (and reported) so that the rest of the folder is still backed up.
@@ -624,9 +739,10 @@ type folderSync struct {
 
 // syncFolder brings one folder up to date, retrying on a new connection
 // when the connection fails. It fills folder and change.
-func (w *worker) syncFolder(folder *formats.Folder, change *formats.Change, prev *formats.FolderState) error {
+func (w *worker) syncFolder(j *folderJob) error {
+	folder, change, prev := &j.folder, &j.change, j.prev
 	r := w.r
-	fs := &folderSync{prev: prev, added: map[string]bool{}, byHash: map[string]*formats.Message{}, poison: map[string]int{}}
+	fs := &folderSync{prev: prev, added: map[string]bool{}, byHash: map[string]*formats.Message{}, poison: map[string]int{}, segs: &j.segs, job: j}
 	defer func() {
 		if fs.seg != nil {
 			fs.seg.Abort()
@@ -652,28 +768,41 @@ func (w *worker) syncFolder(folder *formats.Folder, change *formats.Change, prev
 		w.closeSource()
 	}
 	// Whatever was stored completely is kept, even when the folder failed.
-	if fs.seg != nil && fs.seg.Records() > 0 {
-		seg, cerr := fs.seg.Commit()
-		if cerr != nil {
-			// Nothing the writer lost may be named by the snapshot.
-			kept := change.Added[:0]
-			for _, m := range change.Added {
-				if !fs.seg.Owns(m.Seg) {
-					kept = append(kept, m)
-				}
-			}
-			r.count(func(res *Result) { res.Added -= len(change.Added) - len(kept) })
-			change.Added = kept
-			return storageErr(cerr)
-		}
-		if seg != nil {
-			r.mu.Lock()
-			r.snap.Segments = append(r.snap.Segments, *seg)
-			r.mu.Unlock()
-		}
-		fs.seg = nil
+	if cerr := w.commitWriter(fs, change); cerr != nil {
+		return cerr
 	}
 	return err
+}
+
+// commitWriter commits the folder's current writer, if it holds messages;
+// the next message starts a new one (another part number).
+func (w *worker) commitWriter(fs *folderSync, change *formats.Change) error {
+	r := w.r
+	if fs.seg == nil || fs.seg.Records() == 0 {
+		return nil
+	}
+	seg, cerr := fs.seg.Commit()
+	if cerr != nil {
+		// Nothing the writer lost may be named by the snapshot.
+		kept := change.Added[:0]
+		for _, m := range change.Added {
+			if !fs.seg.Owns(m.Seg) {
+				kept = append(kept, m)
+			}
+		}
+		r.count(func(res *Result) { res.Added -= len(change.Added) - len(kept) })
+		change.Added = kept
+		return storageErr(cerr)
+	}
+	if seg != nil {
+		r.mu.Lock()
+		*fs.segs = append(*fs.segs, *seg)
+		r.mu.Unlock()
+	}
+	fs.seg = nil
+	fs.nextPart++
+	fs.part = fs.nextPart
+	return nil
 }
 
 func (fs *folderSync) poisoned() bool {
@@ -829,6 +958,14 @@ func (w *worker) syncOnce(folder *formats.Folder, change *formats.Change, prev *
 			return fmt.Errorf("fetch: %w", err)
 		}
 		missing += len(batch) - got
+		if fs.job != nil && r.checkpointDue() {
+			// Commit what this folder holds so far, with the rest of the
+			// run's finished folders.
+			if err := w.commitWriter(fs, change); err != nil {
+				return err
+			}
+			r.checkpoint(r.jobs, fs.job)
+		}
 	}
 	if missing > 0 {
 		return fmt.Errorf("%d %w", missing, errMissing)
@@ -841,7 +978,7 @@ func (w *worker) syncOnce(folder *formats.Folder, change *formats.Change, prev *
 func (w *worker) store(folder *formats.Folder, change *formats.Change, fs *folderSync, m *Message) error {
 	r := w.r
 	if fs.seg == nil {
-		seg, err := r.a.NewWriterPart(folder.Dir, r.snap.Seq, r.snap.ID, fs.part)
+		seg, err := r.a.NewWriterPart(folder.Dir, r.runSeq, r.runID, fs.part)
 		if err != nil {
 			return storageErr(err)
 		}
@@ -957,12 +1094,12 @@ func (w *worker) fetchParts(folder *formats.Folder, validity uint32, change *for
 	}
 	w.r.opts.Log.Info("fetching a big folder in parts", "folder", folder.Name, "messages", len(want), "parts", len(parts))
 	var wg sync.WaitGroup
-	var mu sync.Mutex // guards change, fs.added, fs.byHash and errs
+	mu := &fs.job.mu // guards change, fs.added, fs.byHash and errs
 	var errs []error
 	wg.Add(len(parts))
 	run := func(pw *worker, p *fetchPart) {
 		defer wg.Done()
-		if err := pw.fetchPart(w, folder, validity, p, fs, change, &mu); err != nil {
+		if err := pw.fetchPart(w, folder, validity, p, fs, change, mu); err != nil {
 			mu.Lock()
 			errs = append(errs, err)
 			mu.Unlock()
@@ -1012,7 +1149,7 @@ func (pw *worker) fetchPart(parent *worker, folder *formats.Folder, validity uin
 			return nil
 		}
 	}
-	pfs := &folderSync{prev: fs.prev, prevKnown: fs.prevKnown, added: map[string]bool{}, byHash: map[string]*formats.Message{}, poison: map[string]int{}, part: p.index}
+	pfs := &folderSync{prev: fs.prev, prevKnown: fs.prevKnown, added: map[string]bool{}, byHash: map[string]*formats.Message{}, poison: map[string]int{}, part: p.index, segs: fs.segs}
 	pchange := &formats.Change{Folder: change.Folder}
 	inPart := make(map[string]bool, len(p.keys))
 	for _, k := range p.keys {
@@ -1048,7 +1185,7 @@ func (pw *worker) fetchPart(parent *worker, folder *formats.Folder, validity uin
 			}
 			if seg != nil {
 				r.mu.Lock()
-				r.snap.Segments = append(r.snap.Segments, *seg)
+				*fs.segs = append(*fs.segs, *seg)
 				r.mu.Unlock()
 			}
 		}
@@ -1064,6 +1201,10 @@ func (pw *worker) fetchPart(parent *worker, folder *formats.Folder, validity uin
 		}
 	}
 	mu.Unlock()
+	if fs.job != nil && (fs.seg == nil || fs.seg.Records() == 0) {
+		// Every message of the folder so far is in committed parts.
+		r.checkpoint(r.jobs, fs.job)
+	}
 	if err != nil {
 		if errors.Is(err, ErrStorage) {
 			return err

@@ -745,3 +745,84 @@ func TestNoChangeRunReadsNoOldManifest(t *testing.T) {
 		}
 	})
 }
+
+// TestCheckpoints: a run with checkpoints commits partial snapshots as it
+// goes, between folders and inside a folder, and its last snapshot holds
+// only what came after; the state at the end is the same as without
+// checkpoints. A run stopped after some checkpoints (its last snapshot
+// never written) is finished by the next run, which fetches only what the
+// checkpoints do not hold.
+func TestCheckpoints(t *testing.T) {
+	forEachStorage(t, func(t *testing.T, a *formats.Archive) {
+		src := newMemSource()
+		for f := 0; f < 3; f++ {
+			fo := src.folder(fmt.Sprintf("F%d", f), uint32(50+f))
+			for i := 0; i < 40; i++ {
+				fo.add(fmt.Sprintf("Subject: %d-%d\r\n\r\nbody %d %d\r\n", f, i, f, i), `\Seen`)
+			}
+		}
+		// Every check is due: a checkpoint after each batch of 10.
+		opts := Options{Source: "mem://test", Protocol: "imap", BatchSize: 10, Checkpoint: time.Nanosecond,
+			Dial: func(context.Context) (Source, error) { return src, nil }}
+		res, err := Run(context.Background(), a, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		snaps, _ := a.Snapshots()
+		if len(snaps) < 10 {
+			t.Fatalf("%d snapshots, want a checkpoint after each batch", len(snaps))
+		}
+		for _, s := range snaps[:len(snaps)-1] {
+			if s.Status != formats.StatusPartial {
+				t.Errorf("checkpoint %s is %s, want partial", s.ID, s.Status)
+			}
+		}
+		if last := snaps[len(snaps)-1]; last.ID != res.Snapshot.ID || last.Status != formats.StatusComplete || len(last.Folders) != 3 {
+			t.Errorf("last snapshot %s %s with %d folders; want the run's, complete, all 3 folders", last.ID, last.Status, len(last.Folders))
+		}
+		if res.Added != 120 || res.Stored != 120 {
+			t.Fatalf("added %d stored %d; want 120", res.Added, res.Stored)
+		}
+		checkArchive(t, a, src)
+		res = mustRun(t, a, src)
+		if res.Selected != 0 || res.Added != 0 {
+			t.Fatalf("no-change run after checkpoints: selected %d added %d", res.Selected, res.Added)
+		}
+
+		// New mail everywhere; the run stops (as if killed) right after a
+		// checkpoint in the middle: its last snapshot is never written.
+		for f := 0; f < 3; f++ {
+			for i := 0; i < 30; i++ {
+				src.folders[fmt.Sprintf("F%d", f)].add(fmt.Sprintf("Subject: new %d-%d\r\n\r\nnew %d %d\r\n", f, i, f, i))
+			}
+		}
+		before, _ := a.ListSnapshots()
+		ctx, cancel := context.WithCancel(context.Background())
+		checkpoints := 0
+		opts.Hook = func(p string) {
+			if p == "checkpoint-committed" {
+				checkpoints++
+				if checkpoints == 4 {
+					cancel()
+				}
+			}
+		}
+		if _, err = Run(ctx, a, opts); !errors.Is(err, ErrInterrupted) {
+			t.Fatalf("stopped run: %v, want ErrInterrupted", err)
+		}
+		// Drop the stopped run's own last snapshot: a killed process
+		// writes none.
+		after, _ := a.ListSnapshots()
+		if len(after) < len(before)+4 {
+			t.Fatalf("%d snapshots after the stopped run, want at least 4 checkpoints", len(after)-len(before))
+		}
+		os.Remove(after[len(after)-1].Path)
+		os.RemoveAll(filepath.Join(a.Root, formats.CacheDir))
+		src.fetched = 0
+		res = mustRun(t, a, src)
+		if res.Added >= 90 || res.Added == 0 || src.fetched != res.Added {
+			t.Fatalf("run after the stop: added %d (fetched %d); want only what the checkpoints do not hold (fewer than 90)", res.Added, src.fetched)
+		}
+		checkArchive(t, a, src)
+	})
+}

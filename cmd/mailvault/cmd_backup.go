@@ -101,7 +101,7 @@ EXAMPLES:
 		Flags: append(append(connFlags(),
 			&cli.StringFlag{Name: "protocol", Usage: "force the protocol of a bare USER@HOST: imaps, imap, pop3s or pop3"},
 			&cli.IntFlag{Name: "delete-after", Value: -1, Usage: "POP3 only: delete from the server messages archived at least `DAYS` ago (0: right after the backup)"},
-		), append(append(storageFlags(), connectionsFlag()), logFlags()...)...),
+		), append(append(storageFlags(), connectionsFlag(), checkpointFlag()), logFlags()...)...),
 		Action: func(c *cli.Context) error {
 			a, err := args(c, 2, 2, "SOURCE ARCHIVE")
 			if err != nil {
@@ -140,7 +140,7 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
-			o := backupOptions{archive: a[1], storage: storage, connections: conns, quiet: c.Bool("quiet"), log: log}
+			o := backupOptions{archive: a[1], storage: storage, connections: conns, checkpoint: c.Duration("checkpoint"), quiet: c.Bool("quiet"), log: log}
 			if days := c.Int("delete-after"); days >= 0 {
 				o.delete, o.deleteAfter = true, time.Duration(days)*24*time.Hour
 			}
@@ -237,6 +237,7 @@ type backupOptions struct {
 	conn        mailconn.Config
 	storage     *formats.StorageOptions // nil: the archive's, or the default
 	connections int
+	checkpoint  time.Duration
 	quiet       bool
 	log         *slog.Logger
 	delete      bool
@@ -263,6 +264,7 @@ func runBackup(ctx context.Context, o backupOptions, e *env) error {
 		Delete:      o.delete,
 		DeleteAfter: o.deleteAfter,
 		Connections: o.connections,
+		Checkpoint:  o.checkpoint,
 	})
 	if res != nil && res.Snapshot != nil && !o.quiet {
 		printBackupSummary(e, res, start)
@@ -287,6 +289,13 @@ const defaultConnections = 4
 
 // maxConnections caps --connections.
 const maxConnections = 16
+
+// defaultCheckpoint is how often a long backup commits what it has.
+const defaultCheckpoint = 5 * time.Minute
+
+func checkpointFlag() cli.Flag {
+	return &cli.DurationFlag{Name: "checkpoint", Value: defaultCheckpoint, Usage: "during a long backup, commit what is stored at most this often, so that an interrupted run is resumed by the next one (0: only at the end)"}
+}
 
 func connectionsFlag() cli.Flag {
 	return &cli.IntFlag{Name: "connections", Value: defaultConnections, Usage: fmt.Sprintf("work on up to `N` folders at once, each over its own IMAP connection (1-%d)", maxConnections)}

@@ -38,7 +38,7 @@ EXAMPLES:
 			&cli.BoolFlag{Name: "no-map", Usage: "do not map special folders; keep the archived names"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "back up, then only print the restore plan"},
 			&cli.StringFlag{Name: "report", Usage: "write the restore's JSON report to `FILE`"},
-		), append(append(storageFlags(), connectionsFlag()), logFlags()...)...),
+		), append(append(storageFlags(), connectionsFlag(), checkpointFlag()), logFlags()...)...),
 		Action: func(c *cli.Context) error {
 			a, err := args(c, 2, 2, "SOURCE TARGET --archive DIR")
 			if err != nil {
@@ -73,7 +73,7 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
-			berr := runBackup(c.Context, backupOptions{archive: archive, storage: storage, connections: conns, source: src, conn: cfg, quiet: c.Bool("quiet"), log: log}, e)
+			berr := runBackup(c.Context, backupOptions{archive: archive, storage: storage, connections: conns, checkpoint: c.Duration("checkpoint"), source: src, conn: cfg, quiet: c.Bool("quiet"), log: log}, e)
 			if berr != nil && !errors.Is(berr, backup.ErrPartial) {
 				return berr
 			}

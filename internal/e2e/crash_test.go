@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
@@ -36,6 +37,35 @@ func TestDovecotCrash(t *testing.T) {
 			r := mv(t, binFail, []string{"MAILVAULT_FAILPOINT=" + fp}, args...)
 			if !r.signaled {
 				t.Fatalf("failpoint %s did not kill the run: exit %d %s %s", fp, r.code, r.stdout, r.stderr)
+			}
+			completeAndCheck(t, vault, args, server)
+		})
+	}
+	// With checkpoints, a killed run's work is kept: the next run fetches
+	// only what the checkpoints do not hold.
+	for _, fp := range []string{"checkpoint-committed:3", "message-stored:450"} {
+		t.Run("checkpoints/"+fp, func(t *testing.T) {
+			vault := filepath.Join(t.TempDir(), "vault")
+			args := append([]string{"backup", "--checkpoint", "1ms", "--connections", "2"}, append(source(srv), vault)...)
+			r := mv(t, binFail, []string{"MAILVAULT_FAILPOINT=" + fp}, args...)
+			if !r.signaled {
+				t.Fatalf("failpoint %s did not kill the run: exit %d %s %s", fp, r.code, r.stdout, r.stderr)
+			}
+			if n := len(snapshots(t, vault)); n < 3 {
+				t.Fatalf("%d checkpoints committed before the kill, want at least 3", n)
+			}
+			r = mustRun(t, args...)
+			var added, stored int
+			if _, err := fmt.Sscanf(r.stdout[strings.Index(r.stdout, "folders ("):], "folders (%d examined), %d messages added (%d stored", new(int), &added, &stored); err != nil {
+				t.Fatalf("summary %q: %v", r.stdout, err)
+			}
+			total := 0
+			for _, ms := range server {
+				total += len(ms)
+			}
+			t.Logf("run after the kill: %s", strings.TrimSpace(r.stdout))
+			if stored >= total-50 {
+				t.Errorf("the run after the kill stored %d of %d messages: the checkpoints were not used", stored, total)
 			}
 			completeAndCheck(t, vault, args, server)
 		})
