@@ -725,7 +725,7 @@ type folderSync struct {
 	prev      *formats.FolderState             // the archive's state of the folder (or of its old name)
 	prevKnown map[string]*formats.MessageState // by key, present in the archive's incarnation
 	added     map[string]bool
-	byHash    map[string]*formats.Message // stored in this run
+	byHash    map[string]location // stored in this run, by SHA-256
 	seg       formats.RecordWriter
 	segs      *[]formats.Segment // the folder's committed segments (under run.mu)
 	job       *folderJob         // the folder's job; nil for a part's own folderSync
@@ -742,7 +742,7 @@ type folderSync struct {
 func (w *worker) syncFolder(j *folderJob) error {
 	folder, change, prev := &j.folder, &j.change, j.prev
 	r := w.r
-	fs := &folderSync{prev: prev, added: map[string]bool{}, byHash: map[string]*formats.Message{}, poison: map[string]int{}, segs: &j.segs, job: j}
+	fs := &folderSync{prev: prev, added: map[string]bool{}, byHash: map[string]location{}, poison: map[string]int{}, segs: &j.segs, job: j}
 	defer func() {
 		if fs.seg != nil {
 			fs.seg.Abort()
@@ -803,6 +803,12 @@ func (w *worker) commitWriter(fs *folderSync, change *formats.Change) error {
 	fs.nextPart++
 	fs.part = fs.nextPart
 	return nil
+}
+
+// location is where a message's bytes are stored.
+type location struct {
+	seg string
+	off int64
 }
 
 func (fs *folderSync) poisoned() bool {
@@ -1021,12 +1027,15 @@ func (w *worker) store(folder *formats.Folder, change *formats.Change, fs *folde
 	}
 	// The same bytes already stored in this folder (in this run, before, or
 	// under its old name) are not stored again.
-	dup := fs.byHash[sum]
+	var dup *location
+	if l, ok := fs.byHash[sum]; ok {
+		dup = &l
+	}
 	present := dup != nil // stored in this run: on the source now
 	for _, f := range []*formats.FolderState{fs.prev, r.st.Folders[change.Folder]} {
 		if dup == nil && f != nil {
 			if d := f.ByHash(sum); d != nil {
-				dup = &d.Message
+				dup = &location{d.Seg, d.Off}
 				present = !d.Gone && fs.prevKnown[d.Key] != nil
 			}
 		}
@@ -1042,14 +1051,14 @@ func (w *worker) store(folder *formats.Folder, change *formats.Change, fs *folde
 		if err := fs.seg.AbortRecord(); err != nil {
 			return storageErr(err)
 		}
-		msg.Seg, msg.Off = dup.Seg, dup.Off
+		msg.Seg, msg.Off = dup.seg, dup.off
 	} else {
 		loc, off, err := fs.seg.EndRecord()
 		if err != nil {
 			return storageErr(fmt.Errorf("store %s: %w", m.Key, err))
 		}
 		msg.Seg, msg.Off = loc, off
-		fs.byHash[sum] = &msg
+		fs.byHash[sum] = location{loc, off}
 		r.count(func(res *Result) { res.Stored++; res.Bytes += n })
 	}
 	change.Added = append(change.Added, msg)
@@ -1149,7 +1158,7 @@ func (pw *worker) fetchPart(parent *worker, folder *formats.Folder, validity uin
 			return nil
 		}
 	}
-	pfs := &folderSync{prev: fs.prev, prevKnown: fs.prevKnown, added: map[string]bool{}, byHash: map[string]*formats.Message{}, poison: map[string]int{}, part: p.index, segs: fs.segs}
+	pfs := &folderSync{prev: fs.prev, prevKnown: fs.prevKnown, added: map[string]bool{}, byHash: map[string]location{}, poison: map[string]int{}, part: p.index, segs: fs.segs}
 	pchange := &formats.Change{Folder: change.Folder}
 	inPart := make(map[string]bool, len(p.keys))
 	for _, k := range p.keys {
@@ -1195,9 +1204,9 @@ func (pw *worker) fetchPart(parent *worker, folder *formats.Folder, validity uin
 	for k := range pfs.added {
 		fs.added[k] = true
 	}
-	for h, m := range pfs.byHash {
-		if fs.byHash[h] == nil {
-			fs.byHash[h] = m
+	for h, l := range pfs.byHash {
+		if _, ok := fs.byHash[h]; !ok {
+			fs.byHash[h] = l
 		}
 	}
 	mu.Unlock()
