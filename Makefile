@@ -20,9 +20,12 @@ fuzz:
 		go test ./formats -run '^$$' -fuzz "^$$t$$" -fuzztime 60s -fuzzminimizetime 10x || exit 1; \
 	done
 
-# Throughput and peak RSS of full backups against a private Dovecot.
+# Throughput and peak RSS of backups and restores against a private
+# Dovecot, and the cost of a run's manifest work on a 100,000-message
+# archive with and without the state cache.
 bench:
-	go test ./internal/e2e -run '^$$' -bench Backup -benchtime 3x
+	go test ./internal/e2e -run '^$$' -bench 'Backup|Restore' -benchtime 3x
+	go test ./formats -run '^$$' -bench LoadState100k -benchtime 10x
 
 # Side by side with mbsync (isync) on a private Dovecot: full, no-change,
 # incremental and restore runs, medians and peak RSS. Installs dovecot-imapd
