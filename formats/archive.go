@@ -137,7 +137,7 @@ func OpenOrCreateWith(root string, opts *StorageOptions) (*Archive, error) {
 	if err != nil || opts == nil {
 		return a, err
 	}
-	if err := opts.Check(); err != nil {
+	if err := opts.CheckFields(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrStorageMismatch, err)
 	}
 	have, want := a.Storage(), *opts

@@ -477,3 +477,26 @@ print(json.dumps(sorted(out)))
 		}
 	}
 }
+
+// TestPartialStorageOptions: a run may name only one of the two options;
+// the other is the archive's.
+func TestPartialStorageOptions(t *testing.T) {
+	root := t.TempDir()
+	if _, err := OpenOrCreateWith(root, &StorageOptions{Storage: StorageMaildir, Compression: CompressNone}); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []StorageOptions{{Compression: CompressNone}, {Storage: StorageMaildir}, {}} {
+		if _, err := OpenOrCreateWith(root, &o); err != nil {
+			t.Errorf("%+v on a maildir/none archive: %v", o, err)
+		}
+	}
+	for _, o := range []StorageOptions{{Compression: CompressZstd}, {Storage: StorageMbox}, {Storage: "mh"}} {
+		if _, err := OpenOrCreateWith(root, &o); !errors.Is(err, ErrStorageMismatch) {
+			t.Errorf("%+v on a maildir/none archive: %v, want ErrStorageMismatch", o, err)
+		}
+	}
+	// A new archive with only --compress none has no valid storage.
+	if _, err := OpenOrCreateWith(t.TempDir(), &StorageOptions{Compression: CompressNone}); !errors.Is(err, ErrStorageMismatch) {
+		t.Errorf("new archive with compression none only: %v", err)
+	}
+}

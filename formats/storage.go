@@ -52,6 +52,26 @@ func (o StorageOptions) Check() error {
 	return nil
 }
 
+// CheckFields reports whether each field given is a known value; unlike
+// Check it accepts a partial set (empty fields are the archive's, or the
+// default) and a combination only an existing archive can settle.
+func (o StorageOptions) CheckFields() error {
+	switch o.Storage {
+	case "", StorageMbox, StorageMaildir:
+	default:
+		return fmt.Errorf("unknown archive format %q (want mbox or maildir)", o.Storage)
+	}
+	switch o.Compression {
+	case "", CompressZstd, CompressNone:
+	default:
+		return fmt.Errorf("unknown compression %q (want zstd or none)", o.Compression)
+	}
+	if o.Storage == StorageMbox && o.Compression == CompressNone {
+		return o.Check()
+	}
+	return nil
+}
+
 // String names the combination the way the command line does.
 func (o StorageOptions) String() string {
 	o = o.normalized()

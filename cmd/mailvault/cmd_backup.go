@@ -335,7 +335,7 @@ func storageOptions(c *cli.Context) (*formats.StorageOptions, error) {
 		return nil, nil
 	}
 	o := &formats.StorageOptions{Storage: c.String("format"), Compression: c.String("compress")}
-	if err := o.Check(); err != nil {
+	if err := o.CheckFields(); err != nil {
 		return nil, usagef("%v", err)
 	}
 	return o, nil
