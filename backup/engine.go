@@ -430,7 +430,9 @@ func (r *run) syncJobs(jobs []*folderJob) {
 			defer wg.Done()
 			if i > 0 {
 				if err := w.connect(); err != nil {
-					r.opts.Log.Warn("could not open another connection; going on with fewer", "connection", i+1, "err", err)
+					if r.ctx.Err() == nil {
+						r.opts.Log.Warn("could not open another connection; going on with fewer", "connection", i+1, "err", err)
+					}
 					return
 				}
 			}
@@ -1145,7 +1147,9 @@ func (pw *worker) fetchPart(parent *worker, folder *formats.Folder, validity uin
 	r := pw.r
 	if pw.src == nil {
 		if err := pw.connect(); err != nil {
-			r.opts.Log.Warn("could not connect for a part of a folder", "folder", folder.Name, "err", err)
+			if r.ctx.Err() == nil {
+				r.opts.Log.Warn("could not connect for a part of a folder", "folder", folder.Name, "err", err)
+			}
 			return nil
 		}
 	}
@@ -1218,7 +1222,9 @@ func (pw *worker) fetchPart(parent *worker, folder *formats.Folder, validity uin
 		if errors.Is(err, ErrStorage) {
 			return err
 		}
-		r.opts.Log.Warn("a part of a folder failed; the rest is fetched on another connection", "folder", folder.Name, "err", err)
+		if r.ctx.Err() == nil {
+			r.opts.Log.Warn("a part of a folder failed; the rest is fetched on another connection", "folder", folder.Name, "err", err)
+		}
 		if isConnErr(err) || r.ctx.Err() == nil {
 			pw.closeSource()
 		}

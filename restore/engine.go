@@ -223,7 +223,9 @@ func (r *runner) folders() error {
 			if w.t == nil {
 				t, err := r.opts.Open(ctx)
 				if err != nil {
-					r.opts.Log.Warn("could not open another connection to the target; going on with fewer", "connection", i+1, "err", err)
+					if ctx.Err() == nil { // not merely stopped by another connection's error
+						r.opts.Log.Warn("could not open another connection to the target; going on with fewer", "connection", i+1, "err", err)
+					}
 					return
 				}
 				w.t = t
