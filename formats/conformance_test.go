@@ -386,10 +386,10 @@ func TestMaildirFlagRename(t *testing.T) {
 			cur, _ := os.ReadDir(filepath.Join(root, FoldersDir, "INBOX", "cur"))
 			byBase := map[string]string{}
 			for _, e := range cur {
-				byBase[maildirBase(e.Name())] = e.Name()
+				byBase[MaildirBase(e.Name())] = e.Name()
 			}
 			for i, want := range [][]string{{`\Seen`, "NewKeyword"}, added[1].Flags, nil, added[3].Flags} {
-				name := byBase[maildirBase(path.Base(added[i].Seg))]
+				name := byBase[MaildirBase(path.Base(added[i].Seg))]
 				_, info, _ := strings.Cut(name, ":2,")
 				if got := kw.Flags(info); fmt.Sprint(got) != fmt.Sprint(sortedFlags(want)) {
 					t.Errorf("message %d: file %q has flags %v, want %v", i, name, got, want)

@@ -303,7 +303,7 @@ func (a *Archive) openMaildirFile(loc string) (*os.File, error) {
 		return f, err
 	}
 	dir := path.Dir(path.Dir(loc))
-	base := maildirBase(path.Base(loc))
+	base := MaildirBase(path.Base(loc))
 	for attempt := 0; attempt < 2; attempt++ {
 		names, serr := a.maildirNames(dir, attempt > 0)
 		if serr != nil {
@@ -331,7 +331,7 @@ func (a *Archive) maildirNames(dir string, rescan bool) (map[string]string, erro
 			return nil, err
 		}
 		for _, e := range entries {
-			m[maildirBase(e.Name())] = sub + "/" + e.Name()
+			m[MaildirBase(e.Name())] = sub + "/" + e.Name()
 		}
 	}
 	if a.files.dirs == nil {
@@ -406,7 +406,7 @@ func (a *Archive) maildirOrphans(dir string, named map[string]bool) ([]string, e
 			if e.IsDir() {
 				continue
 			}
-			if sub == "tmp" || !named[FoldersDir+"/"+dir+"/"+maildirBase(e.Name())] {
+			if sub == "tmp" || !named[FoldersDir+"/"+dir+"/"+MaildirBase(e.Name())] {
 				out = append(out, rel)
 			}
 		}
@@ -426,7 +426,7 @@ func maildirNamed(st *State) map[string]bool {
 		for _, m := range f.Archived {
 			if ValidMaildirPath(m.Seg) {
 				dir := path.Dir(path.Dir(m.Seg))
-				named[dir+"/"+maildirBase(path.Base(m.Seg))] = true
+				named[dir+"/"+MaildirBase(path.Base(m.Seg))] = true
 			}
 		}
 	}
@@ -496,7 +496,7 @@ func (a *Archive) SyncMaildirFlags(st *State, s *Snapshot) (int, error) {
 			if err != nil {
 				return renamed, err
 			}
-			base := maildirBase(path.Base(m.Seg))
+			base := MaildirBase(path.Base(m.Seg))
 			cur, ok := names[base]
 			if !ok {
 				continue

@@ -193,9 +193,9 @@ func validMaildirName(n string) bool {
 // Maildir file.
 func ValidLocation(p string) bool { return ValidSegmentPath(p) || ValidMaildirPath(p) }
 
-// maildirBase is the unique part of a Maildir file name: before ':' (the
+// MaildirBase is the unique part of a Maildir file name: before ':' (the
 // info) and ',' (the S= and W= fields).
-func maildirBase(n string) string {
+func MaildirBase(n string) string {
 	if i := strings.IndexAny(n, ":,"); i >= 0 {
 		return n[:i]
 	}

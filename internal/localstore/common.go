@@ -1,6 +1,7 @@
 package localstore
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
@@ -42,6 +43,27 @@ func (e *sourceError) Unwrap() error { return e.err }
 type bodyCopier struct {
 	h   hash.Hash
 	buf []byte
+}
+
+// fillTemp writes a message into the temporary file tmp, syncs and closes
+// it, and gives it INTERNALDATE as its modification time: the file is
+// then ready to be published under its final name.
+func (c *bodyCopier) fillTemp(tmp *os.File, body io.Reader, m *restore.Message) (sum string, err error) {
+	w := bufio.NewWriterSize(tmp, 64<<10)
+	sum, err = c.copy(w, body, m)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chtimes(tmp.Name(), m.InternalDate, m.InternalDate)
+	}
+	return sum, err
 }
 
 func (c *bodyCopier) copy(dst io.Writer, body io.Reader, m *restore.Message) (sum string, err error) {

@@ -1,7 +1,6 @@
 package localstore
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -193,21 +192,8 @@ func (e *EML) append(d string, m *restore.Message, body io.Reader) (err error) {
 			os.Remove(tmpPath)
 		}
 	}()
-	w := bufio.NewWriterSize(tmp, 64<<10)
-	sum, err := e.copier.copy(w, body, m)
-	if err == nil {
-		err = w.Flush()
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
+	sum, err := e.copier.fillTemp(tmp, body, m)
 	if err != nil {
-		return err
-	}
-	if err := os.Chtimes(tmpPath, m.InternalDate, m.InternalDate); err != nil {
 		return err
 	}
 	for n := 1; n <= 1000; n++ {

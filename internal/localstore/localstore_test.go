@@ -375,7 +375,7 @@ func TestMaildir(t *testing.T) {
 	if err != nil || len(ents) == 0 {
 		t.Fatal(err)
 	}
-	if err := os.Rename(filepath.Join(root, "cur", ents[0].Name()), filepath.Join(root, "new", baseName(ents[0].Name()))); err != nil {
+	if err := os.Rename(filepath.Join(root, "cur", ents[0].Name()), filepath.Join(root, "new", formats.MaildirBase(ents[0].Name()))); err != nil {
 		t.Fatal(err)
 	}
 	if n := restoreAll(t, open(), msgs); n != 0 {

@@ -1,7 +1,6 @@
 package localstore
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -268,20 +267,11 @@ func (md *Maildir) folder(folder string) (*maildirFolder, error) {
 			return nil, err
 		}
 		for _, e := range ents {
-			f.names[baseName(e.Name())] = true
+			f.names[formats.MaildirBase(e.Name())] = true
 		}
 	}
 	md.folders[key] = f
 	return f, nil
-}
-
-// baseName is the unique part of a Maildir file name: before ':' (the
-// info) and ',' (Dovecot's S=, W= fields).
-func baseName(n string) string {
-	if i := strings.IndexAny(n, ":,"); i >= 0 {
-		return n[:i]
-	}
-	return n
 }
 
 // letters returns the info flags of a message ("DFPRST" letters, then
@@ -369,21 +359,7 @@ func (md *Maildir) append(f *maildirFolder, m *restore.Message, body io.Reader) 
 			os.Remove(tmpPath)
 		}
 	}()
-	w := bufio.NewWriterSize(tmp, 64<<10)
-	_, err = md.copier.copy(w, body, m)
-	if err == nil {
-		err = w.Flush()
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := os.Chtimes(tmpPath, m.InternalDate, m.InternalDate); err != nil {
+	if _, err = md.copier.fillTemp(tmp, body, m); err != nil {
 		return err
 	}
 	info, err := md.letters(f, m.Flags)
