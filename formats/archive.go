@@ -368,11 +368,12 @@ func (a *Archive) Snapshots() ([]*Snapshot, error) {
 // and segments no committed manifest names. The caller must hold the lock.
 // It returns the paths removed, relative to the root.
 func (a *Archive) RemoveOrphans(st *State) ([]string, error) {
-	orphans, err := a.Orphans(st)
+	orphans, marks, err := a.orphans(st, true)
 	if err != nil {
 		return nil, err
 	}
-	for _, rel := range orphans {
+	// Marks go last: a run stopped half-way looks again next time.
+	for _, rel := range append(orphans, marks...) {
 		if err := os.Remove(filepath.Join(a.Root, filepath.FromSlash(rel))); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("remove %s: %w", rel, err)
 		}
@@ -384,10 +385,17 @@ func (a *Archive) RemoveOrphans(st *State) ([]string, error) {
 // manifest accounts for. The state cache (cache/) is not looked at: it is
 // derived data, not a left-over.
 func (a *Archive) Orphans(st *State) ([]string, error) {
-	var out []string
+	out, _, err := a.orphans(st, false)
+	return out, err
+}
+
+// orphans is Orphans. With marked, a Maildir archive's cur/ and new/ are
+// read only in folders carrying publishMark (a run moved files there
+// since the last check); the marks found are returned apart.
+func (a *Archive) orphans(st *State, marked bool) (out, marks []string, err error) {
 	snaps, err := os.ReadDir(filepath.Join(a.Root, SnapshotsDir))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, e := range snaps {
 		if strings.HasSuffix(e.Name(), ".tmp") {
@@ -396,34 +404,19 @@ func (a *Archive) Orphans(st *State) ([]string, error) {
 	}
 	dirs, err := os.ReadDir(filepath.Join(a.Root, FoldersDir))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var named map[string]bool
 	if a.Config.Storage == StorageMaildir {
-		// Which files are named is in the messages: a lazy state
-		// (LoadState) reads them all here.
-		if st != nil {
-			if err := st.LoadAll(); err != nil {
-				return nil, err
-			}
-		}
-		named = maildirNamed(st)
+		o, m, err := a.maildirArchiveOrphans(st, dirs, marked)
+		return append(out, o...), m, err
 	}
 	for _, d := range dirs {
 		if !d.IsDir() {
 			continue
 		}
-		if named != nil {
-			o, err := a.maildirOrphans(d.Name(), named)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, o...)
-			continue
-		}
 		files, err := os.ReadDir(filepath.Join(a.Root, FoldersDir, d.Name()))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, f := range files {
 			rel := FoldersDir + "/" + d.Name() + "/" + f.Name()
@@ -432,5 +425,5 @@ func (a *Archive) Orphans(st *State) ([]string, error) {
 			}
 		}
 	}
-	return out, nil
+	return out, marks, nil
 }

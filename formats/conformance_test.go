@@ -500,3 +500,32 @@ func TestPartialStorageOptions(t *testing.T) {
 		t.Errorf("new archive with compression none only: %v", err)
 	}
 }
+
+// TestMaildirPublishMark: a writer marks the folders whose cur/ it fills
+// before a manifest names the files; RemoveOrphans compares cur/ with the
+// manifests only there, and removes the marks. An unmarked folder's cur/
+// is not read (a stray file there is Verify's to report).
+func TestMaildirPublishMark(t *testing.T) {
+	a, root := create(t, StorageOptions{Storage: StorageMaildir, Compression: CompressZstd})
+	writeSnapshot(t, a, nil, "INBOX", edgeBodies[:2], 0)
+	mark := filepath.Join(root, FoldersDir, "INBOX", publishMark)
+	if _, err := os.Stat(mark); err != nil {
+		t.Fatalf("no mark after a writer published files: %v", err)
+	}
+	snaps, _ := a.Snapshots()
+	st, _ := Replay(snaps, "")
+	if removed, err := a.RemoveOrphans(st); err != nil || len(removed) != 0 {
+		t.Fatalf("RemoveOrphans = %v, %v; want nothing", removed, err)
+	}
+	if _, err := os.Stat(mark); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("mark left after RemoveOrphans: %v", err)
+	}
+	stray := filepath.Join(root, FoldersDir, "INBOX", "cur", "stray:2,")
+	os.WriteFile(stray, []byte("x"), 0o600)
+	if removed, _ := a.RemoveOrphans(st); len(removed) != 0 {
+		t.Errorf("RemoveOrphans read an unmarked cur/: %v", removed)
+	}
+	if o, _ := a.Orphans(st); len(o) != 1 || !strings.HasSuffix(o[0], "cur/stray:2,") {
+		t.Errorf("Orphans = %v, want the stray file", o)
+	}
+}

@@ -39,6 +39,7 @@ type maildirWriter struct {
 	records  int
 	kw       MaildirKeywords
 	kwDirty  bool
+	marked   bool // publishMark written
 	pending  []pendingFile
 	bufs     *segBuffers
 
@@ -229,6 +230,15 @@ func (w *maildirWriter) publish() error {
 		w.kwDirty = false
 	}
 	tmpDir := filepath.Join(w.abs, "tmp")
+	if !w.marked && len(w.pending) > 0 {
+		// Files are about to reach cur/ before a manifest names them: the
+		// mark tells the next run to look for left-overs here.
+		if err := touchSynced(filepath.Join(w.abs, publishMark)); err != nil {
+			w.err = fmt.Errorf("mark folder: %w", err)
+			return w.err
+		}
+		w.marked = true
+	}
 	if err := syncFiles(tmpDir, len(w.pending), func(i int) string { return w.pending[i].tmp }); err != nil {
 		w.err = fmt.Errorf("sync messages: %w", err)
 		return w.err
@@ -387,6 +397,13 @@ func (a *Archive) verifyMaildirFile(loc string, m *Message, dec **zstd.Decoder) 
 	return n, nil
 }
 
+// publishMark, in a Maildir archive's folder directory, says that a run
+// moved files into its cur/ that a manifest may not name yet. Only marked
+// folders have their cur/ and new/ compared with the manifests when a run
+// starts (RemoveOrphans); the run then removes the mark. A run that
+// stores nothing reads no cur/ at all.
+const publishMark = ".mailvault-published"
+
 // maildirOrphans lists what interrupted runs left in a Maildir archive's
 // folder directory: every file in tmp/, and files in cur/ and new/ whose
 // unique base no committed manifest names. Other files (dovecot-keywords,
@@ -412,6 +429,68 @@ func (a *Archive) maildirOrphans(dir string, named map[string]bool) ([]string, e
 		}
 	}
 	sort.Strings(out)
+	return out, nil
+}
+
+// maildirArchiveOrphans is Orphans for a Maildir archive: tmp/ of every
+// folder directory, and cur/ and new/ of every one (or, with marked, of
+// those carrying publishMark, whose marks are returned).
+func (a *Archive) maildirArchiveOrphans(st *State, dirs []fs.DirEntry, marked bool) (out, marks []string, err error) {
+	var named map[string]bool
+	for _, d := range dirs {
+		if !d.IsDir() {
+			continue
+		}
+		mark := FoldersDir + "/" + d.Name() + "/" + publishMark
+		scanCur := !marked
+		if marked {
+			if _, err := os.Stat(filepath.Join(a.Root, filepath.FromSlash(mark))); err == nil {
+				scanCur = true
+				marks = append(marks, mark)
+			}
+		}
+		if !scanCur {
+			o, err := a.maildirTmp(d.Name())
+			if err != nil {
+				return nil, nil, err
+			}
+			out = append(out, o...)
+			continue
+		}
+		if named == nil {
+			// Which files are named is in the messages: a lazy state
+			// (LoadState) reads them all here.
+			if st != nil {
+				if err := st.LoadAll(); err != nil {
+					return nil, nil, err
+				}
+			}
+			named = maildirNamed(st)
+		}
+		o, err := a.maildirOrphans(d.Name(), named)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, o...)
+	}
+	return out, marks, nil
+}
+
+// maildirTmp lists the files in a folder directory's tmp/: all left-overs.
+func (a *Archive) maildirTmp(dir string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(a.Root, FoldersDir, dir, "tmp"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if !e.IsDir() {
+			out = append(out, FoldersDir+"/"+dir+"/tmp/"+e.Name())
+		}
+	}
 	return out, nil
 }
 
@@ -521,4 +600,21 @@ func (a *Archive) SyncMaildirFlags(st *State, s *Snapshot) (int, error) {
 		}
 	}
 	return renamed, nil
+}
+
+// touchSynced creates an empty file (or keeps an existing one) and makes
+// its directory entry durable.
+func touchSynced(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
 }
