@@ -3,8 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"path"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -59,12 +57,12 @@ func summarize(s *formats.Snapshot) snapshotLine {
 	for _, g := range s.Segments {
 		l.Bytes += g.Size
 	}
-	// A Maildir archive has no segments: count the files this run wrote
-	// (their names carry the snapshot id; duplicates point elsewhere).
+	// A Maildir archive has no segments: count the files the snapshot
+	// names, once each.
 	seen := map[string]bool{}
 	for _, c := range s.Changes {
 		for _, m := range c.Added {
-			if formats.ValidMaildirPath(m.Seg) && strings.Contains(path.Base(m.Seg), "."+s.ID+".") && !seen[m.Seg] {
+			if formats.ValidMaildirPath(m.Seg) && !seen[m.Seg] {
 				seen[m.Seg] = true
 				l.Bytes += m.Size
 			}
