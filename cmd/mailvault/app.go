@@ -78,6 +78,7 @@ Quick start:
 			lsCommand(),
 			catCommand(),
 			verifyCommand(),
+			demoCommand(),
 		},
 		CommandNotFound: func(c *cli.Context, name string) {
 			fmt.Fprintf(stderr, "mailvault: unknown command %q (see 'mailvault --help')\n", name)

@@ -554,3 +554,29 @@ func TestLoadErrors(t *testing.T) {
 	}
 	t.Logf("Load past the quota: %v", err)
 }
+
+// Every subject template is filled in properly: a template without a
+// number or date must not come out with fmt's "%!(EXTRA …)" appended.
+func TestGenerateSubjects(t *testing.T) {
+	dec := new(mime.WordDecoder)
+	seen := map[string]bool{}
+	for _, m := range Generate(Options{Seed: 3, Messages: 600}) {
+		msg, err := mail.ReadMessage(bytes.NewReader(m.Body))
+		if err != nil {
+			continue // edge cases with odd headers
+		}
+		s, err := dec.DecodeHeader(msg.Header.Get("Subject"))
+		if err != nil {
+			t.Fatalf("decode subject %q: %v", msg.Header.Get("Subject"), err)
+		}
+		if strings.Contains(s, "%!") {
+			t.Errorf("subject %q holds a fmt error", s)
+		}
+		seen[s] = true
+	}
+	for _, want := range []string{"Résumé attached", "Reminder: dentist appointment", "Fwd: photos from the trip"} {
+		if !seen[want] {
+			t.Errorf("no message has the subject %q", want)
+		}
+	}
+}

@@ -309,10 +309,13 @@ func subject(r *rand.Rand, folder string, i int, date time.Time) string {
 		return pick(r, spamSubjects)
 	}
 	tmpl := pick(r, subjects)
-	if strings.Contains(tmpl, "%s") {
+	switch {
+	case strings.Contains(tmpl, "%s"):
 		return fmt.Sprintf(tmpl, date.Format("January 2"))
+	case strings.Contains(tmpl, "%d"):
+		return fmt.Sprintf(tmpl, 1000+i)
 	}
-	return fmt.Sprintf(tmpl, 1000+i)
+	return tmpl
 }
 
 // text returns CRLF-terminated lines of about 72 characters with at least
