@@ -85,7 +85,9 @@ and first archived at least DAYS ago; the deletion takes effect only when
 the session ends normally, after the archive is safe.
 The password comes from --password-file, $MAILVAULT_PASSWORD,
 --password-command, or a prompt when stdin is a terminal; never from the
-URL or a flag value.
+URL or a flag value. An admin can log in with its own password and act as
+the URL's user (--admin-user); Microsoft 365 and Outlook.com need OAuth2
+(--oauth2-token-command, mailvault auth): see docs/OAUTH.md.
 
 EXAMPLES:
    MAILVAULT_PASSWORD=... mailvault backup imaps://alice@mail.example.com ./vault
