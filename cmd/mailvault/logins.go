@@ -63,6 +63,18 @@ func accountAuth(c *cli.Context, u *mailurl.URL, acc account, warn func(string, 
 	pwFlags := c.IsSet(p+"password-file") || c.IsSet(p+"password-command")
 	adminPwFlags := c.IsSet(p+"admin-password-file") || c.IsSet(p+"admin-password-command")
 	cfg := auth.Config{User: u.User, Mechanism: mech}
+	method := auth.MethodPassword
+	switch {
+	case tokCmd != "" || tokFile != "":
+		method = auth.MethodOAuth2
+	case admin != "":
+		method = auth.MethodAdmin
+	}
+	// Refuse a mechanism that cannot send this login before asking for a
+	// secret (a prompt would be wasted).
+	if err := auth.CheckMechanism(method, mech); err != nil {
+		return nil, usagef("--%sauth-mech: %v", p, err)
+	}
 	e := envOf(c)
 	switch {
 	case tokCmd != "" || tokFile != "":

@@ -457,6 +457,7 @@ func TestOAuth2Login(t *testing.T) {
 	})
 
 	t.Run("usage", func(t *testing.T) {
+		marker := filepath.Join(t.TempDir(), "asked")
 		for _, tc := range []struct {
 			args []string
 			want string
@@ -472,6 +473,14 @@ func TestOAuth2Login(t *testing.T) {
 			if code != exitUsage || !strings.Contains(errs, tc.want) {
 				t.Errorf("%v: exit %d, stderr %q; want %d and %q", tc.args, code, errs, exitUsage, tc.want)
 			}
+		}
+		vault := filepath.Join(t.TempDir(), "vault")
+		code, _, errs := runCLI(t, nil, "backup", imapURL, plain, vault, "--auth-mech", "xoauth2", "--password-command", "touch "+marker+"; echo pw")
+		if code != exitUsage || !strings.Contains(errs, "does not go with a password login") {
+			t.Errorf("xoauth2 with a password: exit %d, stderr %q", code, errs)
+		}
+		if _, err := os.Stat(marker); err == nil {
+			t.Error("the password command ran before the mechanism was refused")
 		}
 	})
 }

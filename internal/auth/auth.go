@@ -122,10 +122,19 @@ func New(c Config) (*Auth, error) {
 	case n > 1:
 		return nil, fmt.Errorf("%w: give only one of a password, an admin login and an OAuth2 token source for %s", ErrConfig, c.User)
 	}
-	if !slices.Contains(a.method.mechanisms(), c.Mechanism) {
-		return nil, fmt.Errorf("%w: mechanism %s does not go with a%s %s login (use %s)", ErrConfig, c.Mechanism, article(a.method), a.method, strings.Join(names(a.method.mechanisms()[1:]), " or "))
+	if err := CheckMechanism(a.method, c.Mechanism); err != nil {
+		return nil, err
 	}
 	return a, nil
+}
+
+// CheckMechanism reports whether mech can send a login of method m, so
+// that a caller can refuse a bad combination before asking for a secret.
+func CheckMechanism(m Method, mech Mechanism) error {
+	if !slices.Contains(m.mechanisms(), mech) {
+		return fmt.Errorf("%w: mechanism %s does not go with a%s %s login (use %s)", ErrConfig, mech, article(m), m, strings.Join(names(m.mechanisms()[1:]), " or "))
+	}
+	return nil
 }
 
 func article(m Method) string {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"time"
 )
 
 // RetryEnv is set to "1" in the environment of a token command run again
@@ -25,10 +26,16 @@ type TokenSource interface {
 
 // CommandTokens runs Command with sh -c for every token and takes the
 // first line it prints. Its standard error is shown in the error when it
-// fails; its output never is.
+// fails; its output never is. A command still running after
+// TokenCommandTimeout is killed.
 type CommandTokens struct{ Command string }
 
+// TokenCommandTimeout bounds one run of a token command.
+const TokenCommandTimeout = 2 * time.Minute
+
 func (c CommandTokens) Token(ctx context.Context, retry bool) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, TokenCommandTimeout)
+	defer cancel()
 	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(ctx, "sh", "-c", c.Command)
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -37,6 +44,9 @@ func (c CommandTokens) Token(ctx context.Context, retry bool) (string, error) {
 		cmd.Env = append(cmd.Env, RetryEnv+"=1")
 	}
 	if err := cmd.Run(); err != nil {
+		if ctx.Err() == context.DeadlineExceeded {
+			return "", fmt.Errorf("OAuth2 token command gave no token within %s", TokenCommandTimeout)
+		}
 		msg := strings.TrimSpace(errb.String())
 		if len(msg) > 200 {
 			msg = msg[:200]
