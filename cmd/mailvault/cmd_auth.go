@@ -33,7 +33,7 @@ restore and migrate. See docs/OAUTH.md for registering the application
 
 EXAMPLES:
    mailvault auth login --provider microsoft --client-id 00000000-0000-0000-0000-000000000000
-   mailvault backup imaps://alice@outlook.office365.com ./vault \
+   mailvault backup imaps://alice@contoso.com@outlook.office365.com ./vault \
        --oauth2-token-command 'mailvault auth token --provider microsoft'
    mailvault auth token --provider microsoft --tenant contoso.onmicrosoft.com \
        --client-id ID --client-secret-file ~/.mailvault-app-secret      # app-only

@@ -31,7 +31,7 @@ func loginFlags(acc account) []cli.Flag {
 		&cli.StringFlag{Name: p + "oauth2-token-command", Usage: "log in to the " + w + "server with OAuth2: run `CMD` with sh -c for each connection and use the first line it prints as the access token"},
 		&cli.StringFlag{Name: p + "oauth2-token-file", Usage: "log in to the " + w + "server with OAuth2: read the access token from the first line of `FILE` for each connection"},
 		&cli.StringFlag{Name: p + "oauth2-token", Hidden: true},
-		&cli.StringFlag{Name: p + "auth-mech", Usage: "force the " + w + "login mechanism: login (IMAP LOGIN, POP3 USER/PASS), plain, xoauth2 or oauthbearer (default: chosen from the login and the server's offer)"},
+		&cli.StringFlag{Name: p + "auth-mech", Usage: "force the " + w + "login mechanism `MECH`: login (IMAP LOGIN, POP3 USER/PASS), plain, xoauth2 or oauthbearer (default: chosen from the login and the server's offer)"},
 	}
 }
 
