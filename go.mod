@@ -1,6 +1,6 @@
 module github.com/mailvault/mailvault
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/emersion/go-imap/v2 v2.0.0-beta.8
@@ -9,6 +9,7 @@ require (
 	github.com/klauspost/compress v1.20.3
 	github.com/migadu/go-pop3 v0.1.4
 	github.com/urfave/cli/v2 v2.27.7
+	golang.org/x/oauth2 v0.38.0
 	golang.org/x/sys v0.38.0
 	golang.org/x/term v0.37.0
 )

@@ -78,6 +78,7 @@ Quick start:
 			lsCommand(),
 			catCommand(),
 			verifyCommand(),
+			authCommand(),
 			demoCommand(),
 		},
 		CommandNotFound: func(c *cli.Context, name string) {
@@ -86,6 +87,9 @@ Quick start:
 	}
 	for _, c := range app.Commands {
 		c.OnUsageError = app.OnUsageError
+		for _, s := range c.Subcommands {
+			s.OnUsageError = app.OnUsageError
+		}
 	}
 	return app
 }
@@ -109,8 +113,8 @@ func reorderArgs(app *cli.App, args []string) []string {
 			i++ // the global flag's value
 		}
 	}
-	if cmd == nil {
-		return args
+	if cmd == nil || len(cmd.Subcommands) > 0 {
+		return args // a subcommand parses its own flags
 	}
 	takesValue := valueFlags(cmd.Flags)
 	var flags, pos []string

@@ -35,14 +35,14 @@ var (
 // accountFlags are the flags that say how to log in to a server.
 func accountFlags(acc account) []cli.Flag {
 	p := acc.prefix
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: p + "password-file", Usage: "read the " + acc.what + "password from the first line of `FILE` (chmod 600)"},
 		&cli.StringFlag{Name: p + "password-command", Usage: "run `CMD` with sh -c and use the first line it prints as the " + acc.what + "password"},
 		&cli.StringFlag{Name: p + "password", Hidden: true},
 		&cli.StringFlag{Name: p + "ca-file", Usage: "also trust the CA or self-signed certificate in `PEM` for the " + acc.what + "server"},
 		&cli.BoolFlag{Name: p + "tls-skip-verify", Usage: "do not verify the " + acc.what + "server certificate (insecure; warns)"},
 		&cli.BoolFlag{Name: p + "insecure-plaintext", Usage: "with imap://, log in to the " + acc.what + "server without TLS (loopback tests only)"},
-	}
+	}, loginFlags(acc)...)
 }
 
 // connFlags are the flags of a command that talks to one server.
@@ -85,7 +85,9 @@ and first archived at least DAYS ago; the deletion takes effect only when
 the session ends normally, after the archive is safe.
 The password comes from --password-file, $MAILVAULT_PASSWORD,
 --password-command, or a prompt when stdin is a terminal; never from the
-URL or a flag value.
+URL or a flag value. An admin can log in with its own password and act as
+the URL's user (--admin-user); Microsoft 365 and Outlook.com need OAuth2
+(--oauth2-token-command, mailvault auth): see docs/OAUTH.md.
 
 EXAMPLES:
    MAILVAULT_PASSWORD=... mailvault backup imaps://alice@mail.example.com ./vault
@@ -206,16 +208,11 @@ func accountConfig(c *cli.Context, u *mailurl.URL, acc account, warn func(string
 	if cfg.Timeout <= 0 {
 		return cfg, usagef("--timeout must be positive")
 	}
-	e := envOf(c)
-	pw, err := secret.Sources{
-		File: c.String(p + "password-file"), Command: c.String(p + "password-command"), EnvVar: acc.env,
-		Getenv: e.getenv, Stdin: e.stdin, Prompt: e.stderr,
-		Warn: func(s string) { warn(s) },
-	}.Get(c.Context, u.String())
+	a, err := accountAuth(c, u, acc, warn)
 	if err != nil {
 		return cfg, err
 	}
-	cfg.Password = pw
+	cfg.Auth = a
 	return cfg, nil
 }
 

@@ -50,6 +50,18 @@ type Options struct {
 	// Zlib loads the zlib plugin, which reads mail files compressed with
 	// zstd, gzip, bzip2 or xz.
 	Zlib bool
+	// Masters maps master user names to passwords, kept in a second
+	// passdb with "master = yes" and "pass = yes". A master logs in as
+	// any user of Users (never as itself: it has no mailbox) by SASL PLAIN
+	// with that user as the authorization identity, or with LOGIN as
+	// "user*master" (auth_master_user_separator = *).
+	Masters map[string]string
+	// OAuth2IntrospectionURL enables SASL XOAUTH2 and OAUTHBEARER through
+	// an oauth2 passdb that POSTs each token (form field "token") to this
+	// URL, Dovecot's introspection_mode = post. An answer
+	// {"active": true, "username": "USER"} makes the token valid for USER;
+	// anything else refuses it. Password logins keep working.
+	OAuth2IntrospectionURL string
 }
 
 // DefaultSpecialUse is the special-use mapping used when
@@ -223,6 +235,17 @@ func validate(opts Options) error {
 			return fmt.Errorf("invalid mail location %q for user %q", loc, u)
 		}
 	}
+	for u, p := range opts.Masters {
+		if bad(u) || strings.ContainsAny(u, "/%* \t") || strings.ToLower(u) != u || bad(p) {
+			return fmt.Errorf("invalid master user %q or its password", u)
+		}
+		if _, ok := opts.Users[u]; ok {
+			return fmt.Errorf("master user %q is also an ordinary user", u)
+		}
+	}
+	if strings.ContainsAny(opts.OAuth2IntrospectionURL, " \t\r\n\x00") {
+		return fmt.Errorf("invalid introspection URL %q", opts.OAuth2IntrospectionURL)
+	}
 	for name, attr := range opts.SpecialUse {
 		if name == "" || strings.ContainsAny(name, "\"\\\r\n\x00{}") {
 			return fmt.Errorf("invalid special-use folder name %q", name)
@@ -311,6 +334,16 @@ func start(bin string, opts Options) (s *Server, retry bool, err error) {
 	passwd := filepath.Join(base, "passwd")
 	if err := os.WriteFile(passwd, passwdFile(opts, uid, gid, home), 0o644); err != nil {
 		return s, false, fmt.Errorf("write passwd: %w", err)
+	}
+	if len(opts.Masters) > 0 {
+		if err := os.WriteFile(filepath.Join(base, "masters"), mastersFile(opts.Masters), 0o644); err != nil {
+			return s, false, fmt.Errorf("write masters: %w", err)
+		}
+	}
+	if opts.OAuth2IntrospectionURL != "" {
+		if err := os.WriteFile(filepath.Join(base, "oauth2.conf"), oauth2Conf(opts.OAuth2IntrospectionURL), 0o644); err != nil {
+			return s, false, fmt.Errorf("write oauth2 settings: %w", err)
+		}
 	}
 	ports, err := freePortsFunc(4)
 	if err != nil {
@@ -534,6 +567,29 @@ func passwdFile(opts Options, uid, gid int, home string) []byte {
 	return []byte(b.String())
 }
 
+// mastersFile renders the passwd-file of the master passdb.
+func mastersFile(masters map[string]string) []byte {
+	names := make([]string, 0, len(masters))
+	for u := range masters {
+		names = append(names, u)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, u := range names {
+		fmt.Fprintf(&b, "%s:{PLAIN}%s\n", u, masters[u])
+	}
+	return []byte(b.String())
+}
+
+// oauth2Conf renders the settings file of the oauth2 passdb.
+func oauth2Conf(url string) []byte {
+	return []byte("introspection_mode = post\n" +
+		"introspection_url = " + url + "\n" +
+		"username_attribute = username\n" +
+		"active_attribute = active\n" +
+		"active_value = true\n")
+}
+
 type configParams struct {
 	base, mailRoot, home, passwd, cert, key, log string
 	uid, gid                                     int
@@ -564,7 +620,14 @@ func config(p configParams) string {
 	w("ssl_cert = <%s", p.cert)
 	w("ssl_key = <%s", p.key)
 	w("disable_plaintext_auth = no")
-	w("auth_mechanisms = plain login")
+	if p.opts.OAuth2IntrospectionURL != "" {
+		w("auth_mechanisms = plain login xoauth2 oauthbearer")
+	} else {
+		w("auth_mechanisms = plain login")
+	}
+	if len(p.opts.Masters) > 0 {
+		w("auth_master_user_separator = *")
+	}
 	// Failed logins are part of tests: answer them at once and do not slow
 	// down later logins from 127.0.0.1 (auth penalty).
 	w("auth_failure_delay = 0")
@@ -600,7 +663,15 @@ func config(p configParams) string {
 	if p.opts.Zlib {
 		w("mail_plugins = $mail_plugins zlib")
 	}
-	w("passdb {\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%%u %s\n}", p.passwd)
+	if len(p.opts.Masters) > 0 {
+		w("passdb {\n  driver = passwd-file\n  master = yes\n  pass = yes\n  args = scheme=PLAIN username_format=%%u %s\n}", filepath.Join(p.base, "masters"))
+	}
+	if p.opts.OAuth2IntrospectionURL != "" {
+		w("passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = %s\n}", filepath.Join(p.base, "oauth2.conf"))
+		w("passdb {\n  driver = passwd-file\n  mechanisms = plain login\n  args = scheme=PLAIN username_format=%%u %s\n}", p.passwd)
+	} else {
+		w("passdb {\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%%u %s\n}", p.passwd)
+	}
 	w("userdb {\n  driver = passwd-file\n  args = username_format=%%u %s\n}", p.passwd)
 
 	w("namespace inbox {\n  inbox = yes\n  separator = /\n  prefix =")

@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/mailvault/mailvault/backup"
+	"github.com/mailvault/mailvault/internal/auth"
 	"github.com/mailvault/mailvault/internal/mailconn"
 )
 
@@ -118,19 +119,29 @@ func (s *Store) login(ctx context.Context) error {
 	if err != nil {
 		return s.connErr(ctx, "capability", err)
 	}
-	if caps.Has(imap.CapLoginDisabled) {
-		if !caps.Has(imap.AuthCap(sasl.Plain)) {
-			return fmt.Errorf("%w: the server allows no password login on this connection", mailconn.ErrAuth)
+	offer := auth.Offer{Listed: true, LoginDisabled: caps.Has(imap.CapLoginDisabled)}
+	for c := range caps {
+		if m, ok := strings.CutPrefix(string(c), "AUTH="); ok {
+			offer.SASL = append(offer.SASL, m)
 		}
-		err = s.c.Authenticate(sasl.NewPlainClient("", s.cfg.User, s.cfg.Password))
-	} else {
-		err = s.c.Login(s.cfg.User, s.cfg.Password).Wait()
 	}
-	if err != nil {
+	err = s.cfg.Login().Login(ctx, s.cfg.Addr, offer, func(at auth.Attempt) error {
+		var err error
+		if at.SASL != nil {
+			err = s.c.Authenticate(noEmptyResponse{at.SASL})
+		} else {
+			err = s.c.Login(at.User, at.Password).Wait()
+		}
 		var ie *imap.Error
 		if errors.As(err, &ie) {
 			// The server's text may echo the user name but never the password.
-			return fmt.Errorf("%w for %s on %s: %s", mailconn.ErrAuth, s.cfg.User, s.cfg.Addr, strings.TrimSpace(ie.Text))
+			return &auth.RefusedError{Text: ie.Text}
+		}
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, mailconn.ErrAuth) {
+			return err
 		}
 		return s.connErr(ctx, "login", err)
 	}
@@ -140,6 +151,22 @@ func (s *Store) login(ctx context.Context) error {
 		return s.connErr(ctx, "capability", err)
 	}
 	return nil
+}
+
+// noEmptyResponse answers ^A where a SASL client gives an empty response:
+// go-imap sends an empty response as "=", which Dovecot answers with "BAD
+// Invalid base64 data" instead of ending the exchange with its verdict.
+// The one empty response we send is XOAUTH2's acknowledgement of the
+// server's error report, after which any answer ends the exchange (^A is
+// what OAUTHBEARER sends there).
+type noEmptyResponse struct{ sasl.Client }
+
+func (c noEmptyResponse) Next(challenge []byte) ([]byte, error) {
+	resp, err := c.Client.Next(challenge)
+	if err == nil && len(resp) == 0 {
+		resp = []byte{0x01}
+	}
+	return resp, err
 }
 
 // do runs f with the watchdog armed and ctx able to abort the connection.

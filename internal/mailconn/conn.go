@@ -1,7 +1,8 @@
 // Package mailconn is what the mail protocol adapters share: where and how
 // to connect (implicit TLS, STARTTLS, plaintext for loopback tests), TLS
-// verification with an extra CA file, the error classes the command line
-// maps to exit codes, and a progress watchdog on the connection.
+// verification with an extra CA file, how to log in (an auth.Auth), the
+// error classes the command line maps to exit codes, and a progress
+// watchdog on the connection.
 package mailconn
 
 import (
@@ -15,11 +16,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mailvault/mailvault/internal/auth"
 )
 
 // Errors callers classify (cmd/mailvault maps them to exit codes).
 var (
-	ErrAuth        = errors.New("authentication failed")
+	ErrAuth        = auth.ErrAuth
 	ErrUnreachable = errors.New("cannot connect")
 	ErrTLS         = errors.New("TLS verification failed")
 	ErrTimeout     = errors.New("server did not answer in time")
@@ -41,10 +44,20 @@ type Config struct {
 	Addr       string // host:port
 	Security   Security
 	User       string
-	Password   string
+	Password   string        // a password login when Auth is nil
+	Auth       *auth.Auth    // how to log in (nil: User and Password)
 	CAFile     string        // PEM file of extra trusted CAs (or a self-signed certificate)
 	SkipVerify bool          // do not verify the server certificate
 	Timeout    time.Duration // no progress for this long while waiting on the server fails the connection
+}
+
+// Login is how to log in: Auth, or a password login of User with
+// Password.
+func (c *Config) Login() *auth.Auth {
+	if c.Auth != nil {
+		return c.Auth
+	}
+	return auth.Password(c.User, c.Password)
 }
 
 // TLSConfig builds the TLS configuration for host: system roots plus

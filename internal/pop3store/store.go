@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,9 +21,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/migadu/go-pop3/pop3client"
 
 	"github.com/mailvault/mailvault/backup"
+	"github.com/mailvault/mailvault/internal/auth"
 	"github.com/mailvault/mailvault/internal/mailconn"
 )
 
@@ -183,23 +186,103 @@ func (s *Store) login(ctx context.Context) error {
 	defer done()
 	caps, err := s.c.Capa(octx)
 	s.caps = map[string]bool{}
+	offer := auth.Offer{Listed: err == nil}
 	if err == nil {
 		for _, c := range caps {
-			s.caps[strings.ToUpper(strings.Fields(c + " ")[0])] = true
+			f := strings.Fields(strings.ToUpper(c))
+			if len(f) == 0 {
+				continue
+			}
+			s.caps[f[0]] = true
+			if f[0] == "SASL" {
+				offer.SASL = append(offer.SASL, f[1:]...)
+			}
 		}
 	}
-	if err := s.c.User(octx, s.cfg.User, s.cfg.Password); err != nil {
+	err = s.cfg.Login().Login(octx, s.cfg.Addr, offer, func(at auth.Attempt) error {
+		var err error
+		if at.SASL != nil {
+			err = s.authenticate(octx, at.SASL)
+		} else {
+			err = s.c.User(octx, at.User, at.Password)
+		}
 		var pe *pop3client.ProtocolError
 		if errors.As(err, &pe) {
 			resp := strings.TrimSpace(strings.TrimPrefix(pe.Response, "-ERR"))
 			if strings.Contains(strings.ToUpper(resp), "[IN-USE]") {
-				return fmt.Errorf("%w: %s on %s: %s", mailconn.ErrInUse, s.cfg.User, s.cfg.Addr, resp)
+				return fmt.Errorf("%w: %s on %s: %s", mailconn.ErrInUse, s.cfg.Login().Who(), s.cfg.Addr, resp)
 			}
-			return fmt.Errorf("%w for %s on %s: %s", mailconn.ErrAuth, s.cfg.User, s.cfg.Addr, resp)
+			return &auth.RefusedError{Text: resp}
+		}
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, mailconn.ErrAuth) || errors.Is(err, mailconn.ErrInUse) {
+			return err
 		}
 		return s.connErr(ctx, "login", err)
 	}
 	return nil
+}
+
+// maxAuthLine is the longest AUTH command that carries its initial
+// response (RFC 5034, 4): a longer one (an OAuth2 token) is sent after the
+// server's empty challenge instead.
+const maxAuthLine = 255
+
+// maxAuthSteps bounds the challenges of one SASL exchange.
+const maxAuthSteps = 8
+
+// authenticate runs a SASL exchange with AUTH (RFC 5034) over go-pop3's
+// raw command: go-pop3 has only AUTH PLAIN without an authorization
+// identity.
+func (s *Store) authenticate(ctx context.Context, c sasl.Client) error {
+	mech, ir, err := c.Start()
+	if err != nil {
+		return err
+	}
+	line := "AUTH " + mech
+	if ir != nil {
+		enc := "="
+		if len(ir) > 0 {
+			enc = base64.StdEncoding.EncodeToString(ir)
+		}
+		if len(line)+1+len(enc) <= maxAuthLine {
+			line += " " + enc
+			ir = nil
+		}
+	}
+	resp, err := s.c.Cmd(ctx, line)
+	for step := 0; ; step++ {
+		if err != nil {
+			return err
+		}
+		if step > maxAuthSteps {
+			return fmt.Errorf("AUTH %s: the server sent challenge after challenge", mech)
+		}
+		switch {
+		case strings.HasPrefix(resp, "+OK"):
+			return nil
+		case resp == "+" || strings.HasPrefix(resp, "+ "):
+			var out []byte
+			if ir != nil {
+				out, ir = ir, nil
+			} else {
+				challenge, derr := base64.StdEncoding.DecodeString(strings.TrimSpace(strings.TrimPrefix(resp, "+")))
+				if derr == nil {
+					out, derr = c.Next(challenge)
+				}
+				if derr != nil {
+					// Cancel the exchange; the server answers -ERR.
+					resp, err = s.c.Cmd(ctx, "*")
+					continue
+				}
+			}
+			resp, err = s.c.Cmd(ctx, base64.StdEncoding.EncodeToString(out))
+		default:
+			return &pop3client.ProtocolError{Response: resp}
+		}
+	}
 }
 
 // Close ends the session with QUIT, which makes deletions final.
