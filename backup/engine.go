@@ -666,6 +666,12 @@ func (r *run) walk(infos []FolderInfo) {
 		}
 		jobs = append(jobs, j)
 		switch {
+		case fi.Err != nil:
+			j.folder.Status, j.folder.Error = formats.FolderFailed, fi.Err.Error()
+			if prev != nil {
+				j.folder.UIDValidity = prev.UIDValidity
+			}
+			r.fail(fi.Name, fi.Err)
 		case fi.NoSelect:
 			j.folder.Status = formats.FolderNoSelect
 		case prev != nil && unchanged(prev, fi.Status):
