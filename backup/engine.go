@@ -965,8 +965,13 @@ func (w *worker) syncOnce(folder *formats.Folder, change *formats.Change, prev *
 				_, err := io.Copy(io.Discard, m.Body)
 				return err
 			}
+			// Counted once stored: a source may skip a message whose
+			// body it could not deliver whole and go on.
+			if err := w.store(folder, change, fs, m); err != nil {
+				return err
+			}
 			got++
-			return w.store(folder, change, fs, m)
+			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("fetch: %w", err)

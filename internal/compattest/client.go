@@ -120,6 +120,18 @@ func (s *Server) dialPOP3(ctx context.Context, user string) (*pop3client.Client,
 	if err != nil {
 		return nil, err
 	}
+	// Like mailvault: RFC 6856 UTF8 where offered, or Courier serves
+	// messages with 8-bit headers wrapped in a notice of its own.
+	if caps, err := p.Capa(ctx); err == nil {
+		for _, c := range caps {
+			if strings.EqualFold(strings.Fields(c + " ")[0], "UTF8") {
+				if _, err := p.Cmd(ctx, "UTF8"); err != nil {
+					p.Close()
+					return nil, err
+				}
+			}
+		}
+	}
 	if err := p.User(ctx, user, Password); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("pop3 login: %w", err)
@@ -137,7 +149,8 @@ type POP3Message struct {
 
 // POP3 reads every message of user's mail drop over POP3 with cmd,
 // "RETR" or "TOP" (TOP n with a line count larger than any message), then
-// QUITs. RETR marks messages read on several servers (Courier, Mailutils,
+// QUITs. It enables UTF8 (RFC 6856) where the server offers it, as
+// mailvault does. RETR marks messages read on several servers (Courier, Mailutils,
 // Dovecot): use it after what it could disturb.
 func (s *Server) POP3(t testing.TB, user, cmd string) []POP3Message {
 	t.Helper()
