@@ -227,3 +227,55 @@ func TestPOP3TopDisagrees(t *testing.T) {
 		})
 	}
 }
+
+// TestDetectPOP3Port: a bare USER@HOST:PORT whose port is a POP3 server.
+// Detection recognises the POP3 greeting: it sends no IMAP command
+// (STARTTLS) to it, and its "using pop3://" line carries no IMAP parse
+// error.
+func TestDetectPOP3Port(t *testing.T) {
+	srv := pop3test.Start(t, pop3test.Options{User: "alice", Password: "pw", Messages: popMessages(3), STLS: true})
+	vault := filepath.Join(t.TempDir(), "vault")
+	code, out, errs := runCLI(t, pwEnv, "backup", "alice@"+srv.Addr, vault, "--ca-file", srv.CAFile)
+	if code != exitOK || !strings.Contains(out, "3 messages added") {
+		t.Fatalf("backup: exit %d %s %s", code, out, errs)
+	}
+	var using string
+	for _, l := range strings.Split(errs, "\n") {
+		if strings.Contains(l, "using ") {
+			using = l
+		}
+	}
+	if !strings.Contains(using, "using pop3://alice@"+srv.Addr) {
+		t.Fatalf("no \"using pop3://\" line: %s", errs)
+	}
+	for _, bad := range []string{"in response", "imapwire", "greeting"} {
+		if strings.Contains(using, bad) {
+			t.Errorf("the \"using\" line shows an IMAP parse error (%q): %s", bad, using)
+		}
+	}
+	if !strings.Contains(using, "greets as a POP3 server") {
+		t.Errorf("the \"using\" line does not say why IMAP was skipped: %s", using)
+	}
+	for _, c := range srv.Commands() {
+		if strings.Contains(strings.ToUpper(c), "STARTTLS") || strings.Contains(strings.ToUpper(c), "CAPABILITY") {
+			t.Errorf("an IMAP command was sent to the POP3 port: %q", c)
+		}
+	}
+}
+
+func TestGreetingKind(t *testing.T) {
+	for line, want := range map[string]string{
+		"+OK Dovecot ready.\r\n":                 "pop3",
+		"+OK\r\n":                                "pop3",
+		"* OK [CAPABILITY IMAP4rev1] ready\r\n":  "imap",
+		"* PREAUTH welcome\r\n":                  "imap",
+		"* BYE too many connections\r\n":         "imap",
+		"\x16\x03\x01":                           "",
+		"":                                       "",
+		"220 mail.example.com ESMTP Postfix\r\n": "",
+	} {
+		if got := greetingKind(line); got != want {
+			t.Errorf("greetingKind(%q) = %q, want %q", line, got, want)
+		}
+	}
+}

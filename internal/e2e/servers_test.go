@@ -132,6 +132,14 @@ func TestServersPOP3Backup(t *testing.T) {
 			if after := pop3State(t, s); after != before {
 				t.Errorf("the second backup changed the mailbox's flags:\nbefore %s\nafter  %s", before, after)
 			}
+			if kind == compattest.Cyrus {
+				// A bare USER@HOST:PORT of a POP3 port is detected as POP3
+				// without an IMAP command sent to it.
+				r := mustRun(t, "backup", "alice@"+s.POP3Addr, filepath.Join(t.TempDir(), "vault"), "--ca-file", s.CAFile)
+				if !strings.Contains(r.stderr, "using pop3://alice@"+s.POP3Addr) || !strings.Contains(r.stderr, "greets as a POP3 server") || strings.Contains(r.stderr, "in response") {
+					t.Errorf("detection: %s", r.stderr)
+				}
+			}
 			// RETR last: it marks messages read on several servers.
 			matchesRetr(t, s, vault, topDefect)
 			if topDefect {
