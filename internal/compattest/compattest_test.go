@@ -2,6 +2,7 @@ package compattest
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -35,19 +36,28 @@ func TestIMAPServers(t *testing.T) {
 			if total != len(msgs) {
 				t.Errorf("appended %d of %d", total, len(msgs))
 			}
-			changed := 0
-			sent := map[string][]byte{}
+			sent := map[string]Message{}
 			for _, m := range msgs {
-				sent[header(m.Body, "Message-ID")] = m.Body
+				sent[header(m.Body, "Message-ID")] = m
 			}
+			changes := map[string]int{}
 			for _, name := range SortedKeys(got) {
 				for _, m := range got[name] {
-					if want := sent[header(m.Body, "Message-ID")]; !bytes.Equal(m.Body, want) {
-						changed++
+					want, ok := sent[header(m.Body, "Message-ID")]
+					if !ok {
+						t.Errorf("folder %q uid %d: a message that was not appended", name, m.UID)
+						continue
+					}
+					for _, c := range describeChange(want, m) {
+						changes[c]++
 					}
 				}
 			}
-			t.Logf("%s: folders %v; %d of %d messages served with other bytes than appended; keywords refused for %d", kind, SortedKeys(got), changed, total, rep.KeywordsRefused)
+			var summary []string
+			for _, c := range SortedKeys(changes) {
+				summary = append(summary, fmt.Sprintf("%s (%d)", c, changes[c]))
+			}
+			t.Logf("%s: folders %v; of %d messages appended: %s; keywords refused for %d", kind, SortedKeys(got), total, strings.Join(summary, "; "), rep.KeywordsRefused)
 		})
 	}
 }
@@ -110,3 +120,45 @@ func processAlive(pid int) bool {
 	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 	return err == nil && !strings.Contains(string(b), ") Z ")
 }
+
+// describeChange says how a server changed an appended message.
+func describeChange(sent Message, got imaptest.ServerMessage) []string {
+	var out []string
+	b, g := sent.Body, got.Body
+	switch {
+	case bytes.Equal(b, g):
+	case bytes.Equal(append(bytes.Clone(b), "\r\n"...), g):
+		out = append(out, "CRLF added to a message without a final line break")
+	case len(b) == len(g):
+		munged := true
+		for i := range b {
+			if b[i] != g[i] && !(b[i] >= 0x80 && g[i] == 'X') {
+				munged = false
+			}
+		}
+		if munged {
+			out = append(out, "8-bit header bytes replaced by X")
+		} else {
+			out = append(out, "bytes changed, same length")
+		}
+	default:
+		var added []string
+		for _, line := range strings.Split(string(g[:max(bytes.Index(g, []byte("\r\n\r\n")), 0)]), "\r\n") {
+			if k, _, ok := strings.Cut(line, ":"); ok && header(b, k) == "" && !strings.HasPrefix(k, " ") {
+				added = append(added, k)
+			}
+		}
+		out = append(out, fmt.Sprintf("%+d bytes, header fields added: %v", len(g)-len(b), added))
+	}
+	want := FlagSetOf(sent.Flags)
+	if strings.Join(want, " ") != strings.Join(got.Flags, " ") {
+		out = append(out, fmt.Sprintf("flags %v stored as %v", want, got.Flags))
+	}
+	if !got.InternalDate.Equal(sent.InternalDate) {
+		out = append(out, fmt.Sprintf("INTERNALDATE off by %v", got.InternalDate.Sub(sent.InternalDate)))
+	}
+	return out
+}
+
+// FlagSetOf is imaptest.FlagSet for strings.
+func FlagSetOf(fl []string) []string { return imaptest.FlagSet(fl) }
