@@ -2,7 +2,6 @@ package compattest
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -512,6 +511,3 @@ func lookupID(user string) (int, int, error) {
 	}
 	return 0, 0, fmt.Errorf("no system user %q (is its package installed?)", user)
 }
-
-// errNoServer is returned by helpers that do not apply to a server.
-var errNoServer = errors.New("compattest: not available on this server")

@@ -263,9 +263,7 @@ func parseRawList(l rawLine) (rawListEntry, bool) {
 	if end < 0 {
 		return e, false
 	}
-	for _, a := range strings.Fields(string(t[1:end])) {
-		e.attrs = append(e.attrs, a)
-	}
+	e.attrs = append(e.attrs, strings.Fields(string(t[1:end]))...)
 	t = bytes.TrimLeft(t[end+1:], " ")
 	switch {
 	case bytes.HasPrefix(bytes.ToUpper(t), []byte("NIL")):
