@@ -96,6 +96,18 @@ func TestBackupInvalidFolderNames(t *testing.T) {
 	}
 }
 
+// TestBackupUnreadableListLine: a LIST line that cannot be read at all
+// names no folder; going on would record a folder as deleted on the
+// server. The run fails, quoting the line, and commits nothing.
+func TestBackupUnreadableListLine(t *testing.T) {
+	_, src := fakeServer(t, imaptest.FakeOptions{ListExtra: []string{`* LIST \Broken "/" Lost`}})
+	vault := filepath.Join(t.TempDir(), "vault")
+	code, out, errs := runCLI(t, pwEnv, "backup", src, vault, "--insecure-plaintext")
+	if code != exitError || !strings.Contains(errs, `cannot read the server's LIST line`) || !strings.Contains(errs, "Lost") {
+		t.Fatalf("backup: exit %d, want %d and the line quoted\n%s%s", code, exitError, out, errs)
+	}
+}
+
 func mustOpen(t *testing.T, vault string) *formats.Archive {
 	t.Helper()
 	a, err := formats.Open(vault)

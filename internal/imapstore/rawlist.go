@@ -238,8 +238,15 @@ func rawList(ctx context.Context, cfg mailconn.Config, specialUse bool) ([]rawLi
 	}
 	var out []rawListEntry
 	for _, l := range lines {
-		if e, ok := parseRawList(l); ok {
+		e, ok := parseRawList(l)
+		if ok {
 			out = append(out, e)
+			continue
+		}
+		if bytes.HasPrefix(bytes.ToUpper(l.text), []byte("* LIST ")) {
+			// Which folder it is cannot be told: going on would record
+			// it as deleted on the server.
+			return nil, fmt.Errorf("cannot read the server's LIST line %q", escapeMailbox(l.text))
 		}
 	}
 	return out, nil

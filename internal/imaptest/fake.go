@@ -78,6 +78,9 @@ type FakeOptions struct {
 	// "&AGEAYgBj-"). LIST sends them as a quoted string (a literal when
 	// they hold CR, LF or NUL); STATUS, EXAMINE and SELECT recognise them.
 	WireNames map[string]string
+	// ListExtra are lines LIST sends after the folders, as they are
+	// (without CRLF), such as responses a client cannot parse.
+	ListExtra []string
 	// UnquotedStatus makes STATUS answer with the folder's name unquoted,
 	// as GNU Mailutils 3.15 does ("* STATUS My Folder (MESSAGES 2)").
 	UnquotedStatus bool
@@ -511,6 +514,9 @@ func (s *fakeConn) list(cmd *fakeCmd) error {
 			continue
 		}
 		s.line(`* LIST (%s) "/" %s`, attr, quote(encodeMUTF7(name)))
+	}
+	for _, l := range s.f.opts.ListExtra {
+		s.line("%s", l)
 	}
 	return s.tagged(cmd.tag, "OK", "LIST completed")
 }
