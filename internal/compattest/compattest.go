@@ -332,7 +332,9 @@ func (s *Server) launch(spec launchSpec) error {
 	defer out.Close()
 	cmd := exec.Command("/usr/bin/unshare", "--fork", "--pid", "--kill-child", "--mount", "--propagation", "private", "--", "/bin/bash", script)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a test binary killed (a timeout) takes its servers
+	// with it, as the namespace ends with unshare.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start unshare: %w", err)
 	}
