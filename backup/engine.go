@@ -66,14 +66,14 @@ const DefaultCheckpointBytes = 256 << 20
 type Result struct {
 	Snapshot    *formats.Snapshot
 	Folders     int   // folders listed by the source
-	Selected    int   // folders opened
+	Selected    int   // folders opened (examined)
 	Added       int   // messages added to the archive's state
 	Stored      int   // messages whose bytes were written (Added minus duplicates)
 	Bytes       int64 // bytes of the stored messages
 	Gone        int   // messages recorded as gone from the source
 	FlagChanges int
 	Orphans     []string // left-overs of interrupted runs that were removed
-	Failed      []string // folders that failed
+	Failed      []string // folders the snapshot records as failed (or not reached)
 	Deleted     int      // messages deleted from the source (Options.Delete)
 }
 
@@ -252,13 +252,18 @@ func (r *run) failures() string {
 	return strings.Join(out, "; ")
 }
 
-// tally sets the result's message counts from the snapshots the run
-// committed (its checkpoints and its last one): what the archive holds
-// now. Stored and Bytes were counted as the writers holding them
-// committed.
+// tally sets the result's message counts and failed folders from the
+// snapshots the run committed (its checkpoints and its last one): what the
+// archive holds now. Stored and Bytes were counted as the writers holding
+// them committed.
 func (r *run) tally() {
 	res := r.res
-	res.Added, res.Gone, res.FlagChanges = 0, 0, 0
+	res.Added, res.Gone, res.FlagChanges, res.Failed = 0, 0, 0, nil
+	for _, f := range r.snap.Folders {
+		if f.Status == formats.FolderFailed {
+			res.Failed = append(res.Failed, f.Name)
+		}
+	}
 	gone, flagged := map[string]bool{}, map[string]bool{}
 	for _, s := range append(slices.Clone(r.checkpoints), r.snap) {
 		for _, c := range s.Changes {
@@ -435,7 +440,6 @@ func (r *run) fail(folder string, err error) {
 	msg := fmt.Sprintf("folder %q: %v", folder, err)
 	r.mu.Lock()
 	r.snap.Errors = append(r.snap.Errors, msg)
-	r.res.Failed = append(r.res.Failed, folder)
 	r.mu.Unlock()
 	r.opts.Log.Error("folder failed", "folder", folder, "err", err)
 }
@@ -668,7 +672,6 @@ func jobSize(j *folderJob) int64 {
 // run synchronises one folder and records the outcome in the job.
 func (w *worker) run(j *folderJob) {
 	r := w.r
-	r.count(func(res *Result) { res.Selected++ })
 	err := w.syncFolder(j)
 	if err != nil {
 		j.folder.Status = formats.FolderFailed
@@ -1018,6 +1021,7 @@ func (w *worker) syncOnce(folder *formats.Folder, change *formats.Change, prev *
 	folder.Messages, folder.HighestModSeq = status.Messages, status.HighestModSeq
 
 	if fs.prevKnown == nil {
+		r.count(func(res *Result) { res.Selected++ })
 		fs.validity = status.UIDValidity
 		fs.prevKnown = map[string]*formats.MessageState{}
 		if prev != nil {
@@ -1156,12 +1160,10 @@ func (w *worker) syncOnce(folder *formats.Folder, change *formats.Change, prev *
 	if expunged > 0 {
 		r.opts.Log.Info("messages expunged on the server while the folder was fetched", "folder", folder.Name, "messages", expunged)
 	}
-	if missing > 0 {
-		return fmt.Errorf("%d %w", missing, errMissing)
-	}
 	if status.UIDValidity != 0 {
 		// The folder may have been deleted and created again while it was
-		// fetched, on a connection that went on serving the old one.
+		// fetched, on a connection that went on serving the old one (whose
+		// messages may then be missing): then the new one is fetched.
 		again, err := w.src.Examine(r.ctx, folder.Name)
 		if err != nil {
 			return fmt.Errorf("examine again: %w", err)
@@ -1172,6 +1174,9 @@ func (w *worker) syncOnce(folder *formats.Folder, change *formats.Change, prev *
 			}
 			return errRecreated
 		}
+	}
+	if missing > 0 {
+		return fmt.Errorf("%d %w", missing, errMissing)
 	}
 	return nil
 }
