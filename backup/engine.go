@@ -59,7 +59,7 @@ type Options struct {
 
 // DefaultCheckpointBytes is Options.CheckpointBytes when not set: with a
 // fast link, what a killed run has to fetch again stays bounded.
-const DefaultCheckpointBytes = 256 << 20
+const DefaultCheckpointBytes = 1 << 30
 
 // Result summarises a run. Its counts are what the run committed (its
 // checkpoints and its last snapshot), never what it planned or fetched.
