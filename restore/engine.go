@@ -1,9 +1,11 @@
 package restore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sort"
 	"strings"
@@ -257,7 +259,13 @@ type runner struct {
 type worker struct {
 	t      Target
 	reader *formats.MessageReader
+	buf    bytes.Buffer // a checked message, for a target that is not atomic
 }
+
+// checkedInMemory is the largest message read into memory to be checked
+// before it goes to a target that is not atomic; a larger one is read
+// twice (checked, then sent).
+const checkedInMemory = 1 << 20
 
 // inflight is an append waiting for the target's answer.
 type inflight struct {
@@ -439,6 +447,11 @@ func (r *runner) folder(w *worker, fp *FolderPlan) {
 // (recorded) or the target failed (the run stops).
 func (r *runner) append(w *worker, fp *FolderPlan, m *formats.MessageState) Pending {
 	body, err := w.reader.Open(&m.Message)
+	if err == nil {
+		if a, ok := w.t.(AtomicAppender); !ok || !a.AppendsAtomically() {
+			body, err = w.checked(m, body)
+		}
+	}
 	if err != nil {
 		r.unreadable(fp, m, err)
 		return nil
@@ -459,6 +472,25 @@ func (r *runner) append(w *worker, fp *FolderPlan, m *formats.MessageState) Pend
 		return nil
 	}
 	return p
+}
+
+// checked reads all of a message and checks its size and SHA-256 before
+// anything of it goes to the target. It returns a reader of the checked
+// bytes: held in memory, or, for a large message, the message opened
+// again.
+func (w *worker) checked(m *formats.MessageState, body io.Reader) (io.Reader, error) {
+	v := newVerifier(body, m.Size, m.SHA256)
+	if m.Size <= checkedInMemory {
+		w.buf.Reset()
+		if _, err := w.buf.ReadFrom(v); err != nil {
+			return nil, err
+		}
+		return bytes.NewReader(w.buf.Bytes()), nil
+	}
+	if _, err := io.Copy(io.Discard, v); err != nil {
+		return nil, err
+	}
+	return w.reader.Open(&m.Message)
 }
 
 func isAnswer(err error) bool {

@@ -171,3 +171,14 @@ type Preparer interface {
 type FolderNamer interface {
 	StoredAs(folder string) (string, bool)
 }
+
+// AtomicAppender is implemented by targets whose Append stores all of a
+// message or nothing of it, also when reading its body fails (a local
+// target writes a temporary file first). The engine streams archived
+// messages straight to such a target. To any other target it hands a
+// message only once all of its bytes were read and checked: an IMAP
+// server may keep the part of a message it received before the
+// connection dropped (go-imap's imapserver does).
+type AtomicAppender interface {
+	AppendsAtomically() bool
+}

@@ -69,6 +69,9 @@ func runLs(root string, sel restore.Selection, messages, asJSON bool, e *env) er
 	if err != nil {
 		return err
 	}
+	if selected.NothingDeleted {
+		fmt.Fprintf(e.stderr, "nothing was deleted on the server between snapshot %s and snapshot %s\n", sel.DeletedSince, selected.Snapshot.ID)
+	}
 	if len(sel.Folders) == 1 && len(selected.Folders) == 0 && messages {
 		if selected.State.Folders[sel.Folders[0]] == nil {
 			return usagef("no folder %q in the archive (see 'mailvault ls %s')", sel.Folders[0], root)

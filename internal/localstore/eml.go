@@ -37,9 +37,10 @@ type EML struct {
 }
 
 var (
-	_ restore.Target      = (*EML)(nil)
-	_ restore.Preparer    = (*EML)(nil)
-	_ restore.FolderNamer = (*EML)(nil)
+	_ restore.Target         = (*EML)(nil)
+	_ restore.Preparer       = (*EML)(nil)
+	_ restore.FolderNamer    = (*EML)(nil)
+	_ restore.AtomicAppender = (*EML)(nil)
 )
 
 // NewEML returns an .eml target at root, creating root if needed.
@@ -255,3 +256,7 @@ func (e *EML) Close() error {
 	}
 	return err
 }
+
+// AppendsAtomically implements restore.AtomicAppender: a message whose
+// body cannot be read leaves nothing behind.
+func (e *EML) AppendsAtomically() bool { return true }

@@ -58,6 +58,7 @@ var (
 	_ restore.KeywordDropper = (*Maildir)(nil)
 	_ restore.Preparer       = (*Maildir)(nil)
 	_ restore.FolderNamer    = (*Maildir)(nil)
+	_ restore.AtomicAppender = (*Maildir)(nil)
 )
 
 // ErrUTF8Tree is returned by a Maildir target writing modified UTF-7 names
@@ -477,3 +478,7 @@ func (md *Maildir) Close() error {
 	}
 	return err
 }
+
+// AppendsAtomically implements restore.AtomicAppender: a message whose
+// body cannot be read leaves nothing behind.
+func (md *Maildir) AppendsAtomically() bool { return true }

@@ -54,9 +54,10 @@ type Mbox struct {
 }
 
 var (
-	_ restore.Target      = (*Mbox)(nil)
-	_ restore.Preparer    = (*Mbox)(nil)
-	_ restore.FolderNamer = (*Mbox)(nil)
+	_ restore.Target         = (*Mbox)(nil)
+	_ restore.Preparer       = (*Mbox)(nil)
+	_ restore.FolderNamer    = (*Mbox)(nil)
+	_ restore.AtomicAppender = (*Mbox)(nil)
 )
 
 // mboxFile is the file Append writes to: one at a time, locked, at a
@@ -645,3 +646,7 @@ func (r *mboxRecord) finish(idx *restore.Index) {
 		idx.Add(id, r.size-1, altSum)
 	}
 }
+
+// AppendsAtomically implements restore.AtomicAppender: a message whose
+// body cannot be read leaves nothing behind.
+func (mb *Mbox) AppendsAtomically() bool { return true }
