@@ -331,3 +331,70 @@ func TestSelectionMatchingNothing(t *testing.T) {
 		t.Errorf("a selection that matched nothing created the target")
 	}
 }
+
+// TestRestoreLongFolderNames: a folder whose name is too long for a file
+// name is restored under a shortened name, said in the summary and the
+// report; a folder whose path the file system refuses is skipped and
+// reported (exit 3) while every other folder is restored.
+func TestRestoreLongFolderNames(t *testing.T) {
+	srv := imaptest.StartMem(t, imaptest.MemOptions{Users: map[string]string{"alice": "pw"}})
+	c := srv.Dial(t, "alice", "pw")
+	long := strings.Repeat("Ü", 150)                                                  // 300 bytes
+	deep := strings.TrimSuffix(strings.Repeat(strings.Repeat("d", 250)+"/", 18), "/") // a 4.5 KB path
+	for _, f := range []string{"Work", long, deep} {
+		imaptest.Create(t, c, f)
+	}
+	date := time.Date(2024, 2, 3, 4, 5, 6, 0, time.UTC)
+	for i, f := range []string{"INBOX", "Work", long, long, deep} {
+		imaptest.Append(t, c, f, nil, date, []byte(fmt.Sprintf("Message-ID: <%d@x>\r\nSubject: m%d\r\n\r\nhi\r\n", i, i)))
+	}
+	vault := filepath.Join(t.TempDir(), "vault")
+	if code, out, errs := runCLI(t, pwEnv, "backup", "imap://alice@"+srv.Addr, vault, "--insecure-plaintext"); code != 0 {
+		t.Fatalf("backup: %d %s %s", code, out, errs)
+	}
+	for _, kind := range []string{"maildir", "mbox", "eml"} {
+		t.Run(kind, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), kind)
+			report := filepath.Join(t.TempDir(), "r.json")
+			args := []string{"restore", vault, kind + ":" + dir, "--report", report}
+			code, out, errs := runCLI(t, pwEnv, args...)
+			if code != exitPartial || !strings.Contains(out, "restored 4 of 5 messages") || !strings.Contains(out, "1 folders under shortened names") ||
+				!strings.Contains(out, "1 folders refused by the target") || !strings.Contains(errs, "shortened") {
+				t.Fatalf("restore: exit %d\n%s\n%s", code, out, errs)
+			}
+			var rep struct {
+				Folders []struct {
+					Source, Error string
+					StoredAs      string `json:"stored_as"`
+					Stored        int    `json:"appended"`
+					NotRestored   int    `json:"not_restored"`
+				}
+			}
+			data, _ := os.ReadFile(report)
+			if err := json.Unmarshal(data, &rep); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range rep.Folders {
+				switch f.Source {
+				case long:
+					if f.Stored != 2 || !strings.Contains(f.StoredAs, "%~") || len(f.StoredAs) > 255 {
+						t.Errorf("long folder: %d appended, stored as %q", f.Stored, f.StoredAs)
+					}
+				case deep:
+					if f.Error == "" || f.NotRestored != 1 {
+						t.Errorf("deep folder: error %q, %d not restored", f.Error, f.NotRestored)
+					}
+				default:
+					if f.Stored != 1 || f.Error != "" || f.StoredAs != "" {
+						t.Errorf("%s: %+v", f.Source, f)
+					}
+				}
+			}
+			// Again: everything there is found again, nothing doubled.
+			code, out, _ = runCLI(t, pwEnv, args...)
+			if code != exitPartial || !strings.Contains(out, " 0 appended") || !strings.Contains(out, "4 already present") {
+				t.Errorf("second restore: exit %d %s", code, out)
+			}
+		})
+	}
+}
