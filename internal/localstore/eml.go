@@ -43,13 +43,11 @@ var (
 	_ restore.AtomicAppender = (*EML)(nil)
 )
 
-// NewEML returns an .eml target at root, creating root if needed.
+// NewEML returns an .eml target at root, created when the target first
+// writes (never on a dry run).
 func NewEML(root string) (*EML, error) {
 	root, err := filepath.Abs(root)
 	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(root, dirPerm); err != nil {
 		return nil, err
 	}
 	return &EML{root: root, lay: layout{esc: emlEscaper, max: maxName}}, nil
@@ -87,7 +85,7 @@ func storedAs(lay layout, folder string) (string, bool) {
 // Prepare implements restore.Preparer: it takes the target's lock and
 // removes the temporary files killed restores left in the tree.
 func (e *EML) Prepare(ctx context.Context) error {
-	return e.wl.prepare(e.root, func() {
+	return e.wl.prepare(e.root, func() error { return os.MkdirAll(e.root, dirPerm) }, func() {
 		walkDirs(e.root, func(n string) bool { return strings.HasPrefix(n, ".") }, func(dir string) {
 			removeTemps(dir, isTemp)
 		})
@@ -119,7 +117,7 @@ func (e *EML) Folders(ctx context.Context) ([]restore.TargetFolder, error) {
 		}
 		return nil
 	}
-	if err := walk(e.root, ""); err != nil {
+	if err := walk(e.root, ""); err != nil && !(errors.Is(err, fs.ErrNotExist) && !isDir(e.root)) {
 		return nil, err
 	}
 	return out, nil

@@ -501,6 +501,9 @@ func TestMaildirNoOverwrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	if err := md.Prepare(ctx); err != nil { // creates root, as a restore does before it writes
+		t.Fatal(err)
+	}
 	edges := corpus.EdgeCases()
 	m1 := tmsg{folder: "INBOX", flags: []string{`\Seen`}, date: time.Date(2011, 1, 1, 0, 0, 0, 0, time.UTC), body: edges[corpus.EdgeCRLF]}
 	m2 := tmsg{folder: "INBOX", date: time.Date(2012, 1, 1, 0, 0, 0, 0, time.UTC), body: edges[corpus.EdgeUTF8]}

@@ -128,9 +128,14 @@ type writeLock struct {
 	prepared bool
 }
 
-func (w *writeLock) prepare(root string, clean func()) error {
+// prepare creates the tree (create), takes its lock and removes our
+// leftovers (clean), once.
+func (w *writeLock) prepare(root string, create func() error, clean func()) error {
 	if w.prepared {
 		return nil
+	}
+	if err := create(); err != nil {
+		return err
 	}
 	l, err := lockTarget(root)
 	if err != nil {

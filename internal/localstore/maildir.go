@@ -74,8 +74,8 @@ type maildirFolder struct {
 	names    map[string]bool // unique base names in cur/ and new/
 }
 
-// NewMaildir returns a Maildir target at root, creating root (the INBOX)
-// if needed. Folder names are written in modified UTF-7, as a Dovecot
+// NewMaildir returns a Maildir target at root. Root (the INBOX) is
+// created when the target first writes (never on a dry run). Folder names are written in modified UTF-7, as a Dovecot
 // without the UTF-8 option of mail_location expects them.
 func NewMaildir(root string) (*Maildir, error) { return newMaildir(root, false) }
 
@@ -86,15 +86,6 @@ func NewMaildirUTF8(root string) (*Maildir, error) { return newMaildir(root, tru
 func newMaildir(root string, utf8 bool) (*Maildir, error) {
 	root, err := filepath.Abs(root)
 	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(root), dirPerm); err != nil {
-		return nil, err
-	}
-	if _, err := mkdir(root); err != nil {
-		return nil, err
-	}
-	if err := makeMaildir(root); err != nil {
 		return nil, err
 	}
 	host, _ := os.Hostname()
@@ -219,7 +210,7 @@ func (md *Maildir) Folders(ctx context.Context) ([]restore.TargetFolder, error) 
 		}
 		return nil
 	}
-	if err := walk(md.root, "", true); err != nil {
+	if err := walk(md.root, "", true); err != nil && !(errors.Is(err, fs.ErrNotExist) && !isDir(md.root)) {
 		return nil, err
 	}
 	return out, nil
@@ -239,7 +230,15 @@ func isASCII(s string) bool {
 // removes the temporary files killed restores left in the tmp/ of every
 // Maildir of the tree.
 func (md *Maildir) Prepare(ctx context.Context) error {
-	return md.wl.prepare(md.root, func() {
+	return md.wl.prepare(md.root, func() error {
+		if err := os.MkdirAll(filepath.Dir(md.root), dirPerm); err != nil {
+			return err
+		}
+		if _, err := mkdir(md.root); err != nil {
+			return err
+		}
+		return makeMaildir(md.root)
+	}, func() {
 		skip := func(n string) bool { return strings.HasPrefix(n, ".") || n == "cur" || n == "new" || n == "tmp" }
 		walkDirs(md.root, skip, func(dir string) {
 			if isDir(filepath.Join(dir, "tmp")) {

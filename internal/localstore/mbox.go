@@ -69,13 +69,11 @@ type mboxFile struct {
 	pad    string // written before the next record (a foreign file's end)
 }
 
-// NewMbox returns an mbox target at root, creating root if needed.
+// NewMbox returns an mbox target at root, created when the target first
+// writes (never on a dry run).
 func NewMbox(root string) (*Mbox, error) {
 	root, err := filepath.Abs(root)
 	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(root, dirPerm); err != nil {
 		return nil, err
 	}
 	return &Mbox{root: root, lay: layout{esc: mboxEscaper, max: maxName - len(mboxExt)}, q: formats.NewQuoteWriter(nil)}, nil
@@ -104,7 +102,7 @@ func (mb *Mbox) StoredAs(folder string) (string, bool) { return storedAs(mb.lay,
 // mbox target has no temporary files: a record cut short by a kill is cut
 // off when its file is next opened.)
 func (mb *Mbox) Prepare(ctx context.Context) error {
-	return mb.wl.prepare(mb.root, func() {})
+	return mb.wl.prepare(mb.root, func() error { return os.MkdirAll(mb.root, dirPerm) }, func() {})
 }
 
 // Folders implements restore.Target: every *.mbox file below root.
@@ -133,7 +131,7 @@ func (mb *Mbox) Folders(ctx context.Context) ([]restore.TargetFolder, error) {
 		}
 		return nil
 	}
-	if err := walk(mb.root, ""); err != nil {
+	if err := walk(mb.root, ""); err != nil && !(errors.Is(err, fs.ErrNotExist) && !isDir(mb.root)) {
 		return nil, err
 	}
 	return out, nil

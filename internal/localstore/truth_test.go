@@ -418,3 +418,28 @@ func TestUTF8TreeRefused(t *testing.T) {
 		t.Errorf("UTF-8 layout again: appended %d, want 0", n)
 	}
 }
+
+// TestDryRunWritesNothing: a target that is only read (a dry run: list,
+// index) creates nothing, not even its root.
+func TestDryRunWritesNothing(t *testing.T) {
+	for _, kind := range []string{"maildir", "mbox", "eml"} {
+		root := filepath.Join(t.TempDir(), "new", kind)
+		tg, err := openKind(kind, root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		if _, err := tg.Folders(ctx); err != nil {
+			t.Errorf("%s: Folders of a target not yet created: %v", kind, err)
+		}
+		if _, err := tg.Index(ctx, "INBOX"); err != nil {
+			t.Errorf("%s: Index: %v", kind, err)
+		}
+		if err := tg.Close(); err != nil {
+			t.Errorf("%s: Close: %v", kind, err)
+		}
+		if _, err := os.Stat(filepath.Dir(root)); err == nil {
+			t.Errorf("%s: a target only read created %s", kind, filepath.Dir(root))
+		}
+	}
+}
