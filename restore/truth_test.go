@@ -142,9 +142,13 @@ func TestRestoreSkipsUnreadable(t *testing.T) {
 		t.Fatal(err)
 	}
 	tg := newMemTarget()
-	rep, err := restoreAll(t, b, Selection{}, tg, Options{Window: 4})
+	var last Progress
+	rep, err := restoreAll(t, b, Selection{}, tg, Options{Window: 4, Progress: func(p Progress) { last = p }})
 	if !errors.Is(err, ErrPartial) {
 		t.Fatalf("restore of a damaged archive: %v, want ErrPartial", err)
+	}
+	if last.Done != last.Total || last.Total != rep.Messages || last.Stored != rep.Stored || last.Failed != rep.Unreadable || last.DoneBytes != rep.Bytes {
+		t.Errorf("last progress %+v; report: %d selected (%d bytes), %d appended, %d unreadable", last, rep.Messages, rep.Bytes, rep.Stored, rep.Unreadable)
 	}
 	got, _ := targetSums(tg)
 	archived := map[string]map[string]bool{}
@@ -303,16 +307,18 @@ func TestRestoreOverQuotaCountsWhatTheTargetTook(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rep, err := Run(context.Background(), b.a, selected, &lockedTarget{mu: &mu, m: tg}, Options{Window: 8, Connections: conns, Open: open, Sleep: func(time.Duration) {}})
+		var last Progress
+		var pmu sync.Mutex
+		progress := func(p Progress) { pmu.Lock(); last = p; pmu.Unlock() }
+		rep, err := Run(context.Background(), b.a, selected, &lockedTarget{mu: &mu, m: tg}, Options{Window: 8, Connections: conns, Open: open, Sleep: func(time.Duration) {}, Progress: progress})
 		if !errors.Is(err, ErrOverQuota) {
 			t.Fatalf("%d connections: %v, want over quota", conns, err)
 		}
 		if want := fmt.Sprintf("after %d messages were restored", tg.total()); !strings.Contains(err.Error(), want) {
 			t.Errorf("%d connections: %q, want %q (what the target holds)", conns, err, want)
 		}
-		t.Logf("%d connections: %v; stored %d, target %d bytes %d", conns, err, rep.Stored, tg.total(), tg.bytes())
-		if rep.Stored != tg.total() {
-			t.Errorf("%d connections: report says %d appended, target holds %d", conns, rep.Stored, tg.total())
+		if rep.Stored != tg.total() || last.Stored != tg.total() || rep.Status != StatusStopped || rep.NotRestored != rep.Messages-tg.total() {
+			t.Errorf("%d connections: report says %d appended (%s, %d not restored), progress %d, target holds %d of %d", conns, rep.Stored, rep.Status, rep.NotRestored, last.Stored, tg.total(), rep.Messages)
 		}
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
+
 	"github.com/mailvault/mailvault/internal/archivetest"
 	"github.com/mailvault/mailvault/internal/imaptest"
 )
@@ -396,5 +398,39 @@ func TestRestoreLongFolderNames(t *testing.T) {
 				t.Errorf("second restore: exit %d %s", code, out)
 			}
 		})
+	}
+}
+
+// TestRestoreDroppedKeywords: keywords a target cannot keep are counted in
+// the summary line and the report, for the messages stored.
+func TestRestoreDroppedKeywords(t *testing.T) {
+	srv := imaptest.StartMem(t, imaptest.MemOptions{Users: map[string]string{"alice": "pw"}})
+	c := srv.Dial(t, "alice", "pw")
+	imaptest.Create(t, c, "Tags")
+	for i := range 30 {
+		imaptest.Append(t, c, "Tags", []imap.Flag{imap.Flag(fmt.Sprintf("$k%02d", i))}, time.Now(),
+			[]byte(fmt.Sprintf("Message-ID: <%d@x>\r\nSubject: m%d\r\n\r\nhi\r\n", i, i)))
+	}
+	vault := filepath.Join(t.TempDir(), "vault")
+	if code, out, errs := runCLI(t, pwEnv, "backup", "imap://alice@"+srv.Addr, vault, "--insecure-plaintext"); code != 0 {
+		t.Fatalf("backup: %d %s %s", code, out, errs)
+	}
+	dir := filepath.Join(t.TempDir(), "md")
+	report := filepath.Join(t.TempDir(), "r.json")
+	code, out, errs := runCLI(t, pwEnv, "restore", vault, "maildir:"+dir, "--report", report)
+	// A Maildir folder has 26 keyword letters: 4 of the 30 are dropped.
+	if code != 0 || !strings.Contains(out, "30 appended") || !strings.Contains(out, ", 4 keywords dropped") {
+		t.Errorf("restore: exit %d %q %q; want 4 keywords dropped in the summary", code, out, errs)
+	}
+	var rep struct {
+		Dropped int `json:"dropped_keywords"`
+	}
+	data, _ := os.ReadFile(report)
+	if err := json.Unmarshal(data, &rep); err != nil || rep.Dropped != 4 {
+		t.Errorf("report %s: dropped_keywords %d, want 4", data, rep.Dropped)
+	}
+	// Nothing appended again: nothing dropped again.
+	if code, out, _ := runCLI(t, pwEnv, "restore", vault, "maildir:"+dir); code != 0 || !strings.Contains(out, ", 0 keywords dropped") {
+		t.Errorf("second restore: exit %d %q", code, out)
 	}
 }
