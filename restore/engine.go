@@ -172,6 +172,9 @@ func Run(ctx context.Context, a *formats.Archive, sel *Selected, t Target, opts 
 		if namer != nil {
 			if as, changed := namer.StoredAs(target); changed {
 				fp.StoredAs = as
+				if exists[as] { // listed under the name it is kept as
+					fp.Create, exists[target] = false, true
+				}
 				rep.RenamedFolders++
 				opts.Log.Warn("folder name too long for the target: kept under a shortened name", "folder", target, "stored_as", as)
 			}

@@ -392,6 +392,10 @@ func TestRestoreLongFolderNames(t *testing.T) {
 					}
 				}
 			}
+			// The plan of a second run knows the shortened folder exists.
+			if _, plan, _ := runCLI(t, pwEnv, append(args, "--dry-run")...); strings.Count(plan, "(new)") != 1 {
+				t.Errorf("dry run after the restore: want only the refused folder as new:\n%s", plan)
+			}
 			// Again: everything there is found again, nothing doubled.
 			code, out, _ = runCLI(t, pwEnv, args...)
 			if code != exitPartial || !strings.Contains(out, " 0 appended") || !strings.Contains(out, "4 already present") {
