@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/mailvault/mailvault/internal/archivetest"
 	"github.com/mailvault/mailvault/internal/imaptest"
+	"github.com/mailvault/mailvault/internal/localstore"
 )
 
 // restoreReport is the part of --report the tests read.
@@ -436,5 +438,49 @@ func TestRestoreDroppedKeywords(t *testing.T) {
 	// Nothing appended again: nothing dropped again.
 	if code, out, _ := runCLI(t, pwEnv, "restore", vault, "maildir:"+dir); code != 0 || !strings.Contains(out, ", 0 keywords dropped") {
 		t.Errorf("second restore: exit %d %q", code, out)
+	}
+}
+
+// TestRestoreLocalTargetExitCodes: a Maildir tree with UTF-8 names is
+// not written with modified UTF-7 names unless asked (exit 2, naming the
+// way out), and a local target another restore is writing is refused
+// (exit 5).
+func TestRestoreLocalTargetExitCodes(t *testing.T) {
+	srv := imaptest.StartMem(t, imaptest.MemOptions{Users: map[string]string{"alice": "pw"}})
+	c := srv.Dial(t, "alice", "pw")
+	imaptest.Create(t, c, "Entwürfe")
+	imaptest.Append(t, c, "Entwürfe", nil, time.Now(), []byte("Message-ID: <1@x>\r\nSubject: draft\r\n\r\nhi\r\n"))
+	vault := filepath.Join(t.TempDir(), "vault")
+	if code, out, errs := runCLI(t, pwEnv, "backup", "imap://alice@"+srv.Addr, vault, "--insecure-plaintext"); code != 0 {
+		t.Fatalf("backup: %d %s %s", code, out, errs)
+	}
+	dir := filepath.Join(t.TempDir(), "md")
+	if code, out, errs := runCLI(t, pwEnv, "restore", vault, "maildir:"+dir+"?utf8"); code != 0 {
+		t.Fatalf("restore ?utf8: %d %s %s", code, out, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "Entwürfe", "cur")); err != nil {
+		t.Errorf("?utf8: %v", err)
+	}
+	if code, _, errs := runCLI(t, pwEnv, "restore", vault, "maildir:"+dir); code != exitUsage || !strings.Contains(errs, "?utf8") {
+		t.Errorf("default layout into a UTF-8 tree: exit %d %q, want %d naming ?utf8", code, errs, exitUsage)
+	}
+	if code, _, errs := runCLI(t, pwEnv, "restore", vault, "eml:"+dir+"?utf8"); code != exitUsage {
+		t.Errorf("eml:DIR?utf8: exit %d %q, want %d", code, errs, exitUsage)
+	}
+	root := filepath.Join(t.TempDir(), "mbox")
+	busy, err := localstore.NewMbox(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := busy.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	if code, _, errs := runCLI(t, pwEnv, "restore", vault, "mbox:"+filepath.Join(t.TempDir(), "other")); code != 0 {
+		t.Errorf("restore to another tree: exit %d %q", code, errs)
+	}
+	code, _, errs := runCLI(t, pwEnv, "restore", vault, "mbox:"+root)
+	if code != exitLocked || !strings.Contains(errs, "another mailvault restore") {
+		t.Errorf("restore into a tree another restore writes: exit %d %q, want %d", code, errs, exitLocked)
 	}
 }
