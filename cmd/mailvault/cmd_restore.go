@@ -246,12 +246,17 @@ func runRestore(ctx context.Context, o restoreOptions, e *env) (err error) {
 	if cerr := t.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close target: %w", cerr)
 	}
-	if rep != nil {
-		if o.dryRun {
-			printPlan(e.stdout, rep)
-		} else if !o.quiet {
-			fmt.Fprintln(e.stdout, summary(rep))
-		}
+	if rep == nil {
+		// The target failed before anything was done: the report says
+		// what was selected, and that nothing was restored.
+		n, b := sel.Count()
+		rep = &restore.Report{Snapshot: sel.Snapshot.ID, DryRun: o.dryRun, Messages: n, Bytes: b, NotRestored: n}
+		return err
+	}
+	if o.dryRun {
+		printPlan(e.stdout, rep)
+	} else if !o.quiet {
+		fmt.Fprintln(e.stdout, summary(rep))
 	}
 	return err
 }

@@ -461,8 +461,22 @@ func TestRestoreLocalTargetExitCodes(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "Entwürfe", "cur")); err != nil {
 		t.Errorf("?utf8: %v", err)
 	}
-	if code, _, errs := runCLI(t, pwEnv, "restore", vault, "maildir:"+dir); code != exitUsage || !strings.Contains(errs, "?utf8") {
+	report := filepath.Join(t.TempDir(), "r.json")
+	if err := os.WriteFile(report, []byte(`{"status":"complete","appended":1}`), 0o600); err != nil { // yesterday's
+		t.Fatal(err)
+	}
+	if code, _, errs := runCLI(t, pwEnv, "restore", vault, "maildir:"+dir, "--report", report); code != exitUsage || !strings.Contains(errs, "?utf8") {
 		t.Errorf("default layout into a UTF-8 tree: exit %d %q, want %d naming ?utf8", code, errs, exitUsage)
+	}
+	// The report is this run's, failed as it is.
+	var rep struct {
+		Status, Error, Snapshot string
+		Stored                  int `json:"appended"`
+		NotRestored             int `json:"not_restored"`
+	}
+	data, _ := os.ReadFile(report)
+	if err := json.Unmarshal(data, &rep); err != nil || rep.Status != "stopped" || !strings.Contains(rep.Error, "?utf8") || rep.Snapshot == "" || rep.Stored != 0 || rep.NotRestored != 1 {
+		t.Errorf("report of a failed restore: %s", data)
 	}
 	if code, _, errs := runCLI(t, pwEnv, "restore", vault, "eml:"+dir+"?utf8"); code != exitUsage {
 		t.Errorf("eml:DIR?utf8: exit %d %q, want %d", code, errs, exitUsage)
