@@ -71,6 +71,8 @@ type FolderPlan struct {
 	Error       string       `json:"error,omitempty"`        // why the folder could not be restored
 	msgs        []*formats.MessageState
 	failed      bool
+	done        int   // messages handled, for the progress line
+	doneBytes   int64 // their bytes
 }
 
 // Rejection is a message the target refused.
@@ -394,6 +396,7 @@ func toMessage(m *formats.MessageState) *Message {
 
 // folder restores one folder over w's connection.
 func (r *runner) folder(w *worker, fp *FolderPlan) {
+	defer r.giveUp(fp)
 	if r.folderFailed(fp) {
 		return
 	}
@@ -572,7 +575,7 @@ func (r *runner) settle(w *worker, f inflight) {
 	r.rep.Stored++
 	r.rep.StoredBytes += f.m.Size
 	r.mu.Unlock()
-	r.advance(f.m, &r.prog.Stored)
+	r.advance(f.fp, f.m, &r.prog.Stored)
 	if r.opts.Hook != nil {
 		r.opts.Hook("message-restored")
 	}
@@ -584,7 +587,7 @@ func (r *runner) present(fp *FolderPlan, m *formats.MessageState) {
 	r.rep.Present++
 	r.rep.PresentBytes += m.Size
 	r.mu.Unlock()
-	r.advance(m, &r.prog.Present)
+	r.advance(fp, m, &r.prog.Present)
 }
 
 func (r *runner) reject(f inflight, err error) {
@@ -596,7 +599,7 @@ func (r *runner) reject(f inflight, err error) {
 	if warn {
 		r.opts.Log.Warn("message rejected by the target", "folder", f.fp.Target, "key", f.m.Key, "err", err)
 	}
-	r.advance(f.m, &r.prog.Rejected)
+	r.advance(f.fp, f.m, &r.prog.Rejected)
 }
 
 // location names where an archived message is kept.
@@ -617,7 +620,7 @@ func (r *runner) unreadable(fp *FolderPlan, m *formats.MessageState, err error) 
 	if warn {
 		r.opts.Log.Warn("archived message unreadable; skipped", "folder", fp.Source, "key", u.Key, "location", u.Location, "err", err)
 	}
-	r.advance(m, &r.prog.Failed)
+	r.advance(fp, m, &r.prog.Failed)
 }
 
 // warnOnce reports whether one more per-message warning may be logged
@@ -650,9 +653,29 @@ func (r *runner) failFolder(fp *FolderPlan, err error) {
 	r.opts.Log.Warn("folder not restored: the target refused it", "folder", fp.Target, "err", err)
 }
 
-func (r *runner) advance(m *formats.MessageState, counter *int) {
+// giveUp counts the messages of a folder the target refused that were
+// not handled as failed for the progress line, so that it ends at the
+// total.
+func (r *runner) giveUp(fp *FolderPlan) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if !fp.failed || fp.done == fp.Messages {
+		return
+	}
+	r.prog.Failed += fp.Messages - fp.done
+	r.prog.Done += fp.Messages - fp.done
+	r.prog.DoneBytes += fp.Bytes - fp.doneBytes
+	fp.done, fp.doneBytes = fp.Messages, fp.Bytes
+	if r.opts.Progress != nil {
+		r.opts.Progress(r.prog)
+	}
+}
+
+func (r *runner) advance(fp *FolderPlan, m *formats.MessageState, counter *int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fp.done++
+	fp.doneBytes += m.Size
 	*counter++
 	r.prog.Done++
 	r.prog.DoneBytes += m.Size

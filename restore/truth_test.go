@@ -276,8 +276,8 @@ func TestRestoreFolderRefused(t *testing.T) {
 			t.Errorf("%s: error %q, not restored %d", fp.Source, fp.Error, fp.NotRestored)
 		}
 	}
-	if last.Stored != 6 || last.Done != 6 {
-		t.Errorf("last progress %+v, want 6 stored and done", last)
+	if last.Stored != 6 || last.Failed != 3 || last.Done != 9 || last.Done != last.Total || last.DoneBytes != last.Bytes {
+		t.Errorf("last progress %+v, want 6 stored, 3 failed, all done", last)
 	}
 }
 
