@@ -150,7 +150,7 @@ func TestDovecotRestoreMapping(t *testing.T) {
 // holds (appends in flight on every connection when the server said over
 // quota are waited for and counted).
 func TestDovecotRestoreQuota(t *testing.T) {
-	msgs := corpus.Generate(corpus.Options{Seed: 19, Messages: 300})
+	msgs := corpus.Generate(corpus.Options{Seed: 19, Messages: 150})
 	srv, _ := dovecot(t, msgs)
 	vault := filepath.Join(t.TempDir(), "vault")
 	mustRun(t, append([]string{"backup"}, append(source(srv), vault)...)...)
