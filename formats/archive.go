@@ -97,9 +97,12 @@ func CreateFor(root string, opts StorageOptions, src *SourceIdentity) (*Archive,
 	if err != nil {
 		return nil, fmt.Errorf("create archive: %w", err)
 	}
-	if len(entries) > 0 {
+	if len(entries) > 0 && !unfinishedCreate(root, entries) {
 		return nil, fmt.Errorf("%w: %s is not empty and has no %s", ErrNotArchive, root, ConfigFile)
 	}
+	// A creation killed before its mailvault.json left at most the empty
+	// directories and the temporary file, which this one takes over.
+	os.Remove(filepath.Join(root, ConfigFile+".tmp"))
 	cfg := Config{Format: "mailvault", Version: FormatVersion, Storage: opts.Storage, Compression: opts.Compression, ID: randomHex(8), Created: time.Now().UTC().Truncate(time.Second), Source: src}
 	data, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -114,6 +117,27 @@ func CreateFor(root string, opts StorageOptions, src *SourceIdentity) (*Archive,
 		return nil, unwritable("create archive", root, err)
 	}
 	return &Archive{Root: root, Config: cfg}, nil
+}
+
+// unfinishedCreate reports whether entries, the contents of root, are
+// only what CreateFor makes before it writes mailvault.json: the empty
+// directories snapshots/ and folders/ and mailvault.json.tmp. That is an
+// archive whose creation was interrupted (a kill, a full disk), not
+// someone else's data.
+func unfinishedCreate(root string, entries []fs.DirEntry) bool {
+	for _, e := range entries {
+		switch name := e.Name(); {
+		case name == ConfigFile+".tmp" && e.Type().IsRegular():
+		case (name == SnapshotsDir || name == FoldersDir) && e.IsDir():
+			sub, err := os.ReadDir(filepath.Join(root, name))
+			if err != nil || len(sub) > 0 {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Open opens an existing archive.
@@ -215,7 +239,7 @@ func CheckCreatable(root string) error {
 		if err != nil {
 			return fmt.Errorf("open archive: %w", err)
 		}
-		if len(entries) > 0 {
+		if len(entries) > 0 && !unfinishedCreate(root, entries) {
 			return fmt.Errorf("%w: %s is not empty and has no %s", ErrNotArchive, root, ConfigFile)
 		}
 		return probeWritable(root, root)
