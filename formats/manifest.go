@@ -350,7 +350,7 @@ func (s *Snapshot) validate() error {
 			return fmt.Errorf("folder %q: bad event %q", c.Folder, c.Event)
 		}
 		for _, m := range c.Added {
-			if m.Key == "" || !validSHA(m.SHA256) || m.Size < 0 || m.Off < 0 || !ValidLocation(m.Seg) || ValidMaildirPath(m.Seg) && m.Off != 0 {
+			if m.Key == "" || !validSHA(m.SHA256) || m.Size < 0 || !m.Location().Valid() {
 				return fmt.Errorf("folder %q: bad message entry %q", c.Folder, m.Key)
 			}
 		}
