@@ -110,8 +110,8 @@ func TestArchiveRoundTrip(t *testing.T) {
 			t.Fatalf("Verify = %+v", rep)
 		}
 		if opts.Storage == StorageMbox {
-			if got, want := a2.StoredBytes(snaps[0])+a2.StoredBytes(snaps[1]), segmentBytes(t, root); got != want {
-				t.Errorf("StoredBytes = %d, segments on disk hold %d", got, want)
+			if b := a2.StoredBytes(snaps); b[0]+b[1] != segmentBytes(t, root) {
+				t.Errorf("StoredBytes = %v, segments on disk hold %d", b, segmentBytes(t, root))
 			}
 			checkSegmentsExternally(t, root, snaps, st, len(bodies)+1)
 		} else {
@@ -581,20 +581,28 @@ func TestStoredBytes(t *testing.T) {
 		if want == 0 {
 			t.Fatal("nothing measured on disk")
 		}
-		if got := a.StoredBytes(s1); got != want {
-			t.Errorf("StoredBytes(first) = %d, want %d (on disk)", got, want)
+		if got := a.StoredBytes([]*Snapshot{s1}); got[0] != want {
+			t.Errorf("StoredBytes(first) = %d, want %d (on disk)", got[0], want)
 		}
-		s2 := flagSnapshot(t, a, s1, s1.Changes[0].Added)
-		if got := a.StoredBytes(s2); got != 0 {
-			t.Errorf("StoredBytes of a flag change = %d, want 0", got)
-		}
-		// One snapshot naming one stored copy twice (a duplicate) counts
-		// it once.
+		// A message recorded with the location of a stored copy, as a
+		// backup records a duplicate or the reused bytes of a gone
+		// message, adds nothing; nor does a flag change.
 		dup := s1.Changes[0].Added[1]
+		dup.Key = "2:1"
+		s2 := &Snapshot{ID: NewSnapshotID(), Seq: 2, Parent: s1.ID, Source: "imap://test", Protocol: "imap", Status: StatusComplete,
+			Folders: s1.Folders, Changes: []Change{{Folder: "INBOX", Added: []Message{dup}}}}
+		if err := a.Commit(s2); err != nil {
+			t.Fatal(err)
+		}
+		s3 := flagSnapshot(t, a, s2, s1.Changes[0].Added)
+		if got := a.StoredBytes([]*Snapshot{s1, s2, s3}); got[0] != want || got[1] != 0 || got[2] != 0 {
+			t.Errorf("StoredBytes(stored, duplicate, flag change) = %v, want [%d 0 0]", got, want)
+		}
+		// One snapshot naming one stored copy twice counts it once.
 		dup.Key = "1:99"
 		s1.Changes[0].Added = append(s1.Changes[0].Added, dup)
-		if got := a.StoredBytes(s1); got != want {
-			t.Errorf("StoredBytes with a shared copy = %d, want %d", got, want)
+		if got := a.StoredBytes([]*Snapshot{s1}); got[0] != want {
+			t.Errorf("StoredBytes with a shared copy = %d, want %d", got[0], want)
 		}
 	})
 }

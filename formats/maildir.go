@@ -49,19 +49,23 @@ func (s *maildirStorage) newWriter(dir string, seq int, id string, part int) (Re
 // files of gone messages (a new UIDVALIDITY) are reused.
 func (s *maildirStorage) reuseStored(holderPresent bool) bool { return !holderPresent }
 
-// storedBytes is the message bytes of the files snap names, each once.
-func (s *maildirStorage) storedBytes(snap *Snapshot) int64 {
-	var n int64
+// storedBytes is the message bytes of the files each snapshot names
+// first: a file named again (a duplicate, or the reused file of a gone
+// message) was stored by the snapshot that named it first.
+func (s *maildirStorage) storedBytes(snaps []*Snapshot) []int64 {
+	out := make([]int64, len(snaps))
 	seen := map[string]bool{}
-	for _, c := range snap.Changes {
-		for _, m := range c.Added {
-			if m.Location().isFile() && !seen[m.Seg] {
-				seen[m.Seg] = true
-				n += m.Size
+	for i, snap := range snaps {
+		for _, c := range snap.Changes {
+			for _, m := range c.Added {
+				if m.Location().isFile() && !seen[m.Seg] {
+					seen[m.Seg] = true
+					out[i] += m.Size
+				}
 			}
 		}
 	}
-	return n
+	return out
 }
 
 // maildirWriter stores a folder's messages as files of a Maildir

@@ -62,13 +62,16 @@ func (s segmentRecords) Commit() (*Segment, error) {
 // its folder that has them.
 func (s *segmentStorage) reuseStored(bool) bool { return true }
 
-// storedBytes is the compressed size of the segments s commits.
-func (s *segmentStorage) storedBytes(snap *Snapshot) int64 {
-	var n int64
-	for _, g := range snap.Segments {
-		n += g.Size
+// storedBytes is the compressed size of the segments each snapshot
+// commits (a segment is committed once).
+func (s *segmentStorage) storedBytes(snaps []*Snapshot) []int64 {
+	out := make([]int64, len(snaps))
+	for i, snap := range snaps {
+		for _, g := range snap.Segments {
+			out[i] += g.Size
+		}
 	}
-	return n
+	return out
 }
 
 // syncFlags: segments keep no flags; manifests hold them.

@@ -161,8 +161,9 @@ type storage interface {
 	// left a mark saying a manifest might not name its files yet; the
 	// marks found are returned apart, to be removed after the orphans.
 	orphans(idx index, marked bool) (out, marks []string, err error)
-	// storedBytes is how many bytes snapshot s added to the storage.
-	storedBytes(s *Snapshot) int64
+	// storedBytes returns how many bytes each of snaps (an archive's
+	// snapshots in order, from the first) added to the storage.
+	storedBytes(snaps []*Snapshot) []int64
 	// reuseStored answers Archive.ReuseStored.
 	reuseStored(holderPresent bool) bool
 	// syncFlags shows the current flags of stored messages where the
@@ -266,11 +267,14 @@ func (a *Archive) ReuseStored(holderPresent bool) bool {
 	return a.store.reuseStored(holderPresent)
 }
 
-// StoredBytes is how many bytes snapshot s added to the archive's
+// StoredBytes returns how many bytes each of snaps added to the archive's
 // storage: the size of its segments in an mbox archive; in a Maildir
-// archive the message bytes of the files it names, each file once.
-func (a *Archive) StoredBytes(s *Snapshot) int64 {
-	return a.store.storedBytes(s)
+// archive the message bytes of the files it stored. snaps must be the
+// archive's snapshots in order from the first (as Snapshots returns them):
+// a snapshot that names stored bytes again (a message recorded with the
+// location of a copy stored before) adds nothing for them.
+func (a *Archive) StoredBytes(snaps []*Snapshot) []int64 {
+	return a.store.storedBytes(snaps)
 }
 
 // AfterCommit does what follows the commit of snaps (one run's snapshots
