@@ -108,8 +108,10 @@ type Message struct {
 	To           string    `json:"to,omitempty"`
 	Subject      string    `json:"subject,omitempty"`
 	Date         string    `json:"date,omitempty"`
-	Seg          string    `json:"seg"`
-	Off          int64     `json:"off"`
+	// Seg and Off are where the bytes are stored, which only the
+	// archive's storage interprets: use Location.
+	Seg string `json:"seg"`
+	Off int64  `json:"off"`
 }
 
 // FlagChange is a message's new flag set.
