@@ -204,8 +204,8 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 	if err := r.applySnapshot(); err != nil {
 		opts.Log.Warn("could not update the state cache", "err", err)
 	} else if err := a.AfterCommit(r.st, append(r.checkpoints, r.snap)); err != nil {
-		// Flags in Maildir file names, the state cache: failing here
-		// damages nothing (the next run reads the manifests).
+		// Flags in file names, the state cache: failing here damages
+		// nothing (the next run reads the manifests).
 		opts.Log.Warn("could not finish after the commit", "err", err)
 	}
 	if opts.Delete && r.fatal == nil && !interrupted {
