@@ -497,8 +497,10 @@ func (a *Archive) Snapshots() ([]*Snapshot, error) {
 	return out, nil
 }
 
-// RemoveOrphans deletes what interrupted runs left behind: temporary files
-// and segments no committed manifest names. The caller must hold the lock.
+// RemoveOrphans deletes what interrupted runs left behind: temporary files,
+// and stored files (segments, message files) no committed manifest names.
+// In a Maildir archive it reads cur/ and new/ only of the folders a run
+// marked as filled. The caller must hold the lock.
 // It returns the paths removed, relative to the root.
 func (a *Archive) RemoveOrphans(st *State) ([]string, error) {
 	orphans, marks, err := a.orphans(st, true)
