@@ -64,7 +64,15 @@ type Archive struct {
 	Hook  func(point string)
 	lock  *os.File
 	bufs  bufferPool
-	files maildirFiles
+	store storage // how message bytes are kept, from Config
+}
+
+// newArchive returns the open archive in root with the given config,
+// with the storage the config names.
+func newArchive(root string, cfg Config) *Archive {
+	a := &Archive{Root: root, Config: cfg}
+	a.store = newStorage(a, cfg)
+	return a
 }
 
 func (a *Archive) hook(point string) {
@@ -116,7 +124,7 @@ func CreateFor(root string, opts StorageOptions, src *SourceIdentity) (*Archive,
 	if err := writeFileAtomic(filepath.Join(root, ConfigFile), append(data, '\n'), nil); err != nil {
 		return nil, unwritable("create archive", root, err)
 	}
-	return &Archive{Root: root, Config: cfg}, nil
+	return newArchive(root, cfg), nil
 }
 
 // unfinishedCreate reports whether entries, the contents of root, are
@@ -162,7 +170,7 @@ func Open(root string) (*Archive, error) {
 	if (StorageOptions{Storage: cfg.Storage, Compression: cfg.Compression}).Check() != nil || cfg.Storage == "" || cfg.Compression == "" {
 		return nil, fmt.Errorf("%w: storage %q with compression %q is not supported by this mailvault", ErrNewerVersion, cfg.Storage, cfg.Compression)
 	}
-	return &Archive{Root: root, Config: cfg}, nil
+	return newArchive(root, cfg), nil
 }
 
 // OpenOrCreate opens the archive in root, creating it when root does not
@@ -513,8 +521,10 @@ func (a *Archive) Snapshots() ([]*Snapshot, error) {
 	return out, nil
 }
 
-// RemoveOrphans deletes what interrupted runs left behind: temporary files
-// and segments no committed manifest names. The caller must hold the lock.
+// RemoveOrphans deletes what interrupted runs left behind: temporary files,
+// and stored files (segments, message files) no committed manifest names.
+// In a Maildir archive it reads cur/ and new/ only of the folders a run
+// marked as filled. The caller must hold the lock.
 // It returns the paths removed, relative to the root.
 func (a *Archive) RemoveOrphans(st *State) ([]string, error) {
 	orphans, marks, err := a.orphans(st, true)
@@ -538,8 +548,8 @@ func (a *Archive) Orphans(st *State) ([]string, error) {
 	return out, err
 }
 
-// orphans is Orphans. With marked, a Maildir archive's cur/ and new/ are
-// read only in folders carrying publishMark (a run moved files there
+// orphans is Orphans. With marked, the storage may look only where its
+// writers left marks (a Maildir archive's folders whose cur/ a run filled
 // since the last check); the marks found are returned apart.
 func (a *Archive) orphans(st *State, marked bool) (out, marks []string, err error) {
 	snaps, err := os.ReadDir(filepath.Join(a.Root, SnapshotsDir))
@@ -551,28 +561,9 @@ func (a *Archive) orphans(st *State, marked bool) (out, marks []string, err erro
 			out = append(out, SnapshotsDir+"/"+e.Name())
 		}
 	}
-	dirs, err := os.ReadDir(filepath.Join(a.Root, FoldersDir))
+	o, marks, err := a.store.orphans(st, marked)
 	if err != nil {
 		return nil, nil, err
 	}
-	if a.Config.Storage == StorageMaildir {
-		o, m, err := a.maildirArchiveOrphans(st, dirs, marked)
-		return append(out, o...), m, err
-	}
-	for _, d := range dirs {
-		if !d.IsDir() {
-			continue
-		}
-		files, err := os.ReadDir(filepath.Join(a.Root, FoldersDir, d.Name()))
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, f := range files {
-			rel := FoldersDir + "/" + d.Name() + "/" + f.Name()
-			if st == nil || st.Segments[rel] == nil {
-				out = append(out, rel)
-			}
-		}
-	}
-	return out, marks, nil
+	return append(out, o...), marks, nil
 }
