@@ -110,11 +110,12 @@ type Location struct {
 // Location returns where m's bytes are stored.
 func (m *Message) Location() Location { return Location{Seg: m.Seg, Off: m.Off} }
 
-// String names the location for messages: the path, and the offset when
-// it is not 0.
+// String names the location for messages: a segment path with the
+// record's offset ("folders/INBOX/00000001-1a2b3c4d.mbox.zst@4096"), or
+// the path of a message file.
 func (l Location) String() string {
-	if l.Off == 0 {
-		return l.Seg
+	if !ValidSegmentPath(l.Seg) {
+		return l.Seg // a message file
 	}
 	return fmt.Sprintf("%s@%d", l.Seg, l.Off)
 }
