@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/internal/connerr"
 	"github.com/mailvault/mailvault/internal/msghdr"
 )
 
@@ -964,17 +965,9 @@ func (fs *folderSync) poisoned() bool {
 	return false
 }
 
-// ConnError marks errors after which the connection is unusable and a new
-// one may succeed. Adapters wrap such errors with it.
-type ConnError struct{ Err error }
-
-func (e *ConnError) Error() string { return e.Err.Error() }
-func (e *ConnError) Unwrap() error { return e.Err }
-
-func isConnErr(err error) bool {
-	var ce *ConnError
-	return errors.As(err, &ce)
-}
+// isConnErr reports whether err left the connection unusable: a new one
+// may succeed (adapters wrap such errors in a connerr.Error).
+func isConnErr(err error) bool { return connerr.Is(err) }
 
 // newIncarnation is called when the folder's UIDVALIDITY is no longer the
 // one its keys belong to: it was deleted and created again during the run.
@@ -1122,7 +1115,7 @@ func (w *worker) syncOnce(folder *formats.Folder, change *formats.Change, prev *
 		if w.src == nil {
 			// The connection broke while fetching a part: reconnect and
 			// fetch what is left.
-			return &ConnError{Err: errors.New("connection lost while fetching a part of the folder")}
+			return &connerr.Error{Err: errors.New("connection lost while fetching a part of the folder")}
 		}
 	}
 
@@ -1252,7 +1245,7 @@ func (w *worker) store(folder *formats.Folder, change *formats.Change, fs *folde
 			return storageErr(fmt.Errorf("store %s: %w", m.Key, tee.err))
 		}
 		fs.poison[m.Key]++
-		return &ConnError{Err: fmt.Errorf("read %s: %w", m.Key, err)}
+		return &connerr.Error{Err: fmt.Errorf("read %s: %w", m.Key, err)}
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	md := msghdr.Parse(w.hc.buf)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mailvault/mailvault/formats"
 	"github.com/mailvault/mailvault/internal/archivetest"
+	"github.com/mailvault/mailvault/internal/connerr"
 )
 
 // memSource is an in-memory Source for engine tests. Folders and messages
@@ -123,10 +124,10 @@ func (s *memSource) Fetch(ctx context.Context, keys []string, fn func(*Message) 
 			continue
 		}
 		if s.byeOnRecreate && s.folders[s.cur.name] != s.cur {
-			return &ConnError{Err: errors.New("selected mailbox was deleted")}
+			return &connerr.Error{Err: errors.New("selected mailbox was deleted")}
 		}
 		if lim, ok := s.failFetch[s.cur.name]; ok && n >= lim {
-			return &ConnError{Err: errors.New("connection reset")}
+			return &connerr.Error{Err: errors.New("connection reset")}
 		}
 		if err := ctx.Err(); err != nil {
 			return err
