@@ -1054,7 +1054,7 @@ func (w *worker) syncOnce(folder *formats.Folder, change *formats.Change, prev *
 			if !known {
 				return nil
 			}
-			flags = NormalizeFlags(flags)
+			flags = formats.NormalizeFlags(flags)
 			if !slices.Equal(m.Flags, flags) {
 				change.Flags = append(change.Flags, formats.FlagChange{Key: m.Key, Flags: flags})
 			}
@@ -1226,7 +1226,7 @@ func (w *worker) store(folder *formats.Folder, change *formats.Change, fs *folde
 		}
 		fs.seg = seg
 	}
-	flags := NormalizeFlags(m.Flags)
+	flags := formats.NormalizeFlags(m.Flags)
 	if err := fs.seg.BeginRecord(m.InternalDate, flags); err != nil {
 		return storageErr(err)
 	}
@@ -1488,33 +1488,4 @@ func (t *teeWriter) Write(p []byte) (int, error) {
 	}
 	t.hook("body-chunk")
 	return len(p), nil
-}
-
-// systemFlags maps lower-cased system flags to their canonical spelling.
-var systemFlags = map[string]string{
-	`\seen`: `\Seen`, `\answered`: `\Answered`, `\flagged`: `\Flagged`,
-	`\deleted`: `\Deleted`, `\draft`: `\Draft`,
-}
-
-// NormalizeFlags returns flags with system flags in canonical case, \Recent
-// (a session flag) dropped, duplicates removed, sorted.
-func NormalizeFlags(flags []string) []string {
-	out := make([]string, 0, len(flags))
-	for _, f := range flags {
-		lf := strings.ToLower(f)
-		if lf == `\recent` || f == "" {
-			continue
-		}
-		if c, ok := systemFlags[lf]; ok {
-			f = c
-		}
-		if !slices.Contains(out, f) {
-			out = append(out, f)
-		}
-	}
-	sort.Strings(out)
-	if len(out) == 0 {
-		return nil
-	}
-	return out
 }
