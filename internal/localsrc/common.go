@@ -13,7 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mailvault/mailvault/backup"
-	"github.com/mailvault/mailvault/internal/localstore"
+	"github.com/mailvault/mailvault/internal/localname"
 )
 
 // Delimiter is the hierarchy delimiter of the folders both sources list.
@@ -106,7 +106,7 @@ func inboxName(level string) string {
 }
 
 // unescapeLevel reverses internal/localstore's escaping of a folder level.
-func unescapeLevel(s string) string { return localstore.UnescapeLevel(s) }
+func unescapeLevel(s string) string { return localname.Unescape(s) }
 
 // mutf7 is the base64 alphabet of IMAP's modified UTF-7 (',' for '/').
 var mutf7 = base64.NewEncoding("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,").WithPadding(base64.NoPadding)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailvault/mailvault/internal/localname"
 	"github.com/mailvault/mailvault/restore"
 )
 
@@ -29,7 +30,7 @@ const (
 // emlEscaper escapes folder levels for the .eml tree, portable to
 // Windows. A level ending in ".eml" is reserved so that a folder's
 // directory never has a message file's name.
-var emlEscaper = escaper{windows: true, reserved: func(s string) bool {
+var emlEscaper = localname.Escaper{Windows: true, Reserved: func(s string) bool {
 	return strings.HasSuffix(strings.ToLower(s), emlExt)
 }}
 
@@ -63,7 +64,7 @@ func (e *EML) dir(folder string) (string, error) {
 	l := levels(folder)
 	esc := make([]string, len(l))
 	for i, s := range l {
-		esc[i] = emlEscaper.escape(s)
+		esc[i] = emlEscaper.Escape(s)
 	}
 	return join(e.root, esc...)
 }
@@ -85,7 +86,7 @@ func (e *EML) Folders(ctx context.Context) ([]restore.TargetFolder, error) {
 			if !ent.IsDir() || strings.HasPrefix(n, ".") {
 				continue
 			}
-			name := prefix + unescape(n)
+			name := prefix + localname.Unescape(n)
 			out = append(out, restore.TargetFolder{Name: name})
 			if err := walk(filepath.Join(dir, n), name+Delimiter); err != nil {
 				return err

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/internal/localname"
 	"github.com/mailvault/mailvault/restore"
 )
 
@@ -22,7 +23,7 @@ const keywordsFile = formats.MaildirKeywordsFile
 // maildirEscaper escapes folder levels for Dovecot's LAYOUT=fs: the
 // subdirectories and control files every Maildir folder holds are
 // reserved.
-var maildirEscaper = escaper{reserved: func(s string) bool {
+var maildirEscaper = localname.Escaper{Reserved: func(s string) bool {
 	switch s {
 	case "cur", "new", "tmp", "maildirfolder", "subscriptions":
 		return true
@@ -127,7 +128,7 @@ func (md *Maildir) path(folder string) (string, error) {
 			esc = append(esc, inbox)
 			continue
 		}
-		esc = append(esc, maildirEscaper.escape(s))
+		esc = append(esc, maildirEscaper.Escape(s))
 	}
 	return join(md.root, esc...)
 }
@@ -159,7 +160,7 @@ func (md *Maildir) Folders(ctx context.Context) ([]restore.TargetFolder, error) 
 			if !e.IsDir() || strings.HasPrefix(n, ".") || n == "cur" || n == "new" || n == "tmp" {
 				continue
 			}
-			name := prefix + unescape(n)
+			name := prefix + localname.Unescape(n)
 			sub := filepath.Join(dir, n)
 			if top && n == inbox {
 				// root/INBOX holds the children of INBOX (INBOX

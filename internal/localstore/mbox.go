@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/internal/localname"
 	"github.com/mailvault/mailvault/restore"
 )
 
@@ -30,7 +31,7 @@ const mboxInMemory = 16 << 20
 // mboxEscaper escapes folder levels for the mbox tree, portable to
 // Windows. A level ending in ".mbox" is reserved: its children's
 // directory would have the name of another folder's file.
-var mboxEscaper = escaper{windows: true, reserved: func(s string) bool {
+var mboxEscaper = localname.Escaper{Windows: true, Reserved: func(s string) bool {
 	return strings.HasSuffix(strings.ToLower(s), mboxExt)
 }}
 
@@ -79,7 +80,7 @@ func (mb *Mbox) file(folder string) (string, error) {
 	l := levels(folder)
 	esc := make([]string, len(l))
 	for i, s := range l {
-		esc[i] = mboxEscaper.escape(s)
+		esc[i] = mboxEscaper.Escape(s)
 	}
 	esc[len(esc)-1] += mboxExt
 	return join(mb.root, esc...)
@@ -102,11 +103,11 @@ func (mb *Mbox) Folders(ctx context.Context) ([]restore.TargetFolder, error) {
 			switch {
 			case strings.HasPrefix(n, "."):
 			case e.IsDir():
-				if err := walk(filepath.Join(dir, n), prefix+unescape(n)+Delimiter); err != nil {
+				if err := walk(filepath.Join(dir, n), prefix+localname.Unescape(n)+Delimiter); err != nil {
 					return err
 				}
 			case e.Type().IsRegular() && strings.HasSuffix(n, mboxExt):
-				out = append(out, restore.TargetFolder{Name: prefix + unescape(strings.TrimSuffix(n, mboxExt))})
+				out = append(out, restore.TargetFolder{Name: prefix + localname.Unescape(strings.TrimSuffix(n, mboxExt))})
 			}
 		}
 		return nil
