@@ -73,7 +73,7 @@ func TestPartsWithCheckpoints(t *testing.T) {
 		if held.added == 0 || held.added >= n {
 			t.Fatalf("the checkpoints hold %d of %d messages, want some", held.added, n)
 		}
-		if a.Config.Storage == formats.StorageMbox {
+		if a.ReuseStored(true) { // segments: parts write one segment each
 			snaps, _ := a.Snapshots()
 			segs := map[string]bool{}
 			for _, s := range snaps {
