@@ -348,8 +348,11 @@ func TestRenameAndDelete(t *testing.T) {
 	delete(src.folders, "Trash")
 	before := src.fetched
 	res := mustRun(t, a, src)
-	if src.fetched != before {
-		t.Errorf("rename fetched %d bodies again", src.fetched-before)
+	if n := src.fetched - before; n != 1 {
+		t.Errorf("rename fetched %d bodies, want 1 (the sample that confirms it)", n)
+	}
+	if res.Added != 0 || res.Stored != 0 {
+		t.Errorf("rename added %d and stored %d messages, want none", res.Added, res.Stored)
 	}
 	events := map[string]string{}
 	for _, c := range res.Snapshot.Changes {
@@ -362,6 +365,48 @@ func TestRenameAndDelete(t *testing.T) {
 	if f := st.Folders["Trash"]; f == nil || !f.Deleted || len(f.Archived) != 1 || !f.Archived[0].Gone {
 		t.Errorf("deleted folder not kept with its message")
 	}
+}
+
+// TestNotARename: a folder that has the UIDVALIDITY of one that vanished
+// but other messages (a server deriving UIDVALIDITY from the clock) is
+// not taken for it: its messages are fetched, and the vanished folder is
+// recorded as deleted with its messages kept as gone.
+func TestNotARename(t *testing.T) { forEachStorage(t, testNotARename) }
+
+func testNotARename(t *testing.T, a *formats.Archive) {
+	src := newMemSource()
+	src.folder("INBOX", 1).add("Subject: i\r\n\r\ni\r\n")
+	old := src.folder("Old", 5)
+	old.add("Subject: A\r\n\r\nthe old folder's message\r\n")
+	old.add("Subject: shared\r\n\r\nin both\r\n")
+	mustRun(t, a, src)
+	delete(src.folders, "Old")
+	nf := src.folder("New", 5)
+	nf.add("Subject: B\r\n\r\nthe new folder's message\r\n")
+	nf.add("Subject: shared\r\n\r\nin both\r\n")
+	res := mustRun(t, a, src)
+	if res.Added != 2 || res.Gone != 2 {
+		t.Errorf("added %d, gone %d; want 2 and 2", res.Added, res.Gone)
+	}
+	if res.Stored != 1 {
+		t.Errorf("stored %d, want 1 (the shared bytes are reused)", res.Stored)
+	}
+	st := checkArchive(t, a, src)
+	if f := st.Folders["Old"]; f == nil || !f.Deleted || len(f.Archived) != 2 || !f.Archived[0].Gone || !f.Archived[1].Gone {
+		t.Errorf("the vanished folder is not kept as deleted with its 2 messages gone: %+v", f)
+	}
+	events := map[string]string{}
+	for _, c := range res.Snapshot.Changes {
+		events[c.Folder] = c.Event + ":" + c.From
+	}
+	if events["New"] != "created:" || events["Old"] != "deleted:" {
+		t.Errorf("events %v, want New created and Old deleted", events)
+	}
+	// The next run is quiet.
+	if res := mustRun(t, a, src); res.Added+res.Gone+res.Stored != 0 {
+		t.Errorf("third run: added %d, gone %d, stored %d; want nothing", res.Added, res.Gone, res.Stored)
+	}
+	checkArchive(t, a, src)
 }
 
 func TestPartialAndResume(t *testing.T) {

@@ -1,6 +1,8 @@
 package backup
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +41,9 @@ type folderSync struct {
 	fetcher  *fetcher     // stores what this worker's connection fetches
 	partNo   atomic.Int64 // writer part numbers handed out, shared with the parts
 	examined bool         // the folder was examined once: known is loaded
+	// confirm is set for a folder the plan took for a renamed one (a
+	// vanished folder had its UIDVALIDITY): its content must show it.
+	confirm bool
 	// validity is the UIDVALIDITY the folder's keys belong to (the first
 	// EXAMINE's, or the new one after the folder was re-created during the
 	// run); restarts counts such re-creations.
@@ -108,6 +113,16 @@ func (k *knownMessages) dropUnlisted(listed map[string]bool) []string {
 	}
 	sort.Strings(gone)
 	return gone
+}
+
+// sample returns up to n archived keys, the lowest first (in key order).
+func (k *knownMessages) sample(n int) []string {
+	keys := make([]string, 0, len(k.archived))
+	for key := range k.archived {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	return keys[:min(n, len(keys))]
 }
 
 // retire empties the lookup and returns every key it held, sorted: the
@@ -269,6 +284,18 @@ func (w *worker) syncOnce(fs *folderSync) error {
 	if err != nil {
 		return err
 	}
+	if fs.confirm {
+		same, err := w.confirmRename(fs)
+		if err != nil {
+			return err
+		}
+		fs.confirm = false
+		if !same {
+			if want, skipped, err = w.list(fs, status); err != nil {
+				return err
+			}
+		}
+	}
 	if skipped > 0 {
 		r.opts.Log.Warn("leaving out messages that broke the connection twice", "folder", fs.folder.Name, "messages", skipped)
 	}
@@ -338,6 +365,7 @@ func (w *worker) begin(fs *folderSync, status FolderStatus) {
 	}
 	if fs.prev.UIDValidity == status.UIDValidity {
 		fs.known.load(fs.prev.Present())
+		fs.confirm = fs.change.Event == formats.EventRenamed
 		return
 	}
 	// A new UIDVALIDITY is a new incarnation: every old key is gone; the
@@ -466,6 +494,68 @@ func (w *worker) newIncarnation(fs *folderSync, validity uint32) error {
 		return fmt.Errorf("UIDVALIDITY changed again during the run (%d, then %d); the next run fetches the folder", old, validity)
 	}
 	return nil
+}
+
+// confirmSamples is how many archived messages confirmRename compares.
+const confirmSamples = 3
+
+// confirmRename checks a folder the plan took for a renamed one by its
+// content: UIDVALIDITY alone does not prove it (servers that derive it
+// from the clock can give two folders created in the same second the same
+// value, and a vanished folder's value may be reused). It fetches up to
+// confirmSamples messages the archive holds under keys the server still
+// lists and compares their SHA-256. When one differs, or none can be
+// compared, the folder is
+// fetched whole as a new folder, and the vanished one is recorded as
+// deleted (the bytes of identical messages are still reused).
+func (w *worker) confirmRename(fs *folderSync) (bool, error) {
+	r := w.r
+	keys := fs.known.sample(confirmSamples)
+	if len(keys) == 0 {
+		return true, nil // nothing of the old folder is listed: nothing carries over
+	}
+	want := map[string]string{}
+	for _, k := range keys {
+		want[k] = fs.known.lookup(k).SHA256
+	}
+	compared, differ := 0, false
+	err := w.src.Fetch(r.ctx, keys, func(m *Message) error {
+		sum, ok := want[m.Key]
+		if !ok {
+			_, err := io.Copy(io.Discard, m.Body)
+			return err
+		}
+		h := sha256.New()
+		if _, err := io.Copy(h, m.Body); err != nil {
+			return &connerr.Error{Err: fmt.Errorf("read %s: %w", m.Key, err)}
+		}
+		delete(want, m.Key)
+		compared++
+		if hex.EncodeToString(h.Sum(nil)) != sum {
+			differ = true
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("compare with the archive: %w", err)
+	}
+	if compared > 0 && !differ {
+		return true, nil
+	}
+	// Not a rename: the vanished folder was deleted (all its messages are
+	// kept as gone) and this one is new. Its bytes may still be reused.
+	vanished := fs.change.From
+	fs.known.retire()
+	fs.change.Gone = fs.change.Gone[:0]
+	fs.change.dropFlags()
+	fs.change.Event, fs.change.From = formats.EventCreated, ""
+	fs.prev = nil
+	r.mu.Lock()
+	r.notRenamed = append(r.notRenamed, vanished)
+	r.mu.Unlock()
+	r.opts.Log.Warn("a folder with the UIDVALIDITY of a vanished one holds other messages: not a rename; the vanished folder is recorded as deleted and this one fetched whole",
+		"folder", fs.folder.Name, "vanished", vanished, "compared", compared)
+	return false, nil
 }
 
 // expunged returns how many of the batch's keys that the source did not

@@ -88,8 +88,10 @@ type plan struct {
 //     what the archive recorded after a successful run is skipped (never
 //     without HIGHESTMODSEQ: flag changes are then invisible);
 //   - a new folder with the UIDVALIDITY of an archived folder that is no
-//     longer listed is that folder renamed: its messages carry over (one
-//     new folder per vanished one, the first by name);
+//     longer listed is taken for that folder renamed (one new folder per
+//     vanished one, the first by name) and always synchronised: its
+//     content must confirm it (see confirmRename) before the messages carry
+//     over;
 //   - every other folder is synchronised;
 //   - archived folders no longer listed and not renamed are deleted.
 func makePlan(archived map[string]archivedFolder, listed []FolderInfo) plan {
@@ -153,7 +155,7 @@ func makePlan(archived map[string]archivedFolder, listed []FolderInfo) plan {
 		case fi.NoSelect:
 			fp.action = actNoSelect
 			fp.folder.Status = formats.FolderNoSelect
-		case fp.prev != "" && unchanged(prev, fi.Status):
+		case fp.prev != "" && fp.change.Event != formats.EventRenamed && unchanged(prev, fi.Status):
 			fp.action = actSkip
 			fp.folder.UIDValidity, fp.folder.UIDNext = prev.UIDValidity, prev.UIDNext
 			fp.folder.HighestModSeq, fp.folder.Messages = prev.HighestModSeq, prev.Messages

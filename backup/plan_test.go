@@ -147,16 +147,18 @@ func TestPlan(t *testing.T) {
 			want:     []string{"INBOX skip prev=INBOX [unchanged 7/10/9/30]", "Projects 2026 sync prev=Projects renamed<-Projects"},
 		},
 		{
-			name:     "rename detected by UIDVALIDITY, content unchanged: not opened",
+			// UIDVALIDITY alone does not prove a rename: the folder is
+			// opened so that its content confirms it.
+			name:     "rename detected by UIDVALIDITY, status unchanged: opened to confirm it",
 			archived: []archivedFolder{archivedOK("Projects", 5, 3, 2, 9)},
 			listed:   []FolderInfo{listedAs("Archive/Projects", 5, 3, 2, 9)},
-			want:     []string{"Archive/Projects skip prev=Projects renamed<-Projects [unchanged 5/3/2/9]"},
+			want:     []string{"Archive/Projects sync prev=Projects renamed<-Projects"},
 		},
 		{
 			name:     "two new folders with the vanished folder's UIDVALIDITY: the first by name is the rename",
 			archived: []archivedFolder{archivedOK("P", 5, 3, 2, 9)},
 			listed:   []FolderInfo{listedAs("Q2", 5, 3, 2, 9), listedAs("Q1", 5, 3, 2, 9)},
-			want:     []string{"Q1 skip prev=P renamed<-P [unchanged 5/3/2/9]", "Q2 sync created"},
+			want:     []string{"Q1 sync prev=P renamed<-P", "Q2 sync created"},
 		},
 		{
 			name:     "a vanished folder without UIDVALIDITY is never a rename",

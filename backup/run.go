@@ -337,6 +337,9 @@ type run struct {
 	jobs           []*folderJob // every listed folder, set before workers start
 	// fatal, once set, stops the run: the archive cannot be written.
 	fatal error
+	// notRenamed are vanished folders the plan took for renamed ones whose
+	// content said otherwise (confirmRename): they are deleted. Under mu.
+	notRenamed []string
 }
 
 func (r *run) connect() error {
@@ -447,7 +450,9 @@ func (r *run) walk(p plan) {
 	if r.ctx.Err() != nil || r.fatal != nil {
 		return
 	}
-	for _, name := range p.deleted {
+	deleted := append(p.deleted, r.notRenamed...)
+	sort.Strings(deleted)
+	for _, name := range deleted {
 		r.opts.Log.Info("folder deleted on the server", "folder", name)
 		r.snap.Changes = append(r.snap.Changes, formats.Change{Folder: name, Event: formats.EventDeleted})
 	}
