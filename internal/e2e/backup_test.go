@@ -16,6 +16,7 @@ import (
 	"github.com/mailvault/mailvault/internal/archivetest"
 	"github.com/mailvault/mailvault/internal/corpus"
 	"github.com/mailvault/mailvault/internal/imaptest"
+	"github.com/mailvault/mailvault/internal/testenv"
 )
 
 // TestDovecotBackup is the main end-to-end test: a generated corpus on a
@@ -217,14 +218,7 @@ func itoa(u uint32) string {
 // count, sizes and hashes against the manifests.
 func checkIndependentReaders(t *testing.T, vault string) {
 	t.Helper()
-	for _, tool := range []string{"zstd", "python3"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is not installed", tool)
-			}
-			t.Skipf("%s is not installed", tool)
-		}
-	}
+	zstd, python := testenv.RequireTool(t, "zstd"), testenv.RequireTool(t, "python3")
 	_, st := archivetest.Latest(t, vault)
 	type rec struct {
 		seg string
@@ -260,7 +254,7 @@ func checkIndependentReaders(t *testing.T, vault string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command("zstd", append([]string{"-dcq"}, segs...)...)
+		cmd := exec.Command(zstd, append([]string{"-dcq"}, segs...)...)
 		cmd.Stdout = out
 		if err := cmd.Run(); err != nil {
 			t.Fatalf("zstd -dc %s: %v", dir, err)
@@ -272,7 +266,7 @@ func checkIndependentReaders(t *testing.T, vault string) {
 		}
 		data, _ := json.Marshal(exp)
 		os.WriteFile(filepath.Join(tmp, "expected.json"), data, 0o600)
-		py := exec.Command("python3", script, filepath.Join(tmp, "stream.mbox"), filepath.Join(tmp, "expected.json"))
+		py := exec.Command(python, script, filepath.Join(tmp, "stream.mbox"), filepath.Join(tmp, "expected.json"))
 		if o, err := py.CombinedOutput(); err != nil {
 			t.Errorf("python mailbox oracle on %s: %v\n%s", dir, err, o)
 		}

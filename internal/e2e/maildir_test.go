@@ -18,6 +18,7 @@ import (
 	"github.com/mailvault/mailvault/internal/corpus"
 	"github.com/mailvault/mailvault/internal/dovecottest"
 	"github.com/mailvault/mailvault/internal/imaptest"
+	"github.com/mailvault/mailvault/internal/testenv"
 )
 
 // TestMaildirArchive: Maildir archives (zstd-compressed and plain) of a
@@ -218,13 +219,7 @@ func TestMaildirArchiveCrash(t *testing.T) {
 // file to the recorded SHA-256.
 func checkMaildirFiles(t *testing.T, vault string, server map[string][]imaptest.ServerMessage) {
 	t.Helper()
-	_, err := exec.LookPath("zstd")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("zstd is not installed")
-		}
-		t.Log("zstd not installed: files not decompressed")
-	}
+	zstd := testenv.RequireTool(t, "zstd")
 	_, st := archivetest.Latest(t, vault)
 	total := 0
 	for name, f := range st.Folders {
@@ -257,10 +252,7 @@ func checkMaildirFiles(t *testing.T, vault string, server map[string][]imaptest.
 				t.Errorf("%s: cur/%s is not named by any manifest", name, e.Name())
 				continue
 			}
-			if err != nil {
-				continue
-			}
-			out, zerr := exec.Command("zstd", "-dc", filepath.Join(dir, "cur", e.Name())).Output()
+			out, zerr := exec.Command(zstd, "-dc", filepath.Join(dir, "cur", e.Name())).Output()
 			if h := sha256.Sum256(out); zerr != nil || hex.EncodeToString(h[:]) != sum {
 				t.Errorf("%s: zstd -dc cur/%s: %v, or bytes differ", name, e.Name(), zerr)
 			}
