@@ -38,7 +38,9 @@ type Folder struct {
 // Messages are returned in the order a store must receive them, which is
 // the order a source lists them in. Every call returns new slices.
 func Mailbox(inboxOnly bool) []Folder {
-	date := func(i int) time.Time { return time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC).Add(time.Duration(i) * 97 * time.Minute) }
+	date := func(i int) time.Time {
+		return time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC).Add(time.Duration(i) * 97 * time.Minute)
+	}
 	n := 0
 	msg := func(subject, body string, flags ...string) Message {
 		n++
