@@ -121,8 +121,7 @@
 // digits of the SHA-256>.eml after INTERNALDATE in UTC, so names are
 // stable and sort by date; its modification time is INTERNALDATE. It is
 // written to a temporary file (.mailvault-<random>.tmp) in the same
-// directory, synced and hard-linked to its name. If the name is taken
-// (another message, or another copy of this one: a folder may hold the
-// same message twice, and Index counts copies), "-2", "-3", … is appended
-// to the name. Flags and keywords are not kept.
+// directory, synced and hard-linked to its name. If the name is taken by a file with the same
+// bytes, the message is already there; by other bytes, "-2", "-3", … is
+// appended to the name. Flags and keywords are not kept.
 package localstore

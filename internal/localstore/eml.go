@@ -186,10 +186,8 @@ func emlName(date time.Time, sum string, n int) string {
 // Append implements restore.Target: the message is written to a hidden
 // temporary file in the folder's directory, synced, given INTERNALDATE as
 // its modification time and hard-linked to its name (an existing file is
-// never replaced: the next suffix is tried). A file with the same bytes
-// is another copy: Index counts it, so the engine appends a message only
-// when the folder lacks a copy of it, and a folder that held the same
-// message twice gets it twice.
+// never replaced: if it holds the same bytes the message is already
+// there, else the next suffix is tried).
 func (e *EML) Append(ctx context.Context, folder string, m *restore.Message, body io.Reader) (restore.Pending, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -230,6 +228,15 @@ func (e *EML) append(d string, m *restore.Message, body io.Reader) (err error) {
 		err = publish(tmpPath, dst)
 		if !errors.Is(err, fs.ErrExist) {
 			break
+		}
+		same, serr := sameContent(dst, m.Size, sum)
+		if serr != nil {
+			return serr
+		}
+		if same {
+			// Already present (a previous run, or an identical
+			// message with the same INTERNALDATE).
+			return os.Remove(tmpPath)
 		}
 	}
 	if err != nil {
