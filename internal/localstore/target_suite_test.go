@@ -24,29 +24,33 @@ import (
 // may appear beside it (no hostile name escapes the root).
 
 func TestTargetSuiteMaildir(t *testing.T) {
-	runLocal(t, func(root string) (restore.Target, error) { return localstore.NewMaildir(root) }, true, readMaildir)
+	runLocal(t, func(root string) (restore.Target, error) { return localstore.NewMaildir(root) },
+		targettest.Target{Flags: true}, readMaildir)
 }
 
 func TestTargetSuiteMaildirUTF8(t *testing.T) {
-	runLocal(t, func(root string) (restore.Target, error) { return localstore.NewMaildirUTF8(root) }, true, readMaildir)
+	runLocal(t, func(root string) (restore.Target, error) { return localstore.NewMaildirUTF8(root) },
+		targettest.Target{Flags: true}, readMaildir)
 }
 
 func TestTargetSuiteMbox(t *testing.T) {
-	runLocal(t, func(root string) (restore.Target, error) { return localstore.NewMbox(root) }, false, readMbox)
+	runLocal(t, func(root string) (restore.Target, error) { return localstore.NewMbox(root) }, targettest.Target{}, readMbox)
 }
 
+// An .eml tree holds one file per (INTERNALDATE, bytes): see doc.go.
 func TestTargetSuiteEML(t *testing.T) {
-	runLocal(t, func(root string) (restore.Target, error) { return localstore.NewEML(root) }, false, readEML)
+	runLocal(t, func(root string) (restore.Target, error) { return localstore.NewEML(root) },
+		targettest.Target{OneCopy: true}, readEML)
 }
 
-func runLocal(t *testing.T, open func(root string) (restore.Target, error), flags bool, read func(t *testing.T, root string) map[string][]targettest.Stored) {
+// runLocal runs the suite on a new tree: tg says what the layout keeps,
+// open and read get the tree's root.
+func runLocal(t *testing.T, open func(root string) (restore.Target, error), tg targettest.Target, read func(t *testing.T, root string) map[string][]targettest.Stored) {
 	parent := t.TempDir()
 	root := filepath.Join(parent, "target")
-	targettest.Run(t, targettest.Target{
-		Open:     func(context.Context) (restore.Target, error) { return open(root) },
-		Flags:    flags,
-		Contents: func(t *testing.T) map[string][]targettest.Stored { return read(t, root) },
-	})
+	tg.Open = func(context.Context) (restore.Target, error) { return open(root) }
+	tg.Contents = func(t *testing.T) map[string][]targettest.Stored { return read(t, root) }
+	targettest.Run(t, tg)
 	ents, err := os.ReadDir(parent)
 	if err != nil {
 		t.Fatal(err)

@@ -52,6 +52,12 @@ type Target struct {
 	Contents func(t *testing.T) map[string][]Stored
 	// Flags says the target keeps flags and keywords (IMAP, Maildir).
 	Flags bool
+	// OneCopy says the target holds a message once however often it is
+	// appended (the .eml tree names a file by INTERNALDATE and hash and
+	// never writes a name twice): a second Append of the same bytes and
+	// date succeeds and stores nothing, and Index counts one copy.
+	// Otherwise every Append stores a copy and Index counts them all.
+	OneCopy bool
 }
 
 const callTimeout = 2 * time.Minute
@@ -405,8 +411,9 @@ func (r *runner) index(t *testing.T) {
 	}
 }
 
-// copies: the same message appended twice is there twice; a message
-// without a Message-ID is known by its SHA-256.
+// copies: the same message appended twice is there twice (once for a
+// OneCopy target), and Index counts what is there; a message without a
+// Message-ID is known by its SHA-256.
 func (r *runner) copies(t *testing.T) {
 	ctx := r.ctx(t)
 	tg := r.open(t, ctx)
@@ -425,15 +432,23 @@ func (r *runner) copies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	copies, want := 2, []msg{twice, twice, noID}
+	if r.tg.OneCopy {
+		copies, want = 1, []msg{twice, noID}
+	}
 	tw := twice.restoreMessage()
-	if !idx.Take(tw) || !idx.Take(tw) || idx.Take(tw) {
-		t.Errorf("Index(%q) does not count the two copies of a message appended twice", f)
+	n := 0
+	for idx.Take(tw) {
+		n++
+	}
+	if n != copies {
+		t.Errorf("Index(%q) counts %d copies of a message appended twice, want %d", f, n, copies)
 	}
 	ni := noID.restoreMessage()
 	if !idx.Take(ni) || idx.Take(ni) {
 		t.Errorf("Index(%q) does not know the message without a Message-ID (by its SHA-256) exactly once", f)
 	}
-	checkStored(t, f, r.tg.Contents(t)[f], []msg{twice, twice, noID}, r.tg.Flags)
+	checkStored(t, f, r.tg.Contents(t)[f], want, r.tg.Flags)
 }
 
 // missingFolder: an Append to a folder never created either stores the
