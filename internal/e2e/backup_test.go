@@ -25,6 +25,7 @@ import (
 // against what the server serves, read by independent tools, then changed
 // on the server and backed up again.
 func TestDovecotBackup(t *testing.T) {
+	t.Parallel()
 	msgs := corpus.Generate(corpus.Options{Seed: 7, Messages: 300, Large: 2})
 	srv, c := dovecot(t, msgs)
 	before := imaptest.ReadServer(t, c)
@@ -291,6 +292,7 @@ func checkIndependentReaders(t *testing.T, vault string) {
 // fetched in parts over several connections to a real Dovecot; the archive
 // holds each message once with the server's bytes, flags and dates.
 func TestDovecotBigFolderInParts(t *testing.T) {
+	t.Parallel()
 	msgs := corpus.Generate(corpus.Options{Seed: 51, Messages: 4600})
 	for i := range msgs {
 		msgs[i].Folder = "INBOX"

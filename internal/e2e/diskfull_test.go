@@ -19,6 +19,7 @@ import (
 // snapshot of it is called complete (printed, listed, written or picked by
 // --as-of), and once there is room the next run completes it.
 func TestDiskFull(t *testing.T) {
+	t.Parallel()
 	testenv.RequireRoot(t, "the disk-full test mounts a small tmpfs and")
 	msgs := corpus.Generate(corpus.Options{Seed: 21, Messages: 200, Large: 3, LargeSize: 2 << 20})
 	srv, c := dovecot(t, msgs)

@@ -27,6 +27,7 @@ import (
 // keep flags current in file names, verify, restore, and refuse a run that
 // asks for another format.
 func TestMaildirArchive(t *testing.T) {
+	t.Parallel()
 	msgs := corpus.Generate(corpus.Options{Seed: 31, Messages: 250, Large: 1})
 	srv, c := dovecot(t, msgs)
 	bob := "imaps://bob@" + srv.IMAPSAddr
@@ -131,6 +132,7 @@ func TestMaildirArchive(t *testing.T) {
 // and INTERNALDATE. The archive still verifies afterwards (Dovecot's own
 // files in it are not taken for damage or leftovers).
 func TestMaildirArchiveServedByDovecot(t *testing.T) {
+	t.Parallel()
 	msgs := corpus.Generate(corpus.Options{Seed: 37, Messages: 200, Large: 1})
 	srv, c := dovecot(t, msgs)
 	want := imaptest.ReadServer(t, c)
@@ -192,11 +194,13 @@ func TestMaildirArchiveServedByDovecot(t *testing.T) {
 // left over, every server message is there once, and each file in cur/
 // is named by the manifests and decompresses (zstd CLI) to its bytes.
 func TestMaildirArchiveCrash(t *testing.T) {
+	t.Parallel()
 	msgs := corpus.Generate(corpus.Options{Seed: 41, Messages: 300, Large: 2, LargeSize: 3 << 20})
 	srv, c := dovecot(t, msgs)
 	server := imaptest.ReadServer(t, c)
 	for _, fp := range []string{"message-stored:40", "body-chunk:300", "segment-before-rename", "manifest-before-rename", "manifest-after-rename"} {
 		t.Run(fp, func(t *testing.T) {
+			t.Parallel() // each in its own vault; the server is only read
 			vault := filepath.Join(t.TempDir(), "vault")
 			args := append(append([]string{"backup"}, source(srv)...), vault, "--format", "maildir")
 			r := mv(t, binFail, []string{"MAILVAULT_FAILPOINT=" + fp}, args...)
