@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailvault/mailvault/internal/testenv"
 )
 
 // The conformance suite: every test here runs against each storage an
@@ -144,66 +146,19 @@ func checkSegmentsExternally(t *testing.T, root string, snaps []*Snapshot, st *S
 			}
 		}
 	}
-	if _, err := exec.LookPath("zstd"); err != nil {
-		requireTool(t, "zstd")
-		return
-	}
+	zstd := testenv.RequireTool(t, "zstd")
 	var segs []string
 	for _, s := range snaps {
 		for _, g := range s.Segments {
 			segs = append(segs, filepath.Join(root, g.Path))
 		}
 	}
-	out, err := exec.Command("zstd", append([]string{"-dc"}, segs...)...).Output()
+	out, err := exec.Command(zstd, append([]string{"-dc"}, segs...)...).Output()
 	if err != nil {
 		t.Fatalf("zstd -dc: %v", err)
 	}
 	if got := bytes.Count(out, []byte("\nFrom MAILER-DAEMON ")) + 1; got != n {
 		t.Errorf("zstd -dc output has %d From lines, want %d", got, n)
-	}
-}
-
-// requireTool is called when an external checker is not installed: it
-// fails in CI (CI=true), where every oracle must be installed, and skips
-// the test elsewhere, saying why. The test never passes without its
-// external check.
-func requireTool(t testing.TB, name string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is not installed; CI must install it", name)
-		return
-	}
-	t.Skipf("%s is not installed: SKIP of the external check (CI=true makes this a failure)", name)
-}
-
-// toolTB records what requireTool does with a test.
-type toolTB struct {
-	testing.TB
-	failed, skipped string
-}
-
-func (t *toolTB) Helper()                           {}
-func (t *toolTB) Fatalf(format string, args ...any) { t.failed = fmt.Sprintf(format, args...) }
-func (t *toolTB) Skipf(format string, args ...any)  { t.skipped = fmt.Sprintf(format, args...) }
-
-// TestRequireTool: a missing tool is a failure in CI and a visible skip
-// elsewhere, never a pass.
-func TestRequireTool(t *testing.T) {
-	for _, ci := range []string{"true", ""} {
-		t.Run("CI="+ci, func(t *testing.T) {
-			t.Setenv("CI", ci)
-			rec := &toolTB{TB: t}
-			requireTool(rec, "zstd")
-			if ci == "true" && (rec.failed == "" || rec.skipped != "") {
-				t.Errorf("in CI: failed %q, skipped %q; want a failure", rec.failed, rec.skipped)
-			}
-			if ci == "" && (rec.skipped == "" || rec.failed != "") {
-				t.Errorf("outside CI: failed %q, skipped %q; want a skip", rec.failed, rec.skipped)
-			}
-			if msg := rec.failed + rec.skipped; !strings.Contains(msg, "zstd") {
-				t.Errorf("message %q does not name the tool", msg)
-			}
-		})
 	}
 }
 
@@ -220,13 +175,7 @@ func checkMaildirExternally(t *testing.T, root string, opts StorageOptions, f *F
 	if !strings.Contains(string(kw.Encode()), " $Label1\n") || !strings.Contains(string(kw.Encode()), " Work\n") {
 		t.Errorf("dovecot-keywords = %q, want $Label1 and Work", kw.Encode())
 	}
-	hasZstd := true
-	if _, err := exec.LookPath("zstd"); err != nil {
-		hasZstd = false
-		if opts.Compression == CompressZstd {
-			requireTool(t, "zstd")
-		}
-	}
+	zstd := "" // the zstd CLI, looked up when first needed
 	for i, m := range f.Archived[:len(bodies)] {
 		p := filepath.Join(root, filepath.FromSlash(m.Seg))
 		fi, err := os.Stat(p)
@@ -247,8 +196,11 @@ func checkMaildirExternally(t *testing.T, root string, opts StorageOptions, f *F
 		var content []byte
 		if opts.Compression == CompressNone {
 			content, err = os.ReadFile(p)
-		} else if hasZstd && (i < 20 || len(bodies[i]) > FrameSize) {
-			content, err = exec.Command("zstd", "-dc", p).Output()
+		} else if i < 20 || len(bodies[i]) > FrameSize {
+			if zstd == "" {
+				zstd = testenv.RequireTool(t, "zstd")
+			}
+			content, err = exec.Command(zstd, "-dc", p).Output()
 		} else {
 			continue
 		}
@@ -681,11 +633,7 @@ func TestForeignLocation(t *testing.T) {
 // TestMaildirPythonMailbox has Python's mailbox module, an independent
 // Maildir reader, read an uncompressed Maildir archive folder.
 func TestMaildirPythonMailbox(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		requireTool(t, "python3")
-		return
-	}
+	py := testenv.RequireTool(t, "python3")
 	a, root := create(t, StorageOptions{Storage: StorageMaildir, Compression: CompressNone})
 	s := writeSnapshot(t, a, nil, "INBOX", edgeBodies, 0)
 	script := `

@@ -137,22 +137,15 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
-			allow := c.Bool("allow-source-change")
-			if kind, path, ok := localSource(a[0]); ok {
-				if c.Int("delete-after") >= 0 {
-					return usagef("--delete-after is for POP3 accounts")
-				}
-				storage, err := storageOptions(c)
-				if err != nil {
-					return err
-				}
-				return runLocalBackup(c.Context, kind, path, a[1], storage, allow, log, c.Bool("quiet"), envOf(c))
+			if err := checkSecrets(c, theAccount); err != nil {
+				return err
 			}
-			u, err := mailurl.Parse(a[0])
+			src, err := parseEndpoint(a[0], asSource)
 			if err != nil {
 				return err
 			}
-			if p := c.String("protocol"); p != "" {
+			u := src.url
+			if p := c.String("protocol"); p != "" && u != nil {
 				if _, ok := mailurl.DefaultPorts[p]; !ok {
 					return usagef("--protocol must be imaps, imap, pop3s or pop3")
 				}
@@ -161,13 +154,22 @@ EXAMPLES:
 				}
 				if u.Scheme == "" {
 					u = u.WithScheme(p, u.Port != 0)
+					src.scheme = lookupScheme(p)
 				}
+			}
+			if err := checkFlags(c, src.scheme, "", nil); err != nil {
+				return err
 			}
 			storage, conns, err := backupTuning(c)
 			if err != nil {
 				return err
 			}
-			o := backupOptions{archive: a[1], storage: storage, connections: conns, checkpoint: c.Duration("checkpoint"), quiet: c.Bool("quiet"), log: log, allowSourceChange: allow}
+			o := backupOptions{archive: a[1], storage: storage, connections: conns, checkpoint: c.Duration("checkpoint"),
+				quiet: c.Bool("quiet"), log: log, allowSourceChange: c.Bool("allow-source-change")}
+			if src.scheme.local {
+				o.local = src
+				return runBackup(c.Context, o, envOf(c))
+			}
 			if days := c.Int("delete-after"); days >= 0 {
 				o.delete, o.deleteAfter = true, time.Duration(days)*24*time.Hour
 			}
@@ -179,27 +181,15 @@ EXAMPLES:
 			o.allowRetr = c.Bool("pop3-allow-retr")
 			if u.Scheme == "" {
 				o.detect = func() (*mailurl.URL, mailconn.Config, error) { return detect(c, u, cfg, envOf(c)) }
+				// Once the protocol is known, the flags that depend on it
+				// are checked again.
+				o.recheck = func(s *scheme) error {
+					return checkFlags(c, s, "", []string{"delete-after", "pop3-allow-retr", "connections"})
+				}
 			}
 			return runBackup(c.Context, o, envOf(c))
 		},
 	}
-}
-
-// imapConfig parses an account URL and builds its connection config,
-// asking for the password last.
-func imapConfig(c *cli.Context, raw string, acc account, warn func(string, ...any)) (mailconn.Config, *mailurl.URL, error) {
-	if c.IsSet(acc.prefix + "password") {
-		return mailconn.Config{}, nil, errPasswordFlag
-	}
-	u, err := mailurl.Parse(raw)
-	if err != nil {
-		return mailconn.Config{}, nil, err
-	}
-	if u.Scheme == "" {
-		return mailconn.Config{}, nil, usagef("%q: name the protocol (imaps://, imap://, pop3s://, pop3://)", raw)
-	}
-	cfg, err := accountConfig(c, u, acc, warn)
-	return cfg, u, err
 }
 
 // accountConfig builds the connection config of an account URL (the
@@ -218,9 +208,6 @@ func accountConfig(c *cli.Context, u *mailurl.URL, acc account, warn func(string
 		HintPrefix: p,
 	}
 	cfg.Security = security(c, u.Scheme, acc)
-	if (u.Scheme == "imaps" || u.Scheme == "pop3s") && c.Bool(p+"insecure-plaintext") {
-		return cfg, usagef("--%sinsecure-plaintext goes with imap:// or pop3://, not %s://", p, u.Scheme)
-	}
 	if cfg.Timeout <= 0 {
 		return cfg, usagef("--timeout must be positive")
 	}
@@ -260,10 +247,15 @@ func security(c *cli.Context, scheme string, acc account) mailconn.Security {
 
 type backupOptions struct {
 	archive string
-	source  *mailurl.URL // scheme "" until detect runs
+	// local is the source when it is local mail (mbox:, maildir:);
+	// otherwise source is.
+	local  *endpoint
+	source *mailurl.URL // scheme "" until detect runs
 	// detect, for a bare USER@HOST, finds the protocol; it runs once the
-	// archive has been checked.
+	// archive has been checked. recheck then checks the flags against the
+	// protocol found.
 	detect            func() (*mailurl.URL, mailconn.Config, error)
+	recheck           func(*scheme) error
 	conn              mailconn.Config
 	storage           *formats.StorageOptions // nil: the archive's, or the default
 	connections       int
@@ -276,7 +268,26 @@ type backupOptions struct {
 	allowRetr         bool // POP3: RETR where TOP is missing or wrong
 }
 
+// runBackup backs up a server or local mail: the one path of every
+// source (the scheme table decided which flags it takes).
 func runBackup(ctx context.Context, o backupOptions, e *env) error {
+	if o.local != nil {
+		abs, err := filepath.Abs(o.local.path)
+		if err != nil {
+			return err
+		}
+		id := formats.SourceIdentity{Scheme: o.local.scheme.name, Path: abs}
+		a, err := prepareArchive(o.archive, o.storage, id, o.allowSourceChange)
+		if err != nil {
+			return err
+		}
+		// Local mail is read by one reader (the table refuses
+		// --connections for it).
+		return backupInto(ctx, a, o.archive, o.storage, id, localDialer(id.Scheme, abs), backup.Options{
+			Source: id.Scheme + ":" + abs, Protocol: id.Scheme, Log: o.log, Hook: failpoint.Hook(),
+			Connections: 1, Checkpoint: o.checkpoint,
+		}, o.quiet, e)
+	}
 	id := formats.SourceIdentity{Scheme: o.source.Scheme, Host: o.source.Host, User: o.source.User}
 	a, err := prepareArchive(o.archive, o.storage, id, o.allowSourceChange)
 	if err != nil {
@@ -287,17 +298,15 @@ func runBackup(ctx context.Context, o backupOptions, e *env) error {
 			return err
 		}
 		id.Scheme = o.source.Scheme
-	}
-	if o.delete && !strings.HasPrefix(o.source.Scheme, "pop3") {
-		return usagef("--delete-after is for POP3 accounts: an IMAP backup never changes the server")
-	}
-	if o.allowRetr && !strings.HasPrefix(o.source.Scheme, "pop3") {
-		return usagef("--pop3-allow-retr is for POP3 accounts")
+		if err := o.recheck(lookupScheme(id.Scheme)); err != nil {
+			return err
+		}
 	}
 	policy := &pop3store.Policy{AllowRetr: o.allowRetr}
 	protocol, dial := sourceDialer(o.source.Scheme, o.conn, o.log, policy)
 	if protocol != "imap" {
-		// POP3 has one folder, and servers allow one session at a time.
+		// POP3 has one folder, and servers allow one session at a time
+		// (the table refuses --connections for it).
 		o.connections = 1
 	}
 	err = backupInto(ctx, a, o.archive, o.storage, id, dial, backup.Options{
@@ -524,43 +533,23 @@ func storageOptions(c *cli.Context) (*formats.StorageOptions, error) {
 	return o, nil
 }
 
-// localSource recognises mbox:PATH and maildir:PATH.
-func localSource(raw string) (kind, path string, ok bool) {
-	for _, k := range []string{"mbox", "maildir"} {
-		if rest, found := strings.CutPrefix(raw, k+":"); found && !strings.HasPrefix(rest, "//") {
-			return k, expandHome(rest), true
-		}
-	}
-	return "", "", false
-}
-
-// runLocalBackup backs up a local mbox file or tree, or a Maildir.
-func runLocalBackup(ctx context.Context, kind, path, archive string, storage *formats.StorageOptions, allow bool, log *slog.Logger, quiet bool, e *env) error {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return err
-	}
-	id := formats.SourceIdentity{Scheme: kind, Path: abs}
-	a, err := prepareArchive(archive, storage, id, allow)
-	if err != nil {
-		return err
-	}
-	dial := func(context.Context) (backup.Source, error) {
+// localDialer opens local mail at path (absolute): an mbox file or tree,
+// or a Maildir tree. A Source reads no file between calls; each is closed
+// by whoever dialled it.
+func localDialer(kind, path string) backup.Dialer {
+	return func(context.Context) (backup.Source, error) {
 		var s backup.Source
 		var err error
 		if kind == "mbox" {
-			s, err = localsrc.NewMbox(abs)
+			s, err = localsrc.NewMbox(path)
 		} else {
-			s, err = localsrc.NewMaildir(abs)
+			s, err = localsrc.NewMaildir(path)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", errLocalSource, err)
 		}
 		return s, nil
 	}
-	return backupInto(ctx, a, archive, storage, id, dial, backup.Options{
-		Source: kind + ":" + abs, Protocol: kind, Log: log, Hook: failpoint.Hook(),
-	}, quiet, e)
 }
 
 // errLocalSource marks a local source that cannot be read.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -84,14 +85,11 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
-			mo := restore.MapOptions{Into: c.String("into"), NoMap: c.Bool("no-map"), Overrides: map[string]string{}}
-			for _, m := range c.StringSlice("map") {
-				old, nw, ok := strings.Cut(m, "=")
-				if !ok || old == "" || nw == "" {
-					return usagef("--map %q: want OLD=NEW", m)
-				}
-				mo.Overrides[old] = nw
+			mo, err := mapOptions(c)
+			if err != nil {
+				return err
 			}
+			mo.Into = c.String("into")
 			open, err := targetOpener(c, a[1], theAccount, log.Warn)
 			if err != nil {
 				return err
@@ -109,19 +107,45 @@ EXAMPLES:
 	}
 }
 
-// targetOpener parses TARGET and returns how to open it: the scheme table.
+// mapOptions reads --map OLD=NEW (repeatable) and --no-map, for restore
+// and migrate.
+func mapOptions(c *cli.Context) (restore.MapOptions, error) {
+	mo := restore.MapOptions{NoMap: c.Bool("no-map"), Overrides: map[string]string{}}
+	for _, m := range c.StringSlice("map") {
+		old, nw, ok := strings.Cut(m, "=")
+		if !ok || old == "" || nw == "" {
+			return mo, usagef("--map %q: want OLD=NEW", m)
+		}
+		mo.Overrides[old] = nw
+	}
+	return mo, nil
+}
+
+// accountFlagNames are the flags of one account (accountFlags), without
+// its prefix.
+var accountFlagNames = slices.Concat(loginFlagNames, tlsFlagNames, plaintextFlagNames)
+
+// targetOpener parses TARGET with the scheme table, checks the flags of
+// acc against it (for restore, acc's prefix is "" and every flag is
+// checked; migrate checks the flags both sides share itself), and returns
+// how to open the target.
 func targetOpener(c *cli.Context, raw string, acc account, warn func(string, ...any)) (func(ctx context.Context) (restore.Target, error), error) {
-	scheme, rest, _ := strings.Cut(raw, ":")
-	switch scheme {
-	case "maildir", "mbox", "eml":
-		dir, utf8 := strings.CutSuffix(strings.TrimPrefix(rest, "//"), "?utf8")
-		dir = expandHome(dir)
-		if dir == "" {
-			return nil, usagef("%s: needs a directory, e.g. %s:~/Mail", scheme, scheme)
-		}
-		if utf8 && scheme != "maildir" {
-			return nil, usagef("%s: ?utf8 is for maildir: targets (mbox and eml folder names are UTF-8 already)", raw)
-		}
+	if err := checkSecrets(c, acc); err != nil {
+		return nil, err
+	}
+	t, err := parseEndpoint(raw, asTarget)
+	if err != nil {
+		return nil, err
+	}
+	var names []string // nil: all
+	if acc.prefix != "" {
+		names = accountFlagNames
+	}
+	if err := checkFlags(c, t.scheme, acc.prefix, names); err != nil {
+		return nil, err
+	}
+	if t.scheme.local {
+		scheme, dir, utf8 := t.scheme.name, t.path, t.utf8
 		hook := failpoint.Hook()
 		return func(ctx context.Context) (restore.Target, error) {
 			switch scheme {
@@ -150,14 +174,12 @@ func targetOpener(c *cli.Context, raw string, acc account, warn func(string, ...
 			e.Hook = hook
 			return e, nil
 		}, nil
-	case "imaps", "imap":
-		cfg, _, err := imapConfig(c, raw, acc, warn)
-		if err != nil {
-			return nil, err
-		}
-		return func(ctx context.Context) (restore.Target, error) { return imapstore.DialTarget(ctx, cfg) }, nil
 	}
-	return nil, usagef("unsupported target %q (use imaps://, imap://, maildir:DIR, mbox:DIR or eml:DIR)", raw)
+	cfg, err := accountConfig(c, t.url, acc, warn)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) (restore.Target, error) { return imapstore.DialTarget(ctx, cfg) }, nil
 }
 
 func expandHome(p string) string {
@@ -184,10 +206,11 @@ type restoreOptions struct {
 	log         *slog.Logger
 }
 
-// targetConnections is --connections for an IMAP target, 1 for a local
-// one (a disk gains nothing from several writers).
+// targetConnections is --connections for a target that takes several
+// (IMAP), 1 for a local one (a disk gains nothing from several writers;
+// the table refuses --connections for it).
 func targetConnections(target string, n int) int {
-	if strings.HasPrefix(target, "imap://") || strings.HasPrefix(target, "imaps://") {
+	if t, err := parseEndpoint(target, asTarget); err == nil && t.scheme.applies("connections") {
 		return n
 	}
 	return 1

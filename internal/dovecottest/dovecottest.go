@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailvault/mailvault/internal/testenv"
 )
 
 // Options configures the server started by Start.
@@ -153,17 +155,13 @@ func findBinary(name, fallback string) (string, error) {
 // on t that stops it and removes its files. It returns once the IMAP
 // listener has sent its greeting.
 //
-// If Dovecot is not installed the test is skipped, or failed when the
-// environment variable CI is "true".
+// If Dovecot is not installed the test is skipped, or failed with CI=true
+// (internal/testenv decides).
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	bin, err := dovecotBinary()
 	if err != nil {
-		msg := "dovecottest: Dovecot is not installed (apt-get install dovecot-imapd dovecot-pop3d): " + err.Error()
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testenv.Unavailable(t, "dovecottest: Dovecot is not installed (apt-get install dovecot-imapd dovecot-pop3d): %v", err)
 	}
 	if err := validate(opts); err != nil {
 		t.Fatalf("dovecottest: %v", err)

@@ -20,6 +20,7 @@ import (
 // INTERNALDATEs), the source is unchanged (no flag set, nothing
 // expunged), and a second backup adds nothing.
 func TestServersIMAPBackup(t *testing.T) {
+	t.Parallel()
 	for _, kind := range compattest.IMAPKinds {
 		t.Run(string(kind), func(t *testing.T) {
 			t.Parallel()
@@ -89,6 +90,7 @@ func sameServer(t *testing.T, before, after map[string][]imaptest.ServerMessage)
 // serves, the backup changed no message's flags, and a second backup
 // downloads nothing.
 func TestServersPOP3Backup(t *testing.T) {
+	t.Parallel()
 	for _, kind := range compattest.POP3Kinds {
 		t.Run(string(kind), func(t *testing.T) {
 			t.Parallel()

@@ -32,7 +32,10 @@ type Target struct {
 	broken bool
 }
 
-var _ restore.Target = (*Target)(nil)
+var (
+	_ restore.Target         = (*Target)(nil)
+	_ restore.KeywordDropper = (*Target)(nil)
+)
 
 type permFlags struct {
 	any   bool // \* : new keywords allowed

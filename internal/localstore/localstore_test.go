@@ -22,11 +22,13 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
 	"github.com/mailvault/mailvault/formats"
 
 	"github.com/mailvault/mailvault/internal/corpus"
 	"github.com/mailvault/mailvault/internal/dovecottest"
 	"github.com/mailvault/mailvault/internal/localname"
+	"github.com/mailvault/mailvault/internal/testenv"
 	"github.com/mailvault/mailvault/restore"
 )
 
@@ -892,13 +894,7 @@ print(json.dumps(out))
 // checkPythonMbox has Python's mailbox module read the mbox files.
 func checkPythonMbox(t *testing.T, files map[string]string, msgs []tmsg) {
 	t.Helper()
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("python3 is not installed")
-		}
-		t.Skip("python3 is not installed")
-	}
+	py := testenv.RequireTool(t, "python3")
 	args := []string{"-c", pythonMbox}
 	for _, p := range files {
 		args = append(args, p)
