@@ -644,7 +644,7 @@ func (r *deltaReader) Close() error {
 type emptyRecords struct{}
 
 func (emptyRecords) Next() (*DeltaRecord, error) { return nil, io.EOF }
-func (emptyRecords) Close() error           { return nil }
+func (emptyRecords) Close() error                { return nil }
 
 // ManifestReader reads one committed manifest of either version without
 // holding its records: Header is read (and checked) when it is opened,

@@ -39,9 +39,9 @@ func (s span) len() int64 { return s.End - s.Start }
 
 // changeSpan locates one version 1 change's members.
 type changeSpan struct {
-	null                 bool // the element is JSON null
-	folder, event, from  span // value ranges; zero when absent
-	added, flags, gone   span // value ranges (array or null); zero when absent
+	null                  bool // the element is JSON null
+	folder, event, from   span // value ranges; zero when absent
+	added, flags, gone    span // value ranges (array or null); zero when absent
 	nAdded, nFlags, nGone int
 }
 
