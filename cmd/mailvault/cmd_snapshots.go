@@ -48,25 +48,12 @@ type snapshotLine struct {
 	Errors   []string  `json:"errors,omitempty"`
 }
 
-func summarize(s *formats.Snapshot) snapshotLine {
-	l := snapshotLine{ID: s.ID, Started: s.Started, Finished: s.Finished, Status: s.Status, Source: s.Source, Folders: len(s.Folders), Errors: s.Errors}
+// summarize is the line of snapshot s, which stored the given bytes.
+func summarize(s *formats.Snapshot, stored int64) snapshotLine {
+	l := snapshotLine{ID: s.ID, Started: s.Started, Finished: s.Finished, Status: s.Status, Source: s.Source, Folders: len(s.Folders), Errors: s.Errors, Bytes: stored}
 	for _, c := range s.Changes {
 		l.Added += len(c.Added)
 		l.Gone += len(c.Gone)
-	}
-	for _, g := range s.Segments {
-		l.Bytes += g.Size
-	}
-	// A Maildir archive has no segments: count the files the snapshot
-	// names, once each.
-	seen := map[string]bool{}
-	for _, c := range s.Changes {
-		for _, m := range c.Added {
-			if formats.ValidMaildirPath(m.Seg) && !seen[m.Seg] {
-				seen[m.Seg] = true
-				l.Bytes += m.Size
-			}
-		}
 	}
 	return l
 }
@@ -80,10 +67,11 @@ func runSnapshots(root string, asJSON bool, e *env) error {
 	if err != nil {
 		return err
 	}
+	stored := a.StoredBytes(snaps)
 	if asJSON {
 		enc := json.NewEncoder(e.stdout)
-		for _, s := range snaps {
-			if err := enc.Encode(summarize(s)); err != nil {
+		for i, s := range snaps {
+			if err := enc.Encode(summarize(s, stored[i])); err != nil {
 				return err
 			}
 		}
@@ -91,8 +79,8 @@ func runSnapshots(root string, asJSON bool, e *env) error {
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tTIME\tSTATUS\tFOLDERS\tADDED\tGONE\tSTORED")
-	for _, s := range snaps {
-		l := summarize(s)
+	for i, s := range snaps {
+		l := summarize(s, stored[i])
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", l.ID, l.Started.Local().Format("2006-01-02 15:04:05"), l.Status, l.Folders, l.Added, l.Gone, humanBytes(l.Bytes))
 	}
 	return tw.Flush()
