@@ -662,9 +662,9 @@ func (mi *MessageIter) Release() {
 	}
 }
 
-// Location is what the state records at one place of a segment or one
+// IndexLocation is what the state records at one place of a segment or one
 // Maildir file: the records of every folder and snapshot that name it.
-type Location struct {
+type IndexLocation struct {
 	Seg    string // the segment path, or the Maildir file's directory and unique part
 	Off    int64  // record offset in a segment; 0 for a Maildir file
 	SHA256 string
@@ -674,10 +674,10 @@ type Location struct {
 // Locations calls fn with every location messages are stored at, in
 // order: segments by path, records by offset. A location named by two
 // different messages is a Problem.
-func (ix *Index) Locations(fn func(l *Location) error) error {
+func (ix *Index) Locations(fn func(l *IndexLocation) error) error {
 	it := ix.db.NewIterator(util.BytesPrefix([]byte{ixLocation}), nil)
 	defer it.Release()
-	var l Location
+	var l IndexLocation
 	for it.Next() {
 		k, v := it.Key()[1:], it.Value()
 		if i := bytes.IndexByte(k, 0); i >= 0 && len(k) == i+9 {
@@ -1175,7 +1175,7 @@ func (ix *Index) applyRecords(m *ManifestReader, i int, h *Header, f *IndexFolde
 }
 
 func (ix *Index) add(h *Header, f *IndexFolder, msg *Message) error {
-	if !ValidMaildirPath(msg.Seg) {
+	if !validMaildirPath(msg.Seg) {
 		g, err := ix.segmentForApply(msg.Seg)
 		if err != nil {
 			return err
@@ -1220,7 +1220,7 @@ func (ix *Index) add(h *Header, f *IndexFolder, msg *Message) error {
 		ix.b.put(lk, lv)
 	case !bytes.Equal(old, lv):
 		what := fmt.Sprintf("%s offset %d: two different messages recorded at one place", msg.Seg, msg.Off)
-		if ValidMaildirPath(msg.Seg) {
+		if validMaildirPath(msg.Seg) {
 			what = fmt.Sprintf("%s: two different messages recorded in one file", msg.Seg)
 		}
 		ix.b.put(locationKey(ixProblem, msg.Seg, msg.Off), []byte(what))

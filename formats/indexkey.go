@@ -152,7 +152,7 @@ func snapshotKey(seq int) []byte {
 func locationKey(kind byte, seg string, off int64) []byte {
 	b := make([]byte, 0, len(seg)+10)
 	b = append(b, kind)
-	if ValidMaildirPath(seg) {
+	if validMaildirPath(seg) {
 		dir, name := seg[:strings.LastIndexByte(seg, '/')+1], seg[strings.LastIndexByte(seg, '/')+1:]
 		return append(append(b, dir...), MaildirBase(name)...)
 	}

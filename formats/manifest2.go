@@ -465,7 +465,7 @@ func checkRecord(folder string, r *DeltaRecord) error {
 	switch r.Kind {
 	case RecordAdded:
 		m := &r.Message
-		if m.Key == "" || !validSHA(m.SHA256) || m.Size < 0 || m.Off < 0 || !ValidLocation(m.Seg) || ValidMaildirPath(m.Seg) && m.Off != 0 {
+		if m.Key == "" || !validSHA(m.SHA256) || m.Size < 0 || m.Off < 0 || !m.Location().Valid() {
 			return fmt.Errorf("folder %q: bad message entry %q", folder, m.Key)
 		}
 	case RecordFlags:
