@@ -76,6 +76,9 @@ type IndexFolder struct {
 	Present int64  `json:"present"` // messages on the source
 	Gone    int64  `json:"gone"`    // messages kept as gone
 	Bytes   int64  `json:"bytes"`   // size of the present messages
+	// Last is the greatest key ever added (encoded): a key after it is
+	// new to the folder, with no need to look it up.
+	Last []byte `json:"last,omitempty"`
 }
 
 // Name is the folder's name.
@@ -88,6 +91,9 @@ type indexMeta struct {
 	ID         string    `json:"id"`
 	NextFolder uint32    `json:"next_folder"`
 	Applying   *applyPos `json:"applying,omitempty"`
+	// Locations: the index records where each message is stored (for
+	// verify, and for the left-overs of a Maildir archive).
+	Locations bool `json:"locations,omitempty"`
 }
 
 // applyPos is how far the application of a snapshot got, written with
@@ -134,6 +140,9 @@ type Index struct {
 
 // IndexOptions say what a writer's index must hold.
 type IndexOptions struct {
+	// Locations keeps where each message is stored (Locations,
+	// HasFile); the index of a Maildir archive always does.
+	Locations bool
 	// Dedup opens (and keeps up to date) the hash index, for ByHash.
 	Dedup bool
 	// Progress, when set, is told of each manifest applied while the
@@ -176,10 +185,11 @@ func (a *Archive) OpenIndex(opts IndexOptions) (*Index, error) {
 	if err := os.MkdirAll(cache, 0o700); err != nil {
 		return nil, unwritable("create", CacheDir, err)
 	}
+	locations := opts.Locations || a.Config.Storage == StorageMaildir
 	var ix *Index
 	if name := a.currentIndex(); name != "" {
 		ix, err = openIndexDir(a, filepath.Join(cache, name), false)
-		if err == nil && !ix.matches(files, true) {
+		if err == nil && (!ix.matches(files, true) || ix.meta.Locations != locations) {
 			ix.Close()
 			ix = nil
 		}
@@ -193,7 +203,7 @@ func (a *Archive) OpenIndex(opts IndexOptions) (*Index, error) {
 		if err != nil {
 			return nil, unwritable("create index in", CacheDir, err)
 		}
-		if ix, err = createIndexDir(a, dir); err != nil {
+		if ix, err = createIndexDir(a, dir, locations); err != nil {
 			os.RemoveAll(dir)
 			return nil, err
 		}
@@ -229,6 +239,12 @@ func (a *Archive) OpenIndex(opts IndexOptions) (*Index, error) {
 // the system's temporary directory, removed by Close. It never writes the
 // archive.
 func (a *Archive) ReadIndex(seq int) (*Index, error) {
+	return a.readIndex(seq, false)
+}
+
+// readIndex is ReadIndex; with locations the index records them, and
+// then it is always a temporary index (verify trusts no cache).
+func (a *Archive) readIndex(seq int, locations bool) (*Index, error) {
 	files, err := a.ListSnapshots()
 	if err != nil {
 		return nil, err
@@ -236,7 +252,7 @@ func (a *Archive) ReadIndex(seq int) (*Index, error) {
 	if seq <= 0 || seq > len(files) {
 		seq = len(files)
 	}
-	if name := a.currentIndex(); name != "" && seq > 0 {
+	if name := a.currentIndex(); name != "" && seq > 0 && !locations {
 		ix, err := openIndexDir(a, filepath.Join(a.Root, CacheDir, name), true)
 		if err == nil {
 			if ix.meta.Seq == seq && ix.matches(files, false) {
@@ -249,7 +265,7 @@ func (a *Archive) ReadIndex(seq int) (*Index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("temporary index: %w", err)
 	}
-	ix, err := createIndexDir(a, dir)
+	ix, err := createIndexDir(a, dir, locations)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -296,13 +312,13 @@ func (a *Archive) removeOldIndexes(keep string) {
 	}
 }
 
-func createIndexDir(a *Archive, dir string) (*Index, error) {
+func createIndexDir(a *Archive, dir string, locations bool) (*Index, error) {
 	db, err := leveldb.OpenFile(filepath.Join(dir, "state"), indexOptions(false, 2<<20))
 	if err != nil {
 		return nil, ixErr(err)
 	}
 	ix := &Index{a: a, dir: dir, db: db, folders: map[string]*IndexFolder{}, byID: map[uint32]*IndexFolder{},
-		meta: indexMeta{Version: indexVersion, Archive: a.Config.ID, NextFolder: 1}}
+		meta: indexMeta{Version: indexVersion, Archive: a.Config.ID, NextFolder: 1, Locations: locations}}
 	if err := ix.putMeta(); err != nil {
 		db.Close()
 		return nil, err
@@ -662,51 +678,82 @@ func (mi *MessageIter) Release() {
 	}
 }
 
-// IndexLocation is what the state records at one place of a segment or one
-// Maildir file: the records of every folder and snapshot that name it.
+// IndexLocation is a place messages are stored at: a record of a
+// segment or a Maildir file.
 type IndexLocation struct {
 	Seg    string // the segment path, or the Maildir file's directory and unique part
 	Off    int64  // record offset in a segment; 0 for a Maildir file
-	SHA256 string
+	SHA256 string // of the message recorded there
 	Size   int64
+	Key    string // a message recorded there (the first in key order)
+	// Conflict: another message recorded at the same place has other
+	// content (a damaged manifest).
+	Conflict bool
 }
 
-// Locations calls fn with every location messages are stored at, in
-// order: segments by path, records by offset. A location named by two
-// different messages is a Problem.
+// Locations calls fn with every place messages are stored at, in order:
+// segments by path, records by offset; Maildir files by name. It needs
+// an index with locations (a reader's temporary index for verify, or the
+// index of a Maildir archive).
 func (ix *Index) Locations(fn func(l *IndexLocation) error) error {
+	if !ix.meta.Locations {
+		return errors.New("formats: the index does not record locations")
+	}
 	it := ix.db.NewIterator(util.BytesPrefix([]byte{ixLocation}), nil)
 	defer it.Release()
 	var l IndexLocation
+	var place []byte
+	have := false
 	for it.Next() {
-		k, v := it.Key()[1:], it.Value()
-		if i := bytes.IndexByte(k, 0); i >= 0 && len(k) == i+9 {
-			l.Seg, l.Off = string(k[:i]), int64(binary.BigEndian.Uint64(k[i+1:]))
-		} else {
-			l.Seg, l.Off = string(k), 0
+		k := it.Key()[1:]
+		i := bytes.IndexByte(k, 0)
+		if i < 0 || len(k) < i+9+4 {
+			return ixErr(errBadIndex)
 		}
-		sha, size, err := decodeLocation(v)
+		sha, size, err := decodeLocation(it.Value())
 		if err != nil {
 			return ixErr(err)
 		}
-		l.SHA256, l.Size = sha, size
-		if err := fn(&l); err != nil {
-			return err
+		if have && bytes.Equal(place, k[:i+9]) {
+			if sha != l.SHA256 || size != l.Size {
+				l.Conflict = true
+			}
+			continue
 		}
+		if have {
+			if err := fn(&l); err != nil {
+				return err
+			}
+		}
+		place = append(place[:0], k[:i+9]...)
+		key, _, err := decodeKey(k[i+9+4:])
+		if err != nil {
+			return ixErr(err)
+		}
+		l = IndexLocation{Seg: string(k[:i]), Off: int64(binary.BigEndian.Uint64(k[i+1 : i+9])), SHA256: sha, Size: size, Key: key}
+		have = true
 	}
-	return ixErr(it.Error())
+	if err := it.Error(); err != nil {
+		return ixErr(err)
+	}
+	if have {
+		return fn(&l)
+	}
+	return nil
 }
 
-// Problems returns what the index found contradictory while it applied
-// the manifests (two different messages recorded at one place).
-func (ix *Index) Problems() ([]string, error) {
-	it := ix.db.NewIterator(util.BytesPrefix([]byte{ixProblem}), nil)
-	defer it.Release()
-	var out []string
-	for it.Next() {
-		out = append(out, string(it.Value()))
+// HasFile reports whether a message is recorded in the Maildir file of
+// folder directory dir with the given unique part (MaildirBase of its
+// name). It needs an index with locations.
+func (ix *Index) HasFile(dir, base string) (bool, error) {
+	if !ix.meta.Locations {
+		return false, errors.New("formats: the index does not record locations")
 	}
-	return out, ixErr(it.Error())
+	k := append([]byte{ixLocation}, FoldersDir+"/"+dir+"/cur/"+base...)
+	it := ix.db.NewIterator(util.BytesPrefix(append(k, 0)), nil)
+	defer it.Release()
+	found := it.Next()
+	return found, ixErr(it.Error())
 }
 
 func encodeLocation(sha string, size int64) []byte {
@@ -1188,50 +1235,43 @@ func (ix *Index) add(h *Header, f *IndexFolder, msg *Message) error {
 		}
 	}
 	k := messageKey(f.ID, msg.Key)
-	v, err := ix.b.get(k)
-	if err != nil {
-		return err
-	}
-	if v != nil {
-		var old IndexMessage
-		if err := decodeMessage(v, &old); err != nil {
-			return ixErr(err)
+	enc := k[5:]
+	if bytes.Compare(enc, f.Last) > 0 {
+		// After every key the folder ever had: new, no lookup (a first
+		// backup adds its keys in this order).
+		f.Last = append(f.Last[:0], enc...)
+	} else {
+		v, err := ix.b.get(k)
+		if err != nil {
+			return err
 		}
-		if old.GoneIn == 0 {
-			return ix.corrupt(h, "message %s added twice to %q", msg.Key, f.Folder.Name)
+		if v != nil {
+			var old IndexMessage
+			if err := decodeMessage(v, &old); err != nil {
+				return ixErr(err)
+			}
+			if old.GoneIn == 0 {
+				return ix.corrupt(h, "message %s added twice to %q", msg.Key, f.Folder.Name)
+			}
+			// The key comes back: its old entry is kept apart.
+			ix.b.put(oldKey(f.ID, msg.Key, old.AddedIn), v)
 		}
-		// The key comes back: its old entry is kept apart.
-		ix.b.put(oldKey(f.ID, msg.Key, old.AddedIn), v)
 	}
 	nm := IndexMessage{Message: *msg, AddedIn: h.Seq}
 	ix.b.put(k, encodeMessage(nil, &nm))
 	f.Present++
 	f.Bytes += msg.Size
 	ix.dirty[f.ID] = true
-	// What is stored where, for verify and for the orphans of a Maildir.
-	lk := locationKey(ixLocation, msg.Seg, msg.Off)
-	lv := encodeLocation(msg.SHA256, msg.Size)
-	old, err := ix.b.get(lk)
-	if err != nil {
-		return err
-	}
-	switch {
-	case old == nil:
-		ix.b.put(lk, lv)
-	case !bytes.Equal(old, lv):
-		what := fmt.Sprintf("%s offset %d: two different messages recorded at one place", msg.Seg, msg.Off)
-		if validMaildirPath(msg.Seg) {
-			what = fmt.Sprintf("%s: two different messages recorded in one file", msg.Seg)
-		}
-		ix.b.put(locationKey(ixProblem, msg.Seg, msg.Off), []byte(what))
+	if ix.meta.Locations {
+		// What is stored where, one entry per message naming it (no
+		// lookup: Locations compares the entries of a place).
+		lk := append(locationKey(ixLocation, msg.Seg, msg.Off), k[1:]...)
+		ix.b.put(lk, encodeLocation(msg.SHA256, msg.Size))
 	}
 	if ix.hdb != nil {
-		hk := hashKey(f.ID, msg.SHA256)
-		if _, err := ix.hdb.Get(hk, nil); errors.Is(err, leveldb.ErrNotFound) {
-			ix.hb.Put(hk, AppendKey(nil, msg.Key))
-		} else if err != nil {
-			return ixErr(err)
-		}
+		// The last message added with a content stands for it: a
+		// message, present or gone, whose copy can be reused.
+		ix.hb.Put(hashKey(f.ID, msg.SHA256), AppendKey(nil, msg.Key))
 	}
 	return nil
 }

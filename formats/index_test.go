@@ -474,6 +474,12 @@ func TestIndexMatchesReplay(t *testing.T) {
 				st, _ := Replay(c.snaps, "")
 				indexSameState(t, ix, st)
 				ix.Close()
+				lx, err := a.readIndex(0, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sameLocations(t, lx, c.snaps)
+				lx.Close()
 				for _, s := range c.snaps {
 					rx, err := a.ReadIndex(s.Seq)
 					if err != nil {
@@ -751,5 +757,59 @@ func TestIndexRefusesBadChains(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// sameLocations compares an index's locations with every message the
+// snapshots added (a folder's state replaced by a rename onto its name
+// leaves its stored messages, which verify still checks).
+func sameLocations(t testing.TB, ix *Index, snaps []*Snapshot) {
+	t.Helper()
+	type place struct {
+		seg string
+		off int64
+	}
+	want := map[place]*IndexLocation{}
+	for _, s := range snaps {
+		for _, c := range s.Changes {
+			for _, m := range c.Added {
+				p := place{m.Seg, m.Off}
+				if validMaildirPath(m.Seg) {
+					p = place{m.Seg[:strings.LastIndexByte(m.Seg, '/')+1] + MaildirBase(m.Seg[strings.LastIndexByte(m.Seg, '/')+1:]), 0}
+				}
+				if l := want[p]; l != nil {
+					if l.SHA256 != m.SHA256 || l.Size != m.Size {
+						l.Conflict = true
+					}
+					continue
+				}
+				want[p] = &IndexLocation{Seg: p.seg, Off: p.off, SHA256: m.SHA256, Size: m.Size}
+			}
+		}
+	}
+	n := 0
+	var last *place
+	err := ix.Locations(func(l *IndexLocation) error {
+		p := place{l.Seg, l.Off}
+		if last != nil && (p.seg < last.seg || p.seg == last.seg && p.off <= last.off) {
+			t.Errorf("Locations: %v after %v", p, *last)
+		}
+		last = &p
+		n++
+		w := want[p]
+		if w == nil {
+			t.Errorf("Locations: %v not in the state", p)
+			return nil
+		}
+		if w.Conflict != l.Conflict || !w.Conflict && (w.SHA256 != l.SHA256 || w.Size != l.Size) {
+			t.Errorf("Locations: %+v, want %+v", *l, *w)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(want) {
+		t.Errorf("Locations: %d places, the state has %d", n, len(want))
 	}
 }

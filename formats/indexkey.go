@@ -21,8 +21,7 @@ const (
 	ixMessage  = 'm'  // m FID(4) KEY: a message (the latest entry of its key)
 	ixOld      = 'o'  // o FID(4) KEY ADDED(4): an older entry of a key added again
 	ixSegment  = 's'  // s PATH: a committed segment
-	ixLocation = 'l'  // l LOC: what is stored at a location (sha256, size)
-	ixProblem  = 'x'  // x LOC: two different messages recorded at one location
+	ixLocation = 'l'  // l PLACE 0 OFF(8) FID(4) KEY: a message stored there (sha256, size)
 	ixHash     = 'h'  // h FID(4) SHA(32) (hash index): a key with that content
 )
 
@@ -147,16 +146,19 @@ func snapshotKey(seq int) []byte {
 }
 
 // locationKey is where a message's bytes are: a segment path and the
-// record's offset, or a Maildir file by its unique part (its name
-// changes with its flags).
+// record's offset, or a Maildir file by its directory and unique part
+// (its name changes with its flags) with offset 0; then 0 and the offset.
 func locationKey(kind byte, seg string, off int64) []byte {
-	b := make([]byte, 0, len(seg)+10)
+	b := make([]byte, 0, len(seg)+32)
 	b = append(b, kind)
 	if validMaildirPath(seg) {
 		dir, name := seg[:strings.LastIndexByte(seg, '/')+1], seg[strings.LastIndexByte(seg, '/')+1:]
-		return append(append(b, dir...), MaildirBase(name)...)
+		b = append(append(b, dir...), MaildirBase(name)...)
+		off = 0
+	} else {
+		b = append(b, seg...)
 	}
-	b = append(append(b, seg...), 0)
+	b = append(b, 0)
 	return binary.BigEndian.AppendUint64(b, uint64(off))
 }
 
