@@ -16,6 +16,7 @@ import (
 
 	"github.com/mailvault/mailvault/formats"
 	"github.com/mailvault/mailvault/internal/archivetest"
+	"github.com/mailvault/mailvault/internal/connerr"
 )
 
 // memSource is an in-memory Source for engine tests. Folders and messages
@@ -123,10 +124,10 @@ func (s *memSource) Fetch(ctx context.Context, keys []string, fn func(*Message) 
 			continue
 		}
 		if s.byeOnRecreate && s.folders[s.cur.name] != s.cur {
-			return &ConnError{Err: errors.New("selected mailbox was deleted")}
+			return &connerr.Error{Err: errors.New("selected mailbox was deleted")}
 		}
 		if lim, ok := s.failFetch[s.cur.name]; ok && n >= lim {
-			return &ConnError{Err: errors.New("connection reset")}
+			return &connerr.Error{Err: errors.New("connection reset")}
 		}
 		if err := ctx.Err(); err != nil {
 			return err
@@ -206,7 +207,7 @@ func checkArchive(t *testing.T, a *formats.Archive, src *memSource) *formats.Sta
 			if got := archivetest.Bytes(t, a, st, am); !bytes.Equal(got, m.body) {
 				t.Errorf("folder %q uid %d: archived bytes differ", name, m.uid)
 			}
-			if strings.Join(am.Flags, " ") != strings.Join(NormalizeFlags(m.flags), " ") {
+			if strings.Join(am.Flags, " ") != strings.Join(formats.NormalizeFlags(m.flags), " ") {
 				t.Errorf("folder %q uid %d: flags %v, want %v", name, m.uid, am.Flags, m.flags)
 			}
 		}
@@ -463,19 +464,6 @@ func TestHostileFolderNames(t *testing.T) {
 	for _, d := range dirs {
 		if !formats.ValidDir(d.Name()) || len(d.Name()) > 200 {
 			t.Errorf("unsafe directory name %q", d.Name())
-		}
-	}
-}
-
-func TestNormalizeFlags(t *testing.T) {
-	tests := []struct{ in, want []string }{
-		{nil, nil},
-		{[]string{`\seen`, `\Recent`, `\SEEN`, "$Label1"}, []string{"$Label1", `\Seen`}},
-		{[]string{`\Flagged`, "Work", `\answered`, `\draft`, `\deleted`}, []string{"Work", `\Answered`, `\Deleted`, `\Draft`, `\Flagged`}},
-	}
-	for _, tt := range tests {
-		if got := NormalizeFlags(tt.in); strings.Join(got, " ") != strings.Join(tt.want, " ") {
-			t.Errorf("NormalizeFlags(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strconv"
 	"time"
 )
 
@@ -98,21 +99,7 @@ type Index struct {
 func NewIndex() *Index { return &Index{byID: map[string]int{}, bySHA: map[string]int{}} }
 
 func idKey(messageID string, size int64) string {
-	return messageID + "\x00" + itoa(size)
-}
-
-func itoa(n int64) string {
-	var b [20]byte
-	i := len(b)
-	if n == 0 {
-		return "0"
-	}
-	for n > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return string(b[i:])
+	return messageID + "\x00" + strconv.FormatInt(size, 10)
 }
 
 // Add records a message the folder holds. sha may be "" when the target

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -207,10 +208,7 @@ func keyOf(st *formats.State, folder string, uid imap.UID) string {
 	return ""
 }
 
-func itoa(u uint32) string {
-	b, _ := json.Marshal(u)
-	return string(b)
-}
+func itoa(u uint32) string { return strconv.FormatUint(uint64(u), 10) }
 
 // checkIndependentReaders decompresses every folder's segments with the
 // zstd CLI and reads the stream with Python's mailbox module, checking

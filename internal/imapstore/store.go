@@ -20,6 +20,7 @@ import (
 
 	"github.com/mailvault/mailvault/backup"
 	"github.com/mailvault/mailvault/internal/auth"
+	"github.com/mailvault/mailvault/internal/connerr"
 	"github.com/mailvault/mailvault/internal/mailconn"
 )
 
@@ -93,7 +94,7 @@ func Dial(ctx context.Context, cfg mailconn.Config) (*Store, error) {
 		if err := s.c.WaitGreeting(); err != nil {
 			s.c.Close()
 			if ctx.Err() == nil && !s.wd.TimedOut.Load() {
-				return nil, &backup.ConnError{Err: cfg.ClassifyGreeting(err)}
+				return nil, &connerr.Error{Err: cfg.ClassifyGreeting(err)}
 			}
 			return nil, s.connErr(ctx, "greeting", err)
 		}
@@ -119,7 +120,7 @@ func (s *Store) connErrTLS(ctx context.Context, err error) error {
 }
 
 // connErr wraps an error of a command: a NO/BAD answer stays a plain
-// error; a broken connection becomes a backup.ConnError.
+// error; a broken connection becomes a connerr.Error.
 func (s *Store) connErr(ctx context.Context, what string, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -135,7 +136,7 @@ func (s *Store) connErr(ctx context.Context, what string, err error) error {
 	} else {
 		err = fmt.Errorf("%s: %w", what, err)
 	}
-	return &backup.ConnError{Err: err}
+	return &connerr.Error{Err: err}
 }
 
 func (s *Store) login(ctx context.Context) error {
@@ -694,9 +695,9 @@ func (s *Store) abandon(body *sizedReader) {
 }
 
 // bodyErr classifies an error from fn while it read a body literal: a
-// broken connection becomes a ConnError, the engine's own errors pass.
+// broken connection becomes a connerr.Error, the engine's own errors pass.
 func (s *Store) bodyErr(ctx context.Context, err error) error {
-	var ce *backup.ConnError
+	var ce *connerr.Error
 	if errors.As(err, &ce) {
 		return s.connErr(ctx, "fetch body", ce.Err)
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"github.com/mailvault/mailvault/backup"
+	"github.com/mailvault/mailvault/internal/connerr"
 	"github.com/mailvault/mailvault/internal/mailconn"
 	"github.com/mailvault/mailvault/internal/msghdr"
 	"github.com/mailvault/mailvault/restore"
@@ -331,7 +331,7 @@ func (p appendPending) Wait() error {
 // lost marks a broken connection as restore.ErrConnectionLost, so that
 // the engine checks and retries instead of giving up.
 func lost(err error) error {
-	var ce *backup.ConnError
+	var ce *connerr.Error
 	if errors.As(err, &ce) {
 		return fmt.Errorf("%w: %w", restore.ErrConnectionLost, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailvault/mailvault/internal/localname"
 	"github.com/mailvault/mailvault/restore"
 )
 
@@ -19,7 +20,7 @@ const emlExt = ".eml"
 // emlEscaper escapes folder levels for the .eml tree, portable to
 // Windows. A level ending in ".eml" is reserved so that a folder's
 // directory never has a message file's name.
-var emlEscaper = escaper{windows: true, reserved: func(s string) bool {
+var emlEscaper = localname.Escaper{Windows: true, Reserved: func(s string) bool {
 	return strings.HasSuffix(strings.ToLower(s), emlExt)
 }}
 

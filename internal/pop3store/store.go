@@ -26,6 +26,7 @@ import (
 
 	"github.com/mailvault/mailvault/backup"
 	"github.com/mailvault/mailvault/internal/auth"
+	"github.com/mailvault/mailvault/internal/connerr"
 	"github.com/mailvault/mailvault/internal/mailconn"
 )
 
@@ -205,7 +206,7 @@ func (s *Store) didTimeOut() bool {
 }
 
 // connErr classifies an error of a command: a server's -ERR stays a plain
-// error; a broken connection becomes a backup.ConnError.
+// error; a broken connection becomes a connerr.Error.
 func (s *Store) connErr(ctx context.Context, what string, err error) error {
 	var pe *pop3client.ProtocolError
 	switch {
@@ -220,7 +221,7 @@ func (s *Store) connErr(ctx context.Context, what string, err error) error {
 	default:
 		err = fmt.Errorf("%s: %w", what, err)
 	}
-	return &backup.ConnError{Err: err}
+	return &connerr.Error{Err: err}
 }
 
 func (s *Store) login(ctx context.Context) error {
@@ -481,7 +482,7 @@ func (s *Store) Fetch(ctx context.Context, keys []string, fn func(m *backup.Mess
 			if nerr := s.noop(ctx); nerr != nil {
 				return nerr
 			}
-			return &backup.ConnError{Err: fmt.Errorf("message %s: %w", key, err)}
+			return &connerr.Error{Err: fmt.Errorf("message %s: %w", key, err)}
 		}
 		var skip *skipped
 		if errors.As(err, &skip) {
@@ -562,7 +563,7 @@ func (s *Store) fetchOne(ctx context.Context, key string, msg int, fn func(m *ba
 		return &topMismatch{got: body.n, want: body.want}
 	}
 	if err != nil {
-		var ce *backup.ConnError
+		var ce *connerr.Error
 		if errors.As(err, &ce) {
 			return s.connErr(ctx, "fetch", ce.Err)
 		}
