@@ -49,6 +49,8 @@ type Options struct {
 	// DeleteAfter ago (0: right after this run's commit).
 	Delete      bool
 	DeleteAfter time.Duration
+	// Progress, when set, is told how the run advances (see Event).
+	Progress func(Event)
 }
 
 // Result summarises a run.
@@ -162,6 +164,13 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 		return nil, fmt.Errorf("list folders: %w", err)
 	}
 	res.Folders = len(infos)
+	if q, ok := r.src.(QuotaReader); ok {
+		if quota, has, err := q.Quota(ctx); err != nil {
+			opts.Log.Warn("could not read the quota", "err", err)
+		} else if has {
+			r.snap.Quota = quota
+		}
+	}
 	r.walk(infos)
 
 	r.snap.Finished = opts.now().UTC()
@@ -404,6 +413,13 @@ func (r *run) syncJobs(jobs []*folderJob) {
 		return
 	}
 	sort.SliceStable(todo, func(a, b int) bool { return jobSize(todo[a]) > jobSize(todo[b]) })
+	planned := Event{Kind: EventPlanned, Folders: len(todo)}
+	for _, j := range todo {
+		if j.fi.Status != nil {
+			planned.Messages += int(max(0, jobSize(j)))
+		}
+	}
+	r.opts.progress(planned)
 	p := &pool{r: r}
 	p.cond = sync.NewCond(&p.mu)
 	for _, j := range todo {
@@ -615,6 +631,7 @@ func (w *worker) run(j *folderJob) {
 	r.mu.Lock()
 	j.done = true
 	r.mu.Unlock()
+	r.opts.progress(Event{Kind: EventFolderDone, Folder: j.fi.Name})
 }
 
 // walk backs up every listed folder and records folder events.
@@ -927,6 +944,7 @@ func (w *worker) syncOnce(folder *formats.Folder, change *formats.Change, prev *
 		return nil
 	}
 	r.opts.Log.Info("fetching", "folder", folder.Name, "messages", len(want))
+	r.opts.progress(Event{Kind: EventFetching, Folder: folder.Name, Messages: len(want)})
 
 	if w.pool != nil && r.opts.Connections > 1 && len(want) >= splitMin {
 		if err := w.fetchParts(folder, status.UIDValidity, change, fs, want); err != nil {
@@ -1066,6 +1084,7 @@ func (w *worker) store(folder *formats.Folder, change *formats.Change, fs *folde
 	change.Added = append(change.Added, msg)
 	fs.added[m.Key] = true
 	r.count(func(res *Result) { res.Added++ })
+	r.opts.progress(Event{Kind: EventStored, Folder: folder.Name, Bytes: n})
 	r.opts.hook("message-stored")
 	return nil
 }
