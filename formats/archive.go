@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -33,6 +34,24 @@ type Config struct {
 	Compression string    `json:"compression"` // "zstd"
 	ID          string    `json:"id"`
 	Created     time.Time `json:"created"`
+	// Source is the mailbox the archive backs up, recorded when it is
+	// created (or, in an archive older than the field, by its next run).
+	Source *SourceIdentity `json:"source,omitempty"`
+}
+
+// ErrUnwritable is wrapped when the archive directory cannot be created
+// or written: a read-only or full file system, no permission, a path
+// where no directory can be made.
+var ErrUnwritable = errors.New("formats: cannot write the archive")
+
+// unwritable wraps an error of the file system with ErrUnwritable,
+// without the operation and path of an *fs.PathError (what says them).
+func unwritable(what, path string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Errorf("%w: %s %s: %w", ErrUnwritable, what, path, err)
 }
 
 // Archive is an open archive directory.
@@ -61,12 +80,18 @@ func Create(root string) (*Archive, error) { return CreateWith(root, StorageOpti
 // CreateWith makes a new archive in root, which must not exist or be
 // empty, storing messages as opts says.
 func CreateWith(root string, opts StorageOptions) (*Archive, error) {
+	return CreateFor(root, opts, nil)
+}
+
+// CreateFor is CreateWith that also records the source the archive is
+// for (nil: none yet).
+func CreateFor(root string, opts StorageOptions, src *SourceIdentity) (*Archive, error) {
 	if err := opts.Check(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrStorageMismatch, err)
 	}
 	opts = opts.normalized()
 	if err := os.MkdirAll(root, 0o700); err != nil {
-		return nil, fmt.Errorf("create archive: %w", err)
+		return nil, unwritable("create archive", root, err)
 	}
 	entries, err := os.ReadDir(root)
 	if err != nil {
@@ -75,18 +100,18 @@ func CreateWith(root string, opts StorageOptions) (*Archive, error) {
 	if len(entries) > 0 {
 		return nil, fmt.Errorf("%w: %s is not empty and has no %s", ErrNotArchive, root, ConfigFile)
 	}
-	cfg := Config{Format: "mailvault", Version: FormatVersion, Storage: opts.Storage, Compression: opts.Compression, ID: randomHex(8), Created: time.Now().UTC().Truncate(time.Second)}
+	cfg := Config{Format: "mailvault", Version: FormatVersion, Storage: opts.Storage, Compression: opts.Compression, ID: randomHex(8), Created: time.Now().UTC().Truncate(time.Second), Source: src}
 	data, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return nil, err
 	}
 	for _, d := range []string{SnapshotsDir, FoldersDir} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o700); err != nil {
-			return nil, fmt.Errorf("create archive: %w", err)
+			return nil, unwritable("create archive", root, err)
 		}
 	}
 	if err := writeFileAtomic(filepath.Join(root, ConfigFile), append(data, '\n'), nil); err != nil {
-		return nil, fmt.Errorf("create archive: %w", err)
+		return nil, unwritable("create archive", root, err)
 	}
 	return &Archive{Root: root, Config: cfg}, nil
 }
@@ -134,11 +159,24 @@ func OpenOrCreateWith(root string, opts *StorageOptions) (*Archive, error) {
 			return CreateWith(root, *opts)
 		}
 	}
-	if err != nil || opts == nil {
+	if err != nil {
 		return a, err
 	}
+	if err := a.CheckStorage(opts); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// CheckStorage reports whether a run asking for opts (nil, or empty
+// fields: whatever the archive has) may write to the archive: the error
+// wraps ErrStorageMismatch when it asks for another storage.
+func (a *Archive) CheckStorage(opts *StorageOptions) error {
+	if opts == nil {
+		return nil
+	}
 	if err := opts.CheckFields(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrStorageMismatch, err)
+		return fmt.Errorf("%w: %v", ErrStorageMismatch, err)
 	}
 	have, want := a.Storage(), *opts
 	if want.Storage == "" {
@@ -148,9 +186,89 @@ func OpenOrCreateWith(root string, opts *StorageOptions) (*Archive, error) {
 		want.Compression = have.Compression
 	}
 	if have != want {
-		return nil, fmt.Errorf("%w: %s was created with %s; a run cannot change it (use a new archive directory for %s)", ErrStorageMismatch, root, have, want)
+		return fmt.Errorf("%w: %s was created with %s; a run cannot change it (use a new archive directory for %s)", ErrStorageMismatch, a.Root, have, want)
 	}
-	return a, nil
+	return nil
+}
+
+// Exists reports whether root holds an archive's mailvault.json (which
+// Open may still refuse). An error other than "no such file" counts as
+// existing, so that Open reports it.
+func Exists(root string) bool {
+	_, err := os.Stat(filepath.Join(root, ConfigFile))
+	return !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR)
+}
+
+// CheckCreatable reports, without creating anything that stays, whether
+// an archive can be created in root: root must not exist or be an empty
+// directory (else the error wraps ErrNotArchive), and the directory that
+// would hold it must be writable (else ErrUnwritable). It creates and
+// removes one empty directory to find out: permissions, read-only mounts,
+// immutable directories and pseudo file systems all answer that truly.
+func CheckCreatable(root string) error {
+	fi, err := os.Stat(root)
+	switch {
+	case err == nil && !fi.IsDir():
+		return fmt.Errorf("%w: %s is a file", ErrNotArchive, root)
+	case err == nil:
+		entries, err := os.ReadDir(root)
+		if err != nil {
+			return fmt.Errorf("open archive: %w", err)
+		}
+		if len(entries) > 0 {
+			return fmt.Errorf("%w: %s is not empty and has no %s", ErrNotArchive, root, ConfigFile)
+		}
+		return probeWritable(root, root)
+	case !errors.Is(err, fs.ErrNotExist):
+		return unwritable("cannot create", root, err)
+	}
+	// The nearest existing ancestor is where the directories would be made.
+	dir := filepath.Dir(filepath.Clean(root))
+	for {
+		fi, err := os.Stat(dir)
+		if err == nil {
+			if !fi.IsDir() {
+				return unwritable("cannot create", root, fmt.Errorf("%s is not a directory", dir))
+			}
+			return probeWritable(dir, root)
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return unwritable("cannot create", root, err)
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			return unwritable("cannot create", root, err)
+		}
+		dir = up
+	}
+}
+
+// probeWritable makes and removes a directory in dir.
+func probeWritable(dir, root string) error {
+	p, err := os.MkdirTemp(dir, ".mailvault-probe-")
+	if err != nil {
+		return unwritable("cannot create", root, err)
+	}
+	if err := os.Remove(p); err != nil {
+		return unwritable("cannot create", root, err)
+	}
+	return nil
+}
+
+// SetSource records src as the archive's source in mailvault.json
+// (atomically). The caller holds the lock, or the archive is new.
+func (a *Archive) SetSource(src SourceIdentity) error {
+	cfg := a.Config
+	cfg.Source = &src
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(a.Root, ConfigFile), append(data, '\n'), nil); err != nil {
+		return unwritable("record source in", ConfigFile, err)
+	}
+	a.Config = cfg
+	return nil
 }
 
 // LockInfo is written into the lock file by its holder.
@@ -166,7 +284,10 @@ type LockInfo struct {
 func (a *Archive) Lock(command string) error {
 	f, err := os.OpenFile(filepath.Join(a.Root, LockFile), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return fmt.Errorf("lock archive: %w", err)
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("lock archive: %w", err)
+		}
+		return fmt.Errorf("%w: lock archive: %w", ErrUnwritable, err)
 	}
 	ok, err := tryLock(f)
 	if err != nil {

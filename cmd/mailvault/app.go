@@ -20,25 +20,74 @@ type env struct {
 	stdin          *os.File
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// json: --log-format json; every line on stderr is a JSON object and
+	// summaries on stdout are JSON too.
+	json bool
 }
 
 type envKey struct{}
 
 func envOf(c *cli.Context) *env { return c.Context.Value(envKey{}).(*env) }
 
-// run is main without os.Exit: it runs the command line and returns the
-// exit code, printing errors as one line on stderr.
+// run is main without os.Exit: it runs the command line until it ends or
+// SIGINT/SIGTERM arrives, and returns the exit code.
 func run(args []string, stdin *os.File, stdout, stderr io.Writer, getenv func(string) string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+	return runContext(ctx, args, stdin, stdout, stderr, getenv)
+}
+
+// runContext runs the command line until it ends or ctx is cancelled and
+// returns the exit code, printing an error as one line on stderr (a JSON
+// object with --log-format json).
+func runContext(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.Writer, getenv func(string) string) int {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, json: jsonLogRequested(args)}
 	ctx = context.WithValue(ctx, envKey{}, e)
 	app := newApp(stdout, stderr)
 	err := app.RunContext(ctx, reorderArgs(app, args))
+	code := exitCode(err)
 	if err != nil {
-		fmt.Fprintln(stderr, oneLine(err))
+		if e.json {
+			line := strings.TrimPrefix(oneLine(err), "mailvault: ")
+			slog.New(slog.NewJSONHandler(stderr, nil)).Error(line, "exit_code", code)
+		} else {
+			fmt.Fprintln(stderr, oneLine(err))
+		}
 	}
-	return exitCode(err)
+	return code
+}
+
+// jsonLogRequested reports whether the command line asks for
+// --log-format json, before any parsing (so that even a usage error is
+// printed as JSON).
+func jsonLogRequested(args []string) bool {
+	json := false
+	for i := 1; i < len(args); i++ {
+		a := strings.TrimLeft(args[i], "-")
+		switch {
+		case args[i] == "--":
+			return json
+		case !strings.HasPrefix(args[i], "-"):
+			continue
+		case a == "log-format" && i+1 < len(args):
+			json = args[i+1] == "json"
+			i++
+		case strings.HasPrefix(a, "log-format="):
+			json = a == "log-format=json"
+		}
+	}
+	return json
+}
+
+// notice prints an informational line on stderr: "mailvault: msg", or a
+// JSON object with --log-format json. Unlike log messages it is printed
+// whatever the log level; -q leaves it out.
+func (e *env) notice(msg string, attrs ...any) {
+	if e.json {
+		slog.New(slog.NewJSONHandler(e.stderr, nil)).Info(msg, attrs...)
+		return
+	}
+	fmt.Fprintln(e.stderr, "mailvault: "+msg)
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
@@ -53,18 +102,28 @@ Quick start:
    MAILVAULT_PASSWORD=... mailvault backup imaps://alice@mail.example.com ./vault
    mailvault snapshots ./vault
    mailvault ls ./vault INBOX
-   mailvault verify ./vault`,
+   mailvault verify ./vault
+
+` + exitCodesHelp,
 		Writer:               stdout,
 		ErrWriter:            stderr,
-		HideVersion:          true,
+		HideVersion:          true, // --version is ours: it says the commit too
+		HideHelpCommand:      true, // "help" is ours: an unknown topic is an error
 		EnableBashCompletion: false,
 		// urfave/cli must never call os.Exit itself: exitCode maps errors.
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError: func(c *cli.Context, err error, isSubcommand bool) error {
+			if !isSubcommand || c.Command.Name == "help" {
+				return usagef("%v (see 'mailvault --help')", err)
+			}
 			return usagef("%v (see 'mailvault %s --help')", err, c.Command.Name)
 		},
-		// Profiling, for developers (see README, Development).
+		// --cpuprofile and --memprofile are for developers (see README,
+		// Development).
 		Flags: []cli.Flag{
+			// Added by urfave/cli only when it adds its help command too.
+			cli.HelpFlag,
+			&cli.BoolFlag{Name: "version", Usage: "print the version, the commit it was built from and the Go version"},
 			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a CPU profile to `FILE`"},
 			&cli.StringFlag{Name: "memprofile", Hidden: true, Usage: "write an allocation profile to `FILE` at exit"},
 		},
@@ -80,9 +139,23 @@ Quick start:
 			verifyCommand(),
 			authCommand(),
 			demoCommand(),
+			helpCommand(),
 		},
-		CommandNotFound: func(c *cli.Context, name string) {
-			fmt.Fprintf(stderr, "mailvault: unknown command %q (see 'mailvault --help')\n", name)
+		// Runs when no command was named, or an unknown one.
+		Action: func(c *cli.Context) error {
+			if c.Bool("version") {
+				fmt.Fprintln(c.App.Writer, versionLine(buildInfo(), version, commit))
+				return nil
+			}
+			if !c.Args().Present() {
+				// Usage goes to stderr: a bare "mailvault" in a script is a mistake.
+				w := c.App.Writer
+				c.App.Writer = stderr
+				cli.ShowAppHelp(c)
+				c.App.Writer = w
+				return usagef("no command given (see 'mailvault --help')")
+			}
+			return unknownCommand(c.App, "unknown command", c.Args().First())
 		},
 	}
 	for _, c := range app.Commands {
@@ -92,6 +165,44 @@ Quick start:
 		}
 	}
 	return app
+}
+
+// helpCommand replaces urfave/cli's, which prints an unknown topic's
+// error and exits 0.
+func helpCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "help",
+		Aliases:   []string{"h"},
+		Usage:     "show the commands, or the help of one command",
+		ArgsUsage: "[COMMAND]",
+		HideHelp:  true,
+		Action: func(c *cli.Context) error {
+			root := c.Lineage()[1] // the application's context
+			name := c.Args().First()
+			switch {
+			case name == "":
+				return cli.ShowAppHelp(root)
+			case c.App.Command(name) != nil && name != "help" && name != "h":
+				return cli.ShowCommandHelp(root, name)
+			}
+			return unknownCommand(c.App, "no help for", name)
+		},
+	}
+}
+
+// unknownCommand is the usage error for a command name that is not one,
+// suggesting the closest.
+func unknownCommand(app *cli.App, what, name string) error {
+	var names []string
+	for _, c := range app.Commands {
+		if c.Name != "help" {
+			names = append(names, c.Name)
+		}
+	}
+	if s := closest(name, names); s != "" {
+		return usagef("%s %q (did you mean %q? see 'mailvault --help')", what, printable(name), s)
+	}
+	return usagef("%s %q (see 'mailvault --help')", what, printable(name))
 }
 
 // reorderArgs moves the flags of a command in front of its positional

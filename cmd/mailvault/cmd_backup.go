@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -41,8 +43,17 @@ func accountFlags(acc account) []cli.Flag {
 		&cli.StringFlag{Name: p + "password", Hidden: true},
 		&cli.StringFlag{Name: p + "ca-file", Usage: "also trust the CA or self-signed certificate in `PEM` for the " + acc.what + "server"},
 		&cli.BoolFlag{Name: p + "tls-skip-verify", Usage: "do not verify the " + acc.what + "server certificate (insecure; warns)"},
-		&cli.BoolFlag{Name: p + "insecure-plaintext", Usage: "with imap://, log in to the " + acc.what + "server without TLS (loopback tests only)"},
+		&cli.BoolFlag{Name: p + "insecure-plaintext", Usage: "with imap:// or pop3://, log in to the " + acc.what + "server without TLS; refused unless the host is this machine (127.0.0.0/8, ::1, localhost) or --" + p + plaintextAck + " is given too"},
+		&cli.BoolFlag{Name: p + plaintextAck, Usage: "allow --" + p + "insecure-plaintext to a host that is not this machine: the password and all mail cross the network unencrypted"},
 	}, loginFlags(acc)...)
+}
+
+// plaintextAck is the flag that allows --insecure-plaintext off loopback.
+const plaintextAck = "i-know-this-sends-my-password-in-clear"
+
+// allowSourceChangeFlag lets a run write to an archive of another mailbox.
+func allowSourceChangeFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "allow-source-change", Usage: "back up into an archive recorded for another mailbox (the same mailbox moved to a new server or account name); the new source is recorded"}
 }
 
 // connFlags are the flags of a command that talks to one server.
@@ -88,6 +99,17 @@ The password comes from --password-file, $MAILVAULT_PASSWORD,
 URL or a flag value. An admin can log in with its own password and act as
 the URL's user (--admin-user); Microsoft 365 and Outlook.com need OAuth2
 (--oauth2-token-command, mailvault auth): see docs/OAUTH.md.
+--insecure-plaintext (no TLS) is for a server on this
+machine; to another host it is refused unless
+--i-know-this-sends-my-password-in-clear is given too.
+
+An archive belongs to one mailbox: its first run records the source
+(scheme, host and user, or the path of local mail; never a secret) in
+mailvault.json, and a run from another one is refused (exit 2) unless
+--allow-source-change says it is the same mailbox on a new server. IMAP and
+POP3 of the same user on the same host are the same mailbox. The archive
+directory is created only once the source has answered (connected, logged
+in, listed its folders): a first run that fails creates nothing.
 
 EXAMPLES:
    MAILVAULT_PASSWORD=... mailvault backup imaps://alice@mail.example.com ./vault
@@ -103,6 +125,7 @@ EXAMPLES:
 		Flags: append(append(connFlags(),
 			&cli.StringFlag{Name: "protocol", Usage: "force the protocol of a bare USER@HOST: imaps, imap, pop3s or pop3"},
 			&cli.IntFlag{Name: "delete-after", Value: -1, Usage: "POP3 only: delete from the server messages archived at least `DAYS` ago (0: right after the backup)"},
+			allowSourceChangeFlag(),
 		), append(append(storageFlags(), connectionsFlag(), checkpointFlag()), logFlags()...)...),
 		Action: func(c *cli.Context) error {
 			a, err := args(c, 2, 2, "SOURCE ARCHIVE")
@@ -113,6 +136,7 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
+			allow := c.Bool("allow-source-change")
 			if kind, path, ok := localSource(a[0]); ok {
 				if c.Int("delete-after") >= 0 {
 					return usagef("--delete-after is for POP3 accounts")
@@ -121,7 +145,7 @@ EXAMPLES:
 				if err != nil {
 					return err
 				}
-				return runLocalBackup(c.Context, kind, path, a[1], storage, log, c.Bool("quiet"), envOf(c))
+				return runLocalBackup(c.Context, kind, path, a[1], storage, allow, log, c.Bool("quiet"), envOf(c))
 			}
 			u, err := mailurl.Parse(a[0])
 			if err != nil {
@@ -142,7 +166,7 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
-			o := backupOptions{archive: a[1], storage: storage, connections: conns, checkpoint: c.Duration("checkpoint"), quiet: c.Bool("quiet"), log: log}
+			o := backupOptions{archive: a[1], storage: storage, connections: conns, checkpoint: c.Duration("checkpoint"), quiet: c.Bool("quiet"), log: log, allowSourceChange: allow}
 			if days := c.Int("delete-after"); days >= 0 {
 				o.delete, o.deleteAfter = true, time.Duration(days)*24*time.Hour
 			}
@@ -150,15 +174,10 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
-			if u.Scheme == "" {
-				if u, cfg, err = detect(c, u, cfg, envOf(c)); err != nil {
-					return err
-				}
-			}
-			if o.delete && !strings.HasPrefix(u.Scheme, "pop3") {
-				return usagef("--delete-after is for POP3 accounts: an IMAP backup never changes the server")
-			}
 			o.source, o.conn = u, cfg
+			if u.Scheme == "" {
+				o.detect = func() (*mailurl.URL, mailconn.Config, error) { return detect(c, u, cfg, envOf(c)) }
+			}
 			return runBackup(c.Context, o, envOf(c))
 		},
 	}
@@ -194,19 +213,28 @@ func accountConfig(c *cli.Context, u *mailurl.URL, acc account, warn func(string
 		CAFile:     c.String(p + "ca-file"),
 		SkipVerify: c.Bool(p + "tls-skip-verify"),
 		Timeout:    c.Duration("timeout"),
+		HintPrefix: p,
 	}
 	cfg.Security = security(c, u.Scheme, acc)
 	if (u.Scheme == "imaps" || u.Scheme == "pop3s") && c.Bool(p+"insecure-plaintext") {
-		return cfg, usagef("--insecure-plaintext goes with imap:// or pop3://, not %s://", u.Scheme)
-	}
-	if cfg.Security == mailconn.Plaintext && !isLoopback(u.Host) {
-		warn("--insecure-plaintext: the password and all mail cross the network unencrypted")
-	}
-	if cfg.SkipVerify {
-		warn("--tls-skip-verify: the server's certificate is not checked; anyone on the path can read the password")
+		return cfg, usagef("--%sinsecure-plaintext goes with imap:// or pop3://, not %s://", p, u.Scheme)
 	}
 	if cfg.Timeout <= 0 {
 		return cfg, usagef("--timeout must be positive")
+	}
+	if cfg.Security == mailconn.Plaintext {
+		ctx, cancel := context.WithTimeout(c.Context, min(cfg.Timeout, detectTimeout))
+		err := loopbackOnly(ctx, u.Host, net.DefaultResolver.LookupIPAddr)
+		cancel()
+		if err != nil {
+			if !c.Bool(p + plaintextAck) {
+				return cfg, usagef("--%sinsecure-plaintext is refused for %s: %v, and the password would cross the network unencrypted (add --%s%s if you must)", p, u.Host, err, p, plaintextAck)
+			}
+			warn("--" + p + "insecure-plaintext: the password and all mail cross the network unencrypted")
+		}
+	}
+	if cfg.SkipVerify {
+		warn("--tls-skip-verify: the server's certificate is not checked; anyone on the path can read the password")
 	}
 	a, err := accountAuth(c, u, acc, warn)
 	if err != nil {
@@ -229,54 +257,201 @@ func security(c *cli.Context, scheme string, acc account) mailconn.Security {
 }
 
 type backupOptions struct {
-	archive     string
-	source      *mailurl.URL // scheme set (detected if need be)
-	conn        mailconn.Config
-	storage     *formats.StorageOptions // nil: the archive's, or the default
-	connections int
-	checkpoint  time.Duration
-	quiet       bool
-	log         *slog.Logger
-	delete      bool
-	deleteAfter time.Duration
+	archive string
+	source  *mailurl.URL // scheme "" until detect runs
+	// detect, for a bare USER@HOST, finds the protocol; it runs once the
+	// archive has been checked.
+	detect            func() (*mailurl.URL, mailconn.Config, error)
+	conn              mailconn.Config
+	storage           *formats.StorageOptions // nil: the archive's, or the default
+	connections       int
+	checkpoint        time.Duration
+	quiet             bool
+	log               *slog.Logger
+	delete            bool
+	deleteAfter       time.Duration
+	allowSourceChange bool
 }
 
 func runBackup(ctx context.Context, o backupOptions, e *env) error {
-	a, err := formats.OpenOrCreateWith(o.archive, o.storage)
+	id := formats.SourceIdentity{Scheme: o.source.Scheme, Host: o.source.Host, User: o.source.User}
+	a, err := prepareArchive(o.archive, o.storage, id, o.allowSourceChange)
 	if err != nil {
 		return err
 	}
-	start := time.Now()
+	if o.detect != nil {
+		if o.source, o.conn, err = o.detect(); err != nil {
+			return err
+		}
+		id.Scheme = o.source.Scheme
+	}
+	if o.delete && !strings.HasPrefix(o.source.Scheme, "pop3") {
+		return usagef("--delete-after is for POP3 accounts: an IMAP backup never changes the server")
+	}
 	protocol, dial := sourceDialer(o.source.Scheme, o.conn, o.log)
 	if protocol != "imap" {
 		// POP3 has one folder, and servers allow one session at a time.
 		o.connections = 1
 	}
-	res, err := backup.Run(ctx, a, backup.Options{
+	return backupInto(ctx, a, o.archive, o.storage, id, dial, backup.Options{
 		Source:      o.source.String(),
 		Protocol:    protocol,
 		Log:         o.log,
 		Hook:        failpoint.Hook(),
-		Dial:        dial,
 		Delete:      o.delete,
 		DeleteAfter: o.deleteAfter,
 		Connections: o.connections,
 		Checkpoint:  o.checkpoint,
-	})
-	if res != nil && res.Snapshot != nil && !o.quiet {
-		printBackupSummary(e, res, start)
-		if o.delete {
-			fmt.Fprintf(e.stdout, "deleted %d messages from the server (archived at least %s ago)\n", res.Deleted, o.deleteAfter)
+	}, o.quiet, e)
+}
+
+// prepareArchive checks, before the source is contacted, that a backup of
+// id may write to root: an existing archive is opened and must have the
+// storage asked for and belong to the same mailbox (unless allow); for a
+// new one, root must be creatable (it is created only once the source has
+// answered). A nil archive and no error mean "create it".
+func prepareArchive(root string, storage *formats.StorageOptions, id formats.SourceIdentity, allow bool) (*formats.Archive, error) {
+	if !formats.Exists(root) {
+		if storage != nil {
+			if err := storage.Check(); err != nil {
+				return nil, fmt.Errorf("%w: %v", formats.ErrStorageMismatch, err)
+			}
+		}
+		return nil, formats.CheckCreatable(root)
+	}
+	a, err := formats.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.CheckStorage(storage); err != nil {
+		return nil, err
+	}
+	have, err := recordedSource(a)
+	if err != nil {
+		return nil, err
+	}
+	if have != nil && !sameMailbox(*have, id) && !allow {
+		return nil, fmt.Errorf("%w: %s holds the mail of %s; refusing to back up %s into it (use another archive directory, or --allow-source-change if it is the same mailbox on a new server)",
+			errSourceChanged, root, printable(have.String()), printable(id.String()))
+	}
+	return a, nil
+}
+
+// backupInto runs the backup once the source has answered: it connects,
+// logs in and lists the folders first, creates the archive (a == nil) only
+// then, hands that first connection to the engine, prints the summary and
+// records the source in the archive.
+func backupInto(ctx context.Context, a *formats.Archive, root string, storage *formats.StorageOptions, id formats.SourceIdentity, dial backup.Dialer, opts backup.Options, quiet bool, e *env) error {
+	first, err := dial(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := first.Folders(ctx); err != nil {
+		first.Close()
+		return fmt.Errorf("list folders: %w", err)
+	}
+	h := &handOver{first: first, dial: dial}
+	defer h.close()
+	if a == nil {
+		var so formats.StorageOptions
+		if storage != nil {
+			so = *storage
+		}
+		if a, err = formats.CreateFor(root, so, &id); err != nil {
+			return err
+		}
+	}
+	opts.Dial = h.get
+	start := time.Now()
+	res, err := backup.Run(ctx, a, opts)
+	if res != nil && res.Snapshot != nil {
+		if !quiet {
+			printBackupSummary(e, res, opts.Delete, start)
+		}
+		if rerr := recordSource(a, id, opts.Log); rerr != nil {
+			opts.Log.Warn("could not record the source in the archive", "err", rerr)
 		}
 	}
 	return err
 }
 
-func printBackupSummary(e *env, res *backup.Result, start time.Time) {
+// handOver gives the connection opened to check the source to the
+// engine's first Dial, so that the check costs no extra login (and a POP3
+// mailbox, locked by its session, is not asked for twice).
+type handOver struct {
+	mu    sync.Mutex
+	first backup.Source
+	dial  backup.Dialer
+}
+
+func (h *handOver) get(ctx context.Context) (backup.Source, error) {
+	h.mu.Lock()
+	s := h.first
+	h.first = nil
+	h.mu.Unlock()
+	if s != nil {
+		return s, nil
+	}
+	return h.dial(ctx)
+}
+
+// close closes the first connection if the engine never took it.
+func (h *handOver) close() {
+	h.mu.Lock()
+	s := h.first
+	h.first = nil
+	h.mu.Unlock()
+	if s != nil {
+		s.Close()
+	}
+}
+
+// backupSummary is what a backup prints at the end: counts from the
+// engine's result and folder statuses from the snapshot it committed.
+type backupSummary struct {
+	Snapshot        string  `json:"snapshot"`
+	Status          string  `json:"status"`
+	Folders         int     `json:"folders"`
+	FoldersExamined int     `json:"folders_examined"`
+	FoldersFailed   int     `json:"folders_failed"`
+	Added           int     `json:"added"`
+	Stored          int     `json:"stored"`
+	Bytes           int64   `json:"bytes"`
+	Gone            int     `json:"gone"`
+	FlagChanges     int     `json:"flag_changes"`
+	Seconds         float64 `json:"seconds"`
+	Deleted         *int    `json:"deleted_from_server,omitempty"`
+}
+
+func printBackupSummary(e *env, res *backup.Result, deleted bool, start time.Time) {
 	s := res.Snapshot
-	fmt.Fprintf(e.stdout, "snapshot %s %s: %d folders (%d examined), %d messages added (%d stored, %s), %d gone, %d flag changes, %s\n",
-		s.ID, s.Status, res.Folders, res.Selected, res.Added, res.Stored, humanBytes(res.Bytes),
-		res.Gone, res.FlagChanges, time.Since(start).Round(10*time.Millisecond))
+	sum := backupSummary{
+		Snapshot: s.ID, Status: s.Status, Folders: len(s.Folders), FoldersExamined: res.Selected,
+		Added: res.Added, Stored: res.Stored, Bytes: res.Bytes, Gone: res.Gone, FlagChanges: res.FlagChanges,
+		Seconds: time.Since(start).Round(10 * time.Millisecond).Seconds(),
+	}
+	for _, f := range s.Folders {
+		if f.Status == formats.FolderFailed {
+			sum.FoldersFailed++
+		}
+	}
+	if deleted {
+		sum.Deleted = &res.Deleted
+	}
+	if e.json {
+		json.NewEncoder(e.stdout).Encode(sum)
+		return
+	}
+	failed := ""
+	if sum.FoldersFailed > 0 {
+		failed = fmt.Sprintf(", %d failed", sum.FoldersFailed)
+	}
+	fmt.Fprintf(e.stdout, "snapshot %s %s: %d folders (%d examined%s), %d messages added (%d stored, %s), %d gone, %d flag changes, %s\n",
+		s.ID, s.Status, sum.Folders, sum.FoldersExamined, failed, sum.Added, sum.Stored, humanBytes(sum.Bytes),
+		sum.Gone, sum.FlagChanges, time.Since(start).Round(10*time.Millisecond))
+	if deleted {
+		fmt.Fprintf(e.stdout, "deleted %d messages from the server\n", res.Deleted)
+	}
 }
 
 // defaultConnections is how many IMAP connections a backup uses when not
@@ -349,33 +524,32 @@ func localSource(raw string) (kind, path string, ok bool) {
 }
 
 // runLocalBackup backs up a local mbox file or tree, or a Maildir.
-func runLocalBackup(ctx context.Context, kind, path, archive string, storage *formats.StorageOptions, log *slog.Logger, quiet bool, e *env) error {
+func runLocalBackup(ctx context.Context, kind, path, archive string, storage *formats.StorageOptions, allow bool, log *slog.Logger, quiet bool, e *env) error {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return err
 	}
-	open := func() (backup.Source, error) {
-		if kind == "mbox" {
-			return localsrc.NewMbox(abs)
-		}
-		return localsrc.NewMaildir(abs)
-	}
-	if _, err := open(); err != nil {
-		return fmt.Errorf("%w: %w", errLocalSource, err)
-	}
-	a, err := formats.OpenOrCreateWith(archive, storage)
+	id := formats.SourceIdentity{Scheme: kind, Path: abs}
+	a, err := prepareArchive(archive, storage, id, allow)
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	res, err := backup.Run(ctx, a, backup.Options{
-		Source: kind + ":" + abs, Protocol: kind, Log: log, Hook: failpoint.Hook(),
-		Dial: func(context.Context) (backup.Source, error) { return open() },
-	})
-	if res != nil && res.Snapshot != nil && !quiet {
-		printBackupSummary(e, res, start)
+	dial := func(context.Context) (backup.Source, error) {
+		var s backup.Source
+		var err error
+		if kind == "mbox" {
+			s, err = localsrc.NewMbox(abs)
+		} else {
+			s, err = localsrc.NewMaildir(abs)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errLocalSource, err)
+		}
+		return s, nil
 	}
-	return err
+	return backupInto(ctx, a, archive, storage, id, dial, backup.Options{
+		Source: kind + ":" + abs, Protocol: kind, Log: log, Hook: failpoint.Hook(),
+	}, quiet, e)
 }
 
 // errLocalSource marks a local source that cannot be read.
@@ -405,11 +579,30 @@ func sourceDialer(scheme string, cfg mailconn.Config, log *slog.Logger) (string,
 	}
 }
 
-// isLoopback reports whether host names this machine.
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
+// loopbackOnly returns nil when host is this machine: "localhost", a
+// loopback address (127.0.0.0/8, ::1), or a name whose every address is
+// one; else an error saying why not.
+func loopbackOnly(ctx context.Context, host string, resolve func(context.Context, string) ([]net.IPAddr, error)) error {
+	if strings.EqualFold(host, "localhost") {
+		return nil
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	if ip := net.ParseIP(host); ip != nil {
+		if ip.IsLoopback() {
+			return nil
+		}
+		return errors.New("not a loopback address")
+	}
+	addrs, err := resolve(ctx, host)
+	if err != nil {
+		return fmt.Errorf("cannot tell where it is (%v)", err)
+	}
+	if len(addrs) == 0 {
+		return errors.New("it has no address")
+	}
+	for _, a := range addrs {
+		if !a.IP.IsLoopback() {
+			return fmt.Errorf("it resolves to %s", a.IP)
+		}
+	}
+	return nil
 }

@@ -2,9 +2,8 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -74,11 +73,11 @@ func runLs(root string, sel restore.Selection, messages, asJSON bool, e *env) er
 			return usagef("no folder %q in the archive (see 'mailvault ls %s')", sel.Folders[0], root)
 		}
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	var tw table
 	enc := json.NewEncoder(e.stdout)
 	if !messages {
 		if !asJSON {
-			fmt.Fprintln(tw, "FOLDER\tMESSAGES\tSIZE\tGONE\tROLE\tSTATUS")
+			tw.add("FOLDER", "MESSAGES", "SIZE", "GONE", "ROLE", "STATUS")
 		}
 		for _, sf := range selected.Folders {
 			f := selected.State.Folders[sf.Folder.Name]
@@ -99,17 +98,17 @@ func runLs(root string, sel restore.Selection, messages, asJSON bool, e *env) er
 				enc.Encode(map[string]any{"folder": f.Name, "messages": n, "size": size, "gone": gone, "special_use": f.SpecialUse, "status": status})
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\n", printable(f.Name), n, humanBytes(size), gone, f.SpecialUse, status)
+			tw.add(printable(f.Name), strconv.Itoa(n), humanBytes(size), strconv.Itoa(gone), f.SpecialUse, status)
 		}
-		return tw.Flush()
+		return tw.write(e.stdout)
 	}
 	many := len(selected.Folders) > 1
 	if !asJSON {
-		head := "KEY\tDATE\tFROM\tSUBJECT\tSIZE\tFLAGS"
+		head := []string{"KEY", "DATE", "FROM", "SUBJECT", "SIZE", "FLAGS"}
 		if many {
-			head = "FOLDER\t" + head
+			head = append([]string{"FOLDER"}, head...)
 		}
-		fmt.Fprintln(tw, head)
+		tw.add(head...)
 	}
 	for _, sf := range selected.Folders {
 		for _, m := range sf.Messages {
@@ -125,12 +124,13 @@ func runLs(root string, sel restore.Selection, messages, asJSON bool, e *env) er
 			if m.Gone {
 				flags = strings.TrimSpace("(gone) " + flags)
 			}
+			row := []string{m.Key, m.InternalDate.Local().Format("2006-01-02 15:04"),
+				truncate(printable(m.From), 30), truncate(printable(m.Subject), 50), humanBytes(m.Size), flags}
 			if many {
-				fmt.Fprintf(tw, "%s\t", truncate(printable(sf.Folder.Name), 30))
+				row = append([]string{truncate(printable(sf.Folder.Name), 30)}, row...)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Key, m.InternalDate.Local().Format("2006-01-02 15:04"),
-				truncate(printable(m.From), 30), truncate(printable(m.Subject), 50), humanBytes(m.Size), flags)
+			tw.add(row...)
 		}
 	}
-	return tw.Flush()
+	return tw.write(e.stdout)
 }

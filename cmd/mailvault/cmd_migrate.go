@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -25,6 +26,11 @@ The source password comes from --password-file, $MAILVAULT_PASSWORD or
 $MAILVAULT_TARGET_PASSWORD or --target-password-command (or prompts on a
 terminal).
 
+An IMAP target is checked before the backup starts (connect, TLS, login,
+capabilities): a wrong target password, host or certificate fails at once,
+before anything is downloaded. Target TLS options are --target-ca-file,
+--target-tls-skip-verify and --target-insecure-plaintext.
+
 EXAMPLES:
    mailvault migrate imaps://alice@old.example.com imaps://alice@new.example.com --archive ./vault
    mailvault migrate imaps://alice@old imaps://alice@new --archive ./vault --dry-run
@@ -38,6 +44,7 @@ EXAMPLES:
 			&cli.BoolFlag{Name: "no-map", Usage: "do not map special folders; keep the archived names"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "back up, then only print the restore plan"},
 			&cli.StringFlag{Name: "report", Usage: "write the restore's JSON report to `FILE`"},
+			allowSourceChangeFlag(),
 		), append(append(storageFlags(), connectionsFlag(), checkpointFlag()), logFlags()...)...),
 		Action: func(c *cli.Context) error {
 			a, err := args(c, 2, 2, "SOURCE TARGET --archive DIR")
@@ -73,7 +80,14 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
-			berr := runBackup(c.Context, backupOptions{archive: archive, storage: storage, connections: conns, checkpoint: c.Duration("checkpoint"), source: src, conn: cfg, quiet: c.Bool("quiet"), log: log}, e)
+			if strings.HasPrefix(a[1], "imap://") || strings.HasPrefix(a[1], "imaps://") {
+				// Check the IMAP target now rather than after the backup.
+				if err := checkTarget(c.Context, open); err != nil {
+					return fmt.Errorf("target %s: %w", printable(a[1]), err)
+				}
+			}
+			berr := runBackup(c.Context, backupOptions{archive: archive, storage: storage, connections: conns, checkpoint: c.Duration("checkpoint"),
+				source: src, conn: cfg, quiet: c.Bool("quiet"), log: log, allowSourceChange: c.Bool("allow-source-change")}, e)
 			if berr != nil && !errors.Is(berr, backup.ErrPartial) {
 				return berr
 			}
@@ -92,4 +106,14 @@ EXAMPLES:
 			return nil
 		},
 	}
+}
+
+// checkTarget connects to the target, negotiates TLS, logs in and reads
+// its capabilities and folder delimiter, then disconnects.
+func checkTarget(ctx context.Context, open func(context.Context) (restore.Target, error)) error {
+	t, err := open(ctx)
+	if err != nil {
+		return err
+	}
+	return t.Close()
 }

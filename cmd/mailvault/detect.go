@@ -63,11 +63,11 @@ func detect(c *cli.Context, u *mailurl.URL, cfg mailconn.Config, e *env) (*mailu
 		return nil, cfg, err
 	}
 	if !c.Bool("quiet") {
-		msg := fmt.Sprintf("mailvault: using %s", urls[scheme])
+		msg := fmt.Sprintf("using %s", urls[scheme])
 		if len(tried) > 0 {
 			msg += " (" + strings.Join(tried, "; ") + ")"
 		}
-		fmt.Fprintln(e.stderr, msg)
+		e.notice(msg)
 	}
 	final := cfgs[scheme]
 	final.Timeout = cfg.Timeout

@@ -18,13 +18,13 @@ import (
 const (
 	exitOK          = 0
 	exitError       = 1   // anything not listed below
-	exitUsage       = 2   // bad flags, arguments or URL; a password on the command line
+	exitUsage       = 2   // bad flags, arguments or URL; a password on the command line; another source's archive
 	exitPartial     = 3   // snapshot committed, but some folders or messages were not backed up
 	exitAuth        = 4   // the server refused the login
 	exitLocked      = 5   // another run holds the archive's lock
 	exitArchive     = 6   // archive damaged, unreadable, or written by a newer mailvault; verify found problems
-	exitConnect     = 7   // cannot connect: unreachable host, TLS verification failure, no answer in time
-	exitStorage     = 8   // cannot write the archive or the restore target: disk full, over quota
+	exitConnect     = 7   // cannot connect: unreachable host, closed before the greeting, TLS failure, no answer in time
+	exitStorage     = 8   // cannot write the archive or the restore target: read-only, no permission, disk full, over quota
 	exitInUse       = 9   // the POP3 mailbox is in use by another client
 	exitInterrupted = 130 // interrupted by SIGINT/SIGTERM; what was fetched is committed as partial
 )
@@ -32,13 +32,16 @@ const (
 const exitCodesHelp = `EXIT CODES:
    0    success
    1    error
-   2    usage error (bad flags, arguments or URL; a password on the command line)
+   2    usage error (bad flags, arguments or URL; a password on the command line;
+        an archive of another mailbox without --allow-source-change)
    3    partial: the snapshot was committed but some folders or messages failed
    4    authentication failed
    5    archive locked by another run
    6    archive damaged, unreadable or written by a newer mailvault
-   7    cannot connect (unreachable host, TLS verification failure, timeout)
-   8    cannot write the archive or the restore target (disk full, over quota)
+   7    cannot connect (unreachable host, connection closed before the greeting,
+        TLS handshake or verification failure, timeout)
+   8    cannot write the archive (read-only, no permission, disk full) or the
+        restore target (over quota)
    9    the mailbox is in use by another client (POP3); retry later
    130  interrupted`
 
@@ -59,11 +62,12 @@ func exitCode(err error) int {
 		return exitInterrupted
 	case errors.Is(err, errLocalSource):
 		return exitError
-	case errors.As(err, &ue), errors.Is(err, mailurl.ErrPasswordInURL), errors.Is(err, mailurl.ErrInvalid), errors.Is(err, errPasswordFlag):
+	case errors.As(err, &ue), errors.Is(err, mailurl.ErrPasswordInURL), errors.Is(err, mailurl.ErrInvalid), errors.Is(err, errPasswordFlag),
+		errors.Is(err, errSourceChanged):
 		return exitUsage
 	case errors.Is(err, mailconn.ErrInUse):
 		return exitInUse
-	case errors.Is(err, backup.ErrStorage), errors.Is(err, restore.ErrOverQuota):
+	case errors.Is(err, backup.ErrStorage), errors.Is(err, restore.ErrOverQuota), errors.Is(err, formats.ErrUnwritable):
 		return exitStorage
 	case errors.Is(err, restore.ErrSelection), errors.Is(err, formats.ErrStorageMismatch):
 		return exitUsage
@@ -77,7 +81,7 @@ func exitCode(err error) int {
 		errors.Is(err, formats.ErrNotArchive), errors.Is(err, errVerifyFailed):
 		return exitArchive
 	case errors.Is(err, mailconn.ErrUnreachable), errors.Is(err, mailconn.ErrTLS),
-		errors.Is(err, mailconn.ErrTimeout), errors.Is(err, mailconn.ErrNoTLS):
+		errors.Is(err, mailconn.ErrTimeout), errors.Is(err, mailconn.ErrNoTLS), errors.Is(err, mailconn.ErrTLSHandshake):
 		return exitConnect
 	}
 	return exitError

@@ -31,14 +31,6 @@ func printable(s string) string {
 	}, s)
 }
 
-func truncate(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[:n-1]) + "…"
-}
-
 // openState opens an archive read-only and replays it to the snapshot
 // named by sel: "" or "latest" for the last one, else an id or a unique
 // prefix of one.

@@ -74,6 +74,9 @@ func Dial(ctx context.Context, cfg mailconn.Config) (*Store, error) {
 		s.c = imapclient.New(conn, opts)
 		if err := s.c.WaitGreeting(); err != nil {
 			s.c.Close()
+			if ctx.Err() == nil && !s.wd.TimedOut.Load() {
+				return nil, &backup.ConnError{Err: cfg.ClassifyGreeting(err)}
+			}
 			return nil, s.connErr(ctx, "greeting", err)
 		}
 	}
@@ -91,7 +94,10 @@ func (s *Store) connErrTLS(ctx context.Context, err error) error {
 	if s.wd.TimedOut.Load() {
 		return fmt.Errorf("%w: STARTTLS on %s", mailconn.ErrTimeout, s.cfg.Addr)
 	}
-	return mailconn.ClassifyTLS(s.cfg.Addr, err)
+	if s.wd.Received() == 0 {
+		return s.cfg.ClassifyGreeting(err)
+	}
+	return s.cfg.ClassifyTLS("imap", err)
 }
 
 // connErr wraps an error of a command: a NO/BAD answer stays a plain

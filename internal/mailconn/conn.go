@@ -11,10 +11,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mailvault/mailvault/internal/auth"
@@ -27,7 +30,11 @@ var (
 	ErrTLS         = errors.New("TLS verification failed")
 	ErrTimeout     = errors.New("server did not answer in time")
 	ErrNoTLS       = errors.New("server does not offer STARTTLS")
-	ErrInUse       = errors.New("mailbox in use by another client, retry later")
+	// ErrTLSHandshake: the TLS handshake did not complete for a reason
+	// other than the certificate (a plaintext port, a closed or reset
+	// connection, a protocol version the server refuses).
+	ErrTLSHandshake = errors.New("TLS handshake failed")
+	ErrInUse        = errors.New("mailbox in use by another client, retry later")
 )
 
 // Security is how a connection is protected.
@@ -53,6 +60,9 @@ type Config struct {
 	// net.Dialer: a fleet run wraps it to bound the connections to one
 	// server. The connection it returns is closed when the session ends.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// HintPrefix is the prefix of the command-line flags that error hints
+	// name: "" gives --ca-file, "target-" gives --target-ca-file.
+	HintPrefix string
 }
 
 // Login is how to log in: Auth, or a password login of User with
@@ -100,7 +110,12 @@ type WatchdogConn struct {
 	mu       sync.Mutex
 	libRead  time.Time
 	TimedOut atomic.Bool
+	received atomic.Int64
 }
+
+// Received is how many bytes the server has sent so far: 0 after a
+// failure means it never sent its greeting.
+func (w *WatchdogConn) Received() int64 { return w.received.Load() }
 
 func (w *WatchdogConn) readDeadline() time.Time {
 	w.mu.Lock()
@@ -122,6 +137,7 @@ func (w *WatchdogConn) Read(p []byte) (int, error) {
 	}
 	w.Conn.SetReadDeadline(w.readDeadline())
 	n, err := w.Conn.Read(p)
+	w.received.Add(int64(n))
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && w.busy.Load() > 0 {
 		w.TimedOut.Store(true)
 		w.Conn.Close()
@@ -190,25 +206,77 @@ func Dial(ctx context.Context, cfg *Config, alpn string) (*WatchdogConn, net.Con
 	wd.End()
 	if err != nil {
 		raw.Close()
-		return nil, nil, ClassifyTLS(cfg.Addr, err)
+		return nil, nil, cfg.ClassifyTLS(alpn, err)
 	}
 	return wd, tc, nil
 }
 
-func ClassifyTLS(addr string, err error) error {
+// ClassifyTLS turns an error of the TLS handshake with c.Addr (implicit
+// TLS, or after STARTTLS/STLS) into one of the classes above, with a hint
+// for the user. proto is "imap" or "pop3", for the hints.
+func (c *Config) ClassifyTLS(proto string, err error) error {
 	var (
 		unknownAuth x509.UnknownAuthorityError
 		hostErr     x509.HostnameError
 		invalid     x509.CertificateInvalidError
 		verifyErr   *tls.CertificateVerificationError
+		recordErr   tls.RecordHeaderError
+		op          *net.OpError
 	)
-	if errors.As(err, &unknownAuth) || errors.As(err, &hostErr) || errors.As(err, &invalid) || errors.As(err, &verifyErr) {
-		return fmt.Errorf("%w for %s: %v (use --ca-file to trust a private CA)", ErrTLS, addr, err)
+	switch {
+	case errors.As(err, &unknownAuth) || errors.As(err, &hostErr) || errors.As(err, &invalid) || errors.As(err, &verifyErr):
+		return fmt.Errorf("%w for %s: %v (use --%sca-file to trust a private CA)", ErrTLS, c.Addr, err, c.HintPrefix)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("%w: TLS handshake with %s", ErrTimeout, c.Addr)
+	case errors.As(err, &recordErr):
+		if c.Security != ImplicitTLS {
+			return fmt.Errorf("%w with %s: the server did not answer TLS after agreeing to start it", ErrTLSHandshake, c.Addr)
+		}
+		return fmt.Errorf("%w with %s: the server did not answer TLS: is port %s plaintext? try %s", ErrTLSHandshake, c.Addr, c.port(), plainScheme(proto))
+	case errors.As(err, &op) && op.Op == "remote error":
+		hint := ""
+		if strings.Contains(op.Err.Error(), "protocol version") {
+			hint = " (mailvault needs TLS 1.2 or newer; the server offers only older versions)"
+		}
+		return fmt.Errorf("%w with %s: the server refused it: %v%s", ErrTLSHandshake, c.Addr, op.Err, hint)
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("%w with %s: the server closed the connection (does it speak TLS on this port?)", ErrTLSHandshake, c.Addr)
+	case isReset(err):
+		return fmt.Errorf("%w with %s: the server reset the connection (it may refuse TLS 1.2 and newer, or not speak TLS on this port)", ErrTLSHandshake, c.Addr)
 	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return fmt.Errorf("%w: TLS handshake with %s", ErrTimeout, addr)
+	return fmt.Errorf("%w with %s: %w", ErrTLSHandshake, c.Addr, unwrapNet(err))
+}
+
+// ClassifyGreeting turns an error that ended the connection before the
+// server's greeting (other than a timeout) into ErrUnreachable.
+func (c *Config) ClassifyGreeting(err error) error {
+	what := "closed the connection"
+	if isReset(err) {
+		what = "reset the connection"
 	}
-	return fmt.Errorf("TLS handshake with %s: %w", addr, err)
+	return fmt.Errorf("%w to %s: the server %s before its greeting", ErrUnreachable, c.Addr, what)
+}
+
+func (c *Config) port() string {
+	_, p, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return c.Addr
+	}
+	return p
+}
+
+// plainScheme is the URL scheme to suggest for a plaintext port.
+func plainScheme(proto string) string {
+	if proto == "pop3" {
+		return "pop3:// (STLS)"
+	}
+	return "imap:// (STARTTLS)"
+}
+
+// isReset reports a connection reset by the peer. Some libraries format
+// the cause with %v, so the text is checked too.
+func isReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || strings.Contains(err.Error(), "connection reset by peer")
 }
 
 // unwrapNet strips net.OpError's noisy prefix.

@@ -1,11 +1,16 @@
 package mailconn
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -74,5 +79,74 @@ func TestTLSConfig(t *testing.T) {
 	c, err := (&Config{Addr: "mail.example.com:993"}).TLSConfig()
 	if err != nil || c.ServerName != "mail.example.com" || c.InsecureSkipVerify {
 		t.Errorf("TLSConfig = %+v, %v; want verification of mail.example.com", c, err)
+	}
+}
+
+func TestClassifyTLS(t *testing.T) {
+	imaps := &Config{Addr: "mail.example.com:993", Security: ImplicitTLS}
+	target := &Config{Addr: "new.example.com:993", Security: ImplicitTLS, HintPrefix: "target-"}
+	starttls := &Config{Addr: "mail.example.com:143", Security: StartTLS}
+	remote := func(msg string) error { return &net.OpError{Op: "remote error", Err: errors.New(msg)} }
+	tests := []struct {
+		name  string
+		cfg   *Config
+		proto string
+		err   error
+		class error
+		want  []string
+	}{
+		{"unknown CA", imaps, "imap", x509.UnknownAuthorityError{}, ErrTLS, []string{"use --ca-file"}},
+		{"unknown CA of the target", target, "imap", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}, ErrTLS, []string{"use --target-ca-file"}},
+		{"wrong host name", imaps, "imap", x509.HostnameError{Certificate: &x509.Certificate{}, Host: "mail.example.com"}, ErrTLS, []string{"--ca-file"}},
+		{"deadline", imaps, "imap", os.ErrDeadlineExceeded, ErrTimeout, []string{"TLS handshake with mail.example.com:993"}},
+		{"plaintext port, IMAP", imaps, "imap", tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}, ErrTLSHandshake, []string{"is port 993 plaintext? try imap:// (STARTTLS)"}},
+		{"plaintext port, POP3", &Config{Addr: "h:995"}, "pop3", tls.RecordHeaderError{}, ErrTLSHandshake, []string{"is port 995 plaintext? try pop3:// (STLS)"}},
+		{"not TLS after STARTTLS", starttls, "imap", tls.RecordHeaderError{}, ErrTLSHandshake, []string{"after agreeing to start it"}},
+		{"old TLS only", imaps, "imap", remote("tls: protocol version not supported"), ErrTLSHandshake, []string{"refused", "TLS 1.2 or newer"}},
+		{"other alert", imaps, "imap", remote("tls: handshake failure"), ErrTLSHandshake, []string{"refused it: tls: handshake failure"}},
+		{"EOF", imaps, "imap", io.EOF, ErrTLSHandshake, []string{"closed the connection"}},
+		{"unexpected EOF", imaps, "pop3", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), ErrTLSHandshake, []string{"closed the connection"}},
+		{"reset", imaps, "imap", &net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, ErrTLSHandshake, []string{"reset the connection"}},
+		{"anything else", imaps, "imap", errors.New("tls: something odd"), ErrTLSHandshake, []string{"something odd"}},
+	}
+	for _, tt := range tests {
+		got := tt.cfg.ClassifyTLS(tt.proto, tt.err)
+		if !errors.Is(got, tt.class) {
+			t.Errorf("%s: ClassifyTLS = %v, want it to wrap %v", tt.name, got, tt.class)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(got.Error(), w) {
+				t.Errorf("%s: ClassifyTLS = %q, want it to say %q", tt.name, got, w)
+			}
+		}
+	}
+}
+
+func TestClassifyGreeting(t *testing.T) {
+	cfg := &Config{Addr: "mail.example.com:143"}
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{io.EOF, "cannot connect to mail.example.com:143: the server closed the connection before its greeting"},
+		{errors.New("connection closed before greeting"), "closed the connection before its greeting"},
+		{fmt.Errorf("got error before greeting: %v", os.NewSyscallError("read", syscall.ECONNRESET)), "reset the connection before its greeting"},
+	} {
+		got := cfg.ClassifyGreeting(tt.err)
+		if !errors.Is(got, ErrUnreachable) || !strings.Contains(got.Error(), tt.want) {
+			t.Errorf("ClassifyGreeting(%v) = %v, want ErrUnreachable saying %q", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestWatchdogCountsReceived(t *testing.T) {
+	client, server := net.Pipe()
+	defer server.Close()
+	wd := &WatchdogConn{Conn: client}
+	go server.Write([]byte("* OK"))
+	buf := make([]byte, 8)
+	n, _ := wd.Read(buf)
+	if wd.Received() != int64(n) || n == 0 {
+		t.Errorf("Received = %d after reading %d bytes", wd.Received(), n)
 	}
 }

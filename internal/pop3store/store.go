@@ -125,8 +125,14 @@ func (s *Store) dialErr(ctx context.Context, err error) error {
 		return fmt.Errorf("%w on %s (%s): use pop3s:// (or --insecure-plaintext on a trusted loopback)", mailconn.ErrNoTLS, s.cfg.Addr, strings.TrimSpace(pe.Response))
 	case errors.As(err, &op) && op.Op == "dial":
 		return fmt.Errorf("%w to %s: %w", mailconn.ErrUnreachable, s.cfg.Addr, op.Err)
+	case s.cfg.Security == mailconn.Plaintext:
+		// No TLS: the greeting is all that was read.
+		return s.cfg.ClassifyGreeting(err)
 	}
-	return mailconn.ClassifyTLS(s.cfg.Addr, err)
+	// pop3client does the TLS handshake and reads the greeting without
+	// telling which failed; an end of the connection is classified as the
+	// handshake's.
+	return s.cfg.ClassifyTLS("pop3", err)
 }
 
 // op arms the watchdog for one operation and returns the session's
