@@ -311,9 +311,8 @@ func (f *fleet) backupAccount(ctx context.Context, a *config.Account) (r report.
 	}
 	if err != nil {
 		r.Error = strings.TrimPrefix(oneLine(err), "mailvault: ")
-		if res == nil || res.Snapshot == nil {
-			log.Error("account failed", "err", r.Error)
-		}
+		// Its line on stdout and the run's error say it; -v logs it too.
+		log.Info("account not complete", "status", r.Status, "err", r.Error)
 	}
 	return r
 }

@@ -319,3 +319,85 @@ func portOf(addr string) string {
 	_, port, _ := net.SplitHostPort(addr)
 	return port
 }
+
+// TestFleetRestoreWithAdminLogin is the hosting case: alice's mailbox is
+// backed up and, after she deleted a message, restored into a folder of
+// her own mailbox, both with the master user's login from the
+// configuration, never alice's password. snapshots shows the quota each
+// run recorded.
+func TestFleetRestoreWithAdminLogin(t *testing.T) {
+	s := dovecottest.Start(t, dovecottest.Options{
+		Users:   map[string]string{"alice": "alice-secret"},
+		Masters: map[string]string{"admin": "admin-secret"},
+		Quota:   map[string]string{"alice": "*:storage=1M"},
+	})
+	seedUser(t, s.IMAPAddr, "alice", "alice-secret")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "admin.pw"), []byte("admin-secret\n"), 0o600)
+	cfg := filepath.Join(dir, "mailvault.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`[defaults]
+archive_root = "vaults"
+ca_file = %q
+
+[[server]]
+host = "127.0.0.1"
+admin_user = "admin"
+admin_password_file = "admin.pw"
+
+[[account]]
+name = "alice"
+source = "imaps://alice@%s"
+`, s.CAFile, s.IMAPSAddr)), 0o600)
+	vault := filepath.Join(dir, "vaults", "alice")
+	if code, out, errs := runCLI(t, nil, "backup", "--config", cfg); code != exitOK {
+		t.Fatalf("backup: exit %d\n%s\n%s", code, out, errs)
+	}
+	first := latestID(t, vault)
+
+	// Alice deletes "INBOX 1".
+	c, err := imapclient.DialInsecure(s.IMAPAddr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("alice", "alice-secret").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	found, err := c.Search(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "INBOX 1"}}}, nil).Wait()
+	if err != nil || len(found.AllSeqNums()) != 1 {
+		t.Fatalf("search: %v %v", found, err)
+	}
+	if err := c.Store(imap.SeqSetNum(found.AllSeqNums()...), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Expunge().Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Unselect().Wait()
+	if code, out, errs := runCLI(t, nil, "backup", "--config", cfg); code != exitOK || !strings.Contains(out, "1 gone") {
+		t.Fatalf("second backup: exit %d\n%s\n%s", code, out, errs)
+	}
+
+	code, out, errs := runCLI(t, nil, "restore", "--config", cfg, "--account", "alice", "--deleted-since", first, "--into", "Restored")
+	if code != exitOK || !strings.Contains(out, "restored 1 messages") {
+		t.Fatalf("restore: exit %d\n%s\n%s", code, out, errs)
+	}
+	got := readUser(t, s.IMAPAddr, "alice", "alice-secret")
+	if r := got["Restored/INBOX"]; len(r) != 1 || !strings.Contains(string(r[0].Body), "Subject: INBOX 1\r\n") {
+		t.Errorf("Restored/INBOX holds %d messages, want the deleted one", len(r))
+	}
+
+	code, out, _ = runCLI(t, nil, "snapshots", vault)
+	if code != exitOK || !strings.Contains(out, "QUOTA") || strings.Count(out, " of 1.0 MiB") != 2 {
+		t.Errorf("snapshots:\n%s", out)
+	}
+}
+
+func latestID(t *testing.T, vault string) string {
+	t.Helper()
+	_, st := archivetest.Latest(t, vault)
+	return st.Snapshot.ID
+}

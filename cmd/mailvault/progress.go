@@ -36,11 +36,13 @@ func progressWanted(c *cli.Context) bool {
 	return !c.Bool("quiet") && !e.json && c.String("log-format") != "json" && isTerminal(e.stderr)
 }
 
-// newProgressUI starts drawing on w.
-func newProgressUI(ctx context.Context, w io.Writer) *progressUI {
+// newProgressUI starts drawing on w; opts are for tests (a buffer needs
+// mpb.WithAutoRefresh).
+func newProgressUI(ctx context.Context, w io.Writer, opts ...mpb.ContainerOption) *progressUI {
+	opts = append([]mpb.ContainerOption{mpb.WithOutput(w), mpb.WithWidth(120), mpb.WithRefreshRate(250 * time.Millisecond)}, opts...)
 	return &progressUI{
 		out:  w,
-		p:    mpb.NewWithContext(ctx, mpb.WithOutput(w), mpb.WithWidth(120), mpb.WithRefreshRate(250*time.Millisecond)),
+		p:    mpb.NewWithContext(ctx, opts...),
 		bars: map[*accountProgress]bool{},
 	}
 }

@@ -154,7 +154,7 @@ func writeMetrics(w io.Writer, r *Report, success map[string]float64) {
 	family := func(name, typ, help string) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
 	}
-	num := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	num := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
 	family(metricLastSuccess, "gauge", "Unix time at which the last complete backup of the account ended.")
 	names := make([]string, 0, len(success))
