@@ -414,10 +414,12 @@ func (r *run) syncJobs(jobs []*folderJob) {
 	}
 	sort.SliceStable(todo, func(a, b int) bool { return jobSize(todo[a]) > jobSize(todo[b]) })
 	planned := Event{Kind: EventPlanned, Folders: len(todo)}
+	known := true // every folder's status is known
 	for _, j := range todo {
 		if j.fi.Status != nil {
 			planned.Messages += int(max(0, jobSize(j)))
 		}
+		known = known && j.fi.Status != nil
 	}
 	r.opts.progress(planned)
 	p := &pool{r: r}
@@ -431,6 +433,10 @@ func (r *run) syncJobs(jobs []*folderJob) {
 		if size := jobSize(j); j.fi.Status != nil && size >= splitMin {
 			useful += size / partMin
 		}
+	}
+	if known {
+		// Each connection costs a login: little to fetch, few connections.
+		useful = min(useful, 1+int64(planned.Messages)/connectionMessages)
 	}
 	n := int(max(1, min(int64(r.opts.Connections), useful)))
 	workers := make([]*worker, n)
@@ -1095,6 +1101,11 @@ const (
 	splitMin = 4000
 	partMin  = 1000
 )
+
+// connectionMessages is how many messages to fetch justify one more
+// connection: each costs a login (a TLS handshake, a process on the
+// server), more than fetching a few dozen messages over one already open.
+const connectionMessages = 100
 
 // fetchPart is a range of a big folder's messages, fetched by whichever
 // worker takes it first.
