@@ -689,6 +689,12 @@ func (r *run) walk(infos []FolderInfo) {
 		}
 		jobs = append(jobs, j)
 		switch {
+		case fi.Err != nil:
+			j.folder.Status, j.folder.Error = formats.FolderFailed, fi.Err.Error()
+			if prev != nil {
+				j.folder.UIDValidity = prev.UIDValidity
+			}
+			r.fail(fi.Name, fi.Err)
 		case fi.NoSelect:
 			j.folder.Status = formats.FolderNoSelect
 		case prev != nil && unchanged(prev, fi.Status):
@@ -983,8 +989,13 @@ func (w *worker) syncOnce(folder *formats.Folder, change *formats.Change, prev *
 				_, err := io.Copy(io.Discard, m.Body)
 				return err
 			}
+			// Counted once stored: a source may skip a message whose
+			// body it could not deliver whole and go on.
+			if err := w.store(folder, change, fs, m); err != nil {
+				return err
+			}
 			got++
-			return w.store(folder, change, fs, m)
+			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("fetch: %w", err)

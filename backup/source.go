@@ -45,6 +45,10 @@ type FolderInfo struct {
 	SpecialUse string   // `\Sent`, `\Drafts`, `\Trash`, `\Junk`, `\Archive`, `\All`, `\Flagged` or ""
 	NoSelect   bool     // structure only: cannot hold messages
 	Status     *FolderStatus
+	// Err, when set, says why the source listed the folder but cannot back
+	// it up (a name it cannot open, say): the engine records the folder as
+	// failed, which makes the snapshot partial, and backs up the others.
+	Err error
 }
 
 // FolderStatus is what identifies a folder's content version.

@@ -137,6 +137,7 @@ EXAMPLES:
 			&cli.StringFlag{Name: "protocol", Usage: "force the protocol of a bare USER@HOST: imaps, imap, pop3s or pop3"},
 			&cli.IntFlag{Name: "delete-after", Value: -1, Usage: "POP3 only: delete from the server messages archived at least `DAYS` ago (0: right after the backup)"},
 			allowSourceChangeFlag(),
+			&cli.BoolFlag{Name: "pop3-allow-retr", Usage: "POP3 only: fetch with RETR where the server has no TOP or its TOP disagrees with LIST (RETR marks messages as read on many servers)"},
 		), append(append(append(storageFlags(), connectionsFlag(), checkpointFlag()), logFlags()...), fleetFlags()...)...),
 		Action: func(c *cli.Context) error {
 			if c.IsSet("config") {
@@ -196,6 +197,7 @@ EXAMPLES:
 				return err
 			}
 			o.source, o.conn = u, cfg
+			o.allowRetr = c.Bool("pop3-allow-retr")
 			if u.Scheme == "" {
 				o.detect = func() (*mailurl.URL, mailconn.Config, error) { return detect(c, u, cfg, envOf(c)) }
 			}
@@ -292,6 +294,7 @@ type backupOptions struct {
 	delete            bool
 	deleteAfter       time.Duration
 	allowSourceChange bool
+	allowRetr         bool // POP3: RETR where TOP is missing or wrong
 }
 
 func runBackup(ctx context.Context, o backupOptions, e *env) error {
@@ -309,12 +312,16 @@ func runBackup(ctx context.Context, o backupOptions, e *env) error {
 	if o.delete && !strings.HasPrefix(o.source.Scheme, "pop3") {
 		return usagef("--delete-after is for POP3 accounts: an IMAP backup never changes the server")
 	}
-	protocol, dial := sourceDialer(o.source.Scheme, o.conn, o.log)
+	if o.allowRetr && !strings.HasPrefix(o.source.Scheme, "pop3") {
+		return usagef("--pop3-allow-retr is for POP3 accounts")
+	}
+	policy := &pop3store.Policy{AllowRetr: o.allowRetr}
+	protocol, dial := sourceDialer(o.source.Scheme, o.conn, o.log, policy)
 	if protocol != "imap" {
 		// POP3 has one folder, and servers allow one session at a time.
 		o.connections = 1
 	}
-	return backupInto(ctx, a, o.archive, o.storage, id, dial, backup.Options{
+	err = backupInto(ctx, a, o.archive, o.storage, id, dial, backup.Options{
 		Source:      o.source.String(),
 		Protocol:    protocol,
 		Log:         o.log,
@@ -324,6 +331,10 @@ func runBackup(ctx context.Context, o backupOptions, e *env) error {
 		Connections: o.connections,
 		Checkpoint:  o.checkpoint,
 	}, o.quiet, e)
+	if n := policy.Mismatches(); n > 0 {
+		o.log.Warn(fmt.Sprintf("%d messages were archived as the server's TOP returned them, with another size than LIST gives; --pop3-allow-retr fetches such messages with RETR", n))
+	}
+	return err
 }
 
 // prepareArchive checks, before the source is contacted, that a backup of
@@ -586,10 +597,9 @@ func runLocalBackup(ctx context.Context, kind, path, archive string, storage *fo
 var errLocalSource = errors.New("cannot read the local mail")
 
 // sourceDialer is the scheme table of backup sources.
-func sourceDialer(scheme string, cfg mailconn.Config, log *slog.Logger) (string, backup.Dialer) {
+func sourceDialer(scheme string, cfg mailconn.Config, log *slog.Logger, policy *pop3store.Policy) (string, backup.Dialer) {
 	warn := func(m string) { log.Warn(m) }
 	if scheme == "pop3" || scheme == "pop3s" {
-		policy := &pop3store.Policy{}
 		return "pop3", func(ctx context.Context) (backup.Source, error) {
 			s, err := pop3store.Dial(ctx, cfg, policy)
 			if err != nil {

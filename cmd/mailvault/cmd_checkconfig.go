@@ -14,6 +14,7 @@ import (
 	"github.com/mailvault/mailvault/backup"
 	"github.com/mailvault/mailvault/formats"
 	"github.com/mailvault/mailvault/internal/config"
+	"github.com/mailvault/mailvault/internal/pop3store"
 )
 
 // errCheckFailed: check-config could not log in to some account, or its
@@ -164,7 +165,7 @@ func checkAccount(ctx context.Context, ls *limits, a *config.Account) checkResul
 		return fail(err)
 	}
 	defer lease.release()
-	_, dial := sourceDialer(a.Source.Scheme, accountConn(a, lease), slog.New(slog.DiscardHandler))
+	_, dial := sourceDialer(a.Source.Scheme, accountConn(a, lease), slog.New(slog.DiscardHandler), &pop3store.Policy{})
 	src, err := dial(ctx)
 	if err != nil {
 		return fail(err)

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -31,6 +35,7 @@ type candidate struct {
 // with STARTTLS, POP3S and POP3 with STLS, and says which it uses.
 func detect(c *cli.Context, u *mailurl.URL, cfg mailconn.Config, e *env) (*mailurl.URL, mailconn.Config, error) {
 	portGiven := u.Port != 0
+	g := &greeter{seen: map[string]string{}}
 	var cands []candidate
 	cfgs := map[string]mailconn.Config{}
 	urls := map[string]*mailurl.URL{}
@@ -44,16 +49,19 @@ func detect(c *cli.Context, u *mailurl.URL, cfg mailconn.Config, e *env) (*mailu
 		}
 		cfgs[scheme], urls[scheme] = cc, cu
 		cands = append(cands, candidate{scheme: scheme, try: func(ctx context.Context) error {
-			if strings.HasPrefix(scheme, "pop3") {
-				s, err := pop3store.Dial(ctx, cc, nil)
-				if err == nil {
-					s.Close()
+			proto := strings.TrimSuffix(scheme, "s")
+			if scheme == proto {
+				// A plaintext greeting tells the protocol: no IMAP
+				// command goes to a POP3 server, nor the reverse.
+				if k := g.kind(ctx, cc.Addr); k != "" && k != proto {
+					return fmt.Errorf("%s greets as %s server", cc.Addr, article(k))
 				}
-				return err
 			}
-			s, err := imapstore.Dial(ctx, cc)
-			if err == nil {
-				s.Close()
+			err := dialOnce(ctx, scheme, cc)
+			if err != nil && scheme != proto && strings.Contains(err.Error(), "does not look like a TLS handshake") {
+				if k := g.kind(ctx, cc.Addr); k != "" {
+					return fmt.Errorf("%s greets in plaintext as %s server (no implicit TLS)", cc.Addr, article(k))
+				}
 			}
 			return err
 		}})
@@ -72,6 +80,78 @@ func detect(c *cli.Context, u *mailurl.URL, cfg mailconn.Config, e *env) (*mailu
 	final := cfgs[scheme]
 	final.Timeout = cfg.Timeout
 	return urls[scheme], final, nil
+}
+
+// dialOnce connects and logs in with scheme, then leaves.
+func dialOnce(ctx context.Context, scheme string, cfg mailconn.Config) error {
+	if strings.HasPrefix(scheme, "pop3") {
+		s, err := pop3store.Dial(ctx, cfg, nil)
+		if err == nil {
+			s.Close()
+		}
+		return err
+	}
+	s, err := imapstore.Dial(ctx, cfg)
+	if err == nil {
+		s.Close()
+	}
+	return err
+}
+
+// greeter learns, once per address, which protocol a port's plaintext
+// greeting belongs to.
+type greeter struct {
+	mu   sync.Mutex
+	seen map[string]string
+}
+
+// greetTimeout bounds the wait for a plaintext greeting; a port that
+// expects TLS first says nothing.
+const greetTimeout = 2 * time.Second
+
+// kind returns "imap" or "pop3" from the first line addr sends, or ""
+// when it sends none in time or cannot be reached.
+func (g *greeter) kind(ctx context.Context, addr string) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if k, ok := g.seen[addr]; ok {
+		return k
+	}
+	k := ""
+	d := net.Dialer{Timeout: greetTimeout}
+	if conn, err := d.DialContext(ctx, "tcp", addr); err == nil {
+		conn.SetDeadline(time.Now().Add(greetTimeout))
+		line, _ := bufio.NewReader(conn).ReadString('\n')
+		k = greetingKind(line)
+		switch k {
+		case "pop3":
+			io.WriteString(conn, "QUIT\r\n")
+		case "imap":
+			io.WriteString(conn, "a LOGOUT\r\n")
+		}
+		conn.Close()
+	}
+	g.seen[addr] = k
+	return k
+}
+
+// greetingKind tells an IMAP greeting from a POP3 one.
+func greetingKind(line string) string {
+	u := strings.ToUpper(line)
+	switch {
+	case strings.HasPrefix(u, "+OK"):
+		return "pop3"
+	case strings.HasPrefix(u, "* OK"), strings.HasPrefix(u, "* PREAUTH"), strings.HasPrefix(u, "* BYE"):
+		return "imap"
+	}
+	return ""
+}
+
+func article(kind string) string {
+	if kind == "imap" {
+		return "an IMAP"
+	}
+	return "a POP3"
 }
 
 // tryCandidates returns the first candidate that connects and logs in. A

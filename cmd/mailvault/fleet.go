@@ -16,6 +16,7 @@ import (
 	"github.com/mailvault/mailvault/backup"
 	"github.com/mailvault/mailvault/formats"
 	"github.com/mailvault/mailvault/internal/config"
+	"github.com/mailvault/mailvault/internal/pop3store"
 	"github.com/mailvault/mailvault/internal/failpoint"
 	"github.com/mailvault/mailvault/internal/mailconn"
 	"github.com/mailvault/mailvault/internal/report"
@@ -355,7 +356,7 @@ func (f *fleet) run(ctx context.Context, a *config.Account, log *slog.Logger) (*
 	if a.CheckpointSet {
 		checkpoint = a.Checkpoint
 	}
-	protocol, dial := sourceDialer(a.Source.Scheme, accountConn(a, lease), log)
+	protocol, dial := sourceDialer(a.Source.Scheme, accountConn(a, lease), log, &pop3store.Policy{})
 	bar := f.o.ui.account(a.Name)
 	defer bar.done()
 	return backupRun(ctx, arch, a.Archive, storage, id, dial, backup.Options{

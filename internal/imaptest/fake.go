@@ -72,6 +72,18 @@ type FakeOptions struct {
 	// HangOnce applies HangAt and CutAt only to the first connection that
 	// reaches that point; later connections behave.
 	HangOnce bool
+	// WireNames maps folder names (keys of Folders) to the exact bytes
+	// the server uses for them instead of their modified UTF-7 form, such
+	// as names that are not valid modified UTF-7 ("Caf\xe9", "A\x01B",
+	// "&AGEAYgBj-"). LIST sends them as a quoted string (a literal when
+	// they hold CR, LF or NUL); STATUS, EXAMINE and SELECT recognise them.
+	WireNames map[string]string
+	// ListExtra are lines LIST sends after the folders, as they are
+	// (without CRLF), such as responses a client cannot parse.
+	ListExtra []string
+	// UnquotedStatus makes STATUS answer with the folder's name unquoted,
+	// as GNU Mailutils 3.15 does ("* STATUS My Folder (MESSAGES 2)").
+	UnquotedStatus bool
 }
 
 // Fake is a running scripted IMAP4rev1 server that implements just enough
@@ -455,6 +467,19 @@ func mailboxArg(t tok) (string, bool) {
 	return canonFolder(s), true
 }
 
+// mailbox decodes a mailbox name argument, recognising the exact bytes
+// of Options.WireNames first.
+func (s *fakeConn) mailbox(t tok) (string, bool) {
+	if raw, ok := t.str(); ok {
+		for name, wire := range s.f.opts.WireNames {
+			if raw == wire {
+				return name, true
+			}
+		}
+	}
+	return mailboxArg(t)
+}
+
 func (s *fakeConn) list(cmd *fakeCmd) error {
 	if len(cmd.args) != 2 || cmd.args[0].kind == tokList || cmd.args[1].kind == tokList {
 		return s.tagged(cmd.tag, "BAD", "LIST extensions are not supported")
@@ -480,7 +505,18 @@ func (s *fakeConn) list(cmd *fakeCmd) error {
 				break
 			}
 		}
+		if wire, ok := s.f.opts.WireNames[name]; ok {
+			if strings.ContainsAny(wire, "\r\n\x00") {
+				fmt.Fprintf(s.w, "* LIST (%s) \"/\" {%d}\r\n%s\r\n", attr, len(wire), wire)
+			} else {
+				s.line(`* LIST (%s) "/" %s`, attr, quote(wire))
+			}
+			continue
+		}
 		s.line(`* LIST (%s) "/" %s`, attr, quote(encodeMUTF7(name)))
+	}
+	for _, l := range s.f.opts.ListExtra {
+		s.line("%s", l)
 	}
 	return s.tagged(cmd.tag, "OK", "LIST completed")
 }
@@ -489,7 +525,7 @@ func (s *fakeConn) status(cmd *fakeCmd) error {
 	if len(cmd.args) != 2 || cmd.args[1].kind != tokList {
 		return s.tagged(cmd.tag, "BAD", "STATUS needs a mailbox and a list of items")
 	}
-	name, ok := mailboxArg(cmd.args[0])
+	name, ok := s.mailbox(cmd.args[0])
 	if !ok {
 		return s.tagged(cmd.tag, "BAD", "bad mailbox name")
 	}
@@ -527,7 +563,11 @@ func (s *fakeConn) status(cmd *fakeCmd) error {
 	case bad != "":
 		return s.tagged(cmd.tag, "BAD", "Unsupported STATUS item "+bad)
 	}
-	s.line("* STATUS %s (%s)", quote(encodeMUTF7(name)), strings.Join(items, " "))
+	if s.f.opts.UnquotedStatus {
+		s.line("* STATUS %s (%s)", encodeMUTF7(name), strings.Join(items, " "))
+	} else {
+		s.line("* STATUS %s (%s)", quote(encodeMUTF7(name)), strings.Join(items, " "))
+	}
 	return s.tagged(cmd.tag, "OK", "STATUS completed")
 }
 
@@ -536,7 +576,7 @@ func (s *fakeConn) selectFolder(cmd *fakeCmd) error {
 	if len(cmd.args) != 1 {
 		return s.tagged(cmd.tag, "BAD", cmd.name+" parameters are not supported")
 	}
-	name, ok := mailboxArg(cmd.args[0])
+	name, ok := s.mailbox(cmd.args[0])
 	if !ok {
 		return s.tagged(cmd.tag, "BAD", "bad mailbox name")
 	}

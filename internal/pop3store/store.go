@@ -55,11 +55,47 @@ type Store struct {
 	timer    *time.Timer
 }
 
-// Policy is what a run learns about a server across its sessions.
+// Policy is what the user allows and what a run learns about a server
+// across its sessions.
 type Policy struct {
+	// AllowRetr lets the backup fetch with RETR when the server has no TOP,
+	// or when TOP and LIST disagree on a message's size. RETR marks
+	// messages read on many servers (Dovecot, Courier, GNU Mailutils):
+	// without it, such messages are archived as TOP returns them (with a
+	// warning) or not at all.
+	AllowRetr bool
+
 	mu      sync.Mutex
-	UseRetr bool // TOP is missing or disagrees with LIST: RETR (may mark messages read)
-	warned  map[string]bool
+	UseRetr bool // TOP proved unusable and AllowRetr: RETR from now on
+	// TopMismatch counts the messages archived as TOP returned them
+	// although their size differs from LIST's (AllowRetr unset).
+	TopMismatch int
+	warned      map[string]bool
+}
+
+func (p *Policy) retr() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.UseRetr
+}
+
+func (p *Policy) setRetr() {
+	p.mu.Lock()
+	p.UseRetr = true
+	p.mu.Unlock()
+}
+
+func (p *Policy) mismatch() {
+	p.mu.Lock()
+	p.TopMismatch++
+	p.mu.Unlock()
+}
+
+// Mismatches returns Policy.TopMismatch.
+func (p *Policy) Mismatches() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.TopMismatch
 }
 
 func (p *Policy) warnOnce(s *Store, key, msg string) {
@@ -203,6 +239,15 @@ func (s *Store) login(ctx context.Context) error {
 			if f[0] == "SASL" {
 				offer.SASL = append(offer.SASL, f[1:]...)
 			}
+		}
+	}
+	if s.caps["UTF8"] {
+		// RFC 6856: without it, Courier serves a message with 8-bit
+		// headers wrapped in a "Cannot display Unicode content" notice of
+		// its own, with a new MIME boundary each time, instead of the
+		// message. The answer does not matter.
+		if _, err := s.c.Cmd(octx, "UTF8"); err != nil {
+			return s.connErr(ctx, "utf8", err)
 		}
 	}
 	err = s.cfg.Login().Login(octx, s.cfg.Addr, offer, func(at auth.Attempt) error {
@@ -386,14 +431,26 @@ func (s *Store) headerKey(ctx context.Context, msg int, size int64) (string, err
 	return fmt.Sprintf("hdr:%s:%d", hex.EncodeToString(h.Sum(nil))[:32], size), nil
 }
 
-// errShort reports a body shorter than LIST said.
-var errShort = errors.New("message shorter than the size the server listed")
+// errShort reports a body shorter than LIST said; errMismatch a TOP body
+// of another size than LIST said, when RETR is allowed.
+var (
+	errShort    = errors.New("message shorter than the size the server listed")
+	errMismatch = errors.New("TOP returned another size than LIST")
+	// errNoTop is the error of a server without TOP when RETR is not allowed.
+	errNoTop = errors.New("the server has no TOP command, and RETR would mark the messages as read: allow it with --pop3-allow-retr")
+)
 
 // Fetch implements backup.Source. Messages are read with TOP n <large>,
-// which returns the whole message without marking it read; when TOP is
-// missing or gives less than LIST says, RETR is used (said once). A
-// message the server refuses (-ERR) is skipped and reported by the engine
-// as not delivered; it is fetched again next run.
+// which returns the whole message without marking it read. The size TOP
+// returned is compared with LIST's (RFC 1939 calls it exact; a message
+// without a final line break may come with the CRLF the protocol adds).
+// Where they differ the server is at fault (GNU Mailutils pop3d adds an
+// empty line after the header of every TOP answer): with
+// Policy.AllowRetr the message, and every later one, is fetched with RETR;
+// without, a longer TOP answer is archived as it came, with a warning, and
+// a shorter one (part of the message missing) is not archived. A message
+// the server refuses (-ERR) is skipped and reported by the engine as not
+// delivered; it is fetched again next run.
 func (s *Store) Fetch(ctx context.Context, keys []string, fn func(m *backup.Message) error) error {
 	for _, key := range keys {
 		msg, ok := s.num[key]
@@ -401,15 +458,23 @@ func (s *Store) Fetch(ctx context.Context, keys []string, fn func(m *backup.Mess
 			continue
 		}
 		err := s.fetchOne(ctx, key, msg, fn)
-		if errors.Is(err, errShort) && !s.policy.UseRetr {
+		var tm *topMismatch
+		switch {
+		case errors.Is(err, errShort) && !s.policy.retr():
 			// Is it TOP that is short, or the connection that broke?
 			if nerr := s.noop(ctx); nerr != nil {
 				return nerr
 			}
-			s.policy.mu.Lock()
-			s.policy.UseRetr = true
-			s.policy.mu.Unlock()
-			s.policy.warnOnce(s, "retr", "server's TOP returns less than the listed size: using RETR, which marks messages as read on some servers")
+			if !s.policy.AllowRetr {
+				s.policy.warnOnce(s, "short:"+key, fmt.Sprintf("server's TOP returned less than LIST's size for message %s: not archived, as part of it is missing; --pop3-allow-retr fetches such messages with RETR, which marks them as read on many servers", key))
+				continue
+			}
+			s.policy.setRetr()
+			s.policy.warnOnce(s, "retr", "server's TOP returns less than LIST's size: using RETR, as --pop3-allow-retr allows (it marks messages as read on many servers)")
+			err = s.fetchOne(ctx, key, msg, fn)
+		case errors.As(err, &tm):
+			s.policy.setRetr()
+			s.policy.warnOnce(s, "retr", fmt.Sprintf("server's TOP returned %d bytes for message %s where LIST says %d: using RETR from now on, as --pop3-allow-retr allows (it marks messages as read on many servers)", tm.got, key, tm.want))
 			err = s.fetchOne(ctx, key, msg, fn)
 		}
 		if errors.Is(err, errShort) {
@@ -430,6 +495,15 @@ func (s *Store) Fetch(ctx context.Context, keys []string, fn func(m *backup.Mess
 	return nil
 }
 
+// topMismatch is errMismatch with the sizes.
+type topMismatch struct{ got, want int64 }
+
+func (e *topMismatch) Error() string {
+	return fmt.Sprintf("TOP returned %d bytes, LIST says %d", e.got, e.want)
+}
+
+func (e *topMismatch) Unwrap() error { return errMismatch }
+
 type skipped struct{ resp string }
 
 func (e *skipped) Error() string { return "server refused the message: " + e.resp }
@@ -448,11 +522,15 @@ func (s *Store) fetchOne(ctx context.Context, key string, msg int, fn func(m *ba
 	defer done()
 	var r io.ReadCloser
 	var err error
-	useRetr := s.policy.UseRetr || !s.caps["TOP"] && len(s.caps) > 0
-	if useRetr {
-		if !s.policy.UseRetr {
-			s.policy.warnOnce(s, "retr", "server offers no TOP: using RETR, which marks messages as read on some servers")
+	useRetr := s.policy.retr()
+	if !useRetr && !s.caps["TOP"] && len(s.caps) > 0 {
+		if !s.policy.AllowRetr {
+			return errNoTop
 		}
+		s.policy.warnOnce(s, "retr", "server offers no TOP: using RETR, as --pop3-allow-retr allows (it marks messages as read on many servers)")
+		useRetr = true
+	}
+	if useRetr {
 		r, err = s.c.Retr(octx, msg)
 	} else {
 		r, err = s.c.Top(octx, msg, topAll)
@@ -460,8 +538,13 @@ func (s *Store) fetchOne(ctx context.Context, key string, msg int, fn func(m *ba
 	if err != nil {
 		var pe *pop3client.ProtocolError
 		if errors.As(err, &pe) {
-			if !useRetr && !s.policy.UseRetr && strings.Contains(strings.ToUpper(pe.Response), "TOP") {
-				s.policy.UseRetr = true
+			if !useRetr && strings.Contains(strings.ToUpper(pe.Response), "TOP") {
+				// The server has no TOP after all.
+				if !s.policy.AllowRetr {
+					return errNoTop
+				}
+				s.policy.setRetr()
+				s.policy.warnOnce(s, "retr", "server refuses TOP: using RETR, as --pop3-allow-retr allows (it marks messages as read on many servers)")
 				return s.fetchOne(ctx, key, msg, fn)
 			}
 			return &skipped{resp: strings.TrimSpace(pe.Response)}
@@ -469,11 +552,14 @@ func (s *Store) fetchOne(ctx context.Context, key string, msg int, fn func(m *ba
 		return s.connErr(ctx, "fetch", err)
 	}
 	defer r.Close()
-	body := &checked{r: r, want: s.size[msg], touch: func() { s.touch(octx) }}
+	body := &checked{r: r, want: s.size[msg], touch: func() { s.touch(octx) }, top: !useRetr, refuse: s.policy.AllowRetr}
 	date, full := peekDate(body)
 	err = fn(&backup.Message{Key: key, Size: s.size[msg], InternalDate: date, Body: full})
-	if body.short {
+	switch {
+	case body.short:
 		return errShort
+	case body.mismatch:
+		return &topMismatch{got: body.n, want: body.want}
 	}
 	if err != nil {
 		var ce *backup.ConnError
@@ -482,31 +568,86 @@ func (s *Store) fetchOne(ctx context.Context, key string, msg int, fn func(m *ba
 		}
 		return err
 	}
+	if body.long {
+		s.policy.mismatch()
+		s.policy.warnOnce(s, "long", fmt.Sprintf("server's TOP returned %d bytes for message %s where LIST says %d: archived what TOP returned, which may differ from what RETR returns (GNU Mailutils pop3d adds an empty line after the header); --pop3-allow-retr fetches such messages with RETR instead, which marks them as read on many servers", body.n, key, body.want))
+	}
 	return nil
 }
 
 // checked reads a message body, re-arming the watchdog as data arrives,
-// and turns a body that ends before the listed size into errShort (go-pop3
-// reports a connection cut mid-message as a clean end).
+// and checks its size against LIST's at the end: a body that ends before
+// the listed size is errShort (go-pop3 reports a connection cut
+// mid-message as a clean end); a TOP body of another size is errMismatch
+// when refuse is set (the caller fetches it again with RETR), else it is
+// delivered and marked long.
 type checked struct {
-	r     io.Reader
-	want  int64
-	n     int64
-	short bool
-	touch func()
+	r        io.Reader
+	want     int64
+	n        int64
+	tail     [2]byte // the last two bytes read
+	head     []byte  // the start of the message, until the header's end is seen
+	headDone bool
+	// blank tells that the header is followed by an empty line: the
+	// first body line is empty, or the server added one.
+	blank    bool
+	top      bool // the body is a TOP answer
+	refuse   bool // end a TOP body of the wrong size with errMismatch
+	short    bool
+	mismatch bool
+	long     bool
+	touch    func()
 }
 
 func (c *checked) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if n >= 2 {
+		copy(c.tail[:], p[n-2:n])
+	} else if n == 1 {
+		c.tail[0], c.tail[1] = c.tail[1], p[0]
+	}
 	if n > 0 {
 		c.touch()
+		c.scanHead(p[:n])
 	}
-	if err == io.EOF && c.want > 0 && c.n < c.want {
+	if err != io.EOF || c.want <= 0 {
+		return n, err
+	}
+	switch {
+	case c.n < c.want:
 		c.short = true
 		return n, errShort
+	case c.n == c.want || !c.top:
+	case c.n == c.want+2 && c.tail == [2]byte{'\r', '\n'} && !c.blank:
+		// The CRLF a multi-line answer adds to a message without a final
+		// line break (Cyrus, Dovecot and others leave it out of LIST).
+		// GNU Mailutils' TOP is 2 bytes longer too, but with an empty
+		// line after the header; a message without a final line break
+		// and an empty first body line is taken for it.
+	case c.refuse:
+		c.mismatch = true
+		return n, errMismatch
+	default:
+		c.long = true
 	}
 	return n, err
+}
+
+// scanHead finds where the header ends and whether an empty line follows.
+func (c *checked) scanHead(p []byte) {
+	if c.headDone {
+		return
+	}
+	c.head = append(c.head, p...)
+	if i := bytes.Index(c.head, []byte("\r\n\r\n")); i >= 0 {
+		if rest := c.head[i+4:]; len(rest) >= 2 {
+			c.blank = bytes.HasPrefix(rest, []byte("\r\n"))
+			c.headDone, c.head = true, nil
+		}
+	} else if len(c.head) > 1<<20 {
+		c.headDone, c.head = true, nil
+	}
 }
 
 // Delete implements backup.Deleter: DELE for each key. The deletions are

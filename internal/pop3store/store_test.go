@@ -43,3 +43,50 @@ func TestCheckedShortBody(t *testing.T) {
 		t.Errorf("full body: %q %v", b, err)
 	}
 }
+
+// TestCheckedSizes: what a TOP or RETR answer of each size against LIST's
+// size becomes.
+func TestCheckedSizes(t *testing.T) {
+	msg := "Subject: x\r\n\r\nbody line\r\n"
+	tests := []struct {
+		name   string
+		body   string
+		want   int64
+		top    bool
+		refuse bool
+		out    string // "", "short", "long", "mismatch"
+	}{
+		{"exact", msg, int64(len(msg)), true, false, ""},
+		{"final CRLF added to a message without one", msg, int64(len(msg) - 2), true, false, ""},
+		{"empty line after the header (Mailutils)", "Subject: x\r\n\r\n\r\nbody line\r\n", int64(len(msg)), true, false, "long"},
+		{"empty line after the header, RETR allowed", "Subject: x\r\n\r\n\r\nbody line\r\n", int64(len(msg)), true, true, "mismatch"},
+		{"much longer", msg + "more\r\nand more\r\n", int64(len(msg)), true, false, "long"},
+		{"much longer, RETR allowed", msg + "more\r\nand more\r\n", int64(len(msg)), true, true, "mismatch"},
+		{"shorter", msg[:10], int64(len(msg)), true, true, "short"},
+		{"RETR longer than LIST", msg + "x\r\n", int64(len(msg)), false, true, ""},
+		{"RETR shorter than LIST", msg[:10], int64(len(msg)), false, true, "short"},
+		{"no size listed", msg, 0, true, true, ""},
+	}
+	for _, tt := range tests {
+		c := &checked{r: strings.NewReader(tt.body), want: tt.want, top: tt.top, refuse: tt.refuse, touch: func() {}}
+		got, err := io.ReadAll(c)
+		out := ""
+		switch {
+		case c.short:
+			out = "short"
+		case c.mismatch:
+			out = "mismatch"
+		case c.long:
+			out = "long"
+		}
+		if out != tt.out {
+			t.Errorf("%s: outcome %q, want %q", tt.name, out, tt.out)
+		}
+		if (out == "short" || out == "mismatch") != (err != nil) {
+			t.Errorf("%s: read error %v with outcome %q", tt.name, err, out)
+		}
+		if err == nil && string(got) != tt.body {
+			t.Errorf("%s: read %q", tt.name, got)
+		}
+	}
+}

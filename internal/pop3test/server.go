@@ -46,6 +46,12 @@ type Options struct {
 	// RequireTLS makes USER, PASS and AUTH before STLS answer
 	// "-ERR [AUTH] TLS required".
 	RequireTLS bool
+	// TopExtraLine makes TOP send an empty line more after the header
+	// than the message has, as GNU Mailutils 3.15 pop3d does; RETR and
+	// LIST stay right.
+	TopExtraLine bool
+	// TopShort makes TOP leave out the last line of the message.
+	TopShort bool
 }
 
 // Server is a running POP3 server.

@@ -401,7 +401,18 @@ func (ss *session) cmdTop(args []string) error {
 	if !ok {
 		return ss.reply("-ERR syntax: TOP msg n")
 	}
-	return ss.send(st, top(st.msg.Body, n), false)
+	body := top(st.msg.Body, n)
+	if ss.srv.opts.TopExtraLine {
+		if i := bytes.Index(body, []byte("\r\n\r\n")); i >= 0 {
+			body = append(append(bytes.Clone(body[:i+4]), "\r\n"...), body[i+4:]...)
+		}
+	}
+	if ss.srv.opts.TopShort {
+		if i := bytes.LastIndexByte(bytes.TrimSuffix(body, []byte("\n")), '\n'); i >= 0 {
+			body = body[:i+1]
+		}
+	}
+	return ss.send(st, body, false)
 }
 
 // send answers RETR (retr) or TOP with body, applying FailRetr and CutRetr.
