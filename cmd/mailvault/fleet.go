@@ -16,9 +16,9 @@ import (
 	"github.com/mailvault/mailvault/backup"
 	"github.com/mailvault/mailvault/formats"
 	"github.com/mailvault/mailvault/internal/config"
-	"github.com/mailvault/mailvault/internal/pop3store"
 	"github.com/mailvault/mailvault/internal/failpoint"
 	"github.com/mailvault/mailvault/internal/mailconn"
+	"github.com/mailvault/mailvault/internal/pop3store"
 	"github.com/mailvault/mailvault/internal/report"
 )
 
