@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -154,5 +155,28 @@ func TestFleetOutput(t *testing.T) {
 	got := imaptest.ReadServer(t, c)
 	if len(got["Restored/INBOX"]) != 2 || len(got["INBOX"]) != 2 {
 		t.Errorf("after restore: %d in Restored/INBOX, %d in INBOX; want 2 and 2", len(got["Restored/INBOX"]), len(got["INBOX"]))
+	}
+}
+
+// TestFleetInterrupted: a run interrupted before it reaches an account
+// reports it failed ("not started") and exits 130.
+func TestFleetInterrupted(t *testing.T) {
+	_, cfg := memFleet(t)
+	rep := filepath.Join(t.TempDir(), "report.json")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errb strings.Builder
+	code := runContext(ctx, []string{"mailvault", "backup", "--config", cfg, "--report", rep}, nil, &out, &errb, func(string) string { return "" })
+	if code != exitInterrupted {
+		t.Fatalf("exit %d, want %d\n%s\n%s", code, exitInterrupted, out.String(), errb.String())
+	}
+	r := readReport(t, rep)
+	if len(r.Accounts) != 3 || r.Finished == nil {
+		t.Fatalf("report: %d accounts, finished %v", len(r.Accounts), r.Finished)
+	}
+	for _, a := range r.Accounts {
+		if a.Status != "failed" || a.Error != "not started: the run was interrupted" {
+			t.Errorf("account %s: %s %q", a.Name, a.Status, a.Error)
+		}
 	}
 }
