@@ -32,11 +32,17 @@ type Options struct {
 	// Connections is how many connections may synchronise folders at
 	// once (each folder over one); 0 means 1.
 	Connections int
-	// Checkpoint, when positive, commits what the folders finished so far
-	// hold as a partial snapshot at most this often during a run, so that a
-	// run killed half-way (a first backup of a big account) is resumed by
-	// the next run instead of started over. 0 means one snapshot per run.
+	// Checkpoint, when positive, commits what the run stored so far as a
+	// partial snapshot during the run, so that a run killed half-way (a
+	// first backup of a big account, a slow link) is resumed by the next
+	// run instead of started over: a stored message waits at most this long
+	// before it is committed, also in the middle of a folder or of one
+	// fetch command. 0 means one snapshot per run.
 	Checkpoint time.Duration
+	// CheckpointBytes, with Checkpoint, also commits a folder's messages
+	// once this many of their bytes wait to be committed. 0 means
+	// DefaultCheckpointBytes; negative, no byte bound.
+	CheckpointBytes int64
 	// BatchSize is how many messages one fetch command asks for.
 	BatchSize int
 	// Attempts is how often a folder is tried when its connection fails
@@ -53,18 +59,23 @@ type Options struct {
 	Progress func(Event)
 }
 
-// Result summarises a run.
+// DefaultCheckpointBytes is Options.CheckpointBytes when not set: with a
+// fast link, what a killed run has to fetch again stays bounded.
+const DefaultCheckpointBytes = 1 << 30
+
+// Result summarises a run. Its counts are what the run committed (its
+// checkpoints and its last snapshot), never what it planned or fetched.
 type Result struct {
 	Snapshot    *formats.Snapshot
 	Folders     int   // folders listed by the source
-	Selected    int   // folders opened
+	Selected    int   // folders opened (examined)
 	Added       int   // messages added to the archive's state
 	Stored      int   // messages whose bytes were written (Added minus duplicates)
 	Bytes       int64 // bytes of the stored messages
 	Gone        int   // messages recorded as gone from the source
 	FlagChanges int
 	Orphans     []string // left-overs of interrupted runs that were removed
-	Failed      []string // folders that failed
+	Failed      []string // folders the snapshot records as failed (or not reached)
 	Deleted     int      // messages deleted from the source (Options.Delete)
 }
 
@@ -119,6 +130,9 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 	if opts.Attempts <= 0 {
 		opts.Attempts = 2
 	}
+	if opts.CheckpointBytes == 0 {
+		opts.CheckpointBytes = DefaultCheckpointBytes
+	}
 	a.Hook = opts.Hook
 	if err := a.Lock("backup"); err != nil {
 		return nil, err
@@ -163,6 +177,7 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 	if err != nil {
 		return nil, fmt.Errorf("list folders: %w", err)
 	}
+	infos = uniqueFolders(infos, opts.Log)
 	res.Folders = len(infos)
 	if q, ok := r.src.(QuotaReader); ok {
 		if quota, has, err := q.Quota(ctx); err != nil {
@@ -173,9 +188,13 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 	}
 	r.walk(infos)
 
+	// The outcome is decided here, from what the snapshot records, and
+	// does not change once it is committed: a signal that arrives later
+	// interrupts nothing.
 	r.snap.Finished = opts.now().UTC()
+	interrupted := ctx.Err() != nil
 	r.snap.Status = formats.StatusComplete
-	if len(r.snap.Errors) > 0 || ctx.Err() != nil {
+	if interrupted || r.fatal != nil || r.snap.Incomplete() {
 		r.snap.Status = formats.StatusPartial
 	}
 	if err := r.st.Err(); err != nil {
@@ -190,6 +209,7 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 		return nil, fmt.Errorf("commit snapshot: %w", storageErr(err))
 	}
 	res.Snapshot = r.snap
+	r.tally()
 	if err := r.applySnapshot(); err != nil {
 		opts.Log.Warn("could not update the state cache", "err", err)
 	} else {
@@ -208,7 +228,10 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 			opts.Log.Warn("could not update the state cache", "err", err)
 		}
 	}
-	if opts.Delete && r.fatal == nil && ctx.Err() == nil {
+	if opts.Delete && r.fatal == nil && !interrupted {
+		if ctx.Err() != nil {
+			return res, fmt.Errorf("%w before deleting from the source (snapshot %s is committed %s)", ErrInterrupted, r.snap.ID, r.snap.Status)
+		}
 		if err := r.deleteArchived(); err != nil {
 			return res, fmt.Errorf("delete from the source after committing snapshot %s: %w", r.snap.ID, err)
 		}
@@ -216,12 +239,61 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 	switch {
 	case r.fatal != nil:
 		return res, fmt.Errorf("%w (what was stored before is committed as partial snapshot %s)", r.fatal, r.snap.ID)
-	case ctx.Err() != nil:
+	case interrupted:
 		return res, fmt.Errorf("%w: snapshot %s committed as partial", ErrInterrupted, r.snap.ID)
-	case len(r.snap.Errors) > 0:
-		return res, fmt.Errorf("%w: %s", ErrPartial, strings.Join(r.snap.Errors, "; "))
+	case r.snap.Status != formats.StatusComplete:
+		return res, fmt.Errorf("%w: %s", ErrPartial, r.failures())
 	}
 	return res, nil
+}
+
+// failures describes what made the snapshot partial.
+func (r *run) failures() string {
+	if len(r.snap.Errors) > 0 {
+		return strings.Join(r.snap.Errors, "; ")
+	}
+	var out []string
+	for _, f := range r.snap.Folders {
+		if f.Status == formats.FolderFailed {
+			out = append(out, fmt.Sprintf("folder %q: %s", f.Name, f.Error))
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// tally sets the result's message counts and failed folders from the
+// snapshots the run committed (its checkpoints and its last one): what the
+// archive holds now. Stored and Bytes were counted as the writers holding
+// them committed.
+func (r *run) tally() {
+	res := r.res
+	res.Added, res.Gone, res.FlagChanges, res.Failed = 0, 0, 0, nil
+	for _, f := range r.snap.Folders {
+		if f.Status == formats.FolderFailed {
+			res.Failed = append(res.Failed, f.Name)
+		}
+	}
+	gone, flagged := map[string]bool{}, map[string]bool{}
+	for _, s := range append(slices.Clone(r.checkpoints), r.snap) {
+		for _, c := range s.Changes {
+			res.Added += len(c.Added)
+			for _, k := range c.Gone {
+				if id := c.Folder + "\x00" + k; !gone[id] {
+					gone[id] = true
+					res.Gone++
+				}
+			}
+			for _, fc := range c.Flags {
+				if id := c.Folder + "\x00" + fc.Key; !flagged[id] {
+					flagged[id] = true
+					res.FlagChanges++
+				}
+			}
+			if f := r.st.Folders[c.Folder]; c.Event == formats.EventDeleted && f != nil {
+				res.Gone += len(f.Present())
+			}
+		}
+	}
 }
 
 // applySnapshot brings r.st to the committed snapshot (after the run's
@@ -377,7 +449,6 @@ func (r *run) fail(folder string, err error) {
 	msg := fmt.Sprintf("folder %q: %v", folder, err)
 	r.mu.Lock()
 	r.snap.Errors = append(r.snap.Errors, msg)
-	r.res.Failed = append(r.res.Failed, folder)
 	r.mu.Unlock()
 	r.opts.Log.Error("folder failed", "folder", folder, "err", err)
 }
@@ -474,7 +545,8 @@ func (r *run) syncJobs(jobs []*folderJob) {
 	}
 }
 
-// checkpointDue reports whether a checkpoint should be taken now.
+// checkpointDue reports whether the folders finished since the last
+// checkpoint should be committed now: Options.Checkpoint has passed.
 func (r *run) checkpointDue() bool {
 	if r.opts.Checkpoint <= 0 {
 		return false
@@ -484,24 +556,36 @@ func (r *run) checkpointDue() bool {
 	return r.opts.now().Sub(r.lastCheckpoint) >= r.opts.Checkpoint
 }
 
+// flushDue reports whether what fs holds must be committed now, with a
+// checkpoint: its oldest message not yet committed has waited
+// Options.Checkpoint, or its writer holds Options.CheckpointBytes.
+func (r *run) flushDue(fs *folderSync) bool {
+	if r.opts.Checkpoint <= 0 || fs.since.IsZero() {
+		return false
+	}
+	return r.opts.now().Sub(fs.since) >= r.opts.Checkpoint ||
+		(r.opts.CheckpointBytes > 0 && fs.bytes >= r.opts.CheckpointBytes)
+}
+
 // checkpoint commits, as a partial snapshot, what the run holds so far:
 // the folders finished since the last checkpoint, and own, a folder in
 // progress whose messages so far are all in committed writers (the caller
-// committed its writer, or it is between parts). The run goes on as the
-// next snapshot, which records only what comes after. A folder in
-// progress is recorded as failed ("in progress") with no UIDNEXT, so that
-// a run killed after the checkpoint examines it again and fetches only
-// what the checkpoint does not hold. Folders not reached are not listed:
-// they keep their archived state.
+// committed its writer, or it is between parts). Without own it does so
+// only when checkpointDue; with own, the caller decided (flushDue). The
+// run goes on as the next snapshot, which records only what comes after.
+// A folder in progress is recorded as failed ("in progress") with no
+// UIDNEXT, so that a run killed after the checkpoint examines it again
+// and fetches only what the checkpoint does not hold. Folders not reached
+// are not listed: they keep their archived state.
 func (r *run) checkpoint(jobs []*folderJob, own *folderJob) {
-	if !r.checkpointDue() || r.stopped() {
+	if r.opts.Checkpoint <= 0 || r.stopped() || (own == nil && !r.checkpointDue()) {
 		return
 	}
 	r.ckMu.Lock()
 	defer r.ckMu.Unlock()
 	now := r.opts.now()
-	if now.Sub(r.lastCheckpoint) < r.opts.Checkpoint {
-		return
+	if own == nil && now.Sub(r.lastCheckpoint) < r.opts.Checkpoint {
+		return // another worker just took one
 	}
 	r.lastCheckpoint = now
 	if own != nil {
@@ -610,7 +694,6 @@ func jobSize(j *folderJob) int64 {
 // run synchronises one folder and records the outcome in the job.
 func (w *worker) run(j *folderJob) {
 	r := w.r
-	r.count(func(res *Result) { res.Selected++ })
 	err := w.syncFolder(j)
 	if err != nil {
 		j.folder.Status = formats.FolderFailed
@@ -638,6 +721,35 @@ func (w *worker) run(j *folderJob) {
 	j.done = true
 	r.mu.Unlock()
 	r.opts.progress(Event{Kind: EventFolderDone, Folder: j.fi.Name})
+}
+
+// uniqueFolders drops folders listed twice: the same name again, or INBOX
+// again in another case (INBOX is case-insensitive, RFC 3501 5.1; go-imap
+// spells every variant "INBOX"). The first listing is kept, with the
+// status or special use of a later one where it has none.
+func uniqueFolders(infos []FolderInfo, log *slog.Logger) []FolderInfo {
+	out := infos[:0:0]
+	at := map[string]int{}
+	for _, fi := range infos {
+		id := fi.Name
+		if strings.EqualFold(id, "INBOX") {
+			id = "INBOX"
+		}
+		i, seen := at[id]
+		if !seen {
+			at[id] = len(out)
+			out = append(out, fi)
+			continue
+		}
+		log.Warn("the source lists a folder twice; it is backed up once", "folder", out[i].Name, "also", fi.Name)
+		if out[i].Status == nil && !fi.NoSelect {
+			out[i].Status, out[i].NoSelect = fi.Status, false
+		}
+		if out[i].SpecialUse == "" {
+			out[i].SpecialUse = fi.SpecialUse
+		}
+	}
+	return out
 }
 
 // walk backs up every listed folder and records folder events.
@@ -735,7 +847,6 @@ func (r *run) walk(infos []FolderInfo) {
 		if !renamed[name] {
 			r.opts.Log.Info("folder deleted on the server", "folder", name)
 			r.snap.Changes = append(r.snap.Changes, formats.Change{Folder: name, Event: formats.EventDeleted})
-			r.res.Gone += len(r.st.Folders[name].Present())
 		}
 	}
 }
@@ -755,25 +866,40 @@ func unchanged(prev *formats.FolderState, s *FolderStatus) bool {
 type folderSync struct {
 	prev      *formats.FolderState             // the archive's state of the folder (or of its old name)
 	prevKnown map[string]*formats.MessageState // by key, present in the archive's incarnation
-	added     map[string]bool
-	byHash    map[string]location // stored in this run, by SHA-256
+	added     map[string]bool                  // keys added in this run, of the folder's current incarnation
+	byHash    map[string]location              // stored in this run, by SHA-256
 	seg       formats.RecordWriter
 	segs      *[]formats.Segment // the folder's committed segments (under run.mu)
 	job       *folderJob         // the folder's job; nil for a part's own folderSync
 	part      int                // the writer's part number: 0, or a part of a split folder
-	nextPart  int                // parts handed out so far
+	parts     *atomic.Int64      // part numbers handed out so far, shared with the folder's parts
+	// since is when the oldest message of the change not yet committed was
+	// added (zero: none); stored and bytes count the messages the writer
+	// holds, credited to the result once it commits.
+	since  time.Time
+	stored int
+	bytes  int64
+	// validity is the UIDVALIDITY the folder's keys belong to (the first
+	// EXAMINE's, or the new one after the folder was re-created during the
+	// run); restarts counts such re-creations.
+	validity uint32
+	restarts int
 	// poison counts, per key, the connections lost while that message was
 	// read: a message that breaks the connection every time is left out
 	// (and reported) so that the rest of the folder is still backed up.
 	poison map[string]int
 }
 
+// errRecreated: the folder was deleted and created again while it was
+// fetched; its new incarnation is fetched next.
+var errRecreated = errors.New("folder re-created during the run")
+
 // syncFolder brings one folder up to date, retrying on a new connection
 // when the connection fails. It fills folder and change.
 func (w *worker) syncFolder(j *folderJob) error {
 	folder, change, prev := &j.folder, &j.change, j.prev
 	r := w.r
-	fs := &folderSync{prev: prev, added: map[string]bool{}, byHash: map[string]location{}, poison: map[string]int{}, segs: &j.segs, job: j}
+	fs := &folderSync{prev: prev, added: map[string]bool{}, byHash: map[string]location{}, poison: map[string]int{}, segs: &j.segs, job: j, parts: &atomic.Int64{}}
 	defer func() {
 		if fs.seg != nil {
 			fs.seg.Abort()
@@ -792,6 +918,10 @@ func (w *worker) syncFolder(j *folderJob) error {
 			}
 		}
 		err = w.syncOnce(folder, change, prev, fs)
+		if errors.Is(err, errRecreated) {
+			attempt-- // not a failure: the new folder is fetched (newIncarnation bounds this)
+			continue
+		}
 		if err == nil || r.ctx.Err() != nil || !isConnErr(err) || errors.Is(err, ErrStorage) {
 			break
 		}
@@ -805,41 +935,47 @@ func (w *worker) syncFolder(j *folderJob) error {
 	return err
 }
 
-// commitWriter commits the folder's current writer, if it holds messages;
-// the next message starts a new one (another part number).
+// commitWriter commits the folder's current writer, if it holds messages,
+// and credits them to the result; the next message starts a new writer
+// (another part number). If the commit fails, the messages the writer held
+// are taken out of change: the snapshot never names them.
 func (w *worker) commitWriter(fs *folderSync, change *formats.Change) error {
 	r := w.r
+	fs.since = time.Time{}
 	if fs.seg == nil || fs.seg.Records() == 0 {
 		return nil
 	}
+	stored, bytes := fs.stored, fs.bytes
+	fs.stored, fs.bytes = 0, 0
 	seg, cerr := fs.seg.Commit()
 	if cerr != nil {
-		// Nothing the writer lost may be named by the snapshot.
 		kept := change.Added[:0]
 		for _, m := range change.Added {
 			if !fs.seg.Owns(m.Seg) {
 				kept = append(kept, m)
 			}
 		}
-		r.count(func(res *Result) { res.Added -= len(change.Added) - len(kept) })
 		change.Added = kept
 		return storageErr(cerr)
 	}
+	r.mu.Lock()
 	if seg != nil {
-		r.mu.Lock()
 		*fs.segs = append(*fs.segs, *seg)
-		r.mu.Unlock()
 	}
+	r.res.Stored += stored
+	r.res.Bytes += bytes
+	r.mu.Unlock()
 	fs.seg = nil
-	fs.nextPart++
-	fs.part = fs.nextPart
+	fs.part = int(fs.parts.Add(1))
 	return nil
 }
 
-// location is where a message's bytes are stored.
+// location is where a message's bytes are stored, and the key it was
+// stored for.
 type location struct {
 	seg string
 	off int64
+	key string
 }
 
 func (fs *folderSync) poisoned() bool {
@@ -863,16 +999,59 @@ func isConnErr(err error) bool {
 	return errors.As(err, &ce)
 }
 
+// newIncarnation is called when the folder's UIDVALIDITY is no longer the
+// one its keys belong to: it was deleted and created again during the run.
+// Every key of the old folder (archived before, or added by this run) is
+// recorded as gone (the bytes stay archived), and the new folder is
+// fetched from scratch, its messages deduplicated by content. A second
+// re-creation fails the folder: the next run examines it again.
+func (w *worker) newIncarnation(folder *formats.Folder, change *formats.Change, fs *folderSync, validity uint32) error {
+	old := fs.validity
+	fs.restarts++
+	retired := make([]string, 0, len(fs.added)+len(fs.prevKnown))
+	for k := range fs.added {
+		retired = append(retired, k)
+	}
+	for k := range fs.prevKnown {
+		retired = append(retired, k)
+	}
+	sort.Strings(retired)
+	change.Gone = append(change.Gone, retired...)
+	change.Flags = nil
+	if change.Event == "" {
+		change.Event = formats.EventUIDValidity
+	}
+	fs.validity, folder.UIDValidity = validity, validity
+	fs.prevKnown = map[string]*formats.MessageState{}
+	fs.added = map[string]bool{}
+	fs.poison = map[string]int{}
+	w.r.opts.Log.Warn("folder deleted and created again during the run (UIDVALIDITY changed): it is fetched again",
+		"folder", folder.Name, "old", old, "new", validity, "fetched from the old folder", len(retired))
+	if fs.restarts > 1 {
+		return fmt.Errorf("UIDVALIDITY changed again during the run (%d, then %d); the next run fetches the folder", old, validity)
+	}
+	return nil
+}
+
 func (w *worker) syncOnce(folder *formats.Folder, change *formats.Change, prev *formats.FolderState, fs *folderSync) error {
 	r := w.r
 	status, err := w.src.Examine(r.ctx, folder.Name)
 	if err != nil {
 		return fmt.Errorf("examine: %w", err)
 	}
+	if fs.prevKnown != nil && status.UIDValidity != fs.validity {
+		// Deleted and created again since this run examined it (the
+		// connection broke meanwhile).
+		if err := w.newIncarnation(folder, change, fs, status.UIDValidity); err != nil {
+			return err
+		}
+	}
 	folder.UIDValidity, folder.UIDNext = status.UIDValidity, status.UIDNext
 	folder.Messages, folder.HighestModSeq = status.Messages, status.HighestModSeq
 
 	if fs.prevKnown == nil {
+		r.count(func(res *Result) { res.Selected++ })
+		fs.validity = status.UIDValidity
 		fs.prevKnown = map[string]*formats.MessageState{}
 		if prev != nil {
 			// A new UIDVALIDITY is a new incarnation: every old key is gone;
@@ -892,7 +1071,6 @@ func (w *worker) syncOnce(folder *formats.Folder, change *formats.Change, prev *
 				r.opts.Log.Warn("UIDVALIDITY changed: messages are fetched again and deduplicated by content", "folder", folder.Name, "old", prev.UIDValidity, "new", status.UIDValidity)
 			}
 		}
-		r.count(func(res *Result) { res.Gone += len(change.Gone) })
 	}
 
 	// What the server has now.
@@ -900,7 +1078,6 @@ func (w *worker) syncOnce(folder *formats.Folder, change *formats.Change, prev *
 	var want []string
 	skipped := 0
 	change.Flags = change.Flags[:0]
-	flagChanges := 0
 	list := func(key string, flags []string, known bool) error {
 		onServer[key] = true
 		if m := fs.prevKnown[key]; m != nil {
@@ -910,7 +1087,6 @@ func (w *worker) syncOnce(folder *formats.Folder, change *formats.Change, prev *
 			flags = NormalizeFlags(flags)
 			if !slices.Equal(m.Flags, flags) {
 				change.Flags = append(change.Flags, formats.FlagChange{Key: m.Key, Flags: flags})
-				flagChanges++
 			}
 			return nil
 		}
@@ -935,17 +1111,15 @@ func (w *worker) syncOnce(folder *formats.Folder, change *formats.Change, prev *
 		return fmt.Errorf("list messages: %w", err)
 	}
 	// Gone since the last run (computed once: the first complete listing).
-	if fs.prevKnown != nil {
-		for key, m := range fs.prevKnown {
-			if !onServer[key] {
-				change.Gone = append(change.Gone, m.Key)
-				delete(fs.prevKnown, key)
-				r.count(func(res *Result) { res.Gone++ })
-			}
+	var gone []string
+	for key, m := range fs.prevKnown {
+		if !onServer[key] {
+			gone = append(gone, m.Key)
+			delete(fs.prevKnown, key)
 		}
-		sort.Strings(change.Gone)
 	}
-	r.count(func(res *Result) { res.FlagChanges += flagChanges })
+	sort.Strings(gone)
+	change.Gone = append(change.Gone, gone...)
 	if skipped > 0 {
 		r.opts.Log.Warn("leaving out messages that broke the connection twice", "folder", folder.Name, "messages", skipped)
 	}
@@ -976,44 +1150,100 @@ func (w *worker) syncOnce(folder *formats.Folder, change *formats.Change, prev *
 		}
 	}
 
-	missing := skipped
+	missing, expunged := skipped, 0
 	for start := 0; start < len(want); start += r.opts.BatchSize {
 		batch := want[start:min(start+r.opts.BatchSize, len(want))]
 		inBatch := make(map[string]bool, len(batch))
 		for _, k := range batch {
 			inBatch[k] = true
 		}
-		got := 0
+		delivered := make(map[string]bool, len(batch))
 		err := w.src.Fetch(r.ctx, batch, func(m *Message) error {
-			if fs.added[m.Key] || fs.prevKnown[m.Key] != nil || !inBatch[m.Key] {
+			if fs.added[m.Key] || fs.prevKnown[m.Key] != nil || !inBatch[m.Key] || delivered[m.Key] {
 				_, err := io.Copy(io.Discard, m.Body)
 				return err
+			}
+			if fs.job != nil && r.flushDue(fs) {
+				// Commit what this folder holds so far, with the run's
+				// finished folders, before this message (maybe a long one
+				// on a slow link) is read.
+				if err := w.commitWriter(fs, change); err != nil {
+					return err
+				}
+				r.checkpoint(r.jobs, fs.job)
 			}
 			// Counted once stored: a source may skip a message whose
 			// body it could not deliver whole and go on.
 			if err := w.store(folder, change, fs, m); err != nil {
 				return err
 			}
-			got++
+			delivered[m.Key] = true
 			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("fetch: %w", err)
 		}
-		missing += len(batch) - got
-		if fs.job != nil && r.checkpointDue() {
-			// Commit what this folder holds so far, with the rest of the
-			// run's finished folders.
-			if err := w.commitWriter(fs, change); err != nil {
+		if len(delivered) < len(batch) {
+			n, err := w.expunged(batch, delivered)
+			if err != nil {
 				return err
 			}
-			r.checkpoint(r.jobs, fs.job)
+			expunged += n
+			missing += len(batch) - len(delivered) - n
+		}
+	}
+	if expunged > 0 {
+		r.opts.Log.Info("messages expunged on the server while the folder was fetched", "folder", folder.Name, "messages", expunged)
+	}
+	if status.UIDValidity != 0 {
+		// The folder may have been deleted and created again while it was
+		// fetched, on a connection that went on serving the old one (whose
+		// messages may then be missing): then the new one is fetched.
+		again, err := w.src.Examine(r.ctx, folder.Name)
+		if err != nil {
+			return fmt.Errorf("examine again: %w", err)
+		}
+		if again.UIDValidity != fs.validity {
+			if err := w.newIncarnation(folder, change, fs, again.UIDValidity); err != nil {
+				return err
+			}
+			return errRecreated
 		}
 	}
 	if missing > 0 {
 		return fmt.Errorf("%d %w", missing, errMissing)
 	}
 	return nil
+}
+
+// expunged returns how many of the batch's keys that the source did not
+// deliver are no longer in the folder (expunged by another client since
+// the listing): those are not failures. Without an ExpungeChecker, none.
+func (w *worker) expunged(batch []string, delivered map[string]bool) (int, error) {
+	ec, ok := w.src.(ExpungeChecker)
+	if !ok {
+		return 0, nil
+	}
+	lost := map[string]bool{}
+	var keys []string
+	for _, k := range batch {
+		if !delivered[k] && !lost[k] {
+			lost[k] = true
+			keys = append(keys, k)
+		}
+	}
+	gone, err := ec.Expunged(w.r.ctx, keys)
+	if err != nil {
+		return 0, fmt.Errorf("look for expunged messages: %w", err)
+	}
+	n := 0
+	for _, k := range gone {
+		if lost[k] {
+			delete(lost, k)
+			n++
+		}
+	}
+	return n, nil
 }
 
 // store writes one fetched message into the folder's segment, or, when the
@@ -1065,14 +1295,15 @@ func (w *worker) store(folder *formats.Folder, change *formats.Change, fs *folde
 	// The same bytes already stored in this folder (in this run, before, or
 	// under its old name) are not stored again.
 	var dup *location
+	present := false // the stored copy's message is on the source now
 	if l, ok := fs.byHash[sum]; ok {
 		dup = &l
+		present = fs.added[l.key]
 	}
-	present := dup != nil // stored in this run: on the source now
 	for _, f := range []*formats.FolderState{fs.prev, r.st.Folders[change.Folder]} {
 		if dup == nil && f != nil {
 			if d := f.ByHash(sum); d != nil {
-				dup = &location{d.Seg, d.Off}
+				dup = &location{d.Seg, d.Off, d.Key}
 				present = !d.Gone && fs.prevKnown[d.Key] != nil
 			}
 		}
@@ -1095,12 +1326,15 @@ func (w *worker) store(folder *formats.Folder, change *formats.Change, fs *folde
 			return storageErr(fmt.Errorf("store %s: %w", m.Key, err))
 		}
 		msg.Seg, msg.Off = loc, off
-		fs.byHash[sum] = location{loc, off}
-		r.count(func(res *Result) { res.Stored++; res.Bytes += n })
+		fs.byHash[sum] = location{loc, off, m.Key}
+		fs.stored++
+		fs.bytes += n
 	}
 	change.Added = append(change.Added, msg)
 	fs.added[m.Key] = true
-	r.count(func(res *Result) { res.Added++ })
+	if fs.since.IsZero() {
+		fs.since = r.opts.now()
+	}
 	r.opts.progress(Event{Kind: EventStored, Folder: folder.Name, Bytes: n})
 	r.opts.hook("message-stored")
 	return nil
@@ -1141,8 +1375,7 @@ func (w *worker) fetchParts(folder *formats.Folder, validity uint32, change *for
 	size := (len(want) + k - 1) / k
 	parts := make([]*fetchPart, 0, k)
 	for start := 0; start < len(want); start += size {
-		fs.nextPart++
-		parts = append(parts, &fetchPart{index: fs.nextPart, keys: want[start:min(start+size, len(want))]})
+		parts = append(parts, &fetchPart{index: int(fs.parts.Add(1)), keys: want[start:min(start+size, len(want))]})
 	}
 	w.r.opts.Log.Info("fetching a big folder in parts", "folder", folder.Name, "messages", len(want), "parts", len(parts))
 	var wg sync.WaitGroup
@@ -1180,10 +1413,10 @@ func (w *worker) fetchParts(folder *formats.Folder, validity uint32, change *for
 	return errors.Join(errs...)
 }
 
-// fetchPart fetches one part of a folder over pw's connection into a
-// writer of its own, commits it, and adds what it stored to the folder's
-// change. parent is the worker that split the folder (its connection has
-// the folder examined already).
+// fetchPart fetches one part of a folder over pw's connection into writers
+// of its own, and adds what they committed to the folder's change, as
+// often as a checkpoint is due and at the end. parent is the worker that
+// split the folder (its connection has the folder examined already).
 func (pw *worker) fetchPart(parent *worker, folder *formats.Folder, validity uint32, p *fetchPart, fs *folderSync, change *formats.Change, mu *sync.Mutex) error {
 	r := pw.r
 	if pw.src == nil {
@@ -1203,8 +1436,39 @@ func (pw *worker) fetchPart(parent *worker, folder *formats.Folder, validity uin
 			return nil
 		}
 	}
-	pfs := &folderSync{prev: fs.prev, prevKnown: fs.prevKnown, added: map[string]bool{}, byHash: map[string]location{}, poison: map[string]int{}, part: p.index, segs: fs.segs}
+	pfs := &folderSync{prev: fs.prev, prevKnown: fs.prevKnown, added: map[string]bool{}, byHash: map[string]location{}, poison: map[string]int{},
+		part: p.index, segs: fs.segs, parts: fs.parts}
+	defer func() {
+		if pfs.seg != nil {
+			pfs.seg.Abort()
+		}
+	}()
 	pchange := &formats.Change{Folder: change.Folder}
+	// flush commits the part's writer and hands what it holds to the
+	// folder; then, when the folder's own writer holds nothing, every
+	// message of the folder so far is committed and a checkpoint may take
+	// it.
+	flush := func(checkpoint bool) error {
+		if err := pw.commitWriter(pfs, pchange); err != nil {
+			return err
+		}
+		mu.Lock()
+		change.Added = append(change.Added, pchange.Added...)
+		for _, m := range pchange.Added {
+			fs.added[m.Key] = true
+		}
+		for h, l := range pfs.byHash {
+			if _, ok := fs.byHash[h]; !ok {
+				fs.byHash[h] = l
+			}
+		}
+		mu.Unlock()
+		pchange.Added = nil
+		if checkpoint && fs.job != nil && (fs.seg == nil || fs.seg.Records() == 0) {
+			r.checkpoint(r.jobs, fs.job)
+		}
+		return nil
+	}
 	inPart := make(map[string]bool, len(p.keys))
 	for _, k := range p.keys {
 		inPart[k] = true
@@ -1217,52 +1481,21 @@ func (pw *worker) fetchPart(parent *worker, folder *formats.Folder, validity uin
 				_, err := io.Copy(io.Discard, m.Body)
 				return err
 			}
+			if r.flushDue(pfs) {
+				if err := flush(true); err != nil {
+					return err
+				}
+			}
 			return pw.store(folder, pchange, pfs, m)
 		})
 	}
-	if pfs.seg != nil {
-		if pfs.seg.Records() == 0 {
-			pfs.seg.Abort()
-		} else {
-			seg, cerr := pfs.seg.Commit()
-			if cerr != nil {
-				pfs.seg.Abort()
-				n, stored, bytes := len(pchange.Added), 0, int64(0)
-				for _, m := range pchange.Added {
-					if pfs.seg.Owns(m.Seg) {
-						stored++
-						bytes += m.Size
-					}
-				}
-				r.count(func(res *Result) { res.Added -= n; res.Stored -= stored; res.Bytes -= bytes })
-				return storageErr(cerr)
-			}
-			if seg != nil {
-				r.mu.Lock()
-				*fs.segs = append(*fs.segs, *seg)
-				r.mu.Unlock()
-			}
-		}
+	if errors.Is(err, ErrStorage) {
+		return err
 	}
-	mu.Lock()
-	change.Added = append(change.Added, pchange.Added...)
-	for k := range pfs.added {
-		fs.added[k] = true
-	}
-	for h, l := range pfs.byHash {
-		if _, ok := fs.byHash[h]; !ok {
-			fs.byHash[h] = l
-		}
-	}
-	mu.Unlock()
-	if fs.job != nil && (fs.seg == nil || fs.seg.Records() == 0) {
-		// Every message of the folder so far is in committed parts.
-		r.checkpoint(r.jobs, fs.job)
+	if ferr := flush(r.checkpointDue()); ferr != nil {
+		return ferr
 	}
 	if err != nil {
-		if errors.Is(err, ErrStorage) {
-			return err
-		}
 		if r.ctx.Err() == nil {
 			r.opts.Log.Warn("a part of a folder failed; the rest is fetched on another connection", "folder", folder.Name, "err", err)
 		}

@@ -27,7 +27,9 @@ type Source interface {
 	// folder, calling fn once for each message the source delivers, in the
 	// calling goroutine. m.Body is valid only until fn returns; fn must read
 	// it to the end or return an error. Keys the source no longer has are
-	// not delivered. The source must never change the messages (no \Seen).
+	// not delivered, and neither is a body the source could not serve whole
+	// (Dovecot answers for a message expunged meanwhile with an empty one).
+	// The source must never change the messages (no \Seen).
 	Fetch(ctx context.Context, keys []string, fn func(m *Message) error) error
 	// Close ends the session.
 	Close() error
@@ -78,6 +80,16 @@ type ChangeLister interface {
 	// after modseq, and flags are then its flags (else nil). ok is false
 	// when the source cannot do it now; List must be used instead.
 	ListChanged(ctx context.Context, modseq uint64, fn func(key string, flags []string, changed bool) error) (ok bool, err error)
+}
+
+// ExpungeChecker is implemented by sources that can tell which messages
+// left the examined folder after it was listed (expunged by another client
+// while the run fetched it). The engine asks about the keys a Fetch did not
+// deliver: those no longer in the folder are not failures.
+type ExpungeChecker interface {
+	// Expunged returns those of keys that are no longer in the examined
+	// folder.
+	Expunged(ctx context.Context, keys []string) ([]string, error)
 }
 
 // Deleter is implemented by sources that can remove messages (POP3). The

@@ -349,8 +349,12 @@ func (a *Archive) NewSegment(dir string, seq int, id string) (*SegmentWriter, er
 // Commit writes s as a committed manifest: to a temporary file, fsynced,
 // renamed into place, directory fsynced. Every segment it names must have
 // been committed before.
+//
+// A snapshot that records an error or a failed folder is committed as
+// partial, whatever its Status said.
 func (a *Archive) Commit(s *Snapshot) error {
 	s.Version = FormatVersion
+	s.settleStatus()
 	if err := s.validate(); err != nil {
 		return fmt.Errorf("formats: refusing to commit an invalid snapshot: %w", err)
 	}

@@ -243,7 +243,33 @@ func DecodeSnapshot(data []byte) (*Snapshot, error) {
 	if err := s.validate(); err != nil {
 		return nil, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
 	}
+	s.settleStatus()
 	return &s, nil
+}
+
+// Incomplete reports whether s records an error or a folder that failed
+// (a folder a checkpoint took in progress is one): then s is partial,
+// whatever else happened.
+func (s *Snapshot) Incomplete() bool {
+	if len(s.Errors) > 0 {
+		return true
+	}
+	for _, f := range s.Folders {
+		if f.Status == FolderFailed {
+			return true
+		}
+	}
+	return false
+}
+
+// settleStatus makes s partial when it is Incomplete. Commit applies it,
+// and DecodeSnapshot too: mailvault up to 4f9b7f8 could write "complete"
+// for a snapshot whose folders failed on a storage error, and such a
+// snapshot must not be taken for a complete backup (--as-of).
+func (s *Snapshot) settleStatus() {
+	if s.Status == StatusComplete && s.Incomplete() {
+		s.Status = StatusPartial
+	}
 }
 
 // ValidID reports whether id has the form of a snapshot id.

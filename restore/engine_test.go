@@ -130,17 +130,20 @@ func (b *archiveBuilder) snapshot(started time.Time, msgs []msgSpec, gone map[st
 
 // memTarget is an in-memory restore target with injectable answers.
 type memTarget struct {
-	delim    string
-	special  map[string]string
-	folders  map[string][][]byte
-	flags    map[string][][]string
-	quota    int // messages in all; 0 = unlimited
-	reject   string
-	throttle int             // answer ErrThrottled this many times
-	forget   string          // a folder the target "loses" once after creation
-	lose     map[string]bool // bodies containing the key: answer ErrConnectionLost once; "+" prefix: after storing
-	appends  int
-	creates  []string
+	delim   string
+	special map[string]string
+	folders map[string][][]byte
+	flags   map[string][][]string
+	quota   int // messages in all; 0 = unlimited
+	// quotaBytes limits the bytes held in all; 0 = unlimited
+	quotaBytes int
+	reject     string
+	throttle   int             // answer ErrThrottled this many times
+	forget     string          // a folder the target "loses" once after creation
+	refuse     string          // a folder the target cannot create (ErrFolderRefused)
+	lose       map[string]bool // bodies containing the key: answer ErrConnectionLost once; "+" prefix: after storing
+	appends    int
+	creates    []string
 }
 
 func newMemTarget() *memTarget {
@@ -158,6 +161,9 @@ func (m *memTarget) Folders(context.Context) ([]TargetFolder, error) {
 }
 func (m *memTarget) CreateFolder(_ context.Context, name string) error {
 	m.creates = append(m.creates, name)
+	if name == m.refuse {
+		return fmt.Errorf("%w: name too long", ErrFolderRefused)
+	}
 	if _, ok := m.folders[name]; !ok {
 		m.folders[name] = nil
 	}
@@ -179,6 +185,15 @@ func (m *memTarget) total() int {
 	n := 0
 	for _, msgs := range m.folders {
 		n += len(msgs)
+	}
+	return n
+}
+func (m *memTarget) bytes() int {
+	n := 0
+	for _, msgs := range m.folders {
+		for _, b := range msgs {
+			n += len(b)
+		}
 	}
 	return n
 }
@@ -210,6 +225,8 @@ func (m *memTarget) Append(_ context.Context, folder string, msg *Message, body 
 		m.throttle--
 		return Done{Err: fmt.Errorf("%w: slow down", ErrThrottled)}, nil
 	case m.quota > 0 && m.total() >= m.quota:
+		return Done{Err: fmt.Errorf("%w: Quota exceeded", ErrOverQuota)}, nil
+	case m.quotaBytes > 0 && m.bytes()+len(data) > m.quotaBytes:
 		return Done{Err: fmt.Errorf("%w: Quota exceeded", ErrOverQuota)}, nil
 	case m.reject != "" && bytes.Contains(data, []byte(m.reject)):
 		return Done{Err: fmt.Errorf("%w: message too ugly", ErrRejected)}, nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,6 +40,10 @@ type Selected struct {
 	Snapshot *formats.Snapshot
 	State    *formats.State
 	Folders  []*SelectedFolder // sorted by name
+	// NothingDeleted is set for a DeletedSince selection when no message
+	// of the chosen folders was deleted in between: an answer, not an
+	// error.
+	NothingDeleted bool
 }
 
 // SelectedFolder is one archived folder and its chosen messages.
@@ -142,23 +147,32 @@ func Select(snaps []*formats.Snapshot, sel Selection) (*Selected, error) {
 		}
 	}
 	out := &Selected{Snapshot: st.Snapshot, State: st}
+	// What each --folder and --include matched, to name the ones that
+	// matched nothing: a typo must not restore nothing and succeed.
+	folderHit := make([]bool, len(sel.Folders))
+	includeHit := make([]bool, len(sel.Include))
+	var deletedFolders []string
+	candidates, deleted := 0, 0
 	for _, name := range st.FolderNames() {
 		f := st.Folders[name]
 		if f.Status == formats.FolderNoSelect && len(f.Archived) == 0 {
 			continue
 		}
-		if !folderWanted(f.Folder, sel) {
+		if !folderWanted(f.Folder, sel, folderHit, includeHit) {
 			continue
 		}
 		if was == nil && f.Deleted && !sel.All {
+			deletedFolders = append(deletedFolders, f.Name)
 			continue
 		}
+		candidates++
 		sf := &SelectedFolder{Folder: f.Folder}
 		for _, m := range f.Archived {
 			if was != nil {
 				if !m.Gone || !was[name][m.Key] {
 					continue
 				}
+				deleted++
 			} else if m.Gone && !sel.All {
 				continue
 			}
@@ -174,20 +188,119 @@ func Select(snaps []*formats.Snapshot, sel Selection) (*Selected, error) {
 		}
 	}
 	sort.Slice(out.Folders, func(i, j int) bool { return out.Folders[i].Folder.Name < out.Folders[j].Folder.Name })
+	if err := matchedSomething(st, sel, folderHit, includeHit, deletedFolders, candidates); err != nil {
+		return nil, err
+	}
+	if was != nil && deleted == 0 {
+		out.NothingDeleted = true
+		return out, nil
+	}
+	if len(out.Folders) == 0 && hasMessageFilter(sel) {
+		var names []string
+		for _, name := range st.FolderNames() {
+			f := st.Folders[name]
+			if folderWanted(f.Folder, sel, nil, nil) && (!f.Deleted || sel.All || was != nil) {
+				names = append(names, f.Name)
+			}
+		}
+		return nil, fmt.Errorf("%w: no message in %s of snapshot %s matches %s", ErrSelection, folderList(names), st.Snapshot.ID, describeFilters(sel))
+	}
 	return out, nil
+}
+
+// matchedSomething returns an error naming each --folder and --include
+// that matched no folder of the snapshot, or saying that the folder
+// selection as a whole left no folder.
+func matchedSomething(st *formats.State, sel Selection, folderHit, includeHit []bool, deletedFolders []string, candidates int) error {
+	var missing []string
+	for i, hit := range folderHit {
+		if hit {
+			continue
+		}
+		want := sel.Folders[i]
+		msg := fmt.Sprintf("no folder %q", want)
+		for _, name := range st.FolderNames() {
+			if strings.EqualFold(name, want) || strings.EqualFold(slashName(st.Folders[name].Folder), want) {
+				msg += fmt.Sprintf(" (did you mean %q?)", name)
+				break
+			}
+		}
+		missing = append(missing, msg)
+	}
+	for i, hit := range includeHit {
+		if !hit {
+			missing = append(missing, fmt.Sprintf("--include %q matches no folder", sel.Include[i]))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: %s in snapshot %s (see 'mailvault ls ARCHIVE')", ErrSelection, strings.Join(missing, ", "), st.Snapshot.ID)
+	}
+	if candidates > 0 || len(sel.Folders) == 0 && len(sel.Include) == 0 && len(sel.Exclude) == 0 {
+		return nil
+	}
+	if len(deletedFolders) > 0 {
+		return fmt.Errorf("%w: %s deleted on the server by snapshot %s: choose an earlier --snapshot", ErrSelection, folderList(deletedFolders), st.Snapshot.ID)
+	}
+	return fmt.Errorf("%w: no folder of snapshot %s is left by the folder selection (--folder, --include, --exclude)", ErrSelection, st.Snapshot.ID)
+}
+
+// folderList names a few folders for an error message.
+func folderList(names []string) string {
+	switch {
+	case len(names) == 0:
+		return "no folder"
+	case len(names) == 1:
+		return fmt.Sprintf("folder %q", names[0])
+	}
+	q := make([]string, 0, 5)
+	for _, n := range names[:min(len(names), 5)] {
+		q = append(q, strconv.Quote(n))
+	}
+	s := "folders " + strings.Join(q, ", ")
+	if len(names) > 5 {
+		s += fmt.Sprintf(" and %d more", len(names)-5)
+	}
+	return s
+}
+
+// describeFilters spells the message filters of sel as flags.
+func describeFilters(sel Selection) string {
+	var parts []string
+	add := func(flag, v string) {
+		if v != "" {
+			parts = append(parts, fmt.Sprintf("--%s %q", flag, v))
+		}
+	}
+	if !sel.Since.IsZero() {
+		add("since", sel.Since.Format(time.RFC3339))
+	}
+	if !sel.Before.IsZero() {
+		add("before", sel.Before.Format(time.RFC3339))
+	}
+	add("from", sel.From)
+	add("to", sel.To)
+	add("subject", sel.Subject)
+	add("message-id", sel.MessageID)
+	return strings.Join(parts, " ")
 }
 
 func hasMessageFilter(sel Selection) bool {
 	return !sel.Since.IsZero() || !sel.Before.IsZero() || sel.From != "" || sel.To != "" || sel.Subject != "" || sel.MessageID != ""
 }
 
-func folderWanted(f formats.Folder, sel Selection) bool {
+// folderWanted reports whether sel's folder filters keep f, and marks in
+// folderHit and includeHit (when not nil) the --folder names and
+// --include patterns that match it.
+func folderWanted(f formats.Folder, sel Selection, folderHit, includeHit []bool) bool {
 	name := slashName(f)
 	if len(sel.Folders) > 0 {
 		ok := false
-		for _, want := range sel.Folders {
+		for i, want := range sel.Folders {
 			if want == f.Name || want == name || strings.EqualFold(want, "INBOX") && strings.EqualFold(f.Name, "INBOX") {
 				ok = true
+				if folderHit != nil {
+					folderHit[i] = true
+				}
 			}
 		}
 		if !ok {
@@ -196,9 +309,12 @@ func folderWanted(f formats.Folder, sel Selection) bool {
 	}
 	if len(sel.Include) > 0 {
 		ok := false
-		for _, p := range sel.Include {
+		for i, p := range sel.Include {
 			if m, _ := path.Match(p, name); m {
 				ok = true
+				if includeHit != nil {
+					includeHit[i] = true
+				}
 			}
 		}
 		if !ok {

@@ -25,7 +25,13 @@ type Target interface {
 	// Append stores one message. body yields exactly m.Size bytes and must
 	// be consumed before Append returns. The returned Pending reports the
 	// target's answer; a target may keep several Appends in flight. An
-	// error from Append itself means the target is unusable.
+	// error from Append itself means the target is unusable, except when
+	// reading body failed (the archive is damaged): then Append returns
+	// an error, stores nothing of the message and stays usable (an IMAP
+	// target drops its connection, which the APPEND in flight would
+	// otherwise leave waiting for the rest of the literal, and reconnects
+	// on the next call; the Pendings of that connection then report
+	// ErrConnectionLost).
 	Append(ctx context.Context, folder string, m *Message, body io.Reader) (Pending, error)
 	// Close waits for what is in flight and ends the session.
 	Close() error
@@ -144,4 +150,35 @@ func (x *Index) Has(m *Message) bool {
 		return x.byID[idKey(m.MessageID, m.Size)] > 0
 	}
 	return x.bySHA[m.SHA256] > 0
+}
+
+// ErrFolderRefused is wrapped by a target's error about one folder only
+// (a name the target cannot hold, a path the file system refuses): that
+// folder is reported as not restored and the others go on.
+var ErrFolderRefused = errors.New("restore: the target cannot hold this folder")
+
+// Preparer is implemented by targets that get ready for writing once
+// before a restore that writes (never for a dry run): a local target
+// takes its lock and removes the temporary files a killed restore left.
+type Preparer interface {
+	Prepare(ctx context.Context) error
+}
+
+// FolderNamer is implemented by targets that may keep a folder under
+// another name than the one asked for (a local target shortens a level
+// too long for a file name). StoredAs returns where the folder is kept
+// and whether that differs from its name; it changes nothing.
+type FolderNamer interface {
+	StoredAs(folder string) (string, bool)
+}
+
+// AtomicAppender is implemented by targets whose Append stores all of a
+// message or nothing of it, also when reading its body fails (a local
+// target writes a temporary file first). The engine streams archived
+// messages straight to such a target. To any other target it hands a
+// message only once all of its bytes were read and checked: an IMAP
+// server may keep the part of a message it received before the
+// connection dropped (go-imap's imapserver does).
+type AtomicAppender interface {
+	AppendsAtomically() bool
 }

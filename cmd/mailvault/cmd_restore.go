@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,13 +34,22 @@ func restoreCommand() *cli.Command {
         created as needed, flags and dates kept, special folders (Sent, Drafts,
         Trash, Junk, Archive) mapped by role to the target's own, whatever
         their names and language
-   maildir:DIR   a Maildir tree (Dovecot LAYOUT=fs: INBOX at DIR, folder A/B at DIR/A/B)
+   maildir:DIR   a Maildir tree as a stock Dovecot reads it with
+                 mail_location = maildir:DIR:LAYOUT=fs (INBOX at DIR, folder A/B
+                 at DIR/A/B, names in modified UTF-7: Entwürfe is Entw&APw-rfe)
+   maildir:DIR?utf8   the same with UTF-8 folder names (Dovecot's :UTF-8 option)
    mbox:DIR      one mboxrd file per folder, hierarchy as directories
    eml:DIR       one .eml file per message, in the folder tree
 
 A message the target already holds (same Message-ID and size, or the same
 SHA-256 when it has no Message-ID) is not added again: running the same
 restore twice, or again after an interruption, leaves each message there once.
+
+A message the archive cannot give back (a damaged or missing segment or
+file) is skipped and named, a message the target refuses is skipped, a
+folder the target cannot hold is skipped; everything else is restored and
+the exit code is 3. A selection that matches no folder or no message is an
+error (exit 2); --deleted-since with nothing deleted says so and exits 0.
 
 EXAMPLES:
    mailvault restore ./vault imaps://alice@newhost
@@ -111,18 +121,41 @@ func targetOpener(c *cli.Context, raw string, acc account, warn func(string, ...
 	scheme, rest, _ := strings.Cut(raw, ":")
 	switch scheme {
 	case "maildir", "mbox", "eml":
-		dir := expandHome(strings.TrimPrefix(rest, "//"))
+		dir, utf8 := strings.CutSuffix(strings.TrimPrefix(rest, "//"), "?utf8")
+		dir = expandHome(dir)
 		if dir == "" {
 			return nil, usagef("%s: needs a directory, e.g. %s:~/Mail", scheme, scheme)
 		}
+		if utf8 && scheme != "maildir" {
+			return nil, usagef("%s: ?utf8 is for maildir: targets (mbox and eml folder names are UTF-8 already)", raw)
+		}
+		hook := failpoint.Hook()
 		return func(ctx context.Context) (restore.Target, error) {
 			switch scheme {
 			case "maildir":
-				return localstore.NewMaildir(dir)
+				md, err := localstore.NewMaildir(dir)
+				if utf8 {
+					md, err = localstore.NewMaildirUTF8(dir)
+				}
+				if err != nil {
+					return nil, err
+				}
+				md.Hook = hook
+				return md, nil
 			case "mbox":
-				return localstore.NewMbox(dir)
+				mb, err := localstore.NewMbox(dir)
+				if err != nil {
+					return nil, err
+				}
+				mb.Hook = hook
+				return mb, nil
 			}
-			return localstore.NewEML(dir)
+			e, err := localstore.NewEML(dir)
+			if err != nil {
+				return nil, err
+			}
+			e.Hook = hook
+			return e, nil
 		}, nil
 	case "imaps", "imap":
 		cfg, _, err := imapConfig(c, raw, acc, warn)
@@ -167,7 +200,23 @@ func targetConnections(target string, n int) int {
 	return 1
 }
 
-func runRestore(ctx context.Context, o restoreOptions, e *env) error {
+func runRestore(ctx context.Context, o restoreOptions, e *env) (err error) {
+	// With --report the file always tells about this run, failed or not:
+	// a job must not read yesterday's report as today's.
+	var rep *restore.Report
+	if o.report != "" {
+		defer func() {
+			if rep == nil {
+				rep = &restore.Report{DryRun: o.dryRun, Status: restore.StatusComplete}
+			}
+			if err != nil && rep.Error == "" && !errors.Is(err, restore.ErrPartial) {
+				rep.Status, rep.Error = restore.StatusStopped, err.Error()
+			}
+			if werr := writeReport(o.report, rep); werr != nil && err == nil {
+				err = werr
+			}
+		}()
+	}
 	a, err := formats.Open(o.archive)
 	if err != nil {
 		return err
@@ -180,6 +229,13 @@ func runRestore(ctx context.Context, o restoreOptions, e *env) error {
 	if err != nil {
 		return err
 	}
+	if sel.NothingDeleted {
+		rep = &restore.Report{Snapshot: sel.Snapshot.ID, DryRun: o.dryRun, Status: restore.StatusComplete}
+		if !o.quiet {
+			fmt.Fprintf(e.stdout, "nothing was deleted on the server between snapshot %s and snapshot %s: nothing to restore\n", o.sel.DeletedSince, sel.Snapshot.ID)
+		}
+		return nil
+	}
 	t, err := o.open(ctx)
 	if err != nil {
 		return err
@@ -188,7 +244,7 @@ func runRestore(ctx context.Context, o restoreOptions, e *env) error {
 	if !o.quiet && !o.dryRun && isTerminal(e.stderr) {
 		bar = &progressLine{w: e.stderr, start: time.Now()}
 	}
-	rep, err := restore.Run(ctx, a, sel, t, restore.Options{
+	rep, err = restore.Run(ctx, a, sel, t, restore.Options{
 		Map: o.mapping, DryRun: o.dryRun, Window: o.window,
 		Progress: bar.update, Hook: failpoint.Hook(),
 		Connections: o.connections, Open: o.open, Log: o.log,
@@ -197,20 +253,48 @@ func runRestore(ctx context.Context, o restoreOptions, e *env) error {
 	if cerr := t.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close target: %w", cerr)
 	}
-	if rep != nil {
-		if o.dryRun {
-			printPlan(e.stdout, rep)
-		} else if !o.quiet {
-			fmt.Fprintf(e.stdout, "restored %d messages (%s) from snapshot %s: %d appended, %d already present, %d rejected, in %s\n",
-				rep.Stored+rep.Present, humanBytes(rep.Bytes), rep.Snapshot, rep.Stored, rep.Present, rep.Rejected, rep.Elapsed.Round(10*time.Millisecond))
-		}
-		if o.report != "" {
-			if werr := writeReport(o.report, rep); werr != nil && err == nil {
-				err = werr
-			}
-		}
+	if rep == nil {
+		// The target failed before anything was done: the report says
+		// what was selected, and that nothing was restored.
+		n, b := sel.Count()
+		rep = &restore.Report{Snapshot: sel.Snapshot.ID, DryRun: o.dryRun, Messages: n, Bytes: b, NotRestored: n}
+		return err
+	}
+	if o.dryRun {
+		printPlan(e.stdout, rep)
+	} else if !o.quiet {
+		fmt.Fprintln(e.stdout, summary(rep))
 	}
 	return err
+}
+
+// summary is the line a restore ends with. Every number in it is from
+// the target's answers: what it accepted, what it already held, what it
+// refused, and what the archive could not give.
+func summary(rep *restore.Report) string {
+	var b strings.Builder
+	done := rep.Stored + rep.Present
+	if done == rep.Messages {
+		fmt.Fprintf(&b, "restored %d messages", done)
+	} else {
+		fmt.Fprintf(&b, "restored %d of %d messages", done, rep.Messages)
+	}
+	fmt.Fprintf(&b, " (%s) from snapshot %s: %d appended (%s), %d already present, %d rejected",
+		humanBytes(rep.StoredBytes+rep.PresentBytes), rep.Snapshot, rep.Stored, humanBytes(rep.StoredBytes), rep.Present, rep.Rejected)
+	if rep.Unreadable > 0 {
+		fmt.Fprintf(&b, ", %d unreadable in the archive", rep.Unreadable)
+	}
+	if rep.FailedFolders > 0 {
+		fmt.Fprintf(&b, ", %d folders refused by the target", rep.FailedFolders)
+	}
+	if rep.NotRestored > 0 {
+		fmt.Fprintf(&b, ", %d not restored", rep.NotRestored)
+	}
+	if rep.RenamedFolders > 0 {
+		fmt.Fprintf(&b, ", %d folders under shortened names", rep.RenamedFolders)
+	}
+	fmt.Fprintf(&b, ", %d keywords dropped, in %s", rep.DroppedKeywords, rep.Elapsed.Round(10*time.Millisecond))
+	return b.String()
 }
 
 func writeReport(path string, rep *restore.Report) error {
@@ -226,6 +310,9 @@ func printPlan(w io.Writer, rep *restore.Report) {
 	fmt.Fprintln(tw, "ARCHIVED FOLDER\tTARGET FOLDER\tMAPPING\tMESSAGES\tSIZE\tPRESENT\tTO APPEND")
 	for _, f := range rep.Folders {
 		target := printable(f.Target)
+		if f.StoredAs != "" {
+			target += " (stored as " + printable(f.StoredAs) + ")"
+		}
 		if f.Create {
 			target += " (new)"
 		}
@@ -260,7 +347,11 @@ func (p *progressLine) update(pr restore.Progress) {
 	if pr.DoneBytes > 0 {
 		eta = time.Duration(float64(pr.Bytes-pr.DoneBytes) / rate * float64(time.Second)).Round(time.Second).String()
 	}
-	fmt.Fprintf(p.w, "\r\x1b[K%d/%d messages  %s/%s  %s/s  ETA %s  %s", pr.Done, pr.Total,
+	failed := ""
+	if n := pr.Rejected + pr.Failed; n > 0 {
+		failed = fmt.Sprintf(" (%d not restored)", n)
+	}
+	fmt.Fprintf(p.w, "\r\x1b[K%d/%d messages%s  %s/%s  %s/s  ETA %s  %s", pr.Done, pr.Total, failed,
 		humanBytes(pr.DoneBytes), humanBytes(pr.Bytes), humanBytes(int64(rate)), eta, truncate(printable(pr.Folder), 30))
 }
 

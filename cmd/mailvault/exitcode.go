@@ -9,6 +9,7 @@ import (
 	"github.com/mailvault/mailvault/backup"
 	"github.com/mailvault/mailvault/formats"
 	"github.com/mailvault/mailvault/internal/config"
+	"github.com/mailvault/mailvault/internal/localstore"
 	"github.com/mailvault/mailvault/internal/mailconn"
 	"github.com/mailvault/mailvault/internal/mailurl"
 	"github.com/mailvault/mailvault/internal/secret"
@@ -38,7 +39,7 @@ const exitCodesHelp = `EXIT CODES:
    3    partial: the snapshot was committed but some folders or messages failed;
         with --config: some accounts are partial or failed (see the report)
    4    authentication failed
-   5    archive locked by another run
+   5    archive (or local restore target) locked by another run
    6    archive damaged, unreadable or written by a newer mailvault
    7    cannot connect (unreachable host, connection closed before the greeting,
         TLS handshake or verification failure, timeout)
@@ -71,7 +72,7 @@ func exitCode(err error) int {
 		return exitInUse
 	case errors.Is(err, backup.ErrStorage), errors.Is(err, restore.ErrOverQuota), errors.Is(err, formats.ErrUnwritable):
 		return exitStorage
-	case errors.Is(err, restore.ErrSelection), errors.Is(err, formats.ErrStorageMismatch):
+	case errors.Is(err, restore.ErrSelection), errors.Is(err, formats.ErrStorageMismatch), errors.Is(err, localstore.ErrUTF8Tree):
 		return exitUsage
 	case errors.Is(err, config.ErrInvalid):
 		return exitUsage
@@ -79,7 +80,7 @@ func exitCode(err error) int {
 		return exitPartial
 	case errors.Is(err, mailconn.ErrAuth), errors.Is(err, secret.ErrNoPassword):
 		return exitAuth
-	case errors.Is(err, formats.ErrLocked):
+	case errors.Is(err, formats.ErrLocked), errors.Is(err, localstore.ErrTargetInUse):
 		return exitLocked
 	case errors.Is(err, formats.ErrCorrupt), errors.Is(err, formats.ErrNewerVersion),
 		errors.Is(err, formats.ErrNotArchive), errors.Is(err, errVerifyFailed):
@@ -95,7 +96,7 @@ func exitCode(err error) int {
 // the package prefixes of sentinel errors.
 func oneLine(err error) string {
 	s := err.Error()
-	for _, p := range []string{"formats: ", "backup: ", "restore: "} {
+	for _, p := range []string{"formats: ", "backup: ", "restore: ", "localstore: "} {
 		s = strings.ReplaceAll(s, p, "")
 	}
 	s = strings.ReplaceAll(s, "\n", " ")

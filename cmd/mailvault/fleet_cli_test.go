@@ -170,7 +170,7 @@ func TestFleetInterrupted(t *testing.T) {
 	if code != exitInterrupted {
 		t.Fatalf("exit %d, want %d\n%s\n%s", code, exitInterrupted, out.String(), errb.String())
 	}
-	r := readReport(t, rep)
+	r := readFleetReport(t, rep)
 	if len(r.Accounts) != 3 || r.Finished == nil {
 		t.Fatalf("report: %d accounts, finished %v", len(r.Accounts), r.Finished)
 	}

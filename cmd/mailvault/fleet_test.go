@@ -118,7 +118,7 @@ func readUser(t *testing.T, addr, user, pw string) map[string][]imaptest.ServerM
 	return imaptest.ReadServer(t, c)
 }
 
-func readReport(t *testing.T, path string) report.Report {
+func readFleetReport(t *testing.T, path string) report.Report {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -217,7 +217,7 @@ func TestFleetDovecot(t *testing.T) {
 	}
 	t.Logf("first run: %d connections, at most %d at once", proxy.total.Load(), proxy.peak.Load())
 
-	r := readReport(t, rep)
+	r := readFleetReport(t, rep)
 	if r.Finished == nil || r.Finished.Before(r.Started) || len(r.Accounts) != 50 {
 		t.Fatalf("report: started %v finished %v, %d accounts", r.Started, r.Finished, len(r.Accounts))
 	}
@@ -281,7 +281,7 @@ func TestFleetDovecot(t *testing.T) {
 	if code != exitPartial {
 		t.Fatalf("second run: exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	for _, a := range readReport(t, rep).Accounts {
+	for _, a := range readFleetReport(t, rep).Accounts {
 		if a.Status == report.StatusComplete && (a.Added != 0 || a.Gone != 0 || a.FlagChanges != 0 || a.BytesStored != 0) {
 			t.Errorf("second run of %s: %+v, want nothing added", a.Name, a)
 		}

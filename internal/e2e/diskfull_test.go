@@ -14,8 +14,9 @@ import (
 )
 
 // TestDiskFull backs up onto a file system that fills up: the run stops
-// with a one-line error and exit code 8, the archive stays valid, and once
-// there is room the next run completes it.
+// with a one-line error and exit code 8, the archive stays valid, no
+// snapshot of it is called complete (printed, listed, written or picked by
+// --as-of), and once there is room the next run completes it.
 func TestDiskFull(t *testing.T) {
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
@@ -44,15 +45,21 @@ func TestDiskFull(t *testing.T) {
 		t.Errorf("stderr %q, want one line saying the archive cannot be written: no space left", r.stderr)
 	}
 	if _, err := os.Stat(filepath.Join(vault, "mailvault.json")); err == nil {
-		// Whatever was committed verifies.
+		// Whatever was committed verifies, and nothing calls it complete
+		// (issue 10.1).
 		if v := mv(t, bin, nil, "verify", vault); v.code != 0 {
 			t.Errorf("verify after a full disk: exit %d %s %s", v.code, v.stdout, v.stderr)
 		}
+		checkNoFalseComplete(t, vault, r.stdout)
 	}
 	if out, err := exec.Command("mount", "-o", "remount,size=256m", mnt).CombinedOutput(); err != nil {
 		t.Fatalf("remount: %v %s", err, out)
 	}
-	mustRun(t, args...)
+	if r := mustRun(t, args...); !strings.Contains(r.stdout, " complete: ") {
+		t.Errorf("the run with room printed %q, want a complete snapshot", r.stdout)
+	}
 	mustRun(t, "verify", vault)
 	archivetest.MatchesServer(t, vault, server)
+	// Now there is a complete backup for --as-of.
+	mustRun(t, "ls", vault, "--as-of", time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
 }

@@ -111,8 +111,8 @@ func TestLocalMaildirSource(t *testing.T) {
 	mustRun(t, "restore", vault, "maildir:"+md)
 	vault2 := filepath.Join(t.TempDir(), "vault2")
 	mustRun(t, "backup", "maildir:"+md, vault2)
-	dir := filepath.Join(srv.MailRoot, "bob")
-	mustRun(t, "restore", vault2, "maildir:"+dir)
+	dir := filepath.Join(srv.MailRoot, "bob") // Dovecot with the UTF-8 option
+	mustRun(t, "restore", vault2, "maildir:"+dir+"?utf8")
 	chownMail(t, dir)
 	sameMail(t, want, imaptest.ReadServer(t, login(t, srv, "bob")), nil)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // Hook returns the failpoint function configured by MAILVAULT_FAILPOINT.
@@ -22,6 +23,16 @@ func Hook() func(point string) {
 		n = 1
 	}
 	var hits atomic.Int64
+	if point, ok := strings.CutPrefix(name, "sigint-after="); ok {
+		// Interrupt (SIGINT) the process at the Nth time point is reached,
+		// and give the signal time to arrive before going on.
+		return func(p string) {
+			if p == point && hits.Add(1) == int64(n) {
+				syscall.Kill(os.Getpid(), syscall.SIGINT)
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+	}
 	if name == "sigint-at" {
 		// Interrupt (SIGINT) the process at the Nth stored message, to test
 		// the graceful path.

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -24,20 +25,34 @@ import (
 
 // Store is one IMAP connection used as a backup Source.
 type Store struct {
-	cfg   mailconn.Config
-	wd    *mailconn.WatchdogConn
-	c     *imapclient.Client
-	caps  imap.CapSet
-	seqOf map[uint32]uint32 // UID -> sequence number, from the last List
+	cfg  mailconn.Config
+	wd   *mailconn.WatchdogConn
+	c    *imapclient.Client
+	caps imap.CapSet
 	// examined is the message count EXAMINE reported. (go-imap's
 	// Mailbox() is updated only after Select's Wait returns: racy.)
 	examined uint32
 	validity uint32 // UIDVALIDITY of the examined folder
+	// expunges counts the EXPUNGE responses of the session (go-imap calls
+	// the handler from its reader goroutine before it reads on);
+	// examineExpunges is its value at the last EXAMINE.
+	expunges        atomic.Int64
+	examineExpunges int64
+	// dropped counts FETCH responses with a body that go-imap matched to
+	// no command: the answers to a UID FETCH whose UID came after the body
+	// literal (NOTES.md hazard 1). Once that is seen, uidLate is set and
+	// the session fetches bodies by sequence number.
+	dropped atomic.Int64
+	uidLate bool
 	// Warn, if set, is told about server misbehaviour mailvault worked around.
 	Warn func(msg string)
 }
 
-var _ backup.Source = (*Store)(nil)
+var (
+	_ backup.Source         = (*Store)(nil)
+	_ backup.ChangeLister   = (*Store)(nil)
+	_ backup.ExpungeChecker = (*Store)(nil)
+)
 
 // Dial connects and logs in.
 func Dial(ctx context.Context, cfg mailconn.Config) (*Store, error) {
@@ -51,7 +66,10 @@ func Dial(ctx context.Context, cfg mailconn.Config) (*Store, error) {
 	s := &Store{cfg: cfg, wd: wd}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	opts := &imapclient.Options{}
+	opts := &imapclient.Options{UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+		Expunge: func(uint32) { s.expunges.Add(1) },
+		Fetch:   s.unmatchedFetch,
+	}}
 	wd.Begin()
 	defer wd.End()
 	if cfg.Security == mailconn.StartTLS {
@@ -211,33 +229,38 @@ func (s *Store) Examine(ctx context.Context, name string) (backup.FolderStatus, 
 		}
 		st = backup.FolderStatus{UIDValidity: sd.UIDValidity, UIDNext: uint32(sd.UIDNext), Messages: sd.NumMessages, HighestModSeq: sd.HighestModSeq}
 		s.examined, s.validity = sd.NumMessages, sd.UIDValidity
+		s.examineExpunges = s.expunges.Load()
 		return nil
 	})
-	s.seqOf = nil
 	return st, err
+}
+
+// shortListing reports an error when a listing of n messages is shorter
+// than EXAMINE's count less the expunges reported since: it would make
+// archived messages look deleted.
+func (s *Store) shortListing(n int) error {
+	if want := int64(s.examined) - (s.expunges.Load() - s.examineExpunges); int64(n) < want {
+		return fmt.Errorf("server listed %d messages, EXAMINE reported %d", n, s.examined)
+	}
+	return nil
 }
 
 // List implements backup.Source with FETCH 1:* (UID FLAGS), matched by
 // sequence number so that no server ordering can lose a message.
 func (s *Store) List(ctx context.Context, fn func(key string, flags []string) error) error {
-	s.seqOf = map[uint32]uint32{}
 	if s.examined == 0 {
 		return nil
 	}
 	return s.do(ctx, func() error {
+		n := 0
 		err := s.fetchFlags(ctx, imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, 0, "list messages", func(uid, seq uint32, flags []string) error {
-			s.seqOf[uid] = seq
+			n++
 			return fn(makeKey(s.validity, uid), flags)
 		})
 		if err != nil {
 			return err
 		}
-		// A listing shorter than EXAMINE's count would make archived
-		// messages look deleted: refuse it.
-		if uint32(len(s.seqOf)) < s.examined {
-			return fmt.Errorf("server listed %d messages, EXAMINE reported %d", len(s.seqOf), s.examined)
-		}
-		return nil
+		return s.shortListing(n)
 	})
 }
 
@@ -251,7 +274,6 @@ func (s *Store) ListChanged(ctx context.Context, modseq uint64, fn func(key stri
 	if !s.caps.Has(imap.CapCondStore) || modseq == 0 {
 		return false, nil
 	}
-	s.seqOf = map[uint32]uint32{}
 	if s.examined == 0 {
 		return true, nil
 	}
@@ -271,10 +293,8 @@ func (s *Store) ListChanged(ctx context.Context, modseq uint64, fn func(key stri
 	if err != nil {
 		return true, err
 	}
-	// A listing shorter than EXAMINE's count would make archived messages
-	// look deleted: refuse it.
-	if uint32(len(uids)) < s.examined {
-		return true, fmt.Errorf("server listed %d messages, EXAMINE reported %d", len(uids), s.examined)
+	if err := s.shortListing(len(uids)); err != nil {
+		return true, err
 	}
 	slices.Sort(uids)
 	changed := map[uint32][]string{}
@@ -287,10 +307,7 @@ func (s *Store) ListChanged(ctx context.Context, modseq uint64, fn func(key stri
 	if err != nil {
 		return true, err
 	}
-	for i, uid := range uids {
-		// Sequence numbers are the UIDs' ranks: EXAMINE is read-only and
-		// this session expunges nothing.
-		s.seqOf[uint32(uid)] = uint32(i + 1)
+	for _, uid := range uids {
 		flags, ok := changed[uint32(uid)]
 		if err := fn(makeKey(s.validity, uint32(uid)), flags, ok); err != nil {
 			return true, err
@@ -340,9 +357,23 @@ var fetchOpts = &imap.FetchOptions{
 	BodySection: []*imap.FetchItemBodySection{{Peek: true}},
 }
 
-// Fetch implements backup.Source with UID FETCH … BODY.PEEK[]. Messages the
-// server answered without a usable UID (go-imap then drops them silently)
-// are fetched again by sequence number.
+// codeExpungeIssued is RFC 5530's answer to a FETCH of messages expunged
+// meanwhile: the others were delivered.
+const codeExpungeIssued imap.ResponseCode = "EXPUNGEISSUED"
+
+// Fetch implements backup.Source with UID FETCH … BODY.PEEK[]. Messages are
+// named by UID only: sequence numbers change when another client
+// expunges. UIDs the answer did not deliver, or delivered with an empty
+// body (Dovecot's answer for a message expunged meanwhile, or in a folder
+// deleted meanwhile), are looked for again with UID SEARCH: those no
+// longer in the folder are left out (the engine learns it from Expunged);
+// the others are fetched again by UID (one by one when they are few) and,
+// as a last resort, by sequence number (fetchBySeq).
+//
+// An empty body is never delivered: a message cannot be told from one the
+// server no longer has, and an archive must not record it as empty. (A
+// truly empty message, which Dovecot and most servers refuse to store, is
+// reported as not delivered.)
 func (s *Store) Fetch(ctx context.Context, keys []string, fn func(m *backup.Message) error) error {
 	var uids []uint32
 	for _, k := range keys {
@@ -354,55 +385,205 @@ func (s *Store) Fetch(ctx context.Context, keys []string, fn func(m *backup.Mess
 		return nil
 	}
 	got := map[uint32]bool{}
+	if !s.uidLate {
+		if err := s.fetchByUID(ctx, uids, got, fn); err != nil {
+			return err
+		}
+	}
+	missing := notIn(uids, got)
+	if len(missing) == 0 {
+		return nil
+	}
+	missing, err := s.present(ctx, missing)
+	if err != nil || len(missing) == 0 {
+		return err
+	}
+	if !s.uidLate {
+		// Again by UID: one by one when they are few, else as one set.
+		if len(missing) <= refetchOneByOne {
+			for _, u := range missing {
+				if err := s.fetchByUID(ctx, []uint32{u}, got, fn); err != nil {
+					return err
+				}
+			}
+		} else if err := s.fetchByUID(ctx, missing, got, fn); err != nil {
+			return err
+		}
+		if missing = notIn(missing, got); len(missing) == 0 {
+			return nil
+		}
+	}
+	return s.fetchBySeq(ctx, missing, got, fn)
+}
+
+// refetchOneByOne bounds the messages Fetch asks for again one UID FETCH
+// each (a round trip each).
+const refetchOneByOne = 16
+
+// fetchByUID runs UID FETCH of uids.
+func (s *Store) fetchByUID(ctx context.Context, uids []uint32, got map[uint32]bool, fn func(m *backup.Message) error) error {
 	var set imap.UIDSet
 	for _, u := range uids {
 		set.AddNum(imap.UID(u))
 	}
+	dropped := s.dropped.Load()
 	err := s.do(ctx, func() error {
-		return s.fetch(ctx, set, nil, got, fn)
+		return s.fetch(ctx, set, &fetchMode{}, got, fn)
 	})
-	if err != nil {
-		return err
+	if s.dropped.Load() != dropped && !s.uidLate {
+		s.uidLate = true
+		s.warn("the server sends UID after the message body, which the IMAP library cannot match to UID FETCH: fetching bodies by sequence number, each checked against its UID")
 	}
-	var missing []uint32
-	for _, u := range uids {
-		if !got[u] {
-			missing = append(missing, u)
-		}
-	}
-	if len(missing) == 0 || s.seqOf == nil {
-		return nil
-	}
-	// Fall back to sequence numbers for what was not delivered.
-	var seqs imap.SeqSet
-	uidAt := map[uint32]uint32{}
-	for _, u := range missing {
-		if seq, ok := s.seqOf[u]; ok {
-			seqs.AddNum(seq)
-			uidAt[seq] = u
-		}
-	}
-	if len(uidAt) == 0 {
-		return nil
-	}
-	if s.Warn != nil {
-		s.Warn(fmt.Sprintf("server did not deliver %d messages by UID (UID sent after the body?); fetching them by sequence number", len(uidAt)))
-	}
-	return s.do(ctx, func() error {
-		return s.fetch(ctx, seqs, uidAt, got, fn)
-	})
+	return err
 }
 
-// fetch runs one FETCH over set. uidAt, for a sequence-number fetch, gives
-// the UID expected at each sequence number.
-func (s *Store) fetch(ctx context.Context, set imap.NumSet, uidAt map[uint32]uint32, got map[uint32]bool, fn func(m *backup.Message) error) error {
+// present returns those of uids the folder still holds (UID SEARCH, which
+// also brings the expunges the server has not reported yet).
+func (s *Store) present(ctx context.Context, uids []uint32) ([]uint32, error) {
+	var set imap.UIDSet
+	for _, u := range uids {
+		set.AddNum(imap.UID(u))
+	}
+	var found []imap.UID
+	err := s.do(ctx, func() error {
+		data, err := s.c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{set}}, nil).Wait()
+		if err != nil {
+			return s.connErr(ctx, "search messages", err)
+		}
+		found = data.AllUIDs()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	in := map[uint32]bool{}
+	for _, u := range found {
+		in[uint32(u)] = true
+	}
+	var out []uint32
+	for _, u := range uids {
+		if in[u] {
+			out = append(out, u)
+		}
+	}
+	return out, nil
+}
+
+// Expunged implements backup.ExpungeChecker with UID SEARCH: the keys of
+// the examined folder that it no longer holds.
+func (s *Store) Expunged(ctx context.Context, keys []string) ([]string, error) {
+	var uids []uint32
+	var gone []string
+	for _, k := range keys {
+		if uid, ok := parseKey(k, s.validity); ok {
+			uids = append(uids, uid)
+		} else {
+			gone = append(gone, k) // another UIDVALIDITY: not in this folder
+		}
+	}
+	if len(uids) == 0 {
+		return gone, nil
+	}
+	still, err := s.present(ctx, uids)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range notIn(uids, setOf(still)) {
+		gone = append(gone, makeKey(s.validity, u))
+	}
+	return gone, nil
+}
+
+// fetchBySeq fetches uids by sequence number, the last resort when a UID
+// FETCH does not deliver them (UID after the body literal). Each UID's
+// number is read just before with UID FETCH (UID), whose answers carry no
+// literal; the numbers hold as long as the server reports no EXPUNGE (none
+// may come during a FETCH, RFC 3501 7.4.1), which deliver checks before
+// handing over each body, and a body whose answer names another UID is
+// left out.
+func (s *Store) fetchBySeq(ctx context.Context, uids []uint32, got map[uint32]bool, fn func(m *backup.Message) error) error {
+	for try := 0; try < 3 && len(uids) > 0; try++ {
+		e0 := s.expunges.Load()
+		var set imap.UIDSet
+		for _, u := range uids {
+			set.AddNum(imap.UID(u))
+		}
+		uidAt := map[uint32]uint32{}
+		var seqs imap.SeqSet
+		err := s.do(ctx, func() error {
+			return s.fetchFlags(ctx, set, 0, "number messages", func(uid, seq uint32, _ []string) error {
+				uidAt[seq] = uid
+				seqs.AddNum(seq)
+				return nil
+			})
+		})
+		if err != nil {
+			return err
+		}
+		if len(uidAt) == 0 {
+			return nil
+		}
+		if s.expunges.Load() != e0 {
+			continue // the numbers may have moved: read them again
+		}
+		err = s.do(ctx, func() error {
+			return s.fetch(ctx, seqs, &fetchMode{uidAt: uidAt, expunges: e0}, got, fn)
+		})
+		if err != nil {
+			return err
+		}
+		uids = notIn(uids, got)
+	}
+	return nil
+}
+
+func notIn(uids []uint32, got map[uint32]bool) []uint32 {
+	var out []uint32
+	for _, u := range uids {
+		if !got[u] {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func setOf(uids []uint32) map[uint32]bool {
+	m := make(map[uint32]bool, len(uids))
+	for _, u := range uids {
+		m[u] = true
+	}
+	return m
+}
+
+// unmatchedFetch receives the FETCH responses go-imap matched to no
+// command: flag updates from other sessions, and bodies of a UID FETCH
+// answered with the UID after the literal. It must read them to the end.
+func (s *Store) unmatchedFetch(msg *imapclient.FetchMessageData) {
+	for item := msg.Next(); item != nil; item = msg.Next() {
+		if b, ok := item.(imapclient.FetchItemDataBodySection); ok && b.Literal != nil {
+			s.dropped.Add(1)
+			io.Copy(io.Discard, b.Literal)
+		}
+	}
+}
+
+// fetchMode says how fetch checks answers. uidAt, for a FETCH by sequence
+// number, is the UID expected at each number, valid while the session's
+// EXPUNGE count is expunges.
+type fetchMode struct {
+	uidAt    map[uint32]uint32
+	expunges int64
+}
+
+// fetch runs one FETCH over set.
+func (s *Store) fetch(ctx context.Context, set imap.NumSet, mode *fetchMode, got map[uint32]bool, fn func(m *backup.Message) error) error {
 	cmd := s.c.Fetch(set, fetchOpts)
 	for {
 		msg := cmd.Next()
 		if msg == nil {
 			break
 		}
-		if err := s.deliver(ctx, msg, uidAt, got, fn); err != nil {
+		if err := s.deliver(ctx, msg, mode, got, fn); err != nil {
 			// go-imap's reader goroutine may still be inside the literal:
 			// close the connection before releasing the command, or both
 			// read the same buffer.
@@ -412,23 +593,37 @@ func (s *Store) fetch(ctx context.Context, set imap.NumSet, uidAt map[uint32]uin
 		}
 	}
 	if err := cmd.Close(); err != nil {
+		var ie *imap.Error
+		if errors.As(err, &ie) && ie.Code == codeExpungeIssued {
+			return nil // the others were delivered; the engine asks about the rest
+		}
 		return s.connErr(ctx, "fetch", err)
 	}
 	return nil
 }
 
 // deliver hands one FETCH response to fn, streaming the body when UID,
-// FLAGS and INTERNALDATE came before it and spooling it otherwise.
-func (s *Store) deliver(ctx context.Context, msg *imapclient.FetchMessageData, uidAt map[uint32]uint32, got map[uint32]bool, fn func(m *backup.Message) error) error {
+// FLAGS and INTERNALDATE came before it and spooling it otherwise. An empty
+// body is not delivered (see Fetch); neither is, in a FETCH by sequence
+// number, a body whose number may no longer be its UID's.
+func (s *Store) deliver(ctx context.Context, msg *imapclient.FetchMessageData, mode *fetchMode, got map[uint32]bool, fn func(m *backup.Message) error) error {
 	m := &backup.Message{}
 	var uid uint32
-	var haveFlags, haveDate bool
+	var haveFlags, haveDate, sawBody bool // sawBody: the first body section was seen
 	var sp *spool
 	defer func() {
 		if sp != nil {
 			sp.close()
 		}
 	}()
+	uidAt := mode.uidAt
+	// expected tells whether a body at this sequence number may be uid's.
+	expected := func(uid uint32) bool {
+		if uidAt == nil {
+			return uid != 0
+		}
+		return s.expunges.Load() == mode.expunges && uidAt[msg.SeqNum] != 0 && (uid == 0 || uidAt[msg.SeqNum] == uid)
+	}
 	delivered := false
 	for {
 		item := msg.Next()
@@ -445,11 +640,15 @@ func (s *Store) deliver(ctx context.Context, msg *imapclient.FetchMessageData, u
 		case imapclient.FetchItemDataRFC822Size:
 			m.Size = it.Size
 		case imapclient.FetchItemDataBodySection:
-			if it.Literal == nil || delivered || sp != nil {
+			if delivered || sawBody {
 				continue
 			}
+			sawBody = true
+			if it.Literal == nil || it.Literal.Size() == 0 {
+				continue // empty: not delivered
+			}
 			body := &sizedReader{r: it.Literal, left: it.Literal.Size()}
-			if uid != 0 && haveFlags && haveDate && (uidAt == nil || uidAt[msg.SeqNum] == uid) && !got[uid] {
+			if uid != 0 && haveFlags && haveDate && expected(uid) && !got[uid] {
 				m.Body = body
 				m.Key = makeKey(s.validity, uid)
 				got[uid] = true
@@ -473,11 +672,11 @@ func (s *Store) deliver(ctx context.Context, msg *imapclient.FetchMessageData, u
 	if uid == 0 && uidAt != nil {
 		uid = uidAt[msg.SeqNum]
 	}
-	if uid == 0 || got[uid] || (uidAt != nil && uidAt[msg.SeqNum] != uid) {
-		return nil // not the message we asked for; it will be retried next run
+	if !expected(uid) || got[uid] {
+		return nil // not the message asked for: the engine reports it missing
 	}
-	got[uid] = true
 	m.Key = makeKey(s.validity, uid)
+	got[uid] = true
 	m.Body = sp.reader()
 	return fn(m)
 }

@@ -27,6 +27,9 @@ type Target struct {
 	delim   string
 	perm    map[string]permFlags // per folder, from SELECT
 	dropped int
+	// broken is set when the connection was dropped on purpose (an APPEND
+	// whose message could not be read): the next call reconnects.
+	broken bool
 }
 
 var _ restore.Target = (*Target)(nil)
@@ -63,7 +66,7 @@ func DialTarget(ctx context.Context, cfg mailconn.Config) (*Target, error) {
 // ensure reconnects when the connection was lost (for example after a
 // refused APPEND), so that the engine can go on: create a folder, retry.
 func (t *Target) ensure(ctx context.Context) error {
-	if t.s.c.State() != imap.ConnStateLogout {
+	if !t.broken && t.s.c.State() != imap.ConnStateLogout {
 		return nil
 	}
 	s, err := Dial(ctx, t.cfg)
@@ -71,7 +74,7 @@ func (t *Target) ensure(ctx context.Context) error {
 		return err
 	}
 	t.s.c.Close()
-	t.s = s
+	t.s, t.broken = s, false
 	return nil
 }
 
@@ -128,7 +131,9 @@ func (t *Target) CreateFolder(ctx context.Context, name string) error {
 				if st, serr := t.s.c.Status(sub, &imap.StatusOptions{NumMessages: true}).Wait(); serr == nil && st != nil {
 					continue
 				}
-				return fmt.Errorf("create %q: %w", sub, err)
+				// A name the server will not take: this folder fails,
+				// the others go on.
+				return fmt.Errorf("%w: create %q: %w", restore.ErrFolderRefused, sub, err)
 			}
 			return t.s.connErr(ctx, "create", err)
 		}
@@ -213,12 +218,11 @@ func (t *Target) Index(ctx context.Context, folder string) (*restore.Index, erro
 	return idx, err
 }
 
-// flagsFor returns the flags the folder can store, counting the keywords
-// dropped. Keywords that are not valid IMAP atoms are dropped too (go-imap
-// would refuse to encode them).
-func (t *Target) flagsFor(folder string, flags []string) []imap.Flag {
+// flagsFor returns the flags the folder can store and how many keywords
+// it drops. Keywords that are not valid IMAP atoms are dropped too
+// (go-imap would refuse to encode them).
+func (t *Target) flagsFor(folder string, flags []string) (out []imap.Flag, dropped int) {
 	pf, known := t.perm[folder]
-	var out []imap.Flag
 	for _, f := range flags {
 		lf := strings.ToLower(f)
 		if strings.HasPrefix(f, `\`) {
@@ -229,16 +233,32 @@ func (t *Target) flagsFor(folder string, flags []string) []imap.Flag {
 			continue
 		}
 		if !formats.ValidKeyword(f) || known && !pf.any && !pf.flags[lf] {
-			t.dropped++
+			dropped++
 			continue
 		}
 		out = append(out, imap.Flag(f))
 	}
-	return out
+	return out, dropped
 }
 
-// DroppedKeywords implements restore.KeywordDropper.
+// DroppedKeywords implements restore.KeywordDropper: the keywords left
+// out of the messages the server stored.
 func (t *Target) DroppedKeywords() int { return t.dropped }
+
+// readTracker remembers the error reading a message body, to tell the
+// archive's failures from the connection's.
+type readTracker struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readTracker) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
+}
 
 // Append implements restore.Target with a pipelined APPEND: it returns once
 // the message is sent; the answer comes through the Pending.
@@ -247,9 +267,22 @@ func (t *Target) Append(ctx context.Context, folder string, m *restore.Message, 
 	if err := t.ensure(ctx); err != nil {
 		return nil, err
 	}
+	flags, dropped := t.flagsFor(folder, m.Flags)
 	err := t.s.do(ctx, func() error {
-		cmd = t.s.c.Append(folder, m.Size, &imap.AppendOptions{Flags: t.flagsFor(folder, m.Flags), Time: m.InternalDate})
-		_, werr := io.Copy(cmd, body)
+		cmd = t.s.c.Append(folder, m.Size, &imap.AppendOptions{Flags: flags, Time: m.InternalDate})
+		rt := &readTracker{r: body}
+		_, werr := io.Copy(cmd, rt)
+		if rt.err != nil {
+			// The message could not be read: the literal is short, and
+			// ending the command now would make the server take the
+			// next command's bytes for the rest of it. Drop the
+			// connection first, so the server discards the APPEND; the
+			// next call reconnects.
+			t.s.wd.Close()
+			cmd.Close()
+			t.broken = true
+			return fmt.Errorf("read message: %w", rt.err)
+		}
 		cerr := cmd.Close()
 		if werr == nil {
 			werr = cerr
@@ -268,28 +301,31 @@ func (t *Target) Append(ctx context.Context, folder string, m *restore.Message, 
 	if err != nil {
 		return nil, err
 	}
-	return appendPending{t: t, ctx: ctx, cmd: cmd}, nil
+	return appendPending{t: t, s: t.s, ctx: ctx, cmd: cmd, dropped: dropped}, nil
 }
 
 type appendPending struct {
-	t   *Target
-	ctx context.Context
-	cmd *imapclient.AppendCommand
+	t       *Target
+	s       *Store // the connection the APPEND went over
+	ctx     context.Context
+	cmd     *imapclient.AppendCommand
+	dropped int
 }
 
 func (p appendPending) Wait() error {
 	var err error
-	p.t.s.do(p.ctx, func() error {
+	p.s.do(p.ctx, func() error {
 		_, err = p.cmd.Wait()
 		return nil
 	})
 	if err == nil {
+		p.t.dropped += p.dropped
 		return nil
 	}
 	if ans := classifyAppend(err); ans != nil {
 		return ans
 	}
-	return lost(p.t.s.connErr(p.ctx, "append", err))
+	return lost(p.s.connErr(p.ctx, "append", err))
 }
 
 // lost marks a broken connection as restore.ErrConnectionLost, so that

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -84,6 +85,20 @@ type FakeOptions struct {
 	// UnquotedStatus makes STATUS answer with the folder's name unquoted,
 	// as GNU Mailutils 3.15 does ("* STATUS My Folder (MESSAGES 2)").
 	UnquotedStatus bool
+	// ListAlso are names LIST reports in addition to the folders, e.g.
+	// "Inbox" next to INBOX (a server that lists its inbox twice). EXAMINE
+	// and STATUS resolve them as usual (INBOX in any case is INBOX).
+	ListAlso []string
+	// OnBody, if set, is called after the fake sent (and flushed) a message
+	// body in a FETCH response, with the folder and the message's UID. A test
+	// changes the mailbox from it "while a client fetches" (Expunge,
+	// Recreate). It runs on the connection's goroutine, which waits for it.
+	OnBody func(folder string, uid imap.UID)
+	// ExpungedOmit leaves messages expunged by another session (Expunge)
+	// out of FETCH responses of a session that has not been told yet. By
+	// default the fake answers for them as Dovecot 2.3 does: UID and FLAGS,
+	// RFC822.SIZE 0 and an empty BODY[].
+	ExpungedOmit bool
 }
 
 // Fake is a running scripted IMAP4rev1 server that implements just enough
@@ -104,26 +119,29 @@ type Fake struct {
 	done chan struct{} // closed when the test ends
 	wg   sync.WaitGroup
 
-	mu      sync.Mutex
-	folders map[string]*fakeFolder
-	names   []string // INBOX first, then sorted
-	conns   map[net.Conn]struct{}
-	nconns  int
-	tripped map[string]bool // misbehaviour points already used (HangOnce)
-	closed  bool
+	mu       sync.Mutex
+	folders  map[string]*fakeFolder
+	names    []string // INBOX first, then sorted
+	recreate uint32   // folders re-created so far (Recreate)
+	conns    map[net.Conn]struct{}
+	nconns   int
+	tripped  map[string]bool // misbehaviour points already used (HangOnce)
+	closed   bool
 }
 
 type fakeFolder struct {
 	uidValidity uint32
 	uidNext     imap.UID
 	msgs        []*fakeMsg
+	deleted     bool // replaced by Recreate: sessions that selected it are disconnected
 }
 
 type fakeMsg struct {
-	uid   imap.UID
-	flags []string
-	date  time.Time
-	body  []byte // never modified
+	uid      imap.UID
+	flags    []string
+	date     time.Time
+	body     []byte // never modified
+	expunged bool   // removed from its folder; sessions may not know yet
 }
 
 // StartFake starts a fake server. t.Cleanup closes the listener and every
@@ -160,29 +178,10 @@ func StartFake(t testing.TB, opts FakeOptions) *Fake {
 	sort.Strings(f.names)
 	f.names = append([]string{"INBOX"}, f.names...)
 	for i, name := range f.names {
-		fd := &fakeFolder{uidValidity: 1000 + uint32(i)}
-		var last imap.UID
-		for _, m := range src[name] {
-			uid := m.UID
-			if uid == 0 {
-				uid = last + 1
-			}
-			if uid <= last {
-				t.Fatalf("imaptest: folder %q: UID %d after %d, UIDs must increase", name, uid, last)
-			}
-			date := m.InternalDate
-			if date.IsZero() {
-				date = fakeDefaultDate
-			}
-			fd.msgs = append(fd.msgs, &fakeMsg{
-				uid:   uid,
-				flags: append([]string(nil), m.Flags...),
-				date:  date,
-				body:  bytes.Clone(m.Body),
-			})
-			last = uid
+		fd, err := newFakeFolder(1000+uint32(i), src[name])
+		if err != nil {
+			t.Fatalf("imaptest: folder %q: %v", name, err)
 		}
-		fd.uidNext = last + 1
 		f.folders[name] = fd
 	}
 
@@ -192,6 +191,82 @@ func StartFake(t testing.TB, opts FakeOptions) *Fake {
 	go f.acceptLoop()
 	t.Cleanup(f.close)
 	return f
+}
+
+// newFakeFolder returns a folder holding msgs.
+func newFakeFolder(validity uint32, msgs []FakeMessage) (*fakeFolder, error) {
+	fd := &fakeFolder{uidValidity: validity}
+	var last imap.UID
+	for _, m := range msgs {
+		uid := m.UID
+		if uid == 0 {
+			uid = last + 1
+		}
+		if uid <= last {
+			return nil, fmt.Errorf("UID %d after %d, UIDs must increase", uid, last)
+		}
+		date := m.InternalDate
+		if date.IsZero() {
+			date = fakeDefaultDate
+		}
+		fd.msgs = append(fd.msgs, &fakeMsg{
+			uid:   uid,
+			flags: append([]string(nil), m.Flags...),
+			date:  date,
+			body:  bytes.Clone(m.Body),
+		})
+		last = uid
+	}
+	fd.uidNext = last + 1
+	return fd, nil
+}
+
+// Expunge removes the messages with the given UIDs from folder, as another
+// client's EXPUNGE would: a session that has the folder selected is told at
+// its next command that allows it (UID FETCH, UID SEARCH, NOOP…; never
+// during FETCH, STORE or SEARCH, RFC 3501 7.4.1), and until then keeps
+// their sequence numbers. It reports how many messages it removed.
+func (f *Fake) Expunge(folder string, uids ...imap.UID) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fd := f.folders[canonFolder(folder)]
+	if fd == nil {
+		return 0
+	}
+	n := 0
+	kept := fd.msgs[:0:0]
+	for _, m := range fd.msgs {
+		if slices.Contains(uids, m.uid) {
+			m.expunged = true
+			n++
+			continue
+		}
+		kept = append(kept, m)
+	}
+	fd.msgs = kept
+	return n
+}
+
+// Recreate deletes folder and creates it again holding msgs, as another
+// client's DELETE and CREATE would: the new folder has a new UIDVALIDITY,
+// which Recreate returns. A session that has the old folder selected is
+// disconnected at its next command (* BYE), as Dovecot does.
+func (f *Fake) Recreate(folder string, msgs []FakeMessage) (uint32, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	name := canonFolder(folder)
+	old := f.folders[name]
+	if old == nil {
+		return 0, fmt.Errorf("imaptest: no folder %q", folder)
+	}
+	f.recreate++
+	fd, err := newFakeFolder(5000+f.recreate, msgs)
+	if err != nil {
+		return 0, err
+	}
+	old.deleted = true
+	f.folders[name] = fd
+	return fd.uidValidity, nil
 }
 
 // canonFolder spells INBOX in upper case, whatever the case given.
@@ -329,6 +404,10 @@ type fakeConn struct {
 	authed   bool
 	selected string // "" when no folder is selected
 	readOnly bool
+	// view is the selected folder's messages as this session knows them
+	// (sequence number i+1 is view[i]); viewOf is that folder.
+	view   []*fakeMsg
+	viewOf *fakeFolder
 }
 
 func (s *fakeConn) serve() {
@@ -352,6 +431,10 @@ func (s *fakeConn) serve() {
 				tag = cmd.tag
 			}
 			err = s.tagged(tag, "BAD", "Syntax error: "+se.msg)
+		} else if s.viewDeleted() {
+			s.line("* BYE Selected mailbox was deleted, have to disconnect")
+			_ = s.w.Flush()
+			return
 		} else {
 			err = s.handle(cmd)
 		}
@@ -384,6 +467,9 @@ func (s *fakeConn) handle(cmd *fakeCmd) error {
 		s.line("* CAPABILITY %s", fakeCaps)
 		return s.tagged(cmd.tag, "OK", "CAPABILITY completed")
 	case "NOOP":
+		if s.selected != "" {
+			s.syncView()
+		}
 		return s.tagged(cmd.tag, "OK", "NOOP completed")
 	case "LOGOUT":
 		s.line("* BYE Logging out")
@@ -418,13 +504,14 @@ func (s *fakeConn) handle(cmd *fakeCmd) error {
 		case "STORE", "UID STORE":
 			return s.store(cmd)
 		case "EXPUNGE":
-			s.expunge(true)
+			s.expunge()
+			s.syncView()
 			return s.tagged(cmd.tag, "OK", "EXPUNGE completed")
 		default:
 			if cmd.name == "CLOSE" && !s.readOnly {
-				s.expunge(false)
+				s.expunge()
 			}
-			s.selected = ""
+			s.selected, s.view, s.viewOf = "", nil, nil
 			return s.tagged(cmd.tag, "OK", cmd.name+" completed")
 		}
 	default:
@@ -515,6 +602,11 @@ func (s *fakeConn) list(cmd *fakeCmd) error {
 		}
 		s.line(`* LIST (%s) "/" %s`, attr, quote(encodeMUTF7(name)))
 	}
+	for _, name := range s.f.opts.ListAlso {
+		if imapserver.MatchList(name, '/', ref, pattern) {
+			s.line(`* LIST (\HasNoChildren) "/" %s`, quote(encodeMUTF7(name)))
+		}
+	}
 	for _, l := range s.f.opts.ListExtra {
 		s.line("%s", l)
 	}
@@ -584,7 +676,7 @@ func (s *fakeConn) selectFolder(cmd *fakeCmd) error {
 		s.hang()
 		return errQuit
 	}
-	s.selected = ""
+	s.selected, s.view, s.viewOf = "", nil, nil
 	s.f.mu.Lock()
 	fd := s.f.folders[name]
 	var exists, validity uint32
@@ -592,6 +684,7 @@ func (s *fakeConn) selectFolder(cmd *fakeCmd) error {
 	flags := append([]string(nil), fakeSystemFlags...)
 	if fd != nil {
 		exists, validity, uidNext = uint32(len(fd.msgs)), fd.uidValidity, fd.uidNext
+		s.view, s.viewOf = slices.Clone(fd.msgs), fd
 		for _, m := range fd.msgs {
 			for _, fl := range m.flags {
 				if !hasFlag(flags, fl) {
@@ -629,7 +722,7 @@ func (s *fakeConn) matchSet(set string, byUID bool) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	msgs := s.f.folders[s.selected].msgs
+	msgs := s.view
 	var max uint32
 	if byUID {
 		if len(msgs) > 0 {
@@ -723,18 +816,6 @@ func (s *fakeConn) fetch(cmd *fakeCmd) error {
 
 	s.f.mu.Lock()
 	idx, err := s.matchSet(cmd.args[0].s, byUID)
-	var out []fetched
-	msgs := s.f.folders[s.selected].msgs
-	for _, i := range idx {
-		m := msgs[i]
-		fe := fetched{seq: i + 1, uid: m.uid, date: m.date, body: m.body}
-		if want.seen && !hasFlag(m.flags, `\Seen`) {
-			m.flags = append(m.flags, `\Seen`)
-			fe.flagsChanged = true
-		}
-		fe.flags = append([]string(nil), m.flags...)
-		out = append(out, fe)
-	}
 	s.f.mu.Unlock()
 	if err != nil {
 		return s.tagged(cmd.tag, "BAD", err.Error())
@@ -742,7 +823,23 @@ func (s *fakeConn) fetch(cmd *fakeCmd) error {
 
 	sendUID := byUID || (want.uid && !s.f.opts.OmitUIDInSeqFetch)
 	first := true
-	for _, fe := range out {
+	for _, i := range idx {
+		// Each message as it is now: another session may have expunged it
+		// since the command started.
+		s.f.mu.Lock()
+		m := s.view[i]
+		fe := fetched{seq: i + 1, uid: m.uid, date: m.date, body: m.body}
+		if m.expunged {
+			fe.body = nil
+		} else if want.seen && !hasFlag(m.flags, `\Seen`) {
+			m.flags = append(m.flags, `\Seen`)
+			fe.flagsChanged = true
+		}
+		fe.flags = append([]string(nil), m.flags...)
+		s.f.mu.Unlock()
+		if m.expunged && s.f.opts.ExpungedOmit {
+			continue
+		}
 		var items []string
 		if sendUID {
 			items = append(items, fmt.Sprintf("UID %d", fe.uid))
@@ -781,6 +878,15 @@ func (s *fakeConn) fetch(cmd *fakeCmd) error {
 			fmt.Fprintf(s.w, " %s", strings.Join(items, " "))
 		}
 		s.line(")")
+		if s.f.opts.OnBody != nil {
+			if s.w.Flush() != nil {
+				return errQuit
+			}
+			s.f.opts.OnBody(s.selected, fe.uid)
+		}
+	}
+	if byUID {
+		s.syncView()
 	}
 	return s.tagged(cmd.tag, "OK", cmd.name+" completed")
 }
@@ -801,11 +907,18 @@ func (s *fakeConn) search(cmd *fakeCmd) error {
 	default:
 		return s.tagged(cmd.tag, "BAD", "Only SEARCH ALL, UID <set> and <set> are supported")
 	}
+	if byUID {
+		// A UID command may tell of expunges first (RFC 3501 7.4.1).
+		s.syncView()
+	}
 	s.f.mu.Lock()
 	idx, err := s.matchSet(set, setByUID)
 	var nums []string
-	msgs := s.f.folders[s.selected].msgs
+	msgs := s.view
 	for _, i := range idx {
+		if msgs[i].expunged {
+			continue
+		}
 		n := uint64(i + 1)
 		if byUID {
 			n = uint64(msgs[i].uid)
@@ -846,7 +959,7 @@ func (s *fakeConn) store(cmd *fakeCmd) error {
 	s.f.mu.Lock()
 	idx, err := s.matchSet(cmd.args[0].s, byUID)
 	var out []fetched
-	msgs := s.f.folders[s.selected].msgs
+	msgs := s.view
 	for _, i := range idx {
 		m := msgs[i]
 		switch item {
@@ -882,33 +995,52 @@ func (s *fakeConn) store(cmd *fakeCmd) error {
 			}
 		}
 	}
+	if byUID {
+		s.syncView()
+	}
 	return s.tagged(cmd.tag, "OK", cmd.name+" completed")
 }
 
-// expunge removes the messages flagged \Deleted from the selected folder,
-// writing EXPUNGE responses when report is set.
-func (s *fakeConn) expunge(report bool) {
+// expunge removes the messages flagged \Deleted from the selected folder.
+// The session learns of it, like the others, from syncView.
+func (s *fakeConn) expunge() {
 	s.f.mu.Lock()
-	fd := s.f.folders[s.selected]
-	var gone []int
-	kept := fd.msgs[:0]
-	for i, m := range fd.msgs {
+	fd := s.viewOf
+	kept := fd.msgs[:0:0]
+	for _, m := range fd.msgs {
 		if hasFlag(m.flags, `\Deleted`) {
-			gone = append(gone, i+1-len(gone))
+			m.expunged = true
 			continue
 		}
 		kept = append(kept, m)
 	}
-	for i := len(kept); i < len(fd.msgs); i++ {
-		fd.msgs[i] = nil
-	}
 	fd.msgs = kept
 	s.f.mu.Unlock()
-	if report {
-		for _, seq := range gone {
-			s.line("* %d EXPUNGE", seq)
+}
+
+// syncView tells the session of the messages expunged from its selected
+// folder since it last knew (* n EXPUNGE, highest first so that each number
+// is still valid when read) and of new ones (* n EXISTS).
+func (s *fakeConn) syncView() {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	for i := len(s.view) - 1; i >= 0; i-- {
+		if s.view[i].expunged {
+			s.line("* %d EXPUNGE", i+1)
+			s.view = slices.Delete(s.view, i, i+1)
 		}
 	}
+	if s.viewOf != nil && len(s.viewOf.msgs) > len(s.view) {
+		s.view = slices.Clone(s.viewOf.msgs)
+		s.line("* %d EXISTS", len(s.view))
+	}
+}
+
+// viewDeleted reports whether the selected folder was deleted (Recreate).
+func (s *fakeConn) viewDeleted() bool {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	return s.viewOf != nil && s.viewOf.deleted
 }
 
 // hasFlag reports whether flags holds flag, ignoring case.

@@ -75,8 +75,9 @@
 //     .A.B, each level decoded from IMAP's modified UTF-7 (&AMk-t&AOk- is
 //     "Été"); a missing .A is a NoSelect parent.
 //   - nested (internal/localstore, Dovecot's LAYOUT=fs): folder "A/B" is
-//     the directory A/B, levels unescaped (%XX) as localstore escapes them
-//     (not decoded from modified UTF-7); a directory that is not a Maildir
+//     the directory A/B, levels decoded from modified UTF-7 (as Dovecot
+//     and localstore write them; UTF-8 names are kept) and unescaped (%XX)
+//     as localstore escapes them; a directory that is not a Maildir
 //     but holds some is a NoSelect parent; a top-level INBOX directory
 //     holds INBOX's children (or is INBOX when the path is not a Maildir).
 //

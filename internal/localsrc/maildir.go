@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailvault/mailvault/backup"
 	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/internal/localstore"
 )
 
 // Maildir is a backup Source reading a Maildir or a tree of them (see the
@@ -131,7 +132,8 @@ func (md *Maildir) walkPlusPlus(ents []os.DirEntry) error {
 }
 
 // walkNested lists the nested layout: directory A/B is folder "A/B"
-// (levels unescaped as internal/localstore escapes them); a top-level
+// (levels decoded from modified UTF-7 where valid, and unescaped as
+// internal/localstore escapes them); a top-level
 // INBOX directory holds INBOX's children (and is INBOX when the root is
 // not a Maildir).
 func (md *Maildir) walkNested(dir, parent string) error {
@@ -148,7 +150,7 @@ func (md *Maildir) walkNested(dir, parent string) error {
 			continue // control directories (courierimapkeywords)
 		}
 		sub := filepath.Join(dir, n)
-		name := unescapeLevel(n)
+		name := localstore.MaildirLevelName(n) // modified UTF-7 as Dovecot and internal/localstore write it
 		if parent == "" {
 			name = inboxName(name)
 		} else {

@@ -122,6 +122,21 @@ func answer(err error) (restore.Pending, error) {
 	return nil, err
 }
 
+// errInTheWay is a file where a folder's directory belongs, or the other
+// way round.
+var errInTheWay = errors.New("localstore: something else is in the way of a folder")
+
+// refused marks an error about one folder's place in the tree (a name or
+// path the file system does not take, a file where a directory belongs)
+// as restore.ErrFolderRefused: the restore goes on with the other
+// folders.
+func refused(err error) error {
+	if err != nil && (isNameError(err) || errors.Is(err, errOutside) || errors.Is(err, errInTheWay)) {
+		return fmt.Errorf("%w: %w", restore.ErrFolderRefused, err)
+	}
+	return err
+}
+
 // tryCreate is the answer for an Append to a folder that does not exist.
 func tryCreate(folder string) (restore.Pending, error) {
 	return restore.Done{Err: fmt.Errorf("%w: %q", restore.ErrTryCreate, folder)}, nil
@@ -270,7 +285,7 @@ func mkdir(dir string) (bool, error) {
 			return false, serr
 		}
 		if !st.IsDir() {
-			return false, fmt.Errorf("localstore: %s exists and is not a directory", dir)
+			return false, fmt.Errorf("%w: %s", errInTheWay, dir)
 		}
 		return false, nil
 	}

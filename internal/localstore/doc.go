@@ -17,32 +17,63 @@
 // first byte escaped. The mbox and .eml trees, meant to be copied
 // anywhere, also escape the characters Windows forbids (\ < > : " | ? *)
 // and a trailing dot or space. Everything else, including non-ASCII
-// letters, spaces and inner dots, is kept. Folders lists the unescaped
-// names. A level longer than the file system allows (usually 255 bytes
-// once escaped) is an error. INBOX is recognized without regard to case.
+// letters, spaces and inner dots, is kept. A Maildir tree then writes the
+// level in IMAP's modified UTF-7 ("Entwürfe" is the directory
+// Entw&APw-rfe), as Dovecot stores folder names without the UTF-8 option
+// of mail_location; NewMaildirUTF8 keeps UTF-8 names for a Dovecot with
+// that option. Folders lists the decoded, unescaped names. INBOX is
+// recognized without regard to case.
 //
-// # Maildir (NewMaildir)
+// A level whose file name would be longer than 255 bytes (250 for mbox,
+// which adds ".mbox") is shortened: the longest prefix of the level that
+// fits, cut between characters, then "%~" and the first 16 hex digits of
+// the SHA-256 of the whole level. The same level always gets the same
+// name, so a re-run finds the folder again; escape never writes "%~", so
+// no other folder gets it. StoredAs tells the restore which folders were
+// shortened and the name Folders lists them under. A folder the file
+// system still refuses (a path longer than it allows, a file in the way)
+// fails with restore.ErrFolderRefused: the other folders are restored.
+//
+// # One restore at a time, and no leftovers
+//
+// A target that writes first takes the lock file .mailvault-restore.lock
+// in its root (an advisory lock, dropped by the kernel when the process
+// dies; the file is removed at Close). A second restore into the same
+// tree is refused with ErrTargetInUse. Every temporary file of this
+// package is named .mailvault-<random>.tmp (in a Maildir's tmp/, or in an
+// .eml folder's directory); once a restore holds the lock, no other
+// restore of ours owns any, so it removes them all: what a killed restore
+// left is gone after the next one, whether it appends anything or not.
+// (In a Maildir's tmp/ the names of earlier versions, <unique name with
+// Q<n>R<16 hex digits>>.<this host> and .keywords.<16 hex digits>, are
+// removed too; Dovecot's own files there are left alone.)
+//
+// # Maildir (NewMaildir, NewMaildirUTF8)
 //
 // Dovecot's LAYOUT=fs: INBOX is the Maildir at the root itself (root/cur,
 // root/new, root/tmp), folder "A/B" is the Maildir root/A/B with its own
 // cur, new and tmp (parents are Maildirs too), and the children of INBOX
-// are under root/INBOX. A Dovecot configured with
+// are under root/INBOX. A stock Dovecot configured with
 //
-//	mail_location = maildir:ROOT:LAYOUT=fs:UTF-8
+//	mail_location = maildir:ROOT:LAYOUT=fs
 //
-// serves the tree as it is (the tests check it); without UTF-8 Dovecot
-// expects modified UTF-7 names on disk. Each message is written to tmp/
-// under a unique name (<seconds>.M<µs>P<pid>Q<n>R<random>.<host>),
+// serves the tree NewMaildir writes, and one with
+// maildir:ROOT:LAYOUT=fs:UTF-8 the tree NewMaildirUTF8 writes (the tests
+// check both). NewMaildir refuses (ErrUTF8Tree) a tree that already has
+// folder directories with UTF-8 names, which would otherwise get a second
+// directory. Each message is written to a temporary file in tmp/,
 // synced, given INTERNALDATE as its modification and access time, and
-// hard-linked into cur/ as <unique>,S=<size>:2,<flags> (a name taken is
-// never replaced: another unique name is tried), then cur/ is synced.
+// hard-linked into cur/ as <unique>,S=<size>:2,<flags>, where <unique> is
+// <seconds>.M<µs>P<pid>Q<n>R<random>.<host> (a name taken is never
+// replaced: another unique name is tried), then cur/ is synced.
 // Flags are the standard letters in ASCII order: D \Draft, F \Flagged,
 // P $Forwarded, R \Answered, S \Seen, T \Deleted. Keywords are lower-case
 // letters a–z mapped to names by the folder's dovecot-keywords file
 // ("<n> <keyword>" lines, 0 for a), which keeps the letters already
 // assigned; a folder has at most 26 keywords, and keywords beyond that, or
-// that are not IMAP atoms, are dropped and counted (DroppedKeywords).
-// $Forwarded is kept as a keyword as well as P, because Dovecot ignores P.
+// that are not IMAP atoms, are dropped and counted (DroppedKeywords, for
+// the messages stored). $Forwarded is kept as a keyword as well as P,
+// because Dovecot ignores P.
 //
 // # mbox (NewMbox)
 //
@@ -89,8 +120,8 @@
 // directory root/A/B. A file is named YYYYMMDD-HHMMSS-<first 12 hex
 // digits of the SHA-256>.eml after INTERNALDATE in UTC, so names are
 // stable and sort by date; its modification time is INTERNALDATE. It is
-// written to a hidden temporary file in the same directory, synced and
-// hard-linked to its name. If the name is taken by a file with the same
+// written to a temporary file (.mailvault-<random>.tmp) in the same
+// directory, synced and hard-linked to its name. If the name is taken by a file with the same
 // bytes, the message is already there; by other bytes, "-2", "-3", … is
 // appended to the name. Flags and keywords are not kept.
 package localstore

@@ -8,23 +8,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mailvault/mailvault/restore"
 )
 
-const (
-	emlExt = ".eml"
-	// emlTempPrefix starts the temporary files (hidden, never a folder:
-	// folder levels never start with '.').
-	emlTempPrefix = ".mailvault-"
-	emlTempSuffix = ".tmp"
-	// emlStaleTemp is the age (from the creation time in its name) after
-	// which a temporary file left by a crash is removed.
-	emlStaleTemp = time.Hour
-)
+const emlExt = ".eml"
 
 // emlEscaper escapes folder levels for the .eml tree, portable to
 // Windows. A level ending in ".eml" is reserved so that a folder's
@@ -36,24 +26,31 @@ var emlEscaper = escaper{windows: true, reserved: func(s string) bool {
 // EML is a restore target writing one .eml file per message in a
 // directory per folder (see the package documentation).
 type EML struct {
-	root    string
-	copier  bodyCopier
-	cleaned map[string]bool // folder directories cleared of stale temporary files
-	dirs    dirSyncer
+	root   string
+	lay    layout
+	copier bodyCopier
+	dirs   dirSyncer
+	wl     writeLock
+	// Hook, if set, is called with "target-temp-written" once a message's
+	// temporary file is complete, before it gets its name (crash tests).
+	Hook func(point string)
 }
 
-var _ restore.Target = (*EML)(nil)
+var (
+	_ restore.Target         = (*EML)(nil)
+	_ restore.Preparer       = (*EML)(nil)
+	_ restore.FolderNamer    = (*EML)(nil)
+	_ restore.AtomicAppender = (*EML)(nil)
+)
 
-// NewEML returns an .eml target at root, creating root if needed.
+// NewEML returns an .eml target at root, created when the target first
+// writes (never on a dry run).
 func NewEML(root string) (*EML, error) {
 	root, err := filepath.Abs(root)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(root, dirPerm); err != nil {
-		return nil, err
-	}
-	return &EML{root: root, cleaned: map[string]bool{}}, nil
+	return &EML{root: root, lay: layout{esc: emlEscaper, max: maxName}}, nil
 }
 
 // Delimiter implements restore.Target.
@@ -63,9 +60,36 @@ func (e *EML) dir(folder string) (string, error) {
 	l := levels(folder)
 	esc := make([]string, len(l))
 	for i, s := range l {
-		esc[i] = emlEscaper.escape(s)
+		esc[i], _ = e.lay.name(s)
 	}
 	return join(e.root, esc...)
+}
+
+// StoredAs implements restore.FolderNamer: the name Folders lists a
+// folder under, which differs from its name when a level was too long
+// for a file name.
+func (e *EML) StoredAs(folder string) (string, bool) { return storedAs(e.lay, folder) }
+
+// storedAs is StoredAs for a tree where every level is a name of lay.
+func storedAs(lay layout, folder string) (string, bool) {
+	l := levels(folder)
+	changed := false
+	for i, s := range l {
+		if name, short := lay.name(s); short {
+			l[i], changed = lay.decode(name), true
+		}
+	}
+	return strings.Join(l, Delimiter), changed
+}
+
+// Prepare implements restore.Preparer: it takes the target's lock and
+// removes the temporary files killed restores left in the tree.
+func (e *EML) Prepare(ctx context.Context) error {
+	return e.wl.prepare(e.root, func() error { return os.MkdirAll(e.root, dirPerm) }, func() {
+		walkDirs(e.root, func(n string) bool { return strings.HasPrefix(n, ".") }, func(dir string) {
+			removeTemps(dir, isTemp)
+		})
+	})
 }
 
 // Folders implements restore.Target: every directory below root.
@@ -85,7 +109,7 @@ func (e *EML) Folders(ctx context.Context) ([]restore.TargetFolder, error) {
 			if !ent.IsDir() || strings.HasPrefix(n, ".") {
 				continue
 			}
-			name := prefix + unescape(n)
+			name := prefix + e.lay.decode(n)
 			out = append(out, restore.TargetFolder{Name: name})
 			if err := walk(filepath.Join(dir, n), name+Delimiter); err != nil {
 				return err
@@ -93,7 +117,7 @@ func (e *EML) Folders(ctx context.Context) ([]restore.TargetFolder, error) {
 		}
 		return nil
 	}
-	if err := walk(e.root, ""); err != nil {
+	if err := walk(e.root, ""); err != nil && !(errors.Is(err, fs.ErrNotExist) && !isDir(e.root)) {
 		return nil, err
 	}
 	return out, nil
@@ -102,14 +126,17 @@ func (e *EML) Folders(ctx context.Context) ([]restore.TargetFolder, error) {
 // CreateFolder implements restore.Target: the folder's directory and its
 // parents.
 func (e *EML) CreateFolder(ctx context.Context, name string) error {
+	if err := e.Prepare(ctx); err != nil {
+		return err
+	}
 	l := levels(name)
 	for i := range l {
 		d, err := e.dir(strings.Join(l[:i+1], Delimiter))
 		if err != nil {
-			return err
+			return refused(err)
 		}
 		if _, err := mkdir(d); err != nil {
-			return err
+			return refused(err)
 		}
 	}
 	return nil
@@ -165,6 +192,9 @@ func (e *EML) Append(ctx context.Context, folder string, m *restore.Message, bod
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := e.Prepare(ctx); err != nil {
+		return nil, err
+	}
 	d, err := e.dir(folder)
 	if err != nil {
 		return nil, err
@@ -172,17 +202,11 @@ func (e *EML) Append(ctx context.Context, folder string, m *restore.Message, bod
 	if !isDir(d) {
 		return tryCreate(folder)
 	}
-	if !e.cleaned[d] {
-		e.cleaned[d] = true
-		removeStaleTemps(d)
-	}
 	return answer(e.append(d, m, body))
 }
 
 func (e *EML) append(d string, m *restore.Message, body io.Reader) (err error) {
-	// The creation time is in the name: the file's own mtime is set to
-	// INTERNALDATE before it is published.
-	tmp, err := createTemp(d, emlTempPrefix+strconv.FormatInt(time.Now().Unix(), 10)+"-", emlTempSuffix)
+	tmp, err := createTemp(d, tempPrefix, tempSuffix)
 	if err != nil {
 		return err
 	}
@@ -195,6 +219,9 @@ func (e *EML) append(d string, m *restore.Message, body io.Reader) (err error) {
 	sum, err := e.copier.fillTemp(tmp, body, m)
 	if err != nil {
 		return err
+	}
+	if e.Hook != nil {
+		e.Hook("target-temp-written")
 	}
 	for n := 1; n <= 1000; n++ {
 		dst := filepath.Join(d, emlName(m.InternalDate, sum, n))
@@ -218,24 +245,16 @@ func (e *EML) append(d string, m *restore.Message, body io.Reader) (err error) {
 	return e.dirs.mark(d)
 }
 
-// removeStaleTemps removes temporary files a crashed run left in dir.
-func removeStaleTemps(dir string) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
+// Close implements restore.Target: it makes the last directory entries
+// durable and releases the target's lock.
+func (e *EML) Close() error {
+	err := e.dirs.flush()
+	if lerr := e.wl.release(); err == nil {
+		err = lerr
 	}
-	for _, ent := range ents {
-		n := ent.Name()
-		if !strings.HasPrefix(n, emlTempPrefix) || !strings.HasSuffix(n, emlTempSuffix) || !ent.Type().IsRegular() {
-			continue
-		}
-		created, _, _ := strings.Cut(strings.TrimPrefix(n, emlTempPrefix), "-")
-		if sec, err := strconv.ParseInt(created, 10, 64); err == nil && time.Since(time.Unix(sec, 0)) > emlStaleTemp {
-			os.Remove(filepath.Join(dir, n))
-		}
-	}
+	return err
 }
 
-// Close implements restore.Target: it makes the last directory entries
-// durable.
-func (e *EML) Close() error { return e.dirs.flush() }
+// AppendsAtomically implements restore.AtomicAppender: a message whose
+// body cannot be read leaves nothing behind.
+func (e *EML) AppendsAtomically() bool { return true }

@@ -11,3 +11,5 @@ func linkUnsupported(err error) bool { return true }
 func dirSyncUnsupported(err error) bool { return true }
 
 func tryLock(f *os.File) (bool, error) { return true, nil }
+
+func isNameError(err error) bool { return false }

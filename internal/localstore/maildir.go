@@ -8,9 +8,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mailvault/mailvault/formats"
 	"github.com/mailvault/mailvault/restore"
@@ -35,6 +37,7 @@ var maildirEscaper = escaper{reserved: func(s string) bool {
 // LAYOUT=fs layout (see the package documentation).
 type Maildir struct {
 	root    string
+	lay     layout
 	host    string
 	pid     int
 	seq     int
@@ -42,14 +45,27 @@ type Maildir struct {
 	copier  bodyCopier
 	folders map[string]*maildirFolder
 	dirs    dirSyncer
+	wl      writeLock
 	// unique returns a new unique base name; tests replace it.
 	unique func() string
+	// Hook, if set, is called with "target-temp-written" once a message's
+	// temporary file is complete, before it gets its name (crash tests).
+	Hook func(point string)
 }
 
 var (
 	_ restore.Target         = (*Maildir)(nil)
 	_ restore.KeywordDropper = (*Maildir)(nil)
+	_ restore.Preparer       = (*Maildir)(nil)
+	_ restore.FolderNamer    = (*Maildir)(nil)
+	_ restore.AtomicAppender = (*Maildir)(nil)
 )
+
+// ErrUTF8Tree is returned by a Maildir target writing modified UTF-7 names
+// (the default) when the tree already holds folder directories with UTF-8
+// names: writing the other way would give each such folder a second
+// directory.
+var ErrUTF8Tree = errors.New("localstore: the Maildir tree has folder names in UTF-8 (Dovecot's UTF-8 option)")
 
 // maildirFolder is what Append keeps about a folder it writes to.
 type maildirFolder struct {
@@ -58,24 +74,23 @@ type maildirFolder struct {
 	names    map[string]bool // unique base names in cur/ and new/
 }
 
-// NewMaildir returns a Maildir target at root, creating root (the INBOX)
-// if needed.
-func NewMaildir(root string) (*Maildir, error) {
+// NewMaildir returns a Maildir target at root. Root (the INBOX) is
+// created when the target first writes (never on a dry run). Folder names are written in modified UTF-7, as a Dovecot
+// without the UTF-8 option of mail_location expects them.
+func NewMaildir(root string) (*Maildir, error) { return newMaildir(root, false) }
+
+// NewMaildirUTF8 is NewMaildir writing folder names in UTF-8, for a
+// Dovecot whose mail_location has the UTF-8 option (and for people).
+func NewMaildirUTF8(root string) (*Maildir, error) { return newMaildir(root, true) }
+
+func newMaildir(root string, utf8 bool) (*Maildir, error) {
 	root, err := filepath.Abs(root)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Dir(root), dirPerm); err != nil {
-		return nil, err
-	}
-	if _, err := mkdir(root); err != nil {
-		return nil, err
-	}
-	if err := makeMaildir(root); err != nil {
-		return nil, err
-	}
 	host, _ := os.Hostname()
-	md := &Maildir{root: root, host: maildirHost(host), pid: os.Getpid(), folders: map[string]*maildirFolder{}}
+	md := &Maildir{root: root, lay: layout{esc: maildirEscaper, utf7: !utf8, max: maxName},
+		host: maildirHost(host), pid: os.Getpid(), folders: map[string]*maildirFolder{}}
 	md.unique = md.newUnique
 	return md, nil
 }
@@ -127,9 +142,27 @@ func (md *Maildir) path(folder string) (string, error) {
 			esc = append(esc, inbox)
 			continue
 		}
-		esc = append(esc, maildirEscaper.escape(s))
+		name, _ := md.lay.name(s)
+		esc = append(esc, name)
 	}
 	return join(md.root, esc...)
+}
+
+// StoredAs implements restore.FolderNamer: the name Folders lists a
+// folder under, which differs from its name when a level was too long
+// for a file name.
+func (md *Maildir) StoredAs(folder string) (string, bool) {
+	l := levels(folder)
+	changed := false
+	for i, s := range l {
+		if i == 0 && s == inbox {
+			continue
+		}
+		if name, short := md.lay.name(s); short {
+			l[i], changed = md.lay.decode(name), true
+		}
+	}
+	return strings.Join(l, Delimiter), changed
 }
 
 func makeMaildir(dir string) error {
@@ -159,7 +192,10 @@ func (md *Maildir) Folders(ctx context.Context) ([]restore.TargetFolder, error) 
 			if !e.IsDir() || strings.HasPrefix(n, ".") || n == "cur" || n == "new" || n == "tmp" {
 				continue
 			}
-			name := prefix + unescape(n)
+			if md.lay.utf7 && !isASCII(n) && utf8.ValidString(n) {
+				return fmt.Errorf("%w: %s (restore with the UTF-8 layout, maildir:DIR?utf8, or into another directory)", ErrUTF8Tree, filepath.Join(dir, n))
+			}
+			name := prefix + md.lay.decode(n)
 			sub := filepath.Join(dir, n)
 			if top && n == inbox {
 				// root/INBOX holds the children of INBOX (INBOX
@@ -174,15 +210,70 @@ func (md *Maildir) Folders(ctx context.Context) ([]restore.TargetFolder, error) 
 		}
 		return nil
 	}
-	if err := walk(md.root, "", true); err != nil {
+	if err := walk(md.root, "", true); err != nil && !(errors.Is(err, fs.ErrNotExist) && !isDir(md.root)) {
 		return nil, err
 	}
 	return out, nil
 }
 
+// isASCII reports whether s is all ASCII.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// Prepare implements restore.Preparer: it takes the target's lock and
+// removes the temporary files killed restores left in the tmp/ of every
+// Maildir of the tree.
+func (md *Maildir) Prepare(ctx context.Context) error {
+	return md.wl.prepare(md.root, func() error {
+		if err := os.MkdirAll(filepath.Dir(md.root), dirPerm); err != nil {
+			return err
+		}
+		if _, err := mkdir(md.root); err != nil {
+			return err
+		}
+		return makeMaildir(md.root)
+	}, func() {
+		skip := func(n string) bool { return strings.HasPrefix(n, ".") || n == "cur" || n == "new" || n == "tmp" }
+		walkDirs(md.root, skip, func(dir string) {
+			if isDir(filepath.Join(dir, "tmp")) {
+				removeTemps(filepath.Join(dir, "tmp"), md.isTemp)
+			}
+		})
+	})
+}
+
+// legacyTemp matches the temporary files of mailvault before 2026-12 in
+// a Maildir's tmp/: the unique name of a message (with its "Q<n>R<16 hex
+// digits>" part, which Dovecot's own names lack) or a dovecot-keywords
+// being replaced.
+var legacyTemp = regexp.MustCompile(`^(\d+\.M\d+P\d+Q\d+R[0-9a-f]{16}\.(.+)|\.keywords\.[0-9a-f]{16})$`)
+
+// isTemp reports whether a file in a tmp/ is a temporary file of ours:
+// named so now, or by an earlier mailvault on this host.
+func (md *Maildir) isTemp(name string) bool {
+	if isTemp(name) {
+		return true
+	}
+	m := legacyTemp.FindStringSubmatch(name)
+	return m != nil && (m[2] == "" || m[2] == md.host)
+}
+
 // CreateFolder implements restore.Target: every level becomes a Maildir
 // (parents included), except the directory holding INBOX's children.
 func (md *Maildir) CreateFolder(ctx context.Context, name string) error {
+	if err := md.Prepare(ctx); err != nil {
+		return err
+	}
+	return refused(md.createFolder(name))
+}
+
+func (md *Maildir) createFolder(name string) error {
 	l := levels(name)
 	for i := range l {
 		sub := strings.Join(l[:i+1], Delimiter)
@@ -275,26 +366,25 @@ func (md *Maildir) folder(folder string) (*maildirFolder, error) {
 }
 
 // letters returns the info flags of a message ("DFPRST" letters, then
-// keyword letters), writing dovecot-keywords first when a keyword gets a
-// new letter.
-func (md *Maildir) letters(f *maildirFolder, flags []string) (info string, err error) {
+// keyword letters) and how many of its keywords have no letter, writing
+// dovecot-keywords first when a keyword gets a new letter.
+func (md *Maildir) letters(f *maildirFolder, flags []string) (info string, dropped int, err error) {
 	old := slices.Clone(f.keywords)
 	info, added, dropped := f.keywords.Info(flags)
-	md.dropped += dropped
 	if len(added) > 0 {
 		if err := writeKeywords(f); err != nil {
 			f.keywords = old
-			return "", err
+			return "", 0, err
 		}
 	}
-	return info, nil
+	return info, dropped, nil
 }
 
 // writeKeywords replaces the folder's dovecot-keywords by one with every
 // known keyword (existing letters keep their keyword): written in tmp/,
 // synced and renamed, so a reader sees the old or the new file.
 func writeKeywords(f *maildirFolder) error {
-	tmp, err := createTemp(filepath.Join(f.dir, "tmp"), ".keywords.", "")
+	tmp, err := createTemp(filepath.Join(f.dir, "tmp"), tempPrefix, tempSuffix)
 	if err != nil {
 		return err
 	}
@@ -323,6 +413,9 @@ func (md *Maildir) Append(ctx context.Context, folder string, m *restore.Message
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := md.Prepare(ctx); err != nil {
+		return nil, err
+	}
 	f, err := md.folder(folder)
 	if err != nil {
 		return nil, err
@@ -334,24 +427,9 @@ func (md *Maildir) Append(ctx context.Context, folder string, m *restore.Message
 }
 
 func (md *Maildir) append(f *maildirFolder, m *restore.Message, body io.Reader) (err error) {
-	tmpDir := filepath.Join(f.dir, "tmp")
-	var tmp *os.File
-	var base string
-	for range 100 {
-		base = md.unique()
-		if f.names[base] {
-			continue
-		}
-		tmp, err = os.OpenFile(filepath.Join(tmpDir, base), os.O_RDWR|os.O_CREATE|os.O_EXCL, filePerm)
-		if !errors.Is(err, fs.ErrExist) {
-			break
-		}
-	}
+	tmp, err := createTemp(filepath.Join(f.dir, "tmp"), tempPrefix, tempSuffix)
 	if err != nil {
 		return err
-	}
-	if tmp == nil {
-		return fmt.Errorf("localstore: no free unique name in %s", tmpDir)
 	}
 	tmpPath := tmp.Name()
 	defer func() {
@@ -362,28 +440,44 @@ func (md *Maildir) append(f *maildirFolder, m *restore.Message, body io.Reader) 
 	if _, err = md.copier.fillTemp(tmp, body, m); err != nil {
 		return err
 	}
-	info, err := md.letters(f, m.Flags)
+	if md.Hook != nil {
+		md.Hook("target-temp-written")
+	}
+	info, dropped, err := md.letters(f, m.Flags)
 	if err != nil {
 		return err
 	}
 	curDir := filepath.Join(f.dir, "cur")
+	base := md.unique()
 	for range 100 {
+		for f.names[base] {
+			base = md.unique()
+		}
 		err = publish(tmpPath, filepath.Join(curDir, fmt.Sprintf("%s,S=%d:2,%s", base, m.Size, info)))
 		if !errors.Is(err, fs.ErrExist) {
 			break
 		}
 		// Someone else's file has this name: pick another one.
 		f.names[base] = true
-		for base = md.unique(); f.names[base]; base = md.unique() {
-		}
 	}
 	if err != nil {
 		return err
 	}
 	f.names[base] = true
+	md.dropped += dropped
 	return md.dirs.mark(curDir)
 }
 
 // Close implements restore.Target: it makes the last directory entries
-// durable.
-func (md *Maildir) Close() error { return md.dirs.flush() }
+// durable and releases the target's lock.
+func (md *Maildir) Close() error {
+	err := md.dirs.flush()
+	if lerr := md.wl.release(); err == nil {
+		err = lerr
+	}
+	return err
+}
+
+// AppendsAtomically implements restore.AtomicAppender: a message whose
+// body cannot be read leaves nothing behind.
+func (md *Maildir) AppendsAtomically() bool { return true }

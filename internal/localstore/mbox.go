@@ -42,13 +42,23 @@ var errNotMbox = errors.New("localstore: not an mbox file (it does not start wit
 // package documentation).
 type Mbox struct {
 	root   string
+	lay    layout
 	copier bodyCopier
 	cur    *mboxFile
 	rec    bytes.Buffer
 	q      *formats.QuoteWriter
+	wl     writeLock
+	// Hook, if set, is called with "target-record-written" once a record
+	// is in the file, before it is committed (crash tests).
+	Hook func(point string)
 }
 
-var _ restore.Target = (*Mbox)(nil)
+var (
+	_ restore.Target         = (*Mbox)(nil)
+	_ restore.Preparer       = (*Mbox)(nil)
+	_ restore.FolderNamer    = (*Mbox)(nil)
+	_ restore.AtomicAppender = (*Mbox)(nil)
+)
 
 // mboxFile is the file Append writes to: one at a time, locked, at a
 // known end offset.
@@ -59,16 +69,14 @@ type mboxFile struct {
 	pad    string // written before the next record (a foreign file's end)
 }
 
-// NewMbox returns an mbox target at root, creating root if needed.
+// NewMbox returns an mbox target at root, created when the target first
+// writes (never on a dry run).
 func NewMbox(root string) (*Mbox, error) {
 	root, err := filepath.Abs(root)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(root, dirPerm); err != nil {
-		return nil, err
-	}
-	return &Mbox{root: root, q: formats.NewQuoteWriter(nil)}, nil
+	return &Mbox{root: root, lay: layout{esc: mboxEscaper, max: maxName - len(mboxExt)}, q: formats.NewQuoteWriter(nil)}, nil
 }
 
 // Delimiter implements restore.Target.
@@ -79,10 +87,22 @@ func (mb *Mbox) file(folder string) (string, error) {
 	l := levels(folder)
 	esc := make([]string, len(l))
 	for i, s := range l {
-		esc[i] = mboxEscaper.escape(s)
+		esc[i], _ = mb.lay.name(s)
 	}
 	esc[len(esc)-1] += mboxExt
 	return join(mb.root, esc...)
+}
+
+// StoredAs implements restore.FolderNamer: the name Folders lists a
+// folder under, which differs from its name when a level was too long
+// for a file name.
+func (mb *Mbox) StoredAs(folder string) (string, bool) { return storedAs(mb.lay, folder) }
+
+// Prepare implements restore.Preparer: it takes the target's lock. (An
+// mbox target has no temporary files: a record cut short by a kill is cut
+// off when its file is next opened.)
+func (mb *Mbox) Prepare(ctx context.Context) error {
+	return mb.wl.prepare(mb.root, func() error { return os.MkdirAll(mb.root, dirPerm) }, func() {})
 }
 
 // Folders implements restore.Target: every *.mbox file below root.
@@ -102,16 +122,16 @@ func (mb *Mbox) Folders(ctx context.Context) ([]restore.TargetFolder, error) {
 			switch {
 			case strings.HasPrefix(n, "."):
 			case e.IsDir():
-				if err := walk(filepath.Join(dir, n), prefix+unescape(n)+Delimiter); err != nil {
+				if err := walk(filepath.Join(dir, n), prefix+mb.lay.decode(n)+Delimiter); err != nil {
 					return err
 				}
 			case e.Type().IsRegular() && strings.HasSuffix(n, mboxExt):
-				out = append(out, restore.TargetFolder{Name: prefix + unescape(strings.TrimSuffix(n, mboxExt))})
+				out = append(out, restore.TargetFolder{Name: prefix + mb.lay.decode(strings.TrimSuffix(n, mboxExt))})
 			}
 		}
 		return nil
 	}
-	if err := walk(mb.root, ""); err != nil {
+	if err := walk(mb.root, ""); err != nil && !(errors.Is(err, fs.ErrNotExist) && !isDir(mb.root)) {
 		return nil, err
 	}
 	return out, nil
@@ -120,6 +140,13 @@ func (mb *Mbox) Folders(ctx context.Context) ([]restore.TargetFolder, error) {
 // CreateFolder implements restore.Target: an empty mbox file for the
 // folder and each missing parent, and the directories holding them.
 func (mb *Mbox) CreateFolder(ctx context.Context, name string) error {
+	if err := mb.Prepare(ctx); err != nil {
+		return err
+	}
+	return refused(mb.createFolder(name))
+}
+
+func (mb *Mbox) createFolder(name string) error {
 	l := levels(name)
 	for i := range l {
 		p, err := mb.file(strings.Join(l[:i+1], Delimiter))
@@ -134,7 +161,7 @@ func (mb *Mbox) CreateFolder(ctx context.Context, name string) error {
 		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
 		if errors.Is(err, fs.ErrExist) {
 			if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() {
-				return fmt.Errorf("localstore: %s exists and is not a file", p)
+				return fmt.Errorf("%w: %s is not a file", errInTheWay, p)
 			}
 			continue
 		}
@@ -269,6 +296,9 @@ func (mb *Mbox) Append(ctx context.Context, folder string, m *restore.Message, b
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := mb.Prepare(ctx); err != nil {
+		return nil, err
+	}
 	mf, err := mb.open(folder)
 	if err != nil {
 		return nil, err
@@ -281,6 +311,9 @@ func (mb *Mbox) Append(ctx context.Context, folder string, m *restore.Message, b
 		n, err = mb.appendSmall(mf, m, body)
 	} else {
 		n, err = mb.appendLarge(mf, m, body)
+	}
+	if err == nil && mb.Hook != nil {
+		mb.Hook("target-record-written")
 	}
 	if err == nil {
 		// Commit: the record was complete in the file before its From
@@ -366,8 +399,14 @@ func (c *countWriter) Write(p []byte) (int, error) {
 }
 
 // Close implements restore.Target: it syncs and closes the file being
-// written.
-func (mb *Mbox) Close() error { return mb.closeCur() }
+// written and releases the target's lock.
+func (mb *Mbox) Close() error {
+	err := mb.closeCur()
+	if lerr := mb.wl.release(); err == nil {
+		err = lerr
+	}
+	return err
+}
 
 // A record is written with a pending From line, "From MAILER_DAEMON
 // <date>", and committed once it is complete in the file by turning the
@@ -605,3 +644,7 @@ func (r *mboxRecord) finish(idx *restore.Index) {
 		idx.Add(id, r.size-1, altSum)
 	}
 }
+
+// AppendsAtomically implements restore.AtomicAppender: a message whose
+// body cannot be read leaves nothing behind.
+func (mb *Mbox) AppendsAtomically() bool { return true }

@@ -1,0 +1,174 @@
+package localstore
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// maxName is the longest file name most file systems allow (NAME_MAX).
+const maxName = 255
+
+// shortMark separates the kept prefix of a shortened level from the hash
+// of the whole level. escape never writes it ('%' is always followed by
+// two hex digits there), so a shortened name is distinct from every
+// escaped one.
+const shortMark = "%~"
+
+// layout turns the levels of folder names into file names for one kind
+// of tree: escaped (see escaper), in modified UTF-7 when utf7 is set, and
+// shortened when longer than max bytes.
+type layout struct {
+	esc  escaper
+	utf7 bool
+	max  int
+}
+
+// encode returns a level's escaped (and, for utf7, modified UTF-7) form.
+func (l layout) encode(level string) string {
+	s := l.esc.escape(level)
+	if l.utf7 {
+		s = encodeMUTF7(s)
+	}
+	return s
+}
+
+// decode reverses encode for the names encode writes, and keeps other
+// names as they are (a '%' not followed by two hex digits, text that is
+// not valid modified UTF-7).
+func (l layout) decode(name string) string {
+	if l.utf7 {
+		name = decodeMUTF7(name)
+	}
+	return unescape(name)
+}
+
+// name returns the file name of a level and whether it was shortened. A
+// level whose encoded form is longer than l.max bytes is kept as the
+// longest prefix (cut between characters) whose encoded form fits
+// together with shortMark and the first 16 hex digits of the SHA-256 of
+// the whole level: the same level always gets the same name, and two
+// levels get the same one only if their hashes collide.
+func (l layout) name(level string) (string, bool) {
+	s := l.encode(level)
+	if len(s) <= l.max {
+		return s, false
+	}
+	sum := sha256.Sum256([]byte(level))
+	tag := shortMark + hex.EncodeToString(sum[:8])
+	fits := func(cut int) bool { return len(l.encode(level[:cut]))+len(tag) <= l.max }
+	// Cut points are the starts of runes; find the last that fits.
+	cuts := []int{}
+	for i := range level {
+		cuts = append(cuts, i)
+	}
+	lo, hi := 0, len(cuts)-1 // cuts[0] = 0 always fits (escape("") is "%")
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		if fits(cuts[mid]) {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	for lo > 0 && !fits(cuts[lo]) { // lengths are not quite monotonic (a trailing '.' is escaped)
+		lo--
+	}
+	return l.encode(level[:cuts[lo]]) + tag, true
+}
+
+// mutf7 is the base64 alphabet of IMAP's modified UTF-7 (',' for '/').
+var mutf7 = base64.NewEncoding("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,").WithPadding(base64.NoPadding)
+
+// encodeMUTF7 encodes valid UTF-8 text in IMAP's modified UTF-7 (RFC 3501
+// 5.1.3), as Dovecot stores folder names on disk by default: printable
+// ASCII stands for itself except '&', written "&-"; every other run of
+// characters is "&", the base64 of its UTF-16, and "-".
+func encodeMUTF7(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c <= 0x7e {
+			if c == '&' {
+				b.WriteString("&-")
+			} else {
+				b.WriteByte(c)
+			}
+			i++
+			continue
+		}
+		var run []uint16
+		for i < len(s) && (s[i] < 0x20 || s[i] > 0x7e) {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			run = utf16.AppendRune(run, r)
+			i += size
+		}
+		raw := make([]byte, 0, 2*len(run))
+		for _, u := range run {
+			raw = append(raw, byte(u>>8), byte(u))
+		}
+		b.WriteByte('&')
+		b.WriteString(mutf7.EncodeToString(raw))
+		b.WriteByte('-')
+	}
+	return b.String()
+}
+
+// decodeMUTF7 decodes modified UTF-7. Text that is not valid modified
+// UTF-7 (raw 8-bit bytes, a '&' without its '-', printable ASCII encoded
+// in base64, broken UTF-16) is returned unchanged: it was not written in
+// modified UTF-7.
+func decodeMUTF7(s string) string {
+	if !strings.Contains(s, "&") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < 0x20 || c > 0x7e {
+			return s
+		}
+		if c != '&' {
+			b.WriteByte(c)
+			i++
+			continue
+		}
+		end := strings.IndexByte(s[i+1:], '-')
+		if end < 0 {
+			return s
+		}
+		enc := s[i+1 : i+1+end]
+		i += end + 2
+		if enc == "" {
+			b.WriteByte('&')
+			continue
+		}
+		raw, err := mutf7.Strict().DecodeString(enc)
+		if err != nil || len(raw)%2 != 0 {
+			return s
+		}
+		u := make([]uint16, len(raw)/2)
+		for j := range u {
+			u[j] = uint16(raw[2*j])<<8 | uint16(raw[2*j+1])
+		}
+		for _, r := range utf16.Decode(u) {
+			if r == utf8.RuneError || r >= 0x20 && r <= 0x7e {
+				return s
+			}
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// MaildirLevelName is the folder level a directory of a Maildir tree in
+// Dovecot's LAYOUT=fs stands for: modified UTF-7 decoded (when valid),
+// then the escaping of this package undone. Names written with UTF-8 (by
+// Dovecot with its UTF-8 option, or NewMaildirUTF8) come back unchanged,
+// since raw 8-bit text is not modified UTF-7.
+func MaildirLevelName(dir string) string {
+	return layout{utf7: true}.decode(dir)
+}
