@@ -69,7 +69,7 @@ func runLs(root string, sel restore.Selection, messages, asJSON bool, e *env) er
 		return err
 	}
 	if selected.NothingDeleted {
-		e.notice("nothing was deleted on the server between snapshot "+sel.DeletedSince+" and snapshot "+selected.Snapshot.ID)
+		e.notice("nothing was deleted on the server between snapshot " + sel.DeletedSince + " and snapshot " + selected.Snapshot.ID)
 	}
 	if len(sel.Folders) == 1 && len(selected.Folders) == 0 && messages {
 		if selected.State.Folders[sel.Folders[0]] == nil {

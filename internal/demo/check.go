@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/internal/mutf7"
 )
 
 // message is what the demo expects of one message.
@@ -327,7 +328,8 @@ func readAccount(ctx context.Context, srv *Server, user, pass string) (*model, e
 var maildirFlags = map[byte]string{'D': `\Draft`, 'F': `\Flagged`, 'R': `\Answered`, 'S': `\Seen`}
 
 // checkMaildir checks that the Maildir tree at root (Dovecot LAYOUT=fs:
-// INBOX at the root, folder A/B in A/B) holds every folder of want and,
+// INBOX at the root, folder A/B in A/B, each level in modified UTF-7 as a
+// stock Dovecot expects) holds every folder of want and,
 // in each, exactly one file per message of the folder, its bytes those of
 // the message and its name's flag letters the message's flags, and no
 // other folder. It returns the number of files.
@@ -344,6 +346,8 @@ func checkMaildir(root string, want *model) (int, error) {
 		name := filepath.ToSlash(rel)
 		if name == "." {
 			name = "INBOX"
+		} else if name, err = mutf7.Decode(name); err != nil {
+			return fmt.Errorf("the export has a folder directory %q that is not in modified UTF-7: %v", rel, err)
 		}
 		if _, ok := want.folders[name]; !ok {
 			return fmt.Errorf("the export has a folder %q the archive does not", name)
@@ -356,7 +360,7 @@ func checkMaildir(root string, want *model) (int, error) {
 	for _, name := range sortedKeys(want.folders) {
 		dir := root
 		if name != "INBOX" {
-			dir = filepath.Join(root, filepath.FromSlash(name))
+			dir = filepath.Join(root, filepath.FromSlash(mutf7.Encode(name)))
 		}
 		type file struct {
 			name string

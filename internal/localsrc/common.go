@@ -2,15 +2,12 @@ package localsrc
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
 	"strings"
-	"unicode/utf16"
-	"unicode/utf8"
 
 	"github.com/mailvault/mailvault/backup"
 	"github.com/mailvault/mailvault/internal/localstore"
@@ -107,59 +104,6 @@ func inboxName(level string) string {
 
 // unescapeLevel reverses internal/localstore's escaping of a folder level.
 func unescapeLevel(s string) string { return localstore.UnescapeLevel(s) }
-
-// mutf7 is the base64 alphabet of IMAP's modified UTF-7 (',' for '/').
-var mutf7 = base64.NewEncoding("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,").WithPadding(base64.NoPadding)
-
-// decodeMUTF7 decodes a name in IMAP's modified UTF-7 (RFC 3501 5.1.3), as
-// Dovecot and Courier store Maildir++ folder names: "&-" is '&', and
-// "&<base64 of UTF-16>-" is the encoded text. A name that is not valid
-// modified UTF-7 is returned unchanged.
-func decodeMUTF7(s string) string {
-	if !strings.Contains(s, "&") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < 0x20 || c > 0x7e {
-			return s // raw 8-bit: not modified UTF-7 (already UTF-8)
-		}
-		if c != '&' {
-			b.WriteByte(c)
-			i++
-			continue
-		}
-		end := strings.IndexByte(s[i+1:], '-')
-		if end < 0 {
-			return s
-		}
-		enc := s[i+1 : i+1+end]
-		i += end + 2
-		if enc == "" {
-			b.WriteByte('&')
-			continue
-		}
-		raw, err := mutf7.Strict().DecodeString(enc)
-		if err != nil || len(raw)%2 != 0 {
-			return s
-		}
-		u := make([]uint16, len(raw)/2)
-		for j := range u {
-			u[j] = uint16(raw[2*j])<<8 | uint16(raw[2*j+1])
-		}
-		runes := utf16.Decode(u)
-		for _, r := range runes {
-			if r == utf8.RuneError || r < 0x20 || r >= 0x20 && r <= 0x7e {
-				// Printable ASCII must not be encoded; U+FFFD means a
-				// broken surrogate pair.
-				return s
-			}
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
 
 // addFlag appends f to flags unless it is there already.
 func addFlag(flags []string, f string) []string {

@@ -20,6 +20,7 @@ import (
 	"github.com/mailvault/mailvault/formats"
 	"github.com/mailvault/mailvault/internal/corpus"
 	"github.com/mailvault/mailvault/internal/localstore"
+	"github.com/mailvault/mailvault/internal/mutf7"
 	"github.com/mailvault/mailvault/restore"
 )
 
@@ -942,8 +943,8 @@ func TestDecodeMUTF7(t *testing.T) {
 		"&Jjo-!":            "☺!",
 		"plain.with.dots-x": "plain.with.dots-x",
 	} {
-		if got := decodeMUTF7(in); got != want {
-			t.Errorf("decodeMUTF7(%q) = %q, want %q", in, got, want)
+		if got := mutf7.DecodeOrKeep(in); got != want {
+			t.Errorf("mutf7.DecodeOrKeep(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/mailvault/mailvault/backup"
 	"github.com/mailvault/mailvault/formats"
 	"github.com/mailvault/mailvault/internal/localstore"
+	"github.com/mailvault/mailvault/internal/mutf7"
 )
 
 // Maildir is a backup Source reading a Maildir or a tree of them (see the
@@ -120,7 +121,7 @@ func (md *Maildir) walkPlusPlus(ents []os.DirEntry) error {
 			continue // not a folder name Dovecot or Courier writes
 		}
 		for i, l := range levels {
-			levels[i] = decodeMUTF7(l)
+			levels[i] = mutf7.DecodeOrKeep(l)
 		}
 		name := strings.Join(levels, Delimiter)
 		if other, taken := md.folders[name]; taken {

@@ -2,11 +2,9 @@ package localstore
 
 import (
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
-	"strings"
-	"unicode/utf16"
-	"unicode/utf8"
+
+	"github.com/mailvault/mailvault/internal/mutf7"
 )
 
 // maxName is the longest file name most file systems allow (NAME_MAX).
@@ -31,7 +29,7 @@ type layout struct {
 func (l layout) encode(level string) string {
 	s := l.esc.escape(level)
 	if l.utf7 {
-		s = encodeMUTF7(s)
+		s = mutf7.Encode(s)
 	}
 	return s
 }
@@ -41,7 +39,7 @@ func (l layout) encode(level string) string {
 // not valid modified UTF-7).
 func (l layout) decode(name string) string {
 	if l.utf7 {
-		name = decodeMUTF7(name)
+		name = mutf7.DecodeOrKeep(name)
 	}
 	return unescape(name)
 }
@@ -78,90 +76,6 @@ func (l layout) name(level string) (string, bool) {
 		lo--
 	}
 	return l.encode(level[:cuts[lo]]) + tag, true
-}
-
-// mutf7 is the base64 alphabet of IMAP's modified UTF-7 (',' for '/').
-var mutf7 = base64.NewEncoding("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,").WithPadding(base64.NoPadding)
-
-// encodeMUTF7 encodes valid UTF-8 text in IMAP's modified UTF-7 (RFC 3501
-// 5.1.3), as Dovecot stores folder names on disk by default: printable
-// ASCII stands for itself except '&', written "&-"; every other run of
-// characters is "&", the base64 of its UTF-16, and "-".
-func encodeMUTF7(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c <= 0x7e {
-			if c == '&' {
-				b.WriteString("&-")
-			} else {
-				b.WriteByte(c)
-			}
-			i++
-			continue
-		}
-		var run []uint16
-		for i < len(s) && (s[i] < 0x20 || s[i] > 0x7e) {
-			r, size := utf8.DecodeRuneInString(s[i:])
-			run = utf16.AppendRune(run, r)
-			i += size
-		}
-		raw := make([]byte, 0, 2*len(run))
-		for _, u := range run {
-			raw = append(raw, byte(u>>8), byte(u))
-		}
-		b.WriteByte('&')
-		b.WriteString(mutf7.EncodeToString(raw))
-		b.WriteByte('-')
-	}
-	return b.String()
-}
-
-// decodeMUTF7 decodes modified UTF-7. Text that is not valid modified
-// UTF-7 (raw 8-bit bytes, a '&' without its '-', printable ASCII encoded
-// in base64, broken UTF-16) is returned unchanged: it was not written in
-// modified UTF-7.
-func decodeMUTF7(s string) string {
-	if !strings.Contains(s, "&") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < 0x20 || c > 0x7e {
-			return s
-		}
-		if c != '&' {
-			b.WriteByte(c)
-			i++
-			continue
-		}
-		end := strings.IndexByte(s[i+1:], '-')
-		if end < 0 {
-			return s
-		}
-		enc := s[i+1 : i+1+end]
-		i += end + 2
-		if enc == "" {
-			b.WriteByte('&')
-			continue
-		}
-		raw, err := mutf7.Strict().DecodeString(enc)
-		if err != nil || len(raw)%2 != 0 {
-			return s
-		}
-		u := make([]uint16, len(raw)/2)
-		for j := range u {
-			u[j] = uint16(raw[2*j])<<8 | uint16(raw[2*j+1])
-		}
-		for _, r := range utf16.Decode(u) {
-			if r == utf8.RuneError || r >= 0x20 && r <= 0x7e {
-				return s
-			}
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
 }
 
 // MaildirLevelName is the folder level a directory of a Maildir tree in

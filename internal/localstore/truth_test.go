@@ -16,6 +16,7 @@ import (
 
 	"github.com/mailvault/mailvault/internal/corpus"
 	"github.com/mailvault/mailvault/internal/dovecottest"
+	"github.com/mailvault/mailvault/internal/mutf7"
 	"github.com/mailvault/mailvault/restore"
 )
 
@@ -119,7 +120,7 @@ func TestMaildirDovecotDefault(t *testing.T) {
 		for i := range l {
 			if i > 0 || l[i] != inbox {
 				name, _ := md.lay.name(l[i])
-				l[i] = decodeMUTF7(name)
+				l[i] = mutf7.DecodeOrKeep(name)
 			}
 		}
 		return strings.Join(l, "/")
@@ -275,17 +276,17 @@ func TestModifiedUTF7(t *testing.T) {
 		"plain": "plain", "&": "&-", "~peter/mail/台北/日本語": "~peter/mail/&U,BTFw-/&ZeVnLIqe-",
 		"😀": "&2D3eAA-", "a%2Eb": "a%2Eb",
 	} {
-		if got := encodeMUTF7(in); got != want {
-			t.Errorf("encodeMUTF7(%q) = %q, want %q", in, got, want)
+		if got := mutf7.Encode(in); got != want {
+			t.Errorf("mutf7.Encode(%q) = %q, want %q", in, got, want)
 		}
-		if got := decodeMUTF7(want); got != in {
-			t.Errorf("decodeMUTF7(%q) = %q, want %q", want, got, in)
+		if got := mutf7.DecodeOrKeep(want); got != in {
+			t.Errorf("mutf7.DecodeOrKeep(%q) = %q, want %q", want, got, in)
 		}
 	}
 	// Not modified UTF-7: kept as it is.
 	for _, s := range []string{"R&D", "Año", "&AGE-", "&Jjo", "&Jjo!-", "&2D3-"} {
-		if got := decodeMUTF7(s); got != s {
-			t.Errorf("decodeMUTF7(%q) = %q, want it unchanged", s, got)
+		if got := mutf7.DecodeOrKeep(s); got != s {
+			t.Errorf("mutf7.DecodeOrKeep(%q) = %q, want it unchanged", s, got)
 		}
 	}
 	if got := MaildirLevelName("Entw&APw-rfe %25"); got != "Entwürfe %" {
