@@ -30,7 +30,7 @@ func fleetFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "config", Usage: "back up the accounts of the configuration `FILE` (docs/CONFIG.md) instead of SOURCE ARCHIVE"},
 		&cli.StringSliceFlag{Name: "account", Usage: "with --config: back up only the account `NAME` (repeatable)"},
-		&cli.IntFlag{Name: "parallel", Value: defaultParallel, Usage: fmt.Sprintf("with --config: back up up to `N` accounts at once (1-%d; default: [defaults] parallel, else %d)", config.MaxParallel, defaultParallel)},
+		&cli.IntFlag{Name: "parallel", Value: defaultParallel, DefaultText: fmt.Sprintf("[defaults] parallel, else %d", defaultParallel), Usage: fmt.Sprintf("with --config: back up up to `N` accounts at once (1-%d)", config.MaxParallel)},
 		&cli.StringFlag{Name: "report", Usage: "with --config: write a JSON report to `FILE`, rewritten as accounts finish"},
 		&cli.StringFlag{Name: "metrics", Usage: "with --config: write Prometheus textfile-collector metrics to `FILE` at the end"},
 	}

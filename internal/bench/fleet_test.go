@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -51,7 +52,10 @@ func BenchmarkFleet(b *testing.B) {
 		most = max(most, n)
 	}
 	_, self, _, _ := runtime.Caller(0)
-	e := &env{b: b, root: filepath.Join(filepath.Dir(self), "..", ".."), work: b.TempDir(), mvExtra: strings.Fields(os.Getenv("MAILVAULT_BENCH_ARGS"))}
+	e := &env{b: b, root: filepath.Join(filepath.Dir(self), "..", ".."), work: b.TempDir(), mvExtra: strings.Fields(os.Getenv("MAILVAULT_BENCH_ARGS")),
+		// The garbage collector's trace gives the live heap after each
+		// collection: what the process holds, apart from RSS noise.
+		envs: []string{"GODEBUG=gctrace=1"}}
 	e.mv = os.Getenv("MAILVAULT_BENCH_BIN")
 	if e.mv == "" {
 		e.mv = filepath.Join(e.work, "mailvault")
@@ -122,25 +126,40 @@ func BenchmarkFleet(b *testing.B) {
 		if r.complete != n || r.msgs != n*fleetProfile.Messages {
 			b.Fatalf("%d accounts: %d complete, %d messages added; want %d and %d", n, r.complete, r.msgs, n, n*fleetProfile.Messages)
 		}
-		say("%5d accounts, full:      %7.1f s, %6.0f mailboxes/min, peak RSS %5.1f MiB", n, r.full.wall.Seconds(), float64(n)/r.full.wall.Minutes(), mib(r.full.rss))
+		say("%5d accounts, full:      %7.1f s, %6.0f mailboxes/min, peak RSS %5.1f MiB, live heap at most %d MB", n, r.full.wall.Seconds(), float64(n)/r.full.wall.Minutes(), mib(r.full.rss), maxLive(r.full.stderr))
 		pause()
 		r.again = e.exec(e.mv, args...)
 		if c, m := fleetReport(b, rep); c != n || m != 0 {
 			b.Fatalf("%d accounts, second run: %d complete, %d added; want %d and 0", n, c, m, n)
 		}
-		say("%5d accounts, no change: %7.1f s, %6.0f mailboxes/min, peak RSS %5.1f MiB", n, r.again.wall.Seconds(), float64(n)/r.again.wall.Minutes(), mib(r.again.rss))
+		say("%5d accounts, no change: %7.1f s, %6.0f mailboxes/min, peak RSS %5.1f MiB, live heap at most %d MB", n, r.again.wall.Seconds(), float64(n)/r.again.wall.Minutes(), mib(r.again.rss), maxLive(r.again.stderr))
 		rows = append(rows, r)
 		os.RemoveAll(filepath.Join(dir, "vaults"))
 	}
 
 	var t strings.Builder
 	fmt.Fprintf(&t, "\nmailvault backup --config: %d-message mailboxes (INBOX, Sent, Work; 2-60 KB each), one Dovecot, IMAPS, master-user login, --parallel %s\n\n", fleetProfile.Messages, parallelArg(e.mvExtra))
-	fmt.Fprintf(&t, "| accounts | messages | full run | mailboxes/min | peak RSS | no-change run | mailboxes/min | peak RSS |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&t, "| accounts | messages | full run | mailboxes/min | peak RSS | live heap | no-change run | mailboxes/min | peak RSS | live heap |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&t, "| %d | %d | %.1f s | %.0f | %.1f MiB | %.1f s | %.0f | %.1f MiB |\n", r.n, r.msgs, r.full.wall.Seconds(), float64(r.n)/r.full.wall.Minutes(), mib(r.full.rss),
-			r.again.wall.Seconds(), float64(r.n)/r.again.wall.Minutes(), mib(r.again.rss))
+		fmt.Fprintf(&t, "| %d | %d | %.1f s | %.0f | %.1f MiB | %d MB | %.1f s | %.0f | %.1f MiB | %d MB |\n", r.n, r.msgs, r.full.wall.Seconds(), float64(r.n)/r.full.wall.Minutes(), mib(r.full.rss), maxLive(r.full.stderr),
+			r.again.wall.Seconds(), float64(r.n)/r.again.wall.Minutes(), mib(r.again.rss), maxLive(r.again.stderr))
 	}
+	t.WriteString("\nlive heap: the largest heap left after a garbage collection (GODEBUG=gctrace=1), what the process holds at its busiest\n")
 	say("%s", t.String())
+}
+
+// gcLive matches the heap sizes of a gctrace line: "4->5->2 MB".
+var gcLive = regexp.MustCompile(`(\d+)->(\d+)->(\d+) MB`)
+
+// maxLive returns the largest live heap (MB) the gctrace lines in stderr
+// report.
+func maxLive(stderr string) int {
+	most := 0
+	for _, m := range gcLive.FindAllStringSubmatch(stderr, -1) {
+		n, _ := strconv.Atoi(m[3])
+		most = max(most, n)
+	}
+	return most
 }
 
 func parallelArg(extra []string) string {
