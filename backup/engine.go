@@ -212,21 +212,10 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 	r.tally()
 	if err := r.applySnapshot(); err != nil {
 		opts.Log.Warn("could not update the state cache", "err", err)
-	} else {
-		if a.Config.Storage == formats.StorageMaildir && res.FlagChanges > 0 {
-			// File names carry flags in a Maildir: rename what changed.
-			// Failing here leaves old flags in names, not a damaged archive.
-			for _, s := range append(r.checkpoints, r.snap) {
-				if _, err := a.SyncMaildirFlags(r.st, s); err != nil {
-					opts.Log.Warn("could not update flags in Maildir file names", "err", err)
-				}
-			}
-		}
-		// The cache is derived data: failing to write it only makes the
-		// next run read the manifests.
-		if err := a.SaveStateCache(r.st); err != nil {
-			opts.Log.Warn("could not update the state cache", "err", err)
-		}
+	} else if err := a.AfterCommit(r.st, append(r.checkpoints, r.snap)); err != nil {
+		// Flags in file names, the state cache: failing here damages
+		// nothing (the next run reads the manifests).
+		opts.Log.Warn("could not finish after the commit", "err", err)
 	}
 	if opts.Delete && r.fatal == nil && !interrupted {
 		if ctx.Err() != nil {
@@ -1308,11 +1297,9 @@ func (w *worker) store(folder *formats.Folder, change *formats.Change, fs *folde
 			}
 		}
 	}
-	if dup != nil && present && r.a.Config.Storage == formats.StorageMaildir {
-		// A Maildir archive keeps one file per message on the source, so
-		// that a Maildir reader (or a server serving the archive) sees
-		// both copies; the bytes of gone messages (a new UIDVALIDITY) are
-		// still reused.
+	if dup != nil && !r.a.ReuseStored(present) {
+		// The storage keeps a copy per message on the source (a Maildir
+		// archive: one file each, so that a Maildir reader sees both).
 		dup = nil
 	}
 	if dup != nil {

@@ -121,8 +121,10 @@ type Message struct {
 	To           string    `json:"to,omitempty"`
 	Subject      string    `json:"subject,omitempty"`
 	Date         string    `json:"date,omitempty"`
-	Seg          string    `json:"seg"`
-	Off          int64     `json:"off"`
+	// Seg and Off are where the bytes are stored, which only the
+	// archive's storage interprets: use Location.
+	Seg string `json:"seg"`
+	Off int64  `json:"off"`
 }
 
 // FlagChange is a message's new flag set.
@@ -363,7 +365,7 @@ func (s *Snapshot) validate() error {
 			return fmt.Errorf("folder %q: bad event %q", c.Folder, c.Event)
 		}
 		for _, m := range c.Added {
-			if m.Key == "" || !validSHA(m.SHA256) || m.Size < 0 || m.Off < 0 || !ValidLocation(m.Seg) || ValidMaildirPath(m.Seg) && m.Off != 0 {
+			if m.Key == "" || !validSHA(m.SHA256) || m.Size < 0 || !m.Location().Valid() {
 				return fmt.Errorf("folder %q: bad message entry %q", c.Folder, m.Key)
 			}
 		}

@@ -602,16 +602,8 @@ func (r *runner) reject(f inflight, err error) {
 	r.advance(f.fp, f.m, &r.prog.Rejected)
 }
 
-// location names where an archived message is kept.
-func location(m *formats.MessageState) string {
-	if formats.ValidMaildirPath(m.Seg) {
-		return m.Seg
-	}
-	return fmt.Sprintf("%s@%d", m.Seg, m.Off)
-}
-
 func (r *runner) unreadable(fp *FolderPlan, m *formats.MessageState, err error) {
-	u := Unreadable{Key: m.Key, Location: location(m), Reason: err.Error()}
+	u := Unreadable{Key: m.Key, Location: m.Location().String(), Reason: err.Error()}
 	r.mu.Lock()
 	fp.Unreadable = append(fp.Unreadable, u)
 	r.rep.Unreadable++

@@ -52,25 +52,12 @@ type snapshotLine struct {
 	Quota []formats.Quota `json:"quota,omitempty"`
 }
 
-func summarize(s *formats.Snapshot) snapshotLine {
-	l := snapshotLine{ID: s.ID, Started: s.Started, Finished: s.Finished, Status: s.Status, Source: s.Source, Folders: len(s.Folders), Errors: s.Errors, Quota: s.Quota}
+// summarize is the line of snapshot s, which stored the given bytes.
+func summarize(s *formats.Snapshot, stored int64) snapshotLine {
+	l := snapshotLine{ID: s.ID, Started: s.Started, Finished: s.Finished, Status: s.Status, Source: s.Source, Folders: len(s.Folders), Errors: s.Errors, Bytes: stored, Quota: s.Quota}
 	for _, c := range s.Changes {
 		l.Added += len(c.Added)
 		l.Gone += len(c.Gone)
-	}
-	for _, g := range s.Segments {
-		l.Bytes += g.Size
-	}
-	// A Maildir archive has no segments: count the files the snapshot
-	// names, once each.
-	seen := map[string]bool{}
-	for _, c := range s.Changes {
-		for _, m := range c.Added {
-			if formats.ValidMaildirPath(m.Seg) && !seen[m.Seg] {
-				seen[m.Seg] = true
-				l.Bytes += m.Size
-			}
-		}
 	}
 	return l
 }
@@ -84,10 +71,11 @@ func runSnapshots(root string, asJSON bool, e *env) error {
 	if err != nil {
 		return err
 	}
+	stored := a.StoredBytes(snaps)
 	if asJSON {
 		enc := json.NewEncoder(e.stdout)
-		for _, s := range snaps {
-			if err := enc.Encode(summarize(s)); err != nil {
+		for i, s := range snaps {
+			if err := enc.Encode(summarize(s, stored[i])); err != nil {
 				return err
 			}
 		}
@@ -104,8 +92,8 @@ func runSnapshots(root string, asJSON bool, e *env) error {
 		head += "\tQUOTA"
 	}
 	fmt.Fprintln(tw, head)
-	for _, s := range snaps {
-		l := summarize(s)
+	for i, s := range snaps {
+		l := summarize(s, stored[i])
 		line := fmt.Sprintf("%s\t%s\t%s\t%d\t%d\t%d\t%s", l.ID, l.Started.Local().Format("2006-01-02 15:04:05"), l.Status, l.Folders, l.Added, l.Gone, humanBytes(l.Bytes))
 		if withQuota {
 			line += "\t" + quotaText(l.Quota)
