@@ -33,3 +33,10 @@ bench:
 .PHONY: bench-mbsync
 bench-mbsync:
 	bash internal/bench/run.sh
+
+# A fleet run of 100 and then 1,000 mailboxes of 50 messages on a private
+# Dovecot (mailvault backup --config): wall time, mailboxes per minute and
+# peak RSS side by side. MAILVAULT_BENCH_FLEET=100,1000 sets the sizes.
+.PHONY: bench-fleet
+bench-fleet:
+	go test ./internal/bench -run '^$$' -bench Fleet -benchtime 1x -timeout 90m -v

@@ -26,6 +26,7 @@ func (r *run) finish(p pending) {
 	r.mu.Lock()
 	p.job.out, p.job.done = p, true
 	r.mu.Unlock()
+	r.opts.progress(Event{Kind: EventFolderDone, Folder: p.job.info.Name})
 }
 
 // checkpointDue reports whether the folders finished since the last

@@ -872,3 +872,49 @@ func TestCheckpoints(t *testing.T) {
 		checkArchive(t, a, src)
 	})
 }
+
+// TestFewMessagesFewConnections: every connection costs a login (a TLS
+// handshake, a process on the server), so a run with little to fetch
+// (a small mailbox, a nightly increment) opens one per
+// connectionMessages messages, not one per changed folder; a big one
+// still opens every connection it may.
+func TestFewMessagesFewConnections(t *testing.T) {
+	forEachStorage(t, func(t *testing.T, a *formats.Archive) {
+		src := newMemSource()
+		for i := range 3 {
+			f := src.folder(fmt.Sprintf("F%d", i), uint32(100+i))
+			for k := range 10 {
+				f.add(fmt.Sprintf("Subject: %d-%d\r\n\r\nbody\r\n", i, k), `\Seen`)
+			}
+		}
+		dials := 0
+		run := func() *Result {
+			t.Helper()
+			dials = 0
+			res, err := Run(context.Background(), a, Options{Source: "mem://test", Protocol: "imap", Connections: 4,
+				Dial: func(context.Context) (Source, error) {
+					dials++
+					s := *src
+					s.examined = nil
+					return &s, nil
+				}})
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			return res
+		}
+		if res := run(); res.Added != 30 || dials != 1 {
+			t.Errorf("30 messages in 3 folders: added %d over %d connections, want 30 over 1", res.Added, dials)
+		}
+		for i := range 3 {
+			f := src.folders[fmt.Sprintf("F%d", i)]
+			for k := range connectionMessages {
+				f.add(fmt.Sprintf("Subject: big %d-%d\r\n\r\nbody\r\n", i, k), `\Seen`)
+			}
+		}
+		if res := run(); res.Added != 3*connectionMessages || dials != 3 {
+			t.Errorf("%d new messages in 3 folders: added %d over %d connections, want 3 connections", 3*connectionMessages, res.Added, dials)
+		}
+		checkArchive(t, a, src)
+	})
+}

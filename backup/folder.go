@@ -59,7 +59,7 @@ func newFolderSync(r *run, j *folderJob) *folderSync {
 			archive = append(archive, f)
 		}
 	}
-	fs.fetcher = &fetcher{dir: fs.folder.Dir, partNo: &fs.partNo, out: &writer{}, stored: map[string]location{},
+	fs.fetcher = &fetcher{name: fs.folder.Name, dir: fs.folder.Dir, partNo: &fs.partNo, out: &writer{}, stored: map[string]location{},
 		known: fs.known, archive: archive, poison: map[string]int{}}
 	return fs
 }
@@ -306,6 +306,7 @@ func (w *worker) syncOnce(fs *folderSync) error {
 		return nil
 	}
 	r.opts.Log.Info("fetching", "folder", fs.folder.Name, "messages", len(want))
+	r.opts.progress(Event{Kind: EventFetching, Folder: fs.folder.Name, Messages: len(want)})
 
 	if w.pool != nil && r.opts.Connections > 1 && len(want) >= splitMin {
 		if err := w.fetchParts(fs, status.UIDValidity, want); err != nil {

@@ -18,6 +18,11 @@ const (
 	partMin  = 1000
 )
 
+// connectionMessages is how many messages to fetch justify one more
+// connection: each costs a login (a TLS handshake, a process on the
+// server), more than fetching a few dozen messages over one already open.
+const connectionMessages = 100
+
 // part is a range of a big folder's messages, fetched by whichever worker
 // takes it first.
 type part struct {
@@ -44,7 +49,7 @@ type partResult struct {
 // not change while parts run).
 func (fs *folderSync) partFetcher(index int) *fetcher {
 	return &fetcher{
-		dir: fs.fetcher.dir, partNo: &fs.partNo, out: &writer{part: index},
+		name: fs.fetcher.name, dir: fs.fetcher.dir, partNo: &fs.partNo, out: &writer{part: index},
 		stored:  map[string]location{},
 		known:   fs.known.view(),
 		archive: fs.fetcher.archive,

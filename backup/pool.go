@@ -53,6 +53,15 @@ func (r *run) syncJobs(jobs []*folderJob) {
 		return
 	}
 	sort.SliceStable(todo, func(a, b int) bool { return jobSize(todo[a]) > jobSize(todo[b]) })
+	planned := Event{Kind: EventPlanned, Folders: len(todo)}
+	known := true // every folder's status is known
+	for _, j := range todo {
+		if j.info.Status != nil {
+			planned.Messages += int(max(0, jobSize(j)))
+		}
+		known = known && j.info.Status != nil
+	}
+	r.opts.progress(planned)
 	p := &pool{r: r}
 	p.cond = sync.NewCond(&p.mu)
 	for _, j := range todo {
@@ -64,6 +73,10 @@ func (r *run) syncJobs(jobs []*folderJob) {
 		if size := jobSize(j); j.info.Status != nil && size >= splitMin {
 			useful += size / partMin
 		}
+	}
+	if known {
+		// Each connection costs a login: little to fetch, few connections.
+		useful = min(useful, 1+int64(planned.Messages)/connectionMessages)
 	}
 	n := int(max(1, min(int64(r.opts.Connections), useful)))
 	workers := make([]*worker, n)

@@ -50,6 +50,8 @@ type Options struct {
 	// DeleteAfter ago (0: right after this run's commit).
 	Delete      bool
 	DeleteAfter time.Duration
+	// Progress, when set, is told how the run advances (see Event).
+	Progress func(Event)
 }
 
 // DefaultCheckpointBytes is Options.CheckpointBytes when not set: with a
@@ -152,6 +154,13 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 		opts.Log.Warn("the source lists a folder twice; it is backed up once", "folder", d.kept, "also", d.also)
 	}
 	res.Folders = len(p.folders)
+	if q, ok := r.src.(QuotaReader); ok {
+		if quota, has, err := q.Quota(ctx); err != nil {
+			opts.Log.Warn("could not read the quota", "err", err)
+		} else if has {
+			r.snap.Quota = quota
+		}
+	}
 	r.walk(p)
 
 	// The outcome is decided here, from what the snapshot records, and

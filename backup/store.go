@@ -23,6 +23,7 @@ import (
 // folder's worker has one, and so has each part of a big folder. Only the
 // goroutine fetching uses it.
 type fetcher struct {
+	name   string        // the folder's name, for progress events
 	dir    string        // the folder's directory in the archive
 	partNo *atomic.Int64 // writer part numbers handed out, shared by the folder's fetchers
 	out    *writer       // the open writer
@@ -226,6 +227,7 @@ func (w *worker) store(f *fetcher, m *Message) error {
 	if out.since.IsZero() {
 		out.since = r.opts.now()
 	}
+	r.opts.progress(Event{Kind: EventStored, Folder: f.name, Bytes: n})
 	r.opts.hook("message-stored")
 	return nil
 }

@@ -68,6 +68,19 @@ type Snapshot struct {
 	Folders  []Folder  `json:"folders"`
 	Segments []Segment `json:"segments,omitempty"`
 	Changes  []Change  `json:"changes,omitempty"`
+	// Quota is what the source said of the mailbox's quota during the run
+	// (IMAP GETQUOTAROOT "INBOX"), absent when it has no QUOTA extension.
+	Quota []Quota `json:"quota,omitempty"`
+}
+
+// Quota is the usage and limit of one resource of one quota root, as the
+// server reported them (RFC 9208: STORAGE in units of 1024 octets, MESSAGE
+// in messages).
+type Quota struct {
+	Root     string `json:"root"`
+	Resource string `json:"resource"`
+	Used     int64  `json:"used"`
+	Limit    int64  `json:"limit"`
 }
 
 // Folder is a folder's state as the source reported it in a run.

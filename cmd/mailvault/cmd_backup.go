@@ -111,6 +111,15 @@ POP3 of the same user on the same host are the same mailbox. The archive
 directory is created only once the source has answered (connected, logged
 in, listed its folders): a first run that fails creates nothing.
 
+Many accounts: --config FILE backs up the accounts of a configuration file
+(docs/CONFIG.md) instead of SOURCE ARCHIVE, --parallel at once (default 4),
+each into its own archive under its own lock, within each server's
+max_connections. One account failing does not stop the others; one line
+per account and a total are printed (unless -q), --report FILE gets a JSON
+report and --metrics FILE Prometheus textfile metrics. The exit code is 0
+when every account is complete, 3 when some are partial or failed, 2 when
+the file is wrong (nothing connects then).
+
 EXAMPLES:
    MAILVAULT_PASSWORD=... mailvault backup imaps://alice@mail.example.com ./vault
    mailvault backup imaps://alice@mail.example.com ./vault --password-file ~/.mailvault-pw
@@ -120,6 +129,8 @@ EXAMPLES:
    mailvault backup imaps://alice@mail.example.com ./vault --format maildir --compress zstd
    mailvault backup mbox:"$HOME/.thunderbird/abc.default/Mail/Local Folders" ./vault
    mailvault backup maildir:~/Maildir ./vault
+   mailvault backup --config /etc/mailvault/mailvault.toml --report report.json --metrics mailvault.prom
+   mailvault backup --config mailvault.toml --account alice --account bob
 
 ` + exitCodesHelp,
 		Flags: append(append(connFlags(),
@@ -127,13 +138,23 @@ EXAMPLES:
 			&cli.IntFlag{Name: "delete-after", Value: -1, Usage: "POP3 only: delete from the server messages archived at least `DAYS` ago (0: right after the backup)"},
 			allowSourceChangeFlag(),
 			&cli.BoolFlag{Name: "pop3-allow-retr", Usage: "POP3 only: fetch with RETR where the server has no TOP or its TOP disagrees with LIST (RETR marks messages as read on many servers)"},
-		), append(append(storageFlags(), connectionsFlag(), checkpointFlag()), logFlags()...)...),
+		), append(append(append(storageFlags(), connectionsFlag(), checkpointFlag()), logFlags()...), fleetFlags()...)...),
 		Action: func(c *cli.Context) error {
+			if c.IsSet("config") {
+				return fleetBackupAction(c)
+			}
+			if err := checkNoFleetFlags(c); err != nil {
+				return err
+			}
 			a, err := args(c, 2, 2, "SOURCE ARCHIVE")
 			if err != nil {
 				return err
 			}
-			log, err := newLogger(c)
+			if progressWanted(c) {
+				envOf(c).ui = newProgressUI(c.Context, envOf(c).stderr)
+				defer envOf(c).ui.stop()
+			}
+			log, err := newLoggerTo(c, envOf(c).ui.writer(envOf(c).stderr))
 			if err != nil {
 				return err
 			}
@@ -357,18 +378,31 @@ func prepareArchive(root string, storage *formats.StorageOptions, id formats.Sou
 	return a, nil
 }
 
-// backupInto runs the backup once the source has answered: it connects,
-// logs in and lists the folders first, creates the archive (a == nil) only
-// then, hands that first connection to the engine, prints the summary and
-// records the source in the archive.
+// backupInto runs the backup (backupRun), with progress on a terminal
+// (e.ui), and prints the summary.
 func backupInto(ctx context.Context, a *formats.Archive, root string, storage *formats.StorageOptions, id formats.SourceIdentity, dial backup.Dialer, opts backup.Options, quiet bool, e *env) error {
+	start := time.Now()
+	opts.Progress = e.ui.account(id.String()).progress()
+	res, err := backupRun(ctx, a, root, storage, id, dial, opts)
+	e.ui.stop()
+	if res != nil && res.Snapshot != nil && !quiet {
+		printBackupSummary(e, res, opts.Delete, start)
+	}
+	return err
+}
+
+// backupRun runs the backup once the source has answered: it connects,
+// logs in and lists the folders first, creates the archive (a == nil) only
+// then, hands that first connection to the engine and records the source
+// in the archive. The result is nil when no snapshot was committed.
+func backupRun(ctx context.Context, a *formats.Archive, root string, storage *formats.StorageOptions, id formats.SourceIdentity, dial backup.Dialer, opts backup.Options) (*backup.Result, error) {
 	first, err := dial(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := first.Folders(ctx); err != nil {
 		first.Close()
-		return fmt.Errorf("list folders: %w", err)
+		return nil, fmt.Errorf("list folders: %w", err)
 	}
 	h := &handOver{first: first, dial: dial}
 	defer h.close()
@@ -378,21 +412,17 @@ func backupInto(ctx context.Context, a *formats.Archive, root string, storage *f
 			so = *storage
 		}
 		if a, err = formats.CreateFor(root, so, &id); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	opts.Dial = h.get
-	start := time.Now()
 	res, err := backup.Run(ctx, a, opts)
 	if res != nil && res.Snapshot != nil {
-		if !quiet {
-			printBackupSummary(e, res, opts.Delete, start)
-		}
 		if rerr := recordSource(a, id, opts.Log); rerr != nil {
 			opts.Log.Warn("could not record the source in the archive", "err", rerr)
 		}
 	}
-	return err
+	return res, err
 }
 
 // handOver gives the connection opened to check the source to the

@@ -61,6 +61,7 @@ EXAMPLES:
    mailvault restore ./vault imaps://alice@host --from bob@example.com --subject invoice --since 2026-01-01 --into Restored
    mailvault restore ./vault maildir:~/Mail
    mailvault restore ./vault mbox:~/export --report restore.json
+   mailvault restore --config mailvault.toml --account alice --deleted-since 1a2b3c4d --into Restored
 
 ` + exitCodesHelp,
 		Flags: append(append(append(selectionFlags(),
@@ -71,8 +72,14 @@ EXAMPLES:
 			&cli.StringFlag{Name: "report", Usage: "write a JSON report to `FILE`"},
 			&cli.IntFlag{Name: "window", Value: 16, Usage: "appends in flight at once, per connection"},
 			connectionsFlag(),
-		), connFlags()...), logFlags()...),
+		), connFlags()...), append(logFlags(), restoreConfigFlags()...)...),
 		Action: func(c *cli.Context) error {
+			if c.IsSet("config") {
+				return restoreConfigAction(c)
+			}
+			if c.IsSet("account") {
+				return usagef("--account goes with --config FILE")
+			}
 			a, err := args(c, 2, 2, "ARCHIVE TARGET")
 			if err != nil {
 				return err

@@ -91,6 +91,9 @@ func TestSchemeFlagsCover(t *testing.T) {
 		// restore and migrate: the archive side.
 		"snapshot", "as-of", "folder", "include", "exclude", "since", "before", "from", "to", "subject",
 		"message-id", "deleted-since", "into", "map", "no-map", "dry-run", "report", "archive",
+		// Fleet runs: the configuration file names the sources, and
+		// --config is refused together with a SOURCE (fleet_cli_test.go).
+		"config", "account", "parallel", "metrics",
 	}
 	app := newApp(nil, nil)
 	for _, name := range []string{"backup", "restore", "migrate"} {
