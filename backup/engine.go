@@ -171,6 +171,14 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 	if err := r.connect(); err != nil {
 		return nil, err
 	}
+	if ns, ok := r.src.(Namespacer); ok {
+		// Recorded for restores; a backup does without it.
+		if prefix, delim, err := ns.PersonalNamespace(ctx); err == nil {
+			r.snap.Namespace = &formats.Namespace{Prefix: prefix, Delimiter: delim}
+		} else {
+			opts.Log.Warn("could not read the server's namespace", "err", err)
+		}
+	}
 	infos, err := r.src.Folders(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list folders: %w", err)
@@ -574,7 +582,7 @@ func (r *run) checkpoint(jobs []*folderJob, own *folderJob) {
 	defer r.mu.Unlock()
 	cp := &formats.Snapshot{
 		ID: r.snap.ID, Seq: r.snap.Seq, Parent: r.snap.Parent,
-		Source: r.opts.Source, Protocol: r.opts.Protocol,
+		Source: r.opts.Source, Protocol: r.opts.Protocol, Namespace: r.snap.Namespace,
 		Started: r.snap.Started, Finished: now.UTC(), Status: formats.StatusPartial,
 	}
 	var took []*folderJob
