@@ -111,9 +111,21 @@ func (t *Target) Folders(ctx context.Context) ([]restore.TargetFolder, error) {
 	if err := t.ensure(ctx); err != nil {
 		return nil, err
 	}
-	infos, err := t.s.Folders(ctx)
+	// LIST only: a restore needs no STATUS (which GNU Mailutils answers
+	// in a form go-imap cannot read when a name holds a space).
+	infos, err := t.s.list(ctx, false)
 	if err != nil {
-		return nil, err
+		if !t.s.unreadable(ctx, err) {
+			return nil, t.s.connErr(ctx, "list folders", err)
+		}
+		raw, rerr := t.s.listRaw(ctx)
+		if rerr != nil {
+			return nil, t.s.connErr(ctx, "list folders", fmt.Errorf("%w (and again with mailvault's own parser: %w)", err, rerr))
+		}
+		if err := t.s.redial(ctx); err != nil {
+			return nil, err
+		}
+		infos = raw
 	}
 	var out []restore.TargetFolder
 	for _, fi := range infos {
