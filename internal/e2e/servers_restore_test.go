@@ -246,3 +246,29 @@ func TestServersCourierToDovecot(t *testing.T) {
 		t.Errorf("second restore: %s", r.stdout)
 	}
 }
+
+// TestServersFolderRefused: GNU Mailutils (mbox) cannot hold a folder
+// with messages that has a folder below it. Restoring both, the one it
+// cannot create is reported with the server's words and skipped (exit
+// 3); every other folder is restored.
+func TestServersFolderRefused(t *testing.T) {
+	var msgs []compattest.Message
+	for i, m := range compattest.SeedMessages("alice", 1, 6) {
+		m.Folder = []string{"INBOX", "Lists", "Lists/go"}[i%3]
+		msgs = append(msgs, m)
+	}
+	dc := dovecottest.Start(t, dovecottest.Options{Users: map[string]string{"alice": "pw"}})
+	seedDovecot(t, dc, msgs)
+	vault := filepath.Join(t.TempDir(), "vault")
+	mustRun(t, append([]string{"backup"}, append(source(dc), vault)...)...)
+	s := compattest.Start(t, compattest.Mailutils)
+	r := mv(t, bin, nil, "restore", vault, "imap://alice@"+s.IMAPAddr, "--ca-file", s.CAFile)
+	if r.code != 3 || !strings.Contains(r.stdout, "restored 4 of 6 messages") || !strings.Contains(r.stdout, "1 folders refused by the target") ||
+		!strings.Contains(r.stderr, "Cannot create mailbox") || !strings.Contains(r.stderr, "Lists/go") {
+		t.Fatalf("restore: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	got := imaptest.ReadServer(t, s.IMAP(t, "alice"))
+	if len(got["INBOX"]) != 2 || len(got["Lists"]) != 2 {
+		t.Errorf("INBOX holds %d, Lists %d; want 2 and 2", len(got["INBOX"]), len(got["Lists"]))
+	}
+}
