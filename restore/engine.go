@@ -86,7 +86,7 @@ type FolderPlan struct {
 	Rejected    []Rejection  `json:"rejected,omitempty"`
 	Unreadable  []Unreadable `json:"unreadable,omitempty"`
 	NotRestored int          `json:"not_restored,omitempty"` // neither stored nor present, rejected or unreadable: the folder failed or the run stopped
-	Error       string       `json:"error,omitempty"`        // why the folder could not be restored
+	Error       string       `json:"error,omitempty"`        // why the folder could not be restored, or not all of it
 	msgs        []*formats.MessageState
 	failed      bool
 	done        int   // messages handled, for the progress line
@@ -268,8 +268,8 @@ func Run(ctx context.Context, a *formats.Archive, sel *Selected, t Target, opts 
 		if rep.Missing > 0 {
 			what = append(what, fmt.Sprintf("%d acknowledged by the target but missing from it afterwards", rep.Missing))
 		}
-		if n := rep.FailedFolders - rep.missingFolders(); n > 0 {
-			what = append(what, fmt.Sprintf("%d folders the target refused (%d messages)", n, rep.NotRestored))
+		if rep.FailedFolders > 0 {
+			what = append(what, fmt.Sprintf("%d folders the target refused (%d messages)", rep.FailedFolders, rep.NotRestored))
 		}
 		return rep, fmt.Errorf("%w: %s (see the warnings or --report)", ErrPartial, strings.Join(what, ", "))
 	}
@@ -328,25 +328,13 @@ func warnShared(plans []*FolderPlan, log *slog.Logger) {
 	}
 }
 
-// missingFolders counts the folders whose only error is messages missing
-// after appending.
-func (rep *Report) missingFolders() int {
-	n := 0
-	for _, fp := range rep.Folders {
-		if fp.Error != "" && !fp.failed && fp.Missing > 0 {
-			n++
-		}
-	}
-	return n
-}
-
 // finish counts, per folder and in all, the selected messages that were
 // neither stored nor found present nor rejected nor unreadable, the
-// messages missing after appending, and the folders that failed.
+// messages missing after appending, and the folders the target refused.
 func (rep *Report) finish() {
 	rep.NotRestored, rep.FailedFolders, rep.Missing = 0, 0, 0
 	for _, fp := range rep.Folders {
-		if fp.Error != "" {
+		if fp.failed {
 			rep.FailedFolders++
 		}
 		rep.Missing += fp.Missing

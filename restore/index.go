@@ -192,24 +192,32 @@ func sameDate(a, b time.Time) bool {
 // header: its hash is that of nothing. It is what survives servers that
 // rewrite header fields and add a final line end.
 func BodyHash(r io.Reader) (string, error) {
-	// The header starts after a line end: an empty first line ends it.
-	b := &bodyHasher{h: sha256.New(), last: [3]byte{0, '\r', '\n'}}
+	b := NewBodyHasher()
 	if _, err := io.Copy(b, r); err != nil {
 		return "", err
 	}
-	return hex.EncodeToString(b.h.Sum(nil)), nil
+	return b.Sum(), nil
 }
 
-// bodyHasher hashes what follows the header, holding back a run of CR and
-// LF until a byte that is neither shows it is not the end.
-type bodyHasher struct {
+// BodyHasher computes BodyHash of the bytes written to it.
+type BodyHasher struct {
 	h      hash.Hash
 	inBody bool
 	last   [3]byte // the last bytes of the header seen, for its end
-	crlf   []byte  // CR and LF bytes held back
+	crlf   []byte  // CR and LF bytes held back until a byte that is neither shows they are not the end
 }
 
-func (b *bodyHasher) Write(p []byte) (int, error) {
+// NewBodyHasher returns a BodyHasher.
+func NewBodyHasher() *BodyHasher {
+	// The header starts after a line end: an empty first line ends it.
+	return &BodyHasher{h: sha256.New(), last: [3]byte{0, '\r', '\n'}}
+}
+
+// Sum returns the hex BodyHash of what was written.
+func (b *BodyHasher) Sum() string { return hex.EncodeToString(b.h.Sum(nil)) }
+
+// Write implements io.Writer.
+func (b *BodyHasher) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
 		if !b.inBody {

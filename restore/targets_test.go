@@ -86,7 +86,7 @@ func TestRestoreVerifiesAppends(t *testing.T) {
 	if !errors.Is(err, ErrPartial) || !strings.Contains(err.Error(), "2 acknowledged by the target but missing") {
 		t.Fatalf("restore to a target that loses appends: %v, want partial naming 2 missing", err)
 	}
-	if rep.Missing != 2 || rep.Stored != 12 || len(tg.folders["Work"]) != 4 || len(tg.folders["INBOX"]) != 6 {
+	if rep.Missing != 2 || rep.Stored != 12 || rep.FailedFolders != 0 || len(tg.folders["Work"]) != 4 || len(tg.folders["INBOX"]) != 6 {
 		t.Errorf("missing %d, appended %d, Work holds %d, INBOX %d; want 2, 12, 4, 6", rep.Missing, rep.Stored, len(tg.folders["Work"]), len(tg.folders["INBOX"]))
 	}
 	for _, fp := range rep.Folders {
