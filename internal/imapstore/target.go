@@ -122,10 +122,14 @@ func (t *Target) Folders(ctx context.Context) ([]restore.TargetFolder, error) {
 		if rerr != nil {
 			return nil, t.s.connErr(ctx, "list folders", fmt.Errorf("%w (and again with mailvault's own parser: %w)", err, rerr))
 		}
-		if err := t.s.redial(ctx); err != nil {
+		// A new Store, not Store.redial, which changes the connection
+		// under Pendings of the old one: each keeps its own.
+		n, err := Dial(ctx, t.cfg)
+		if err != nil {
 			return nil, err
 		}
-		infos = raw
+		t.s.c.Close()
+		t.s, infos = n, raw
 	}
 	var out []restore.TargetFolder
 	for _, fi := range infos {
