@@ -198,9 +198,14 @@ func Run(ctx context.Context, a *formats.Archive, sel *Selected, t Target, opts 
 		}
 	}
 	mapper := NewFolderMapper(opts.Map)
-	exists := map[string]bool{}
+	exists := map[string]bool{}    // folders that can hold messages
+	structure := map[string]bool{} // and those that hold only folders
 	hasRole := map[string]bool{}
 	for _, f := range existing {
+		if f.NoSelect {
+			structure[f.Name] = true
+			continue
+		}
 		exists[f.Name] = true
 		for _, r := range roles {
 			if targetHasRole(f.SpecialUse, r) {
@@ -233,7 +238,7 @@ func Run(ctx context.Context, a *formats.Archive, sel *Selected, t Target, opts 
 		rep.Bytes += fp.Bytes
 	}
 	if _, ok := t.(StructureCreator); ok {
-		rep.Folders = append(rep.Folders, structurePlans(mapper, sel.Structure, rep.Folders, exists, rep.TargetNamespace)...)
+		rep.Folders = append(rep.Folders, structurePlans(mapper, sel.Structure, rep.Folders, exists, structure, rep.TargetNamespace)...)
 	}
 	warnShared(rep.Folders, opts.Log)
 	r := &runner{ctx: ctx, a: a, st: sel.State, t: t, opts: &opts, rep: rep, exists: exists}
@@ -292,7 +297,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 // structurePlans plans the archived \Noselect folders that no restored
 // folder lies below (those come with the folders below them) and that the
 // target does not have.
-func structurePlans(mapper *FolderMapper, structure []formats.Folder, plans []*FolderPlan, exists map[string]bool, ns Namespace) []*FolderPlan {
+func structurePlans(mapper *FolderMapper, structure []formats.Folder, plans []*FolderPlan, exists, existsAsStructure map[string]bool, ns Namespace) []*FolderPlan {
 	delim := ns.Delimiter
 	if delim == "" {
 		delim = "/"
@@ -307,7 +312,7 @@ func structurePlans(mapper *FolderMapper, structure []formats.Folder, plans []*F
 				break
 			}
 		}
-		if below || exists[target] || strings.EqualFold(target, "INBOX") {
+		if below || exists[target] || existsAsStructure[target] || strings.EqualFold(target, "INBOX") {
 			continue
 		}
 		out = append(out, &FolderPlan{Source: f.Name, Target: target, How: how, Create: true, Structure: true})

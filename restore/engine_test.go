@@ -203,6 +203,9 @@ func (m *memTarget) Folders(context.Context) ([]TargetFolder, error) {
 	for f := range m.folders {
 		out = append(out, TargetFolder{Name: f, SpecialUse: m.special[f]})
 	}
+	for _, f := range m.structures {
+		out = append(out, TargetFolder{Name: f, NoSelect: true})
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }

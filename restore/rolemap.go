@@ -346,6 +346,7 @@ func NewFolderMapper(opts MapOptions) *FolderMapper {
 		var sp, nm []string
 		for _, t := range opts.Target {
 			switch {
+			case t.NoSelect:
 			case targetHasRole(t.SpecialUse, role):
 				sp = append(sp, t.Name)
 			case strings.TrimSpace(t.SpecialUse) == "" && RoleByName(m.unprefixed(t.Name), m.delim) == role:

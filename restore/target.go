@@ -57,6 +57,9 @@ func (d Done) Wait() error { return d.Err }
 type TargetFolder struct {
 	Name       string
 	SpecialUse string
+	// NoSelect: the folder holds no messages, only folders (IMAP
+	// \Noselect); it is kept as structure and is no target for messages.
+	NoSelect bool
 }
 
 // Message is what a Target needs to store a message besides its bytes.

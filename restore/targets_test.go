@@ -307,4 +307,9 @@ func TestRestoreStructureAndSpecialUse(t *testing.T) {
 	if structure != 1 || rep.FailedFolders != 0 {
 		t.Errorf("plan: %d structure rows, %d failed folders", structure, rep.FailedFolders)
 	}
+	// Again: the structure is there, nothing is created or appended.
+	rep, err = Run(context.Background(), b.a, sel, tg, Options{Sleep: noSleep})
+	if err != nil || len(tg.structures) != 1 || rep.Stored != 0 {
+		t.Errorf("second restore: %v, structures created %v, appended %d", err, tg.structures, rep.Stored)
+	}
 }

@@ -133,10 +133,7 @@ func (t *Target) Folders(ctx context.Context) ([]restore.TargetFolder, error) {
 	}
 	var out []restore.TargetFolder
 	for _, fi := range infos {
-		if fi.NoSelect {
-			continue
-		}
-		out = append(out, restore.TargetFolder{Name: fi.Name, SpecialUse: fi.SpecialUse})
+		out = append(out, restore.TargetFolder{Name: fi.Name, SpecialUse: fi.SpecialUse, NoSelect: fi.NoSelect})
 	}
 	return out, nil
 }
@@ -182,10 +179,13 @@ func (t *Target) CreateStructure(ctx context.Context, name string) error {
 	return t.s.do(ctx, func() error {
 		if err := t.s.c.Create(name+t.Delimiter(), nil).Wait(); err != nil {
 			var ie *imap.Error
-			if errors.As(err, &ie) {
-				return fmt.Errorf("create %q: %s", name+t.Delimiter(), serverWords(ie))
+			if !errors.As(err, &ie) {
+				return t.s.connErr(ctx, "create", err)
 			}
-			return t.s.connErr(ctx, "create", err)
+			if _, exists, lerr := t.listOne(ctx, name); lerr != nil || exists {
+				return lerr // there already
+			}
+			return fmt.Errorf("create %q: %s", name+t.Delimiter(), serverWords(ie))
 		}
 		return nil
 	})
