@@ -55,9 +55,8 @@ var (
 type ackedAppends struct {
 	n        int         // APPENDs answered OK
 	validity uint32      // UIDVALIDITY of the APPENDUID answers
-	uids     imap.UIDSet // their UIDs
-	distinct map[imap.UID]bool
-	unknown  int // OKs without an APPENDUID (or of another UIDVALIDITY)
+	uids     imap.UIDSet // their UIDs (ranges: small for consecutive UIDs)
+	unknown  int         // OKs without an APPENDUID (or of another UIDVALIDITY)
 }
 
 // DialTarget connects and logs in for a restore, and learns the server's
@@ -473,14 +472,9 @@ func (t *Target) Missing(ctx context.Context, folder string) (int, bool, error) 
 		if err := t.unselect(ctx); err != nil {
 			return err
 		}
-		found := 0
-		for _, u := range data.AllUIDs() {
-			if a.distinct[u] {
-				found++
-			}
-		}
-		// A UID answered twice stands for one message.
-		missing = a.n - found
+		// A UID answered twice stands for one message: the second
+		// counts as missing.
+		missing = a.n - len(data.AllUIDs())
 		return nil
 	})
 	return missing, ok, err
@@ -492,7 +486,7 @@ func (t *Target) recordAppend(folder string, data *imap.AppendData) {
 	defer t.mu.Unlock()
 	a := t.acked[folder]
 	if a == nil {
-		a = &ackedAppends{distinct: map[imap.UID]bool{}}
+		a = &ackedAppends{}
 		t.acked[folder] = a
 	}
 	a.n++
@@ -501,8 +495,9 @@ func (t *Target) recordAppend(folder string, data *imap.AppendData) {
 		a.unknown++
 	default:
 		a.validity = data.UIDValidity
-		a.uids.AddNum(data.UID)
-		a.distinct[data.UID] = true
+		if !a.uids.Contains(data.UID) {
+			a.uids.AddNum(data.UID)
+		}
 	}
 }
 
