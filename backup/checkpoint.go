@@ -77,7 +77,7 @@ func (r *run) checkpoint(cur *pending) {
 	defer r.mu.Unlock()
 	cp := &formats.Snapshot{
 		ID: r.snap.ID, Seq: r.snap.Seq, Parent: r.snap.Parent,
-		Source: r.opts.Source, Protocol: r.opts.Protocol,
+		Source: r.opts.Source, Protocol: r.opts.Protocol, Namespace: r.snap.Namespace, Quota: r.snap.Quota,
 		Started: r.snap.Started, Finished: now.UTC(), Status: formats.StatusPartial,
 	}
 	var took []*pending

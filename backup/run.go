@@ -145,6 +145,14 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 	if err := r.connect(); err != nil {
 		return nil, err
 	}
+	if ns, ok := r.src.(Namespacer); ok {
+		// Recorded for restores; a backup does without it.
+		if prefix, delim, err := ns.PersonalNamespace(ctx); err == nil {
+			r.snap.Namespace = &formats.Namespace{Prefix: prefix, Delimiter: delim}
+		} else {
+			opts.Log.Warn("could not read the server's namespace", "err", err)
+		}
+	}
 	infos, err := r.src.Folders(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list folders: %w", err)

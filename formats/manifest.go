@@ -65,9 +65,15 @@ type Snapshot struct {
 	Finished time.Time `json:"finished"`
 	Status   string    `json:"status"`
 	Errors   []string  `json:"errors,omitempty"`
-	Folders  []Folder  `json:"folders"`
-	Segments []Segment `json:"segments,omitempty"`
-	Changes  []Change  `json:"changes,omitempty"`
+	// Namespace is the source's personal namespace (IMAP NAMESPACE, or
+	// LIST's delimiter with no prefix where the server has no
+	// NAMESPACE), recorded so that a restore can map folder names into
+	// another server's namespace; nil when the source has none (POP3,
+	// local) or the archive was made before it was recorded.
+	Namespace *Namespace `json:"namespace,omitempty"`
+	Folders   []Folder   `json:"folders"`
+	Segments  []Segment  `json:"segments,omitempty"`
+	Changes   []Change   `json:"changes,omitempty"`
 	// Quota is what the source said of the mailbox's quota during the run
 	// (IMAP GETQUOTAROOT "INBOX"), absent when it has no QUOTA extension.
 	Quota []Quota `json:"quota,omitempty"`
@@ -96,6 +102,14 @@ type Folder struct {
 	Messages      uint32   `json:"messages"`
 	Status        string   `json:"status"`
 	Error         string   `json:"error,omitempty"`
+}
+
+// Namespace is a personal namespace (RFC 2342): the prefix of the names
+// of the user's folders ("INBOX." on Courier, "" on Dovecot) and their
+// hierarchy delimiter.
+type Namespace struct {
+	Prefix    string `json:"prefix"`
+	Delimiter string `json:"delimiter"`
 }
 
 // Change is the delta of one folder since the parent snapshot.

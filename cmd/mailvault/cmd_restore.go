@@ -296,7 +296,7 @@ func runRestore(ctx context.Context, o restoreOptions, e *env) (err error) {
 // refused, and what the archive could not give.
 func summary(rep *restore.Report) string {
 	var b strings.Builder
-	done := rep.Stored + rep.Present
+	done := rep.Stored - rep.Missing + rep.Present
 	if done == rep.Messages {
 		fmt.Fprintf(&b, "restored %d messages", done)
 	} else {
@@ -304,6 +304,9 @@ func summary(rep *restore.Report) string {
 	}
 	fmt.Fprintf(&b, " (%s) from snapshot %s: %d appended (%s), %d already present, %d rejected",
 		humanBytes(rep.StoredBytes+rep.PresentBytes), rep.Snapshot, rep.Stored, humanBytes(rep.StoredBytes), rep.Present, rep.Rejected)
+	if rep.Missing > 0 {
+		fmt.Fprintf(&b, ", %d of them missing on the target afterwards", rep.Missing)
+	}
 	if rep.Unreadable > 0 {
 		fmt.Fprintf(&b, ", %d unreadable in the archive", rep.Unreadable)
 	}
@@ -336,14 +339,29 @@ func printPlan(w io.Writer, rep *restore.Report) {
 		if f.StoredAs != "" {
 			target += " (stored as " + printable(f.StoredAs) + ")"
 		}
-		if f.Create {
+		switch {
+		case f.Structure:
+			target += " (new, structure only)"
+		case f.Create && f.SpecialUse != "":
+			target += " (new, " + f.SpecialUse + ")"
+		case f.Create:
 			target += " (new)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%d\n", printable(f.Source), target, f.How, f.Messages, humanBytes(f.Bytes), f.Present, f.Messages-f.Present)
 	}
 	tw.Flush()
+	fmt.Fprintf(w, "archive namespace: %s (%s); target namespace: %s\n",
+		describeNamespace(rep.ArchiveNamespace), rep.ArchiveNamespaceFrom, describeNamespace(rep.TargetNamespace))
 	fmt.Fprintf(w, "dry run: %d messages (%s) in %d folders from snapshot %s; %d already present; nothing was changed\n",
 		rep.Messages, humanBytes(rep.Bytes), len(rep.Folders), rep.Snapshot, rep.Present)
+}
+
+// describeNamespace writes a personal namespace for the plan.
+func describeNamespace(ns restore.Namespace) string {
+	if ns.Prefix == "" {
+		return fmt.Sprintf("no prefix, delimiter %q", ns.Delimiter)
+	}
+	return fmt.Sprintf("prefix %q, delimiter %q", ns.Prefix, ns.Delimiter)
 }
 
 func isTerminal(w io.Writer) bool {

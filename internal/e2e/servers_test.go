@@ -36,6 +36,9 @@ func TestServersIMAPBackup(t *testing.T) {
 			}
 			t.Logf("%s: %s%s", kind, r.stdout, r.stderr)
 			mustRun(t, "verify", vault)
+			if _, st := archivetest.Latest(t, vault); st.Snapshot.Namespace == nil || st.Snapshot.Namespace.Prefix != s.Prefix || st.Snapshot.Namespace.Delimiter != s.Delimiter {
+				t.Errorf("the snapshot records namespace %+v, the server's is %q %q", st.Snapshot.Namespace, s.Prefix, s.Delimiter)
+			}
 			after := imaptest.ReadServer(t, c)
 			sameServer(t, before, after)
 			archivetest.MatchesServer(t, vault, after)

@@ -37,10 +37,11 @@ func TestTargetSuiteMbox(t *testing.T) {
 	runLocal(t, func(root string) (restore.Target, error) { return localstore.NewMbox(root) }, targettest.Target{}, readMbox)
 }
 
-// An .eml tree holds one file per (INTERNALDATE, bytes): see doc.go.
+// An .eml tree holds a file per copy: a second copy of the same bytes and
+// date gets the next free name (eml.go).
 func TestTargetSuiteEML(t *testing.T) {
 	runLocal(t, func(root string) (restore.Target, error) { return localstore.NewEML(root) },
-		targettest.Target{OneCopy: true}, readEML)
+		targettest.Target{}, readEML)
 }
 
 // runLocal runs the suite on a new tree: tg says what the layout keeps,

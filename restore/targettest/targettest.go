@@ -52,12 +52,6 @@ type Target struct {
 	Contents func(t *testing.T) map[string][]Stored
 	// Flags says the target keeps flags and keywords (IMAP, Maildir).
 	Flags bool
-	// OneCopy says the target holds a message once however often it is
-	// appended (the .eml tree names a file by INTERNALDATE and hash and
-	// never writes a name twice): a second Append of the same bytes and
-	// date succeeds and stores nothing, and Index counts one copy.
-	// Otherwise every Append stores a copy and Index counts them all.
-	OneCopy bool
 }
 
 const callTimeout = 2 * time.Minute
@@ -411,9 +405,9 @@ func (r *runner) index(t *testing.T) {
 	}
 }
 
-// copies: the same message appended twice is there twice (once for a
-// OneCopy target), and Index counts what is there; a message without a
-// Message-ID is known by its SHA-256.
+// copies: the same message appended twice is there twice (a folder the
+// archive holds with two copies is restored with both), and Index counts
+// what is there; a message without a Message-ID is known by its SHA-256.
 func (r *runner) copies(t *testing.T) {
 	ctx := r.ctx(t)
 	tg := r.open(t, ctx)
@@ -433,9 +427,6 @@ func (r *runner) copies(t *testing.T) {
 		t.Fatal(err)
 	}
 	copies, want := 2, []msg{twice, twice, noID}
-	if r.tg.OneCopy {
-		copies, want = 1, []msg{twice, noID}
-	}
 	tw := twice.restoreMessage()
 	n := 0
 	for idx.Take(tw) {
