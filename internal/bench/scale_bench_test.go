@@ -46,6 +46,8 @@ import (
 //	MAILVAULT_SCALE_OUT           the results file (default
 //	                              bench-scale-results.txt at the repository root)
 //	MAILVAULT_BENCH_BIN           a mailvault binary instead of building one
+//	MAILVAULT_SCALE_ENV           extra environment for the measured mailvault
+//	                              runs, space-separated (e.g. GOMEMLIMIT=off)
 
 const (
 	scaleSeed       = 13
@@ -62,8 +64,10 @@ type scaleRow struct {
 	command  string
 	messages int // messages the command handles
 	wall     time.Duration
-	rss      int64   // bytes
-	load     float64 // 1-minute load average when the command started
+	rss      int64         // bytes
+	cpu      time.Duration // user+system CPU time of the mailvault process
+	srvCPU   time.Duration // CPU time of Dovecot's processes that ended during the command; -1: unknown
+	load     float64       // 1-minute load average when the command started
 	note     string
 }
 
@@ -73,6 +77,7 @@ type scaleSuite struct {
 	launcher    string // internal/bench/maxrss, built
 	outPath     string
 	stepTimeout time.Duration
+	extraEnv    []string // MAILVAULT_SCALE_ENV
 	started     time.Time
 
 	mu     sync.Mutex
@@ -106,6 +111,7 @@ func BenchmarkScale(b *testing.B) {
 		stepTimeout: timeout,
 		started:     time.Now(),
 		notes:       map[int][]string{},
+		extraEnv:    strings.Fields(os.Getenv("MAILVAULT_SCALE_ENV")),
 	}
 	s.outPath = os.Getenv("MAILVAULT_SCALE_OUT")
 	if s.outPath == "" {
@@ -186,15 +192,20 @@ func (s *scaleSuite) describe(version string, sizes []int) []string {
 		dovecot = "Dovecot " + strings.TrimSpace(string(out))
 	}
 	floor := s.launcherFloor()
+	env := "measured runs get no extra environment"
+	if len(s.extraEnv) > 0 {
+		env = "measured runs get the extra environment " + strings.Join(s.extraEnv, " ") + " (MAILVAULT_SCALE_ENV)"
+	}
 	return []string{
 		"mailvault scale benchmark (issue 13), started " + s.started.Format("2006-01-02 15:04:05 MST"),
 		version,
 		fmt.Sprintf("%s, %s, %d CPUs, %s RAM, load average %s at start", runtime.Version(), dovecot, runtime.NumCPU(), memTotal(), loadAvgString()),
 		fmt.Sprintf("sizes %v; each command runs once per size; a command running longer than %v is killed", sizes, s.stepTimeout),
 		"accounts: messages of 1-3 KB (about 2 KB), 90 % in INBOX, the rest in 5 other folders (nested and non-ASCII among them)",
-		"backups: IMAPS to a private Dovecot on 127.0.0.1, --connections 4; restores to an empty account on the same Dovecot, or to local files",
+		"backups: IMAPS to a private Dovecot on 127.0.0.1, --connections 4; restores to an empty account on the same Dovecot, or to local files; " + env,
 		"peak RSS: ru_maxrss of the mailvault process, started by internal/bench/maxrss (a small Go launcher: its own resident set is the floor); " + floor,
-		"seconds: wall time of the mailvault process (measured by the launcher); msgs/s: the MESSAGES column (what the command handles) over SECONDS; LOAD: 1-minute load average before the command",
+		"SECONDS: wall time of the mailvault process (measured by the launcher); MSGS/S: MESSAGES (what the command handles) over SECONDS;",
+		"CPU s: user+system CPU of the mailvault process; DOVECOT s: CPU of the Dovecot processes that ended during the command (its IMAP sessions); LOAD: 1-minute load average before the command",
 	}
 }
 
@@ -207,8 +218,8 @@ func (s *scaleSuite) launcherFloor() string {
 	if err := cmd.Run(); err != nil {
 		return "launcher floor unknown: " + err.Error()
 	}
-	rss, wall, _ := parseLauncher(errb.String())
-	return fmt.Sprintf("it reports %.1f MiB and %.1f ms for /bin/true", mib(rss), wall.Seconds()*1000)
+	l := parseLauncher(errb.String())
+	return fmt.Sprintf("it reports %.1f MiB and %.1f ms for /bin/true", mib(l.rss), l.wall.Seconds()*1000)
 }
 
 func memTotal() string {
@@ -361,58 +372,52 @@ func (s *scaleSuite) runSize(b *testing.B, n int) {
 	total := n + more
 	inbox := server["INBOX"]
 
+	// From here on a command killed after the step timeout skips only its
+	// own check, unless later steps depend on what it did (backups).
+
 	// 4. verify.
-	out, ok := z.stepOut("verify", total, "verify", z.vault)
-	if !ok {
-		return
-	}
-	if m := regexp.MustCompile(`(\d+) messages`).FindStringSubmatch(out); m == nil {
-		z.note("verify printed no message count: %q", strings.TrimSpace(out))
-	} else if k, _ := strconv.Atoi(m[1]); k != total {
-		b.Fatalf("verify checked %d messages, the archive holds %d: %s", k, total, out)
+	if out, ok := z.stepOut("verify", total, "verify", z.vault); ok {
+		if m := regexp.MustCompile(`(\d+) messages`).FindStringSubmatch(out); m == nil {
+			z.note("verify printed no message count: %q", strings.TrimSpace(out))
+		} else if k, _ := strconv.Atoi(m[1]); k != total {
+			b.Fatalf("verify checked %d messages, the archive holds %d: %s", k, total, out)
+		}
 	}
 
 	// 5. ls of the big folder, streamed into a line counter.
 	lines := &lineCounter{}
-	if !z.step("ls ARCHIVE INBOX (streamed)", inbox, lines, "ls", z.vault, "INBOX") {
-		return
-	}
-	if lines.n-1 != int64(inbox) {
+	if z.step("ls ARCHIVE INBOX (streamed)", inbox, lines, "ls", z.vault, "INBOX") && lines.n-1 != int64(inbox) {
 		b.Fatalf("ls ARCHIVE INBOX printed %d lines, want a header and %d messages", lines.n, inbox)
 	}
 
 	// 6. snapshots.
-	if !z.step("snapshots", total, io.Discard, "snapshots", z.vault) {
-		return
-	}
-	added := 0
-	for _, sn := range z.snapshots() {
-		added += sn.Added
-	}
-	if added != total {
-		b.Fatalf("snapshots add up to %d messages, want %d", added, total)
+	if z.step("snapshots", total, io.Discard, "snapshots", z.vault) {
+		added := 0
+		for _, sn := range z.snapshots() {
+			added += sn.Added
+		}
+		if added != total {
+			b.Fatalf("snapshots add up to %d messages, want %d", added, total)
+		}
 	}
 
 	// 7. INBOX to an empty IMAP account.
-	if !z.step("restore --folder INBOX to imaps (empty account)", inbox, nil,
+	if z.step("restore --folder INBOX to imaps (empty account)", inbox, nil,
 		"restore", z.vault, imapsURL(scaleRestore, z.srv.IMAPSAddr), "--folder", "INBOX", "--ca-file", z.srv.CAFile, "-q") {
-		return
+		z.mustEqual("the restore account", z.serverCounts(scaleRestore), map[string]int{"INBOX": inbox})
 	}
-	z.mustEqual("the restore account", z.serverCounts(scaleRestore), map[string]int{"INBOX": inbox})
 	z.removeAll(filepath.Join(z.srv.MailRoot, scaleRestore))
 
 	// 8. INBOX to an mbox file and to a Maildir.
 	dir := filepath.Join(z.local, "mbox")
-	if !z.step("restore --folder INBOX to mbox:DIR", inbox, nil, "restore", z.vault, "mbox:"+dir, "--folder", "INBOX", "-q") {
-		return
+	if z.step("restore --folder INBOX to mbox:DIR", inbox, nil, "restore", z.vault, "mbox:"+dir, "--folder", "INBOX", "-q") {
+		z.mustEqual("the mbox target", z.mboxCounts(dir), map[string]int{"INBOX.mbox": inbox})
 	}
-	z.mustEqual("the mbox target", z.mboxCounts(dir), map[string]int{"INBOX.mbox": inbox})
 	z.removeAll(dir)
 	dir = filepath.Join(z.local, "maildir")
-	if !z.step("restore --folder INBOX to maildir:DIR", inbox, nil, "restore", z.vault, "maildir:"+dir, "--folder", "INBOX", "-q") {
-		return
+	if z.step("restore --folder INBOX to maildir:DIR", inbox, nil, "restore", z.vault, "maildir:"+dir, "--folder", "INBOX", "-q") {
+		z.mustEqual("the Maildir target", z.maildirCounts(dir), map[string]int{".": inbox})
 	}
-	z.mustEqual("the Maildir target", z.maildirCounts(dir), map[string]int{".": inbox})
 	z.removeAll(dir)
 
 	// 9. 1 % of INBOX expunged on the server, among the messages the first
@@ -431,22 +436,20 @@ func (s *scaleSuite) runSize(b *testing.B, n int) {
 	z.mustEqual("archive after the expunge backup", z.archiveCounts(), server)
 
 	dir = filepath.Join(z.local, "deleted")
-	if !z.step("restore --deleted-since FIRST to maildir:DIR", gone, nil, "restore", z.vault, "maildir:"+dir, "--deleted-since", first.ID, "-q") {
-		return
+	if z.step("restore --deleted-since FIRST to maildir:DIR", gone, nil, "restore", z.vault, "maildir:"+dir, "--deleted-since", first.ID, "-q") {
+		z.mustEqual("the --deleted-since target", z.maildirCounts(dir), map[string]int{".": gone})
 	}
-	z.mustEqual("the --deleted-since target", z.maildirCounts(dir), map[string]int{".": gone})
 	z.removeAll(dir)
 
 	dir = filepath.Join(z.local, "asof")
-	if !z.step("restore --as-of FIRST to mbox:DIR (all folders)", n, nil, "restore", z.vault, "mbox:"+dir, "--as-of", first.Finished, "-q") {
-		return
-	}
-	got, want := z.mboxCounts(dir), 0
-	for _, k := range got {
-		want += k
-	}
-	if want != n || got["INBOX.mbox"] != inbox0 {
-		b.Fatalf("--as-of the first snapshot: %d messages in the mbox files %v, want %d (INBOX %d)", want, got, n, inbox0)
+	if z.step("restore --as-of FIRST to mbox:DIR (all folders)", n, nil, "restore", z.vault, "mbox:"+dir, "--as-of", first.Finished, "-q") {
+		got, sum := z.mboxCounts(dir), 0
+		for _, k := range got {
+			sum += k
+		}
+		if sum != n || got["INBOX.mbox"] != inbox0 {
+			b.Fatalf("--as-of the first snapshot: %d messages in the mbox files %v, want %d (INBOX %d)", sum, got, n, inbox0)
+		}
 	}
 	z.removeAll(dir)
 }
@@ -484,7 +487,7 @@ func (z *scaleSize) measure(name string, msgs int, stdout io.Writer, args ...str
 		stdout = &out
 	}
 	cmd := exec.Command(z.launcher, append([]string{z.mv}, args...)...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + z.b.TempDir(), "MAILVAULT_PASSWORD=" + password, "LC_ALL=C.UTF-8"}
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + z.b.TempDir(), "MAILVAULT_PASSWORD=" + password, "LC_ALL=C.UTF-8"}, z.extraEnv...)
 	cmd.Stdout = stdout
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
@@ -492,6 +495,7 @@ func (z *scaleSize) measure(name string, msgs int, stdout io.Writer, args ...str
 	// launcher.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	say("%d: %s ...", z.n, name)
+	srv0 := z.dovecotCPU(0)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		z.b.Fatalf("start %s: %v", name, err)
@@ -505,38 +509,47 @@ func (z *scaleSize) measure(name string, msgs int, stdout io.Writer, args ...str
 	timer.Stop()
 	row.wall = time.Since(start)
 	if timedOut.Load() {
-		row.note = fmt.Sprintf("killed after %v; the rest of this size was skipped", z.stepTimeout)
+		row.srvCPU = z.dovecotCPU(srv0)
+		row.note = fmt.Sprintf("KILLED after %v", z.stepTimeout)
 		z.addRow(row)
 		return out.String(), false
 	}
-	rss, wall, stderr := parseLauncher(errb.String())
-	row.rss = rss
-	if wall > 0 {
-		row.wall = wall
+	l := parseLauncher(errb.String())
+	row.rss, row.cpu = l.rss, l.cpu
+	if l.wall > 0 {
+		row.wall = l.wall
 	}
-	if err != nil || rss < 0 {
+	row.srvCPU = z.dovecotCPU(srv0)
+	if err != nil || l.rss < 0 {
 		row.note = "FAILED"
 		z.addRow(row)
-		z.b.Fatalf("%s: mailvault %s: %v\nstdout: %s\nstderr: %s", name, strings.Join(args, " "), err, firstLines(out.String(), 20), firstLines(stderr, 20))
+		z.b.Fatalf("%s: mailvault %s: %v\nstdout: %s\nstderr: %s", name, strings.Join(args, " "), err, firstLines(out.String(), 20), firstLines(l.stderr, 20))
 	}
 	z.addRow(row)
-	say("%d: %s: %.2f s, %.0f msgs/s, peak RSS %.1f MiB", z.n, name, row.wall.Seconds(), float64(msgs)/row.wall.Seconds(), mib(rss))
+	say("%d: %s: %.2f s, %.0f msgs/s, peak RSS %.1f MiB, CPU %.1f s, Dovecot CPU %.1f s", z.n, name, row.wall.Seconds(), float64(msgs)/row.wall.Seconds(), mib(l.rss), row.cpu.Seconds(), row.srvCPU.Seconds())
 	return out.String(), true
 }
 
-var launcherRE = regexp.MustCompile(`\n?MAXRSS_KB=(\d+) WALL_NS=(\d+)\n$`)
+var launcherRE = regexp.MustCompile(`\n?MAXRSS_KB=(\d+) WALL_NS=(\d+) CPU_NS=(\d+)\n$`)
 
-// parseLauncher takes the launcher's last line off stderr and returns the
-// peak RSS in bytes (-1 when the line is missing), the wall time and the
-// command's own stderr.
-func parseLauncher(stderr string) (int64, time.Duration, string) {
+// launched is what the launcher reported about a command.
+type launched struct {
+	rss       int64 // bytes; -1 when the launcher's line is missing
+	wall, cpu time.Duration
+	stderr    string // the command's own
+}
+
+// parseLauncher takes the launcher's last line off stderr.
+func parseLauncher(stderr string) launched {
 	m := launcherRE.FindStringSubmatchIndex(stderr)
 	if m == nil {
-		return -1, 0, stderr
+		return launched{rss: -1, stderr: stderr}
 	}
-	kb, _ := strconv.ParseInt(stderr[m[2]:m[3]], 10, 64)
-	ns, _ := strconv.ParseInt(stderr[m[4]:m[5]], 10, 64)
-	return kb << 10, time.Duration(ns), stderr[:m[0]]
+	num := func(k int) int64 {
+		v, _ := strconv.ParseInt(stderr[m[2*k]:m[2*k+1]], 10, 64)
+		return v
+	}
+	return launched{rss: num(1) << 10, wall: time.Duration(num(2)), cpu: time.Duration(num(3)), stderr: stderr[:m[0]]}
 }
 
 func (s *scaleSuite) addRow(r scaleRow) {
@@ -561,7 +574,7 @@ func (s *scaleSuite) render(done bool) string {
 			b.WriteString("  " + l + "\n")
 		}
 	}
-	head := fmt.Sprintf("%-9s  %-48s  %9s  %9s  %9s  %12s  %5s  %s", "ACCOUNT", "COMMAND", "MESSAGES", "SECONDS", "MSGS/S", "PEAK RSS MiB", "LOAD", "NOTE")
+	head := fmt.Sprintf("%-9s  %-48s  %9s  %9s  %9s  %12s  %7s  %9s  %5s  %s", "ACCOUNT", "COMMAND", "MESSAGES", "SECONDS", "MSGS/S", "PEAK RSS MiB", "CPU s", "DOVECOT s", "LOAD", "NOTE")
 	b.WriteString("\n" + strings.TrimRight(head, " ") + "\n")
 	last := -1
 	for _, r := range s.rows {
@@ -573,10 +586,18 @@ func (s *scaleSuite) render(done bool) string {
 		if r.rss > 0 {
 			rss = fmt.Sprintf("%.1f", mib(r.rss))
 		}
-		line := fmt.Sprintf("%-9d  %-48s  %9d  %9.2f  %9.0f  %12s  %5.2f  %s",
-			r.size, r.command, r.messages, r.wall.Seconds(), float64(r.messages)/r.wall.Seconds(), rss, r.load, r.note)
+		cpu, srv := "-", "-"
+		if r.cpu > 0 {
+			cpu = fmt.Sprintf("%.2f", r.cpu.Seconds())
+		}
+		if r.srvCPU >= 0 {
+			srv = fmt.Sprintf("%.2f", r.srvCPU.Seconds())
+		}
+		line := fmt.Sprintf("%-9d  %-48s  %9d  %9.2f  %9.0f  %12s  %7s  %9s  %5.2f  %s",
+			r.size, r.command, r.messages, r.wall.Seconds(), float64(r.messages)/r.wall.Seconds(), rss, cpu, srv, r.load, r.note)
 		b.WriteString(strings.TrimRight(line, " ") + "\n")
 	}
+	b.WriteString(s.pivot())
 	if done {
 		fmt.Fprintf(&b, "\nwhole benchmark: %s\n", time.Since(s.started).Round(time.Second))
 	} else {
@@ -811,4 +832,117 @@ type lineCounter struct{ n int64 }
 func (c *lineCounter) Write(p []byte) (int, error) {
 	c.n += int64(bytes.Count(p, []byte{'\n'}))
 	return len(p), nil
+}
+
+// dovecotCPU returns the CPU time Dovecot's master process has used
+// itself and collected from its ended children (the imap and login
+// processes of finished sessions), minus since; -1 when it cannot be
+// read. It first waits, up to 5 s, for the imap processes of sessions
+// that were logged out to end.
+func (z *scaleSize) dovecotCPU(since time.Duration) time.Duration {
+	data, err := os.ReadFile(filepath.Join(filepath.Dir(z.srv.Config), "run", "master.pid"))
+	if err != nil {
+		return -1
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return -1
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && imapChildren(pid) > 0; {
+		time.Sleep(50 * time.Millisecond)
+	}
+	f := procStat(pid)
+	if len(f) < 15 {
+		return -1
+	}
+	var ticks int64
+	for _, k := range []int{11, 12, 13, 14} { // utime, stime, cutime, cstime
+		v, _ := strconv.ParseInt(f[k], 10, 64)
+		ticks += v
+	}
+	// USER_HZ is 100 on every Linux architecture Go supports.
+	return time.Duration(ticks)*10*time.Millisecond - since
+}
+
+// procStat returns the fields of /proc/PID/stat after the command name
+// (f[0] is the state, f[1] the parent pid, f[11] utime, …).
+func procStat(pid int) []string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(string(data[i+1:]))
+}
+
+// imapChildren counts the imap session processes whose parent is pid.
+func imapChildren(pid int) int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	n := 0
+	want := strconv.Itoa(pid)
+	for _, e := range ents {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", child))
+		if err != nil || strings.TrimSpace(string(comm)) != "imap" {
+			continue
+		}
+		if f := procStat(child); len(f) > 1 && f[1] == want {
+			n++
+		}
+	}
+	return n
+}
+
+// pivot renders, when more than one size was measured, one line per
+// command with its seconds and peak RSS at each size, so that growth with
+// size reads across.
+func (s *scaleSuite) pivot() string {
+	var sizes []int
+	var commands []string
+	cell := map[string]map[int]scaleRow{}
+	for _, r := range s.rows {
+		if !slices.Contains(sizes, r.size) {
+			sizes = append(sizes, r.size)
+		}
+		if cell[r.command] == nil {
+			commands = append(commands, r.command)
+			cell[r.command] = map[int]scaleRow{}
+		}
+		cell[r.command][r.size] = r
+	}
+	if len(sizes) < 2 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\nby size: seconds / peak RSS MiB\n")
+	fmt.Fprintf(&b, "%-48s", "COMMAND")
+	for _, n := range sizes {
+		fmt.Fprintf(&b, "  %18d", n)
+	}
+	b.WriteString("\n")
+	for _, c := range commands {
+		fmt.Fprintf(&b, "%-48s", c)
+		for _, n := range sizes {
+			r, ok := cell[c][n]
+			switch {
+			case !ok:
+				fmt.Fprintf(&b, "  %18s", "-")
+			case r.rss <= 0:
+				fmt.Fprintf(&b, "  %18s", fmt.Sprintf("%.1f / -", r.wall.Seconds()))
+			default:
+				fmt.Fprintf(&b, "  %18s", fmt.Sprintf("%.1f / %.1f", r.wall.Seconds(), mib(r.rss)))
+			}
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
 }

@@ -1,7 +1,7 @@
 // Command maxrss runs a command and reports its peak RSS and wall time on
 // stderr, as the last line:
 //
-//	MAXRSS_KB=<ru_maxrss of the command> WALL_NS=<nanoseconds from start to exit>
+//	MAXRSS_KB=<ru_maxrss of the command> WALL_NS=<nanoseconds from start to exit> CPU_NS=<user+system CPU time>
 //
 // It exits with the command's exit code (128+N when a signal N ended it).
 //
@@ -45,7 +45,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "maxrss: no resource usage for the command")
 		os.Exit(127)
 	}
-	fmt.Fprintf(os.Stderr, "\nMAXRSS_KB=%d WALL_NS=%d\n", ru.Maxrss, wall.Nanoseconds())
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	fmt.Fprintf(os.Stderr, "\nMAXRSS_KB=%d WALL_NS=%d CPU_NS=%d\n", ru.Maxrss, wall.Nanoseconds(), cpu.Nanoseconds())
 	ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if ws.Signaled() {
 		os.Exit(128 + int(ws.Signal()))
