@@ -405,6 +405,8 @@ func (s *scaleSuite) runSize(b *testing.B, n int) {
 	if z.step("restore --folder INBOX to imaps (empty account)", inbox, nil,
 		"restore", z.vault, imapsURL(scaleRestore, z.srv.IMAPSAddr), "--folder", "INBOX", "--ca-file", z.srv.CAFile, "-q") {
 		z.mustEqual("the restore account", z.serverCounts(scaleRestore), map[string]int{"INBOX": inbox})
+	} else {
+		z.killedAt("restore --folder INBOX to imaps", z.serverCounts(scaleRestore)["INBOX"], inbox)
 	}
 	z.removeAll(filepath.Join(z.srv.MailRoot, scaleRestore))
 
@@ -412,11 +414,15 @@ func (s *scaleSuite) runSize(b *testing.B, n int) {
 	dir := filepath.Join(z.local, "mbox")
 	if z.step("restore --folder INBOX to mbox:DIR", inbox, nil, "restore", z.vault, "mbox:"+dir, "--folder", "INBOX", "-q") {
 		z.mustEqual("the mbox target", z.mboxCounts(dir), map[string]int{"INBOX.mbox": inbox})
+	} else {
+		z.killedAt("restore --folder INBOX to mbox:DIR", z.mboxCounts(dir)["INBOX.mbox"], inbox)
 	}
 	z.removeAll(dir)
 	dir = filepath.Join(z.local, "maildir")
 	if z.step("restore --folder INBOX to maildir:DIR", inbox, nil, "restore", z.vault, "maildir:"+dir, "--folder", "INBOX", "-q") {
 		z.mustEqual("the Maildir target", z.maildirCounts(dir), map[string]int{".": inbox})
+	} else {
+		z.killedAt("restore --folder INBOX to maildir:DIR", z.maildirCounts(dir)["."], inbox)
 	}
 	z.removeAll(dir)
 
@@ -452,6 +458,11 @@ func (s *scaleSuite) runSize(b *testing.B, n int) {
 		}
 	}
 	z.removeAll(dir)
+}
+
+// killedAt notes how far a command killed after the step timeout got.
+func (z *scaleSize) killedAt(what string, done, want int) {
+	z.note("%s was killed after %v with %d of %d messages in the target (%.0f msgs/s)", what, z.stepTimeout, done, want, float64(done)/z.stepTimeout.Seconds())
 }
 
 // note records and prints a line about how this size's account was made.
@@ -732,6 +743,9 @@ func (z *scaleSize) snapshots() []scaleSnapshot {
 func (z *scaleSize) mboxCounts(dir string) map[string]int {
 	z.b.Helper()
 	counts := map[string]int{}
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return counts // nothing restored
+	}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".mbox") {
 			return err
@@ -780,6 +794,9 @@ func countFromLines(path string) (int, error) {
 func (z *scaleSize) maildirCounts(dir string) map[string]int {
 	z.b.Helper()
 	counts := map[string]int{}
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return counts // nothing restored
+	}
 	var walk func(d string) error
 	walk = func(d string) error {
 		f, err := os.Open(d)
