@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,6 +51,12 @@ type Options struct {
 	// Zlib loads the zlib plugin, which reads mail files compressed with
 	// zstd, gzip, bzip2 or xz.
 	Zlib bool
+	// IMAPVSZLimit optionally sets the imap service's vsz_limit (for
+	// example "2G"; "0" for none). Dovecot's default, 256 MB, is too small
+	// for a Maildir folder of about a million messages: a resync reads the
+	// whole dovecot-uidlist into memory and the process dies with "Out of
+	// memory".
+	IMAPVSZLimit string
 }
 
 // DefaultSpecialUse is the special-use mapping used when
@@ -194,6 +201,8 @@ func (s *Server) Doveadm(t testing.TB, args ...string) string {
 	return string(out)
 }
 
+var vszRE = regexp.MustCompile(`^[0-9]+[KMGT]?$`)
+
 func validate(opts Options) error {
 	bad := func(s string) bool { return s == "" || strings.ContainsAny(s, ":\r\n\x00") }
 	for u, p := range opts.Users {
@@ -222,6 +231,9 @@ func validate(opts Options) error {
 		if loc == "" || strings.ContainsAny(loc, " \t\r\n\x00") {
 			return fmt.Errorf("invalid mail location %q for user %q", loc, u)
 		}
+	}
+	if v := opts.IMAPVSZLimit; v != "" && !vszRE.MatchString(v) {
+		return fmt.Errorf("invalid imap vsz_limit %q (a number with an optional K, M, G or T)", v)
 	}
 	for name, attr := range opts.SpecialUse {
 		if name == "" || strings.ContainsAny(name, "\"\\\r\n\x00{}") {
@@ -626,6 +638,9 @@ func config(p configParams) string {
 	w("  inet_listener pop3 {\n    address = 127.0.0.1\n    port = %d\n  }", p.ports[2])
 	w("  inet_listener pop3s {\n    address = 127.0.0.1\n    port = %d\n    ssl = yes\n  }", p.ports[3])
 	w("}")
+	if p.opts.IMAPVSZLimit != "" {
+		w("service imap {\n  vsz_limit = %s\n}", p.opts.IMAPVSZLimit)
+	}
 	w("protocol imap {")
 	w("  mail_max_userip_connections = %d", maxUserIPConn)
 	if quota {
