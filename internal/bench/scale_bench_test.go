@@ -545,20 +545,38 @@ func (z *scaleSize) measure(name string, msgs int, stdout io.Writer, partialOK b
 		z.b.Fatalf("start %s: %v", name, err)
 	}
 	var timedOut atomic.Bool
+	exited := make(chan struct{})
 	timer := time.AfterFunc(z.stepTimeout, func() {
 		timedOut.Store(true)
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		// Kill mailvault, so that the launcher still reports its peak
+		// RSS and CPU time; then, if need be, the whole group.
+		if kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid)); err == nil {
+			for _, k := range strings.Fields(string(kids)) {
+				if pid, err := strconv.Atoi(k); err == nil {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
 	})
 	err := cmd.Wait()
+	close(exited)
 	timer.Stop()
 	row.wall = time.Since(start)
+	l := parseLauncher(errb.String())
 	if timedOut.Load() {
+		if l.rss >= 0 {
+			row.rss, row.cpu = l.rss, l.cpu
+		}
 		row.srvCPU = z.dovecotCPU(srv0)
 		row.note = fmt.Sprintf("KILLED after %v", z.stepTimeout)
 		z.addRow(row)
-		return measured{stdout: out.String(), stderr: errb.String(), code: -1}
+		return measured{stdout: out.String(), stderr: l.stderr, code: -1}
 	}
-	l := parseLauncher(errb.String())
 	row.rss, row.cpu = l.rss, l.cpu
 	if l.wall > 0 {
 		row.wall = l.wall
