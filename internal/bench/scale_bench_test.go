@@ -671,8 +671,12 @@ func (s *scaleSuite) render(done bool) string {
 		if r.srvCPU >= 0 {
 			srv = fmt.Sprintf("%.2f", r.srvCPU.Seconds())
 		}
-		line := fmt.Sprintf("%-9d  %-48s  %9d  %9.2f  %9.0f  %12s  %7s  %9s  %5.2f  %s",
-			r.size, r.command, r.messages, r.wall.Seconds(), float64(r.messages)/r.wall.Seconds(), rss, cpu, srv, r.load, r.note)
+		rate := fmt.Sprintf("%.0f", float64(r.messages)/r.wall.Seconds())
+		if r.note != "" && !strings.HasPrefix(r.note, "PARTIAL") {
+			rate = "-" // killed or failed: it did not handle them all
+		}
+		line := fmt.Sprintf("%-9d  %-48s  %9d  %9.2f  %9s  %12s  %7s  %9s  %5.2f  %s",
+			r.size, r.command, r.messages, r.wall.Seconds(), rate, rss, cpu, srv, r.load, r.note)
 		b.WriteString(strings.TrimRight(line, " ") + "\n")
 	}
 	b.WriteString(s.pivot())
