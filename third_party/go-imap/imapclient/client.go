@@ -1158,9 +1158,14 @@ func (ce *commandEncoder) flush() {
 func (ce *commandEncoder) Literal(size int64) io.WriteCloser {
 	var contReq *imapwire.ContinuationRequest
 	ce.client.mutex.Lock()
-	hasCapLiteralMinus := ce.client.caps.Has(imap.CapLiteralMinus)
+	// LITERAL+ (RFC 7888) allows a non-synchronizing literal of any size;
+	// LITERAL- (and IMAP4rev2) only up to 4096 bytes. A synchronizing
+	// literal costs a round trip: the client waits for the server's
+	// continuation request before it sends the literal's bytes.
+	nonSync := ce.client.caps.Has(imap.CapLiteralPlus) ||
+		(size <= 4096 && ce.client.caps.Has(imap.CapLiteralMinus))
 	ce.client.mutex.Unlock()
-	if size > 4096 || !hasCapLiteralMinus {
+	if !nonSync {
 		contReq = ce.client.registerContReq(ce.cmd)
 	}
 	ce.client.setWriteTimeout(literalWriteTimeout)

@@ -10,6 +10,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/internal"
 	"github.com/emersion/go-imap/v2/internal/imapwire"
+	"github.com/emersion/go-imap/v2/internal/utf7"
 	"github.com/emersion/go-message/mail"
 )
 
@@ -57,6 +58,9 @@ func writeFetchItems(enc *imapwire.Encoder, numKind imapwire.NumKind, options *i
 		"INTERNALDATE":  options.InternalDate,
 		"RFC822.SIZE":   options.RFC822Size,
 		"MODSEQ":        options.ModSeq,
+		"X-GM-MSGID":    options.GmailMsgID,
+		"X-GM-THRID":    options.GmailThreadID,
+		"X-GM-LABELS":   options.GmailLabels,
 	}
 	for k, req := range m {
 		if req {
@@ -470,6 +474,35 @@ func (data *FetchItemDataBinarySectionSize) MatchCommand(item *imap.FetchItemBin
 	return intSliceEqual(item.Part, data.Part)
 }
 
+// FetchItemDataGmailMsgID holds data returned by FETCH X-GM-MSGID.
+//
+// This requires the X-GM-EXT-1 extension.
+type FetchItemDataGmailMsgID struct {
+	MsgID uint64
+}
+
+func (FetchItemDataGmailMsgID) fetchItemData() {}
+
+// FetchItemDataGmailThreadID holds data returned by FETCH X-GM-THRID.
+//
+// This requires the X-GM-EXT-1 extension.
+type FetchItemDataGmailThreadID struct {
+	ThreadID uint64
+}
+
+func (FetchItemDataGmailThreadID) fetchItemData() {}
+
+// FetchItemDataGmailLabels holds data returned by FETCH X-GM-LABELS: system
+// labels as flags (\Inbox, \Important), the others decoded from
+// modified UTF-7.
+//
+// This requires the X-GM-EXT-1 extension.
+type FetchItemDataGmailLabels struct {
+	Labels []string
+}
+
+func (FetchItemDataGmailLabels) fetchItemData() {}
+
 // FetchItemDataModSeq holds data returned by FETCH MODSEQ.
 //
 // This requires the CONDSTORE extension.
@@ -507,7 +540,10 @@ type FetchMessageBuffer struct {
 	BodySection       []FetchBodySectionBuffer
 	BinarySection     []FetchBinarySectionBuffer
 	BinarySectionSize []FetchItemDataBinarySectionSize
-	ModSeq            uint64 // requires CONDSTORE
+	ModSeq            uint64   // requires CONDSTORE
+	GmailMsgID        uint64   // requires X-GM-EXT-1
+	GmailThreadID     uint64   // requires X-GM-EXT-1
+	GmailLabels       []string // requires X-GM-EXT-1
 }
 
 func (buf *FetchMessageBuffer) populateItemData(item FetchItemData) error {
@@ -554,6 +590,12 @@ func (buf *FetchMessageBuffer) populateItemData(item FetchItemData) error {
 		buf.BinarySectionSize = append(buf.BinarySectionSize, item)
 	case FetchItemDataModSeq:
 		buf.ModSeq = item.ModSeq
+	case FetchItemDataGmailMsgID:
+		buf.GmailMsgID = item.MsgID
+	case FetchItemDataGmailThreadID:
+		buf.GmailThreadID = item.ThreadID
+	case FetchItemDataGmailLabels:
+		buf.GmailLabels = item.Labels
 	default:
 		panic(fmt.Errorf("unsupported fetch item data %T", item))
 	}
@@ -607,11 +649,14 @@ func (c *Client) handleFetch(seqNum uint32) error {
 	// We're in a tricky situation: to know whether this FETCH response needs
 	// to be handled by a pending command, we may need to look at the UID in
 	// the response data. But the response data comes in in a streaming
-	// fashion: it can contain literals. Assume that the UID will be returned
-	// before any literal.
+	// fashion: it can contain literals. The UID usually comes before any
+	// literal, but RFC 3501 does not order msg-att items, and some servers
+	// send it after the body: a literal that comes before the UID goes to
+	// the oldest pending UID FETCH command (see lateUID).
 	var uid imap.UID
 	handled := false
-	handleMsg := func() {
+	var lateUID *FetchCommand // matched before its UID was read
+	handleMsg := func(literal bool) {
 		if handled {
 			return
 		}
@@ -629,6 +674,23 @@ func (c *Client) handleFetch(seqNum uint32) error {
 				return seqNum != 0 && cmd.recvSeqNum(seqNum)
 			}
 		})
+		if cmd == nil && uid == 0 && literal {
+			// A body literal before the UID: servers answer commands in
+			// order and send no unsolicited FETCH with a body, so this is
+			// the answer to the oldest UID FETCH still pending. Its UID is
+			// recorded when it is read.
+			cmd = c.findPendingCmdFunc(func(anyCmd command) bool {
+				cmd, ok := anyCmd.(*FetchCommand)
+				if !ok {
+					return false
+				}
+				_, ok = cmd.numSet.(imap.UIDSet)
+				return ok
+			})
+			if cmd != nil {
+				lateUID = cmd.(*FetchCommand)
+			}
+		}
 		if cmd != nil {
 			cmd := cmd.(*FetchCommand)
 			cmd.msgs <- msg
@@ -640,7 +702,7 @@ func (c *Client) handleFetch(seqNum uint32) error {
 
 		handled = true
 	}
-	defer handleMsg()
+	defer handleMsg(false)
 
 	numAtts := 0
 	return dec.ExpectList(func() error {
@@ -698,6 +760,11 @@ func (c *Client) handleFetch(seqNum uint32) error {
 		case "UID":
 			if !dec.ExpectSP() || !dec.ExpectUID(&uid) {
 				return dec.Err()
+			}
+			if lateUID != nil {
+				c.mutex.Lock()
+				lateUID.recvUID(uid)
+				c.mutex.Unlock()
 			}
 
 			item = FetchItemDataUID{UID: uid}
@@ -801,15 +868,40 @@ func (c *Client) handleFetch(seqNum uint32) error {
 				return dec.Err()
 			}
 			item = FetchItemDataModSeq{ModSeq: modSeq}
+		case "X-GM-MSGID", "X-GM-THRID":
+			var id uint64
+			if !dec.ExpectSP() || !dec.ExpectModSeq(&id) {
+				return dec.Err()
+			}
+			if attName == "X-GM-MSGID" {
+				item = FetchItemDataGmailMsgID{MsgID: id}
+			} else {
+				item = FetchItemDataGmailThreadID{ThreadID: id}
+			}
+		case "X-GM-LABELS":
+			if !dec.ExpectSP() {
+				return dec.Err()
+			}
+			labels, err := readGmailLabels(dec)
+			if err != nil {
+				return fmt.Errorf("in X-GM-LABELS: %w", err)
+			}
+			item = FetchItemDataGmailLabels{Labels: labels}
 		default:
-			return fmt.Errorf("unsupported msg-att name: %q", attName)
+			// An item this client does not know (an extension such as
+			// PREVIEW, EMAILID or SAVEDATE): skip it rather than fail the
+			// whole response, which would close the connection.
+			if err := discardMsgAtt(dec); err != nil {
+				return fmt.Errorf("in unsupported msg-att %q: %w", attName, err)
+			}
+			return nil
 		}
 
 		numAtts++
 		if numAtts > cap(items) || done != nil {
 			// To avoid deadlocking we need to ask the message handler to
 			// consume the data
-			handleMsg()
+			handleMsg(done != nil)
 		}
 
 		if done != nil {
@@ -822,6 +914,79 @@ func (c *Client) handleFetch(seqNum uint32) error {
 		}
 		return nil
 	})
+}
+
+// discardMsgAtt skips the rest of an unknown msg-att after its name: an
+// optional section ("[...]", with an optional "<origin>"), then SP and one
+// value.
+func discardMsgAtt(dec *imapwire.Decoder) error {
+	if dec.Special('[') {
+		dec.DiscardUntilByte(']')
+		if !dec.ExpectSpecial(']') {
+			return dec.Err()
+		}
+		if dec.Special('<') {
+			var origin int64
+			if !dec.ExpectNumber64(&origin) || !dec.ExpectSpecial('>') {
+				return dec.Err()
+			}
+		}
+	}
+	if !dec.ExpectSP() {
+		return dec.Err()
+	}
+	return discardValue(dec)
+}
+
+// discardValue skips one value: a quoted string, a literal (read and
+// dropped as it arrives, whatever its size), a parenthesized list of
+// values, or an atom (a number, NIL, a flag such as \Seen).
+func discardValue(dec *imapwire.Decoder) error {
+	var s string
+	if dec.Quoted(&s) {
+		return nil
+	}
+	if lit, _, ok := dec.LiteralReader(); ok {
+		_, err := io.Copy(io.Discard, lit)
+		return err
+	}
+	if isList, err := dec.List(func() error { return discardValue(dec) }); err != nil {
+		return err
+	} else if isList {
+		return nil
+	}
+	dec.Special('\\')
+	if !dec.Expect(dec.Atom(&s), "value") {
+		return dec.Err()
+	}
+	return nil
+}
+
+// readGmailLabels reads the label list of X-GM-LABELS: system labels as
+// flags (\Inbox), the others as astrings in modified UTF-7, returned
+// decoded (or as sent when they do not decode).
+func readGmailLabels(dec *imapwire.Decoder) ([]string, error) {
+	labels := []string{}
+	err := dec.ExpectList(func() error {
+		if dec.Special('\\') {
+			var name string
+			if !dec.ExpectAtom(&name) {
+				return dec.Err()
+			}
+			labels = append(labels, "\\"+name)
+			return nil
+		}
+		var name string
+		if !dec.ExpectAString(&name) {
+			return dec.Err()
+		}
+		if decoded, err := utf7.Decode(name); err == nil {
+			name = decoded
+		}
+		labels = append(labels, name)
+		return nil
+	})
+	return labels, err
 }
 
 func isMsgAttNameChar(ch byte) bool {
