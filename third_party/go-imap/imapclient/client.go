@@ -155,6 +155,11 @@ type Client struct {
 
 	decCh  chan struct{}
 	decErr error
+	// byeErr is the untagged BYE the server sent after the greeting, if
+	// any: the commands still pending when the connection closes fail
+	// with it, so that callers learn why (a throttled or over-quota
+	// account, a server shutting down).
+	byeErr *ByeError
 
 	mutex        sync.Mutex
 	state        imap.ConnState
@@ -606,7 +611,9 @@ func (c *Client) read() {
 		}
 
 		cmdErr := c.decErr
-		if cmdErr == nil {
+		if c.byeErr != nil {
+			cmdErr = c.byeErr
+		} else if cmdErr == nil {
 			cmdErr = io.ErrUnexpectedEOF
 		}
 		c.closeWithError(cmdErr)
@@ -940,6 +947,10 @@ func (c *Client) readResponseData(typ string) error {
 			c.setState(imap.ConnStateAuthenticated)
 		}
 
+		if c.greetingRecv && typ == "BYE" {
+			c.byeErr = &ByeError{Code: imap.ResponseCode(code), Text: text}
+		}
+
 		if !c.greetingRecv {
 			switch typ {
 			case "OK":
@@ -1183,6 +1194,29 @@ type literalWriter struct {
 func (lw literalWriter) Close() error {
 	lw.client.setWriteTimeout(cmdWriteTimeout)
 	return lw.WriteCloser.Close()
+}
+
+// ByeError is the error of the commands still pending when the server
+// closed the connection after an untagged BYE response: it says why (a
+// server shutting down, an account over its bandwidth or command limits).
+// It unwraps to io.ErrUnexpectedEOF, the error such commands get when the
+// server closes the connection without a BYE.
+type ByeError struct {
+	Code imap.ResponseCode
+	Text string
+}
+
+// Error implements the error interface.
+func (err *ByeError) Error() string {
+	if err.Code != "" {
+		return fmt.Sprintf("imapclient: server closed the connection: BYE [%v] %v", err.Code, err.Text)
+	}
+	return fmt.Sprintf("imapclient: server closed the connection: BYE %v", err.Text)
+}
+
+// Unwrap returns io.ErrUnexpectedEOF.
+func (err *ByeError) Unwrap() error {
+	return io.ErrUnexpectedEOF
 }
 
 // continuationRequest is a pending continuation request.

@@ -6,6 +6,7 @@ package imapclient_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -334,5 +335,27 @@ func TestFetchUIDAfterLiteral(t *testing.T) {
 	}
 	if err := client.Noop().Wait(); err != nil {
 		t.Errorf("NOOP after the FETCH: %v", err)
+	}
+}
+
+// TestByeReason: the commands pending when the server says BYE and closes
+// the connection fail with the BYE (its code and text), not a bare EOF.
+func TestByeReason(t *testing.T) {
+	client := scripted(t, "* OK [CAPABILITY IMAP4rev1] ready", func(r *bufio.Reader, w io.Writer) error {
+		if _, err := r.ReadString('\n'); err != nil {
+			return err
+		}
+		_, err := io.WriteString(w, "* 1 FETCH (UID 7)\r\n* BYE [OVERQUOTA] Account exceeded command or bandwidth limits.\r\n")
+		return err
+	})
+	_, err := client.Fetch(imap.UIDSetNum(7), &imap.FetchOptions{UID: true}).Collect()
+	var bye *imapclient.ByeError
+	if !errors.As(err, &bye) || bye.Code != imap.ResponseCodeOverQuota || bye.Text != "Account exceeded command or bandwidth limits." {
+		t.Fatalf("FETCH after BYE: %v, want the BYE", err)
+	}
+	// Callers that only know a closed connection still see one.
+	var ie *imap.Error
+	if !errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ie) {
+		t.Errorf("FETCH after BYE: %v, want an io.ErrUnexpectedEOF and no *imap.Error", err)
 	}
 }
