@@ -48,6 +48,17 @@ type Options struct {
 	// Attempts is how often a folder is tried when its connection fails
 	// (a new connection each time). 0 means 2.
 	Attempts int
+	// ThrottleWait bounds how long the run keeps waiting on the server's
+	// requests to slow down (ThrottleError), from the first one: a wait
+	// that would end later fails the folder. 0 means DefaultThrottleWait.
+	ThrottleWait time.Duration
+	// MaxBytesPerDay, when positive, stops the run (ErrDailyLimit) before
+	// a message would bring the bytes fetched in the last 24 hours (by
+	// this run and by the snapshots committed in that window) over it.
+	MaxBytesPerDay int64
+	// Sleep waits d during a backoff, returning ctx.Err() early when ctx
+	// ends; nil means a timer.
+	Sleep func(ctx context.Context, d time.Duration) error
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Delete, with a Source that is a Deleter, removes from the source the
@@ -75,6 +86,7 @@ type Result struct {
 	Orphans     []string // left-overs of interrupted runs that were removed
 	Failed      []string // folders the snapshot records as failed (or not reached)
 	Deleted     int      // messages deleted from the source (Options.Delete)
+	Throttled   int      // waits the server asked for (ThrottleError)
 }
 
 // ErrPartial is wrapped by the error Run returns when the snapshot was
@@ -107,6 +119,13 @@ func (o *Options) now() time.Time {
 	return time.Now()
 }
 
+func (o *Options) sleep(ctx context.Context, d time.Duration) error {
+	if o.Sleep != nil {
+		return o.Sleep(ctx, d)
+	}
+	return sleep(ctx, d)
+}
+
 func (o *Options) hook(p string) {
 	if o.Hook != nil {
 		o.Hook(p)
@@ -130,6 +149,9 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 	}
 	if opts.CheckpointBytes == 0 {
 		opts.CheckpointBytes = DefaultCheckpointBytes
+	}
+	if opts.ThrottleWait <= 0 {
+		opts.ThrottleWait = DefaultThrottleWait
 	}
 	a.Hook = opts.Hook
 	if err := a.Lock("backup"); err != nil {
@@ -168,12 +190,18 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 	r.runSeq, r.runID, r.lastCheckpoint = r.snap.Seq, r.snap.ID, opts.now()
 	defer r.closeSource()
 
-	if err := r.connect(); err != nil {
-		return nil, err
+	if opts.MaxBytesPerDay > 0 {
+		if r.budgetUsed, err = bytesSince(a, opts.now().Add(-24*time.Hour)); err != nil {
+			return nil, fmt.Errorf("count the bytes fetched in the last 24 hours: %w", err)
+		}
+		if r.budgetUsed >= opts.MaxBytesPerDay {
+			return nil, fmt.Errorf("%w: --max-bytes-per-day %d reached (%d bytes fetched in the last 24 hours); nothing was fetched, run again later",
+				ErrDailyLimit, opts.MaxBytesPerDay, r.budgetUsed)
+		}
 	}
-	infos, err := r.src.Folders(ctx)
+	infos, err := r.start()
 	if err != nil {
-		return nil, fmt.Errorf("list folders: %w", err)
+		return nil, err
 	}
 	infos = uniqueFolders(infos, opts.Log)
 	res.Folders = len(infos)
@@ -232,6 +260,9 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 		return res, fmt.Errorf("%w (what was stored before is committed as partial snapshot %s)", r.fatal, r.snap.ID)
 	case interrupted:
 		return res, fmt.Errorf("%w: snapshot %s committed as partial", ErrInterrupted, r.snap.ID)
+	case r.limit != nil:
+		return res, fmt.Errorf("%w: %w; what was fetched is committed as partial snapshot %s, and the next run continues where this one stopped",
+			ErrPartial, r.limit, r.snap.ID)
 	case r.snap.Status != formats.StatusComplete:
 		return res, fmt.Errorf("%w: %s", ErrPartial, r.failures())
 	}
@@ -373,6 +404,15 @@ type run struct {
 	jobs           []*folderJob // every listed folder, set before workers start
 	// fatal, once set, stops the run: the archive cannot be written.
 	fatal error
+	// limit, once set, stops the run: a daily limit is reached
+	// (ErrDailyLimit). throttledSince is when the server first asked to
+	// slow down. Both under mu.
+	limit          error
+	throttledSince time.Time
+	// budgetUsed is what the snapshots of the last 24 hours fetched;
+	// fetched what this run fetched, for Options.MaxBytesPerDay.
+	budgetUsed int64
+	fetched    atomic.Int64
 }
 
 // worker synchronises folders over its own connection.
@@ -433,7 +473,7 @@ func (r *run) stopped() bool {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.fatal != nil
+	return r.fatal != nil || r.limit != nil
 }
 
 func (r *run) fail(folder string, err error) {
@@ -689,6 +729,8 @@ func (w *worker) run(j *folderJob) {
 				r.fatal = err
 			}
 			r.mu.Unlock()
+		} else if errors.Is(err, ErrDailyLimit) {
+			r.stopAtLimit(err)
 		} else if r.ctx.Err() == nil {
 			r.fail(j.fi.Name, err)
 		}
@@ -891,12 +933,20 @@ func (w *worker) syncFolder(j *folderJob) error {
 		}
 		if w.src == nil {
 			if err = w.connect(); err != nil {
+				if w.throttled(folder.Name, &err) {
+					attempt--
+					continue
+				}
 				break
 			}
 		}
 		err = w.syncOnce(folder, change, prev, fs)
 		if errors.Is(err, errRecreated) {
 			attempt-- // not a failure: the new folder is fetched (newIncarnation bounds this)
+			continue
+		}
+		if w.throttled(folder.Name, &err) {
+			attempt-- // not a failure: resumed after the wait (ThrottleWait bounds this)
 			continue
 		}
 		if err == nil || r.ctx.Err() != nil || !isConnErr(err) || errors.Is(err, ErrStorage) {
@@ -1148,9 +1198,12 @@ func (w *worker) syncOnce(folder *formats.Folder, change *formats.Change, prev *
 				}
 				r.checkpoint(r.jobs, fs.job)
 			}
+			if err := r.charge(m.Size); err != nil {
+				return err
+			}
 			// Counted once stored: a source may skip a message whose
 			// body it could not deliver whole and go on.
-			if err := w.store(folder, change, fs, m); err != nil {
+			if err := w.storeCharged(folder, change, fs, m); err != nil {
 				return err
 			}
 			delivered[m.Key] = true
@@ -1456,7 +1509,10 @@ func (pw *worker) fetchPart(parent *worker, folder *formats.Folder, validity uin
 					return err
 				}
 			}
-			return pw.store(folder, pchange, pfs, m)
+			if err := r.charge(m.Size); err != nil {
+				return err
+			}
+			return pw.storeCharged(folder, pchange, pfs, m)
 		})
 	}
 	if errors.Is(err, ErrStorage) {
@@ -1464,6 +1520,10 @@ func (pw *worker) fetchPart(parent *worker, folder *formats.Folder, validity uin
 	}
 	if ferr := flush(r.checkpointDue()); ferr != nil {
 		return ferr
+	}
+	if errors.Is(err, ErrDailyLimit) {
+		pw.closeSource()
+		return err
 	}
 	if err != nil {
 		if r.ctx.Err() == nil {
