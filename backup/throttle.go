@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/mailvault/mailvault/formats"
@@ -38,6 +39,38 @@ const DefaultBackoff = 30 * time.Second
 
 // DefaultThrottleWait is Options.ThrottleWait when not set.
 const DefaultThrottleWait = 15 * time.Minute
+
+// Retry calls f until it returns nil or an error that is not a
+// ThrottleError, waiting between calls as each throttling answer asks
+// (DefaultBackoff when it names no time), for at most bound in all (0:
+// DefaultThrottleWait). ctx cuts a wait short. It is for work outside Run
+// (the first connection, before the archive is created).
+func Retry(ctx context.Context, bound time.Duration, log *slog.Logger, f func() error) error {
+	if bound <= 0 {
+		bound = DefaultThrottleWait
+	}
+	deadline := time.Now().Add(bound)
+	for {
+		err := f()
+		var te *ThrottleError
+		if err == nil || !errors.As(err, &te) || ctx.Err() != nil {
+			return err
+		}
+		d := te.Wait
+		if d <= 0 {
+			d = DefaultBackoff
+		}
+		if time.Now().Add(d).After(deadline) {
+			return fmt.Errorf("the server asks to wait %v before going on (%w), longer than --throttle-wait (%v) allows; run again later", d.Round(time.Second), te, bound)
+		}
+		if log != nil {
+			log.Warn("the server asks to slow down; waiting before going on", "seconds", d.Seconds(), "said", te.Err.Error())
+		}
+		if err := sleep(ctx, d); err != nil {
+			return err
+		}
+	}
+}
 
 // sleep waits d, or less when ctx ends first (then it returns ctx.Err()).
 func sleep(ctx context.Context, d time.Duration) error {

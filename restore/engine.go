@@ -29,7 +29,8 @@ type Options struct {
 	// Hook is called after each stored message ("message-restored"); crash
 	// tests use it.
 	Hook func(point string)
-	// Sleep waits before a retry after throttling; nil means time.Sleep.
+	// Sleep waits before a retry after throttling; nil means a timer that
+	// an interruption (ctx) cuts short.
 	Sleep func(time.Duration)
 	// Connections is how many folders are restored at once, each over its
 	// own target connection opened with Open; 0 or 1 (or a nil Open)
@@ -145,9 +146,6 @@ func Run(ctx context.Context, a *formats.Archive, sel *Selected, t Target, opts 
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
-	}
-	if opts.Sleep == nil {
-		opts.Sleep = time.Sleep
 	}
 	existing, err := t.Folders(ctx)
 	if err != nil {
@@ -521,6 +519,15 @@ func (r *runner) settle(w *worker, f inflight) {
 			if r.stop.Load() {
 				return // not checked: the next run finds it, or appends it
 			}
+			if throttledLoss(err) {
+				// The server closed the connection asking to slow down.
+				d := throttleDelay(err, 1)
+				r.opts.Log.Warn("target asks to slow down; waiting", "seconds", d.Seconds())
+				if werr := r.wait(d); werr != nil {
+					r.fail(werr)
+					return
+				}
+			}
 			// Stored or not? Ask the target before appending again.
 			lost = true
 			idx, ierr := w.t.Index(r.ctx, f.fp.Target)
@@ -550,9 +557,12 @@ func (r *runner) settle(w *worker, f inflight) {
 			}
 		case errors.Is(err, ErrThrottled) && throttled < 5:
 			throttled++
-			d := time.Duration(1<<throttled) * time.Second
+			d := throttleDelay(err, throttled)
 			r.opts.Log.Warn("target asks to slow down; waiting", "seconds", d.Seconds())
-			r.opts.Sleep(d)
+			if werr := r.wait(d); werr != nil {
+				r.fail(werr)
+				return
+			}
 		case errors.Is(err, ErrRejected) || errors.Is(err, ErrTryCreate) || errors.Is(err, ErrThrottled):
 			r.reject(f, err)
 			return

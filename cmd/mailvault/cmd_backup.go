@@ -127,7 +127,7 @@ EXAMPLES:
 			&cli.IntFlag{Name: "delete-after", Value: -1, Usage: "POP3 only: delete from the server messages archived at least `DAYS` ago (0: right after the backup)"},
 			allowSourceChangeFlag(),
 			&cli.BoolFlag{Name: "pop3-allow-retr", Usage: "POP3 only: fetch with RETR where the server has no TOP or its TOP disagrees with LIST (RETR marks messages as read on many servers)"},
-		), append(append(storageFlags(), connectionsFlag(), checkpointFlag()), logFlags()...)...),
+		), append(append(append(storageFlags(), connectionsFlag(), checkpointFlag()), throttleFlags()...), logFlags()...)...),
 		Action: func(c *cli.Context) error {
 			a, err := args(c, 2, 2, "SOURCE ARCHIVE")
 			if err != nil {
@@ -163,11 +163,15 @@ EXAMPLES:
 					u = u.WithScheme(p, u.Port != 0)
 				}
 			}
+			u, _ = resolvePreset(u, log.Info)
 			storage, conns, err := backupTuning(c)
 			if err != nil {
 				return err
 			}
 			o := backupOptions{archive: a[1], storage: storage, connections: conns, checkpoint: c.Duration("checkpoint"), quiet: c.Bool("quiet"), log: log, allowSourceChange: allow}
+			if err := o.throttling(c); err != nil {
+				return err
+			}
 			if days := c.Int("delete-after"); days >= 0 {
 				o.delete, o.deleteAfter = true, time.Duration(days)*24*time.Hour
 			}
@@ -195,6 +199,7 @@ func imapConfig(c *cli.Context, raw string, acc account, warn func(string, ...an
 	if err != nil {
 		return mailconn.Config{}, nil, err
 	}
+	u, _ = resolvePreset(u, nil)
 	if u.Scheme == "" {
 		return mailconn.Config{}, nil, usagef("%q: name the protocol (imaps://, imap://, pop3s://, pop3://)", raw)
 	}
@@ -274,6 +279,11 @@ type backupOptions struct {
 	deleteAfter       time.Duration
 	allowSourceChange bool
 	allowRetr         bool // POP3: RETR where TOP is missing or wrong
+	// maxBytesPerDay is --max-bytes-per-day when maxBytesSet; else the
+	// provider's daily download limit applies, if it has one.
+	maxBytesPerDay int64
+	maxBytesSet    bool
+	throttleWait   time.Duration
 }
 
 func runBackup(ctx context.Context, o backupOptions, e *env) error {
@@ -309,6 +319,9 @@ func runBackup(ctx context.Context, o backupOptions, e *env) error {
 		DeleteAfter: o.deleteAfter,
 		Connections: o.connections,
 		Checkpoint:  o.checkpoint,
+
+		MaxBytesPerDay: o.dailyBudget(),
+		ThrottleWait:   o.throttleWait,
 	}, o.quiet, e)
 	if n := policy.Mismatches(); n > 0 {
 		o.log.Warn(fmt.Sprintf("%d messages were archived as the server's TOP returned them, with another size than LIST gives; --pop3-allow-retr fetches such messages with RETR", n))
@@ -353,13 +366,20 @@ func prepareArchive(root string, storage *formats.StorageOptions, id formats.Sou
 // then, hands that first connection to the engine, prints the summary and
 // records the source in the archive.
 func backupInto(ctx context.Context, a *formats.Archive, root string, storage *formats.StorageOptions, id formats.SourceIdentity, dial backup.Dialer, opts backup.Options, quiet bool, e *env) error {
-	first, err := dial(ctx)
+	var first backup.Source
+	err := backup.Retry(ctx, opts.ThrottleWait, opts.Log, func() error {
+		var err error
+		if first, err = dial(ctx); err != nil {
+			return err
+		}
+		if _, err := first.Folders(ctx); err != nil {
+			first.Close()
+			return fmt.Errorf("list folders: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
-	}
-	if _, err := first.Folders(ctx); err != nil {
-		first.Close()
-		return fmt.Errorf("list folders: %w", err)
 	}
 	h := &handOver{first: first, dial: dial}
 	defer h.close()

@@ -151,11 +151,19 @@ func targetOpener(c *cli.Context, raw string, acc account, warn func(string, ...
 			return e, nil
 		}, nil
 	case "imaps", "imap":
-		cfg, _, err := imapConfig(c, raw, acc, warn)
+		cfg, u, err := imapConfig(c, raw, acc, warn)
 		if err != nil {
 			return nil, err
 		}
-		return func(ctx context.Context) (restore.Target, error) { return imapstore.DialTarget(ctx, cfg) }, nil
+		quirks := targetQuirks(u.Host)
+		return func(ctx context.Context) (restore.Target, error) {
+			t, err := imapstore.DialTarget(ctx, cfg)
+			if err != nil {
+				return nil, err
+			}
+			t.Quirks, t.Warn = quirks, func(m string) { warn(m) }
+			return t, nil
+		}, nil
 	}
 	return nil, usagef("unsupported target %q (use imaps://, imap://, maildir:DIR, mbox:DIR or eml:DIR)", raw)
 }

@@ -20,7 +20,7 @@ const (
 	exitOK          = 0
 	exitError       = 1   // anything not listed below
 	exitUsage       = 2   // bad flags, arguments or URL; a password on the command line; another source's archive
-	exitPartial     = 3   // snapshot committed, but some folders or messages were not backed up
+	exitPartial     = 3   // snapshot committed, but some folders or messages were not backed up (or a daily limit stopped the run)
 	exitAuth        = 4   // the server refused the login
 	exitLocked      = 5   // another run holds the archive's lock
 	exitArchive     = 6   // archive damaged, unreadable, or written by a newer mailvault; verify found problems
@@ -35,7 +35,9 @@ const exitCodesHelp = `EXIT CODES:
    1    error
    2    usage error (bad flags, arguments or URL; a password on the command line;
         an archive of another mailbox without --allow-source-change)
-   3    partial: the snapshot was committed but some folders or messages failed
+   3    partial: the snapshot was committed but some folders or messages failed,
+        or a daily limit (--max-bytes-per-day, the server's) stopped the run:
+        the next run continues
    4    authentication failed
    5    archive (or local restore target) locked by another run
    6    archive damaged, unreadable or written by a newer mailvault
@@ -72,7 +74,7 @@ func exitCode(err error) int {
 		return exitStorage
 	case errors.Is(err, restore.ErrSelection), errors.Is(err, formats.ErrStorageMismatch), errors.Is(err, localstore.ErrUTF8Tree):
 		return exitUsage
-	case errors.Is(err, backup.ErrPartial), errors.Is(err, restore.ErrPartial):
+	case errors.Is(err, backup.ErrPartial), errors.Is(err, restore.ErrPartial), errors.Is(err, backup.ErrDailyLimit):
 		return exitPartial
 	case errors.Is(err, mailconn.ErrAuth), errors.Is(err, secret.ErrNoPassword):
 		return exitAuth
