@@ -13,7 +13,9 @@ import (
 // suggested is a target error carrying the wait the server suggested.
 type suggested struct{ wait time.Duration }
 
-func (s suggested) Error() string              { return fmt.Sprintf("Suggested Backoff Time: %d milliseconds", s.wait.Milliseconds()) }
+func (s suggested) Error() string {
+	return fmt.Sprintf("Suggested Backoff Time: %d milliseconds", s.wait.Milliseconds())
+}
 func (s suggested) RetryAfter() time.Duration { return s.wait }
 
 // slowTarget answers its first appends with a request to slow down that

@@ -63,9 +63,9 @@ func testStore() *Store { return &Store{wd: &mailconn.WatchdogConn{}} }
 // TestConnErrThrottle: what the engine gets for each kind of answer.
 func TestConnErrThrottle(t *testing.T) {
 	for _, tt := range []struct {
-		err                    error
+		err                   error
 		throttle, conn, daily bool
-		wait                   time.Duration
+		wait                  time.Duration
 	}{
 		{no("", "Request is throttled. Suggested Backoff Time: 250 milliseconds"), true, false, false, 250 * time.Millisecond},
 		{&imapclient.ByeError{Code: imap.ResponseCodeUnavailable, Text: "try later"}, true, true, false, 0},
