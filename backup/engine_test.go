@@ -16,6 +16,7 @@ import (
 
 	"github.com/mailvault/mailvault/formats"
 	"github.com/mailvault/mailvault/internal/archivetest"
+	"github.com/mailvault/mailvault/internal/connerr"
 )
 
 // memSource is an in-memory Source for engine tests. Folders and messages
@@ -123,10 +124,10 @@ func (s *memSource) Fetch(ctx context.Context, keys []string, fn func(*Message) 
 			continue
 		}
 		if s.byeOnRecreate && s.folders[s.cur.name] != s.cur {
-			return &ConnError{Err: errors.New("selected mailbox was deleted")}
+			return &connerr.Error{Err: errors.New("selected mailbox was deleted")}
 		}
 		if lim, ok := s.failFetch[s.cur.name]; ok && n >= lim {
-			return &ConnError{Err: errors.New("connection reset")}
+			return &connerr.Error{Err: errors.New("connection reset")}
 		}
 		if err := ctx.Err(); err != nil {
 			return err
@@ -206,7 +207,7 @@ func checkArchive(t *testing.T, a *formats.Archive, src *memSource) *formats.Sta
 			if got := archivetest.Bytes(t, a, st, am); !bytes.Equal(got, m.body) {
 				t.Errorf("folder %q uid %d: archived bytes differ", name, m.uid)
 			}
-			if strings.Join(am.Flags, " ") != strings.Join(NormalizeFlags(m.flags), " ") {
+			if strings.Join(am.Flags, " ") != strings.Join(formats.NormalizeFlags(m.flags), " ") {
 				t.Errorf("folder %q uid %d: flags %v, want %v", name, m.uid, am.Flags, m.flags)
 			}
 		}
@@ -233,11 +234,7 @@ func newArchiveWith(t *testing.T, opts formats.StorageOptions) *formats.Archive 
 }
 
 // storages are the archive storages engine tests run against.
-var storages = []formats.StorageOptions{
-	{Storage: formats.StorageMbox},
-	{Storage: formats.StorageMaildir, Compression: formats.CompressZstd},
-	{Storage: formats.StorageMaildir, Compression: formats.CompressNone},
-}
+var storages = formats.Storages()
 
 func forEachStorage(t *testing.T, fn func(t *testing.T, a *formats.Archive)) {
 	for _, o := range storages {
@@ -304,7 +301,7 @@ func testDedupAndUIDValidity(t *testing.T, a *formats.Archive) {
 	// An mbox archive stores the duplicate once; a Maildir archive keeps
 	// one file per message on the source.
 	wantStored := 2
-	if a.Config.Storage == formats.StorageMaildir {
+	if !a.ReuseStored(true) {
 		wantStored = 3
 	}
 	if res.Added != 3 || res.Stored != wantStored {
@@ -329,7 +326,7 @@ func testDedupAndUIDValidity(t *testing.T, a *formats.Archive) {
 	checkArchive(t, a, src)
 	// The segment of the first run holds each distinct message once.
 	snaps, _ := a.Snapshots()
-	if a.Config.Storage != formats.StorageMbox {
+	if len(snaps[0].Segments) == 0 { // a storage without segments
 		return
 	}
 	if n := snaps[0].Segments[0].Records; n != 2 {
@@ -351,8 +348,11 @@ func TestRenameAndDelete(t *testing.T) {
 	delete(src.folders, "Trash")
 	before := src.fetched
 	res := mustRun(t, a, src)
-	if src.fetched != before {
-		t.Errorf("rename fetched %d bodies again", src.fetched-before)
+	if n := src.fetched - before; n != 1 {
+		t.Errorf("rename fetched %d bodies, want 1 (the sample that confirms it)", n)
+	}
+	if res.Added != 0 || res.Stored != 0 {
+		t.Errorf("rename added %d and stored %d messages, want none", res.Added, res.Stored)
 	}
 	events := map[string]string{}
 	for _, c := range res.Snapshot.Changes {
@@ -365,6 +365,48 @@ func TestRenameAndDelete(t *testing.T) {
 	if f := st.Folders["Trash"]; f == nil || !f.Deleted || len(f.Archived) != 1 || !f.Archived[0].Gone {
 		t.Errorf("deleted folder not kept with its message")
 	}
+}
+
+// TestNotARename: a folder that has the UIDVALIDITY of one that vanished
+// but other messages (a server deriving UIDVALIDITY from the clock) is
+// not taken for it: its messages are fetched, and the vanished folder is
+// recorded as deleted with its messages kept as gone.
+func TestNotARename(t *testing.T) { forEachStorage(t, testNotARename) }
+
+func testNotARename(t *testing.T, a *formats.Archive) {
+	src := newMemSource()
+	src.folder("INBOX", 1).add("Subject: i\r\n\r\ni\r\n")
+	old := src.folder("Old", 5)
+	old.add("Subject: A\r\n\r\nthe old folder's message\r\n")
+	old.add("Subject: shared\r\n\r\nin both\r\n")
+	mustRun(t, a, src)
+	delete(src.folders, "Old")
+	nf := src.folder("New", 5)
+	nf.add("Subject: B\r\n\r\nthe new folder's message\r\n")
+	nf.add("Subject: shared\r\n\r\nin both\r\n")
+	res := mustRun(t, a, src)
+	if res.Added != 2 || res.Gone != 2 {
+		t.Errorf("added %d, gone %d; want 2 and 2", res.Added, res.Gone)
+	}
+	if res.Stored != 1 {
+		t.Errorf("stored %d, want 1 (the shared bytes are reused)", res.Stored)
+	}
+	st := checkArchive(t, a, src)
+	if f := st.Folders["Old"]; f == nil || !f.Deleted || len(f.Archived) != 2 || !f.Archived[0].Gone || !f.Archived[1].Gone {
+		t.Errorf("the vanished folder is not kept as deleted with its 2 messages gone: %+v", f)
+	}
+	events := map[string]string{}
+	for _, c := range res.Snapshot.Changes {
+		events[c.Folder] = c.Event + ":" + c.From
+	}
+	if events["New"] != "created:" || events["Old"] != "deleted:" {
+		t.Errorf("events %v, want New created and Old deleted", events)
+	}
+	// The next run is quiet.
+	if res := mustRun(t, a, src); res.Added+res.Gone+res.Stored != 0 {
+		t.Errorf("third run: added %d, gone %d, stored %d; want nothing", res.Added, res.Gone, res.Stored)
+	}
+	checkArchive(t, a, src)
 }
 
 func TestPartialAndResume(t *testing.T) {
@@ -467,19 +509,6 @@ func TestHostileFolderNames(t *testing.T) {
 	for _, d := range dirs {
 		if !formats.ValidDir(d.Name()) || len(d.Name()) > 200 {
 			t.Errorf("unsafe directory name %q", d.Name())
-		}
-	}
-}
-
-func TestNormalizeFlags(t *testing.T) {
-	tests := []struct{ in, want []string }{
-		{nil, nil},
-		{[]string{`\seen`, `\Recent`, `\SEEN`, "$Label1"}, []string{"$Label1", `\Seen`}},
-		{[]string{`\Flagged`, "Work", `\answered`, `\draft`, `\deleted`}, []string{"Work", `\Answered`, `\Deleted`, `\Draft`, `\Flagged`}},
-	}
-	for _, tt := range tests {
-		if got := NormalizeFlags(tt.in); strings.Join(got, " ") != strings.Join(tt.want, " ") {
-			t.Errorf("NormalizeFlags(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }
@@ -689,7 +718,7 @@ func TestBigFolderInParts(t *testing.T) {
 		for _, m := range st.Folders["INBOX"].Archived {
 			locs[m.Seg] = true
 		}
-		if a.Config.Storage == formats.StorageMbox && len(locs) < 3 {
+		if len(st.Segments) > 0 && len(locs) < 3 {
 			t.Errorf("INBOX stored in %d segments, want one per part", len(locs))
 		}
 		// Nothing changed: nothing fetched.
@@ -839,6 +868,52 @@ func TestCheckpoints(t *testing.T) {
 		res = mustRun(t, a, src)
 		if res.Added >= 90 || res.Added == 0 || src.fetched != res.Added {
 			t.Fatalf("run after the stop: added %d (fetched %d); want only what the checkpoints do not hold (fewer than 90)", res.Added, src.fetched)
+		}
+		checkArchive(t, a, src)
+	})
+}
+
+// TestFewMessagesFewConnections: every connection costs a login (a TLS
+// handshake, a process on the server), so a run with little to fetch
+// (a small mailbox, a nightly increment) opens one per
+// connectionMessages messages, not one per changed folder; a big one
+// still opens every connection it may.
+func TestFewMessagesFewConnections(t *testing.T) {
+	forEachStorage(t, func(t *testing.T, a *formats.Archive) {
+		src := newMemSource()
+		for i := range 3 {
+			f := src.folder(fmt.Sprintf("F%d", i), uint32(100+i))
+			for k := range 10 {
+				f.add(fmt.Sprintf("Subject: %d-%d\r\n\r\nbody\r\n", i, k), `\Seen`)
+			}
+		}
+		dials := 0
+		run := func() *Result {
+			t.Helper()
+			dials = 0
+			res, err := Run(context.Background(), a, Options{Source: "mem://test", Protocol: "imap", Connections: 4,
+				Dial: func(context.Context) (Source, error) {
+					dials++
+					s := *src
+					s.examined = nil
+					return &s, nil
+				}})
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			return res
+		}
+		if res := run(); res.Added != 30 || dials != 1 {
+			t.Errorf("30 messages in 3 folders: added %d over %d connections, want 30 over 1", res.Added, dials)
+		}
+		for i := range 3 {
+			f := src.folders[fmt.Sprintf("F%d", i)]
+			for k := range connectionMessages {
+				f.add(fmt.Sprintf("Subject: big %d-%d\r\n\r\nbody\r\n", i, k), `\Seen`)
+			}
+		}
+		if res := run(); res.Added != 3*connectionMessages || dials != 3 {
+			t.Errorf("%d new messages in 3 folders: added %d over %d connections, want 3 connections", 3*connectionMessages, res.Added, dials)
 		}
 		checkArchive(t, a, src)
 	})

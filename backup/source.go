@@ -100,3 +100,13 @@ type ExpungeChecker interface {
 type Deleter interface {
 	Delete(ctx context.Context, keys []string) (int, error)
 }
+
+// Namespacer is implemented by sources whose folder names live in a
+// personal namespace (IMAP NAMESPACE, RFC 2342). The engine records it in
+// the snapshot, so that a restore can map the names into another
+// server's namespace: Courier's "INBOX.Sent" is "Sent" on Dovecot.
+type Namespacer interface {
+	// PersonalNamespace returns the prefix of the user's folder names
+	// ("INBOX." on Courier, "" on Dovecot) and their delimiter.
+	PersonalNamespace(ctx context.Context) (prefix, delim string, err error)
+}

@@ -135,6 +135,7 @@ func (r *run) start() ([]FolderInfo, error) {
 		var infos []FolderInfo
 		err := r.connect()
 		if err == nil {
+			r.readNamespace()
 			if infos, err = r.src.Folders(r.ctx); err == nil {
 				return infos, nil
 			}
@@ -151,15 +152,27 @@ func (r *run) start() ([]FolderInfo, error) {
 	}
 }
 
+// readNamespace records the source's personal namespace, for restores (a
+// backup does without it).
+func (r *run) readNamespace() {
+	if ns, ok := r.src.(Namespacer); ok {
+		if prefix, delim, err := ns.PersonalNamespace(r.ctx); err == nil {
+			r.snap.Namespace = &formats.Namespace{Prefix: prefix, Delimiter: delim}
+		} else {
+			r.opts.Log.Warn("could not read the server's namespace", "err", err)
+		}
+	}
+}
+
 // storeCharged stores m (see store) and corrects the daily budget's
 // charge of m.Size (the server's announced size) to the bytes read.
-func (w *worker) storeCharged(folder *formats.Folder, change *formats.Change, fs *folderSync, m *Message) error {
+func (w *worker) storeCharged(f *fetcher, m *Message) error {
 	if w.r.opts.MaxBytesPerDay <= 0 {
-		return w.store(folder, change, fs, m)
+		return w.store(f, m)
 	}
 	cr := &countingReader{r: m.Body}
 	m.Body = cr
-	err := w.store(folder, change, fs, m)
+	err := w.store(f, m)
 	w.r.settleCharge(m.Size, cr.n)
 	return err
 }

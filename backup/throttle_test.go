@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/internal/connerr"
 )
 
 // scriptedSource is a memSource whose Fetch fails as scripted: the i-th
@@ -86,7 +87,7 @@ func TestThrottleBackoffHonoured(t *testing.T) {
 	a := newArchive(t)
 	mem := throttleSource()
 	src := &scriptedSource{memSource: mem,
-		failAt: map[int]error{1: &ThrottleError{Wait: 2500 * time.Millisecond, Err: &ConnError{Err: errors.New("BAD Request is throttled. Suggested Backoff Time: 2500 milliseconds")}}},
+		failAt: map[int]error{1: &ThrottleError{Wait: 2500 * time.Millisecond, Err: &connerr.Error{Err: errors.New("BAD Request is throttled. Suggested Backoff Time: 2500 milliseconds")}}},
 		afterN: map[int]int{1: 2}}
 	var sl sleeps
 	res, err := runWith(context.Background(), a, src, Options{Sleep: sl.sleep})

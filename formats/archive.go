@@ -64,7 +64,15 @@ type Archive struct {
 	Hook  func(point string)
 	lock  *os.File
 	bufs  bufferPool
-	files maildirFiles
+	store storage // how message bytes are kept, from Config
+}
+
+// newArchive returns the open archive in root with the given config,
+// with the storage the config names.
+func newArchive(root string, cfg Config) *Archive {
+	a := &Archive{Root: root, Config: cfg}
+	a.store = newStorage(a, cfg)
+	return a
 }
 
 func (a *Archive) hook(point string) {
@@ -97,9 +105,12 @@ func CreateFor(root string, opts StorageOptions, src *SourceIdentity) (*Archive,
 	if err != nil {
 		return nil, fmt.Errorf("create archive: %w", err)
 	}
-	if len(entries) > 0 {
+	if len(entries) > 0 && !unfinishedCreate(root, entries) {
 		return nil, fmt.Errorf("%w: %s is not empty and has no %s", ErrNotArchive, root, ConfigFile)
 	}
+	// A creation killed before its mailvault.json left at most the empty
+	// directories and the temporary file, which this one takes over.
+	os.Remove(filepath.Join(root, ConfigFile+".tmp"))
 	cfg := Config{Format: "mailvault", Version: FormatVersion, Storage: opts.Storage, Compression: opts.Compression, ID: randomHex(8), Created: time.Now().UTC().Truncate(time.Second), Source: src}
 	data, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -113,7 +124,28 @@ func CreateFor(root string, opts StorageOptions, src *SourceIdentity) (*Archive,
 	if err := writeFileAtomic(filepath.Join(root, ConfigFile), append(data, '\n'), nil); err != nil {
 		return nil, unwritable("create archive", root, err)
 	}
-	return &Archive{Root: root, Config: cfg}, nil
+	return newArchive(root, cfg), nil
+}
+
+// unfinishedCreate reports whether entries, the contents of root, are
+// only what CreateFor makes before it writes mailvault.json: the empty
+// directories snapshots/ and folders/ and mailvault.json.tmp. That is an
+// archive whose creation was interrupted (a kill, a full disk), not
+// someone else's data.
+func unfinishedCreate(root string, entries []fs.DirEntry) bool {
+	for _, e := range entries {
+		switch name := e.Name(); {
+		case name == ConfigFile+".tmp" && e.Type().IsRegular():
+		case (name == SnapshotsDir || name == FoldersDir) && e.IsDir():
+			sub, err := os.ReadDir(filepath.Join(root, name))
+			if err != nil || len(sub) > 0 {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Open opens an existing archive.
@@ -138,7 +170,7 @@ func Open(root string) (*Archive, error) {
 	if (StorageOptions{Storage: cfg.Storage, Compression: cfg.Compression}).Check() != nil || cfg.Storage == "" || cfg.Compression == "" {
 		return nil, fmt.Errorf("%w: storage %q with compression %q is not supported by this mailvault", ErrNewerVersion, cfg.Storage, cfg.Compression)
 	}
-	return &Archive{Root: root, Config: cfg}, nil
+	return newArchive(root, cfg), nil
 }
 
 // OpenOrCreate opens the archive in root, creating it when root does not
@@ -215,7 +247,7 @@ func CheckCreatable(root string) error {
 		if err != nil {
 			return fmt.Errorf("open archive: %w", err)
 		}
-		if len(entries) > 0 {
+		if len(entries) > 0 && !unfinishedCreate(root, entries) {
 			return fmt.Errorf("%w: %s is not empty and has no %s", ErrNotArchive, root, ConfigFile)
 		}
 		return probeWritable(root, root)
@@ -489,8 +521,10 @@ func (a *Archive) Snapshots() ([]*Snapshot, error) {
 	return out, nil
 }
 
-// RemoveOrphans deletes what interrupted runs left behind: temporary files
-// and segments no committed manifest names. The caller must hold the lock.
+// RemoveOrphans deletes what interrupted runs left behind: temporary files,
+// and stored files (segments, message files) no committed manifest names.
+// In a Maildir archive it reads cur/ and new/ only of the folders a run
+// marked as filled. The caller must hold the lock.
 // It returns the paths removed, relative to the root.
 func (a *Archive) RemoveOrphans(st *State) ([]string, error) {
 	orphans, marks, err := a.orphans(st, true)
@@ -514,8 +548,8 @@ func (a *Archive) Orphans(st *State) ([]string, error) {
 	return out, err
 }
 
-// orphans is Orphans. With marked, a Maildir archive's cur/ and new/ are
-// read only in folders carrying publishMark (a run moved files there
+// orphans is Orphans. With marked, the storage may look only where its
+// writers left marks (a Maildir archive's folders whose cur/ a run filled
 // since the last check); the marks found are returned apart.
 func (a *Archive) orphans(st *State, marked bool) (out, marks []string, err error) {
 	snaps, err := os.ReadDir(filepath.Join(a.Root, SnapshotsDir))
@@ -527,28 +561,9 @@ func (a *Archive) orphans(st *State, marked bool) (out, marks []string, err erro
 			out = append(out, SnapshotsDir+"/"+e.Name())
 		}
 	}
-	dirs, err := os.ReadDir(filepath.Join(a.Root, FoldersDir))
+	o, marks, err := a.store.orphans(st, marked)
 	if err != nil {
 		return nil, nil, err
 	}
-	if a.Config.Storage == StorageMaildir {
-		o, m, err := a.maildirArchiveOrphans(st, dirs, marked)
-		return append(out, o...), m, err
-	}
-	for _, d := range dirs {
-		if !d.IsDir() {
-			continue
-		}
-		files, err := os.ReadDir(filepath.Join(a.Root, FoldersDir, d.Name()))
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, f := range files {
-			rel := FoldersDir + "/" + d.Name() + "/" + f.Name()
-			if st == nil || st.Segments[rel] == nil {
-				out = append(out, rel)
-			}
-		}
-	}
-	return out, marks, nil
+	return append(out, o...), marks, nil
 }

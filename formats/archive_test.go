@@ -179,3 +179,53 @@ func reverse(s []int) []int {
 	}
 	return out
 }
+
+// TestCreateAfterInterruptedCreate: a creation killed between its first
+// directory and mailvault.json leaves what the next creation takes over;
+// anything else in the directory is refused.
+func TestCreateAfterInterruptedCreate(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(root string)
+		ok    bool
+	}{
+		{"empty directories", func(root string) {
+			os.MkdirAll(filepath.Join(root, SnapshotsDir), 0o700)
+			os.MkdirAll(filepath.Join(root, FoldersDir), 0o700)
+		}, true},
+		{"directories and the temporary config", func(root string) {
+			os.MkdirAll(filepath.Join(root, SnapshotsDir), 0o700)
+			os.WriteFile(filepath.Join(root, ConfigFile+".tmp"), []byte(`{"format":`), 0o600)
+		}, true},
+		{"a manifest", func(root string) {
+			os.MkdirAll(filepath.Join(root, SnapshotsDir), 0o700)
+			os.WriteFile(filepath.Join(root, SnapshotsDir, "00000001-1a2b3c4d.json"), []byte("{}"), 0o600)
+		}, false},
+		{"a foreign file", func(root string) {
+			os.WriteFile(filepath.Join(root, "notes.txt"), []byte("mine"), 0o600)
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "vault")
+			os.MkdirAll(root, 0o700)
+			tc.setup(root)
+			errCheck := CheckCreatable(root)
+			a, err := Create(root)
+			if tc.ok {
+				if errCheck != nil || err != nil {
+					t.Fatalf("CheckCreatable = %v, Create = %v; want both to succeed", errCheck, err)
+				}
+				if _, err := os.Stat(filepath.Join(root, ConfigFile+".tmp")); err == nil {
+					t.Errorf("the temporary config is still there")
+				}
+				if _, err := Open(a.Root); err != nil {
+					t.Errorf("Open after Create: %v", err)
+				}
+				return
+			}
+			if !errors.Is(errCheck, ErrNotArchive) || !errors.Is(err, ErrNotArchive) {
+				t.Errorf("CheckCreatable = %v, Create = %v; want ErrNotArchive", errCheck, err)
+			}
+		})
+	}
+}

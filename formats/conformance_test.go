@@ -12,16 +12,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailvault/mailvault/internal/testenv"
 )
 
 // The conformance suite: every test here runs against each storage an
 // archive can have, and must pass unchanged on all of them.
 
-var storages = []StorageOptions{
-	{Storage: StorageMbox, Compression: CompressZstd},
-	{Storage: StorageMaildir, Compression: CompressZstd},
-	{Storage: StorageMaildir, Compression: CompressNone},
-}
+var storages = Storages()
 
 func forEachStorage(t *testing.T, fn func(t *testing.T, opts StorageOptions)) {
 	for _, o := range storages {
@@ -114,11 +112,28 @@ func TestArchiveRoundTrip(t *testing.T) {
 			t.Fatalf("Verify = %+v", rep)
 		}
 		if opts.Storage == StorageMbox {
+			if b := a2.StoredBytes(snaps); b[0]+b[1] != segmentBytes(t, root) {
+				t.Errorf("StoredBytes = %v, segments on disk hold %d", b, segmentBytes(t, root))
+			}
 			checkSegmentsExternally(t, root, snaps, st, len(bodies)+1)
 		} else {
 			checkMaildirExternally(t, root, opts, f, bodies)
 		}
 	})
+}
+
+// segmentBytes is the size of every segment file on disk.
+func segmentBytes(t *testing.T, root string) int64 {
+	var n int64
+	matches, _ := filepath.Glob(filepath.Join(root, FoldersDir, "*", "*.mbox.zst"))
+	for _, p := range matches {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += fi.Size()
+	}
+	return n
 }
 
 // checkSegmentsExternally checks the frame sizes and that the zstd CLI
@@ -131,32 +146,20 @@ func checkSegmentsExternally(t *testing.T, root string, snaps []*Snapshot, st *S
 			}
 		}
 	}
-	if _, err := exec.LookPath("zstd"); err != nil {
-		requireTool(t, "zstd")
-		return
-	}
+	zstd := testenv.RequireTool(t, "zstd")
 	var segs []string
 	for _, s := range snaps {
 		for _, g := range s.Segments {
 			segs = append(segs, filepath.Join(root, g.Path))
 		}
 	}
-	out, err := exec.Command("zstd", append([]string{"-dc"}, segs...)...).Output()
+	out, err := exec.Command(zstd, append([]string{"-dc"}, segs...)...).Output()
 	if err != nil {
 		t.Fatalf("zstd -dc: %v", err)
 	}
 	if got := bytes.Count(out, []byte("\nFrom MAILER-DAEMON ")) + 1; got != n {
 		t.Errorf("zstd -dc output has %d From lines, want %d", got, n)
 	}
-}
-
-// requireTool fails in CI, where every oracle must be installed, and only
-// logs elsewhere.
-func requireTool(t *testing.T, name string) {
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is not installed; CI must install it", name)
-	}
-	t.Logf("%s not installed: external check left out", name)
 }
 
 // checkMaildirExternally checks the Maildir layout: one file per message
@@ -172,13 +175,7 @@ func checkMaildirExternally(t *testing.T, root string, opts StorageOptions, f *F
 	if !strings.Contains(string(kw.Encode()), " $Label1\n") || !strings.Contains(string(kw.Encode()), " Work\n") {
 		t.Errorf("dovecot-keywords = %q, want $Label1 and Work", kw.Encode())
 	}
-	hasZstd := true
-	if _, err := exec.LookPath("zstd"); err != nil {
-		hasZstd = false
-		if opts.Compression == CompressZstd {
-			requireTool(t, "zstd")
-		}
-	}
+	zstd := "" // the zstd CLI, looked up when first needed
 	for i, m := range f.Archived[:len(bodies)] {
 		p := filepath.Join(root, filepath.FromSlash(m.Seg))
 		fi, err := os.Stat(p)
@@ -199,8 +196,11 @@ func checkMaildirExternally(t *testing.T, root string, opts StorageOptions, f *F
 		var content []byte
 		if opts.Compression == CompressNone {
 			content, err = os.ReadFile(p)
-		} else if hasZstd && (i < 20 || len(bodies[i]) > FrameSize) {
-			content, err = exec.Command("zstd", "-dc", p).Output()
+		} else if i < 20 || len(bodies[i]) > FrameSize {
+			if zstd == "" {
+				zstd = testenv.RequireTool(t, "zstd")
+			}
+			content, err = exec.Command(zstd, "-dc", p).Output()
 		} else {
 			continue
 		}
@@ -357,36 +357,95 @@ func TestStorageMismatchRefused(t *testing.T) {
 	}
 }
 
-func TestMaildirFlagRename(t *testing.T) {
-	for _, comp := range []string{CompressZstd, CompressNone} {
-		t.Run(comp, func(t *testing.T) {
-			a, root := create(t, StorageOptions{Storage: StorageMaildir, Compression: comp})
-			s1 := writeSnapshot(t, a, nil, "INBOX", edgeBodies[:4], 0)
-			added := s1.Changes[0].Added
-			s2 := &Snapshot{ID: NewSnapshotID(), Seq: 2, Parent: s1.ID, Source: "imap://test", Protocol: "imap", Status: StatusComplete,
-				Folders: s1.Folders,
-				Changes: []Change{{Folder: "INBOX", Flags: []FlagChange{
-					{Key: added[0].Key, Flags: []string{`\Seen`, "NewKeyword"}},
-					{Key: added[2].Key, Flags: nil},
-				}}},
+// flagSnapshot commits, after parent, a snapshot that changes the flags of
+// the first and third of the messages added (to INBOX).
+func flagSnapshot(t *testing.T, a *Archive, parent *Snapshot, added []Message) *Snapshot {
+	t.Helper()
+	s2 := &Snapshot{ID: NewSnapshotID(), Seq: parent.Seq + 1, Parent: parent.ID, Source: "imap://test", Protocol: "imap", Status: StatusComplete,
+		Folders: parent.Folders,
+		Changes: []Change{{Folder: "INBOX", Flags: []FlagChange{
+			{Key: added[0].Key, Flags: []string{`\Seen`, "NewKeyword"}},
+			{Key: added[2].Key, Flags: nil},
+		}}},
+	}
+	if err := a.Commit(s2); err != nil {
+		t.Fatal(err)
+	}
+	return s2
+}
+
+// storedTree returns every file under folders/ with its content's hash.
+func storedTree(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(filepath.Join(root, FoldersDir), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(root, p)
+		out[filepath.ToSlash(rel)] = sha(data)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestAfterCommit: after a commit that changes flags, AfterCommit shows
+// the new flags where the storage keeps flags on disk (the names of a
+// Maildir archive's files; segments never change) and saves the state
+// cache; the archive reads and verifies as before, and a second call
+// changes nothing.
+func TestAfterCommit(t *testing.T) {
+	forEachStorage(t, func(t *testing.T, opts StorageOptions) {
+		a, root := create(t, opts)
+		s1 := writeSnapshot(t, a, nil, "INBOX", edgeBodies[:4], 0)
+		s2 := flagSnapshot(t, a, s1, s1.Changes[0].Added)
+		added := s1.Changes[0].Added
+		before := storedTree(t, root)
+		snaps, _ := a.Snapshots()
+		st, err := Replay(snaps, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.AfterCommit(st, []*Snapshot{s1, s2}); err != nil {
+			t.Fatalf("AfterCommit: %v", err)
+		}
+		after := storedTree(t, root)
+
+		// What changed on disk: the files whose name no longer is.
+		var renamed []string
+		for p, sum := range before {
+			if _, ok := after[p]; !ok {
+				renamed = append(renamed, p)
+				for q, sum2 := range after {
+					if _, old := before[q]; !old && sum2 == sum && MaildirBase(path.Base(q)) == MaildirBase(path.Base(p)) {
+						sum = ""
+					}
+				}
+				if sum != "" {
+					t.Errorf("%s disappeared without a renamed copy", p)
+				}
 			}
-			if err := a.Commit(s2); err != nil {
-				t.Fatal(err)
+		}
+		if len(after) != len(before) {
+			t.Errorf("AfterCommit changed the number of stored files from %d to %d", len(before), len(after))
+		}
+		switch opts.Storage {
+		case StorageMbox:
+			if len(renamed) != 0 {
+				t.Errorf("AfterCommit changed segments: %v", renamed)
 			}
-			snaps, _ := a.Snapshots()
-			st, err := Replay(snaps, "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			n, err := a.SyncMaildirFlags(st, s2)
-			if err != nil || n != 2 {
-				t.Fatalf("SyncMaildirFlags = %d, %v; want 2 renames", n, err)
+		case StorageMaildir:
+			if len(renamed) != 2 {
+				t.Errorf("AfterCommit renamed %v; want the 2 files whose flags changed", renamed)
 			}
 			kw, _ := ReadMaildirKeywords(filepath.Join(root, FoldersDir, "INBOX", MaildirKeywordsFile))
-			cur, _ := os.ReadDir(filepath.Join(root, FoldersDir, "INBOX", "cur"))
 			byBase := map[string]string{}
-			for _, e := range cur {
-				byBase[MaildirBase(e.Name())] = e.Name()
+			for p := range after {
+				byBase[MaildirBase(path.Base(p))] = path.Base(p)
 			}
 			for i, want := range [][]string{{`\Seen`, "NewKeyword"}, added[1].Flags, nil, added[3].Flags} {
 				name := byBase[MaildirBase(path.Base(added[i].Seg))]
@@ -395,36 +454,186 @@ func TestMaildirFlagRename(t *testing.T) {
 					t.Errorf("message %d: file %q has flags %v, want %v", i, name, got, want)
 				}
 			}
-			// A fresh reader finds renamed files by their unique base.
-			a2, _ := Open(root)
-			mr := a2.NewMessageReader(st)
-			for i, m := range st.Folders["INBOX"].Archived {
-				r, err := mr.Open(&m.Message)
+		}
+
+		// The state cache is at the last snapshot.
+		a2, err := Open(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, _ := a2.ListSnapshots()
+		cached := a2.loadCachedState(files)
+		if cached == nil || cached.Snapshot.ID != s2.ID {
+			t.Fatalf("no state cache at snapshot %s after AfterCommit", s2.ID)
+		}
+		if m := cached.Folders["INBOX"].Lookup(added[0].Key); m == nil || fmt.Sprint(m.Flags) != fmt.Sprint([]string{`\Seen`, "NewKeyword"}) {
+			t.Errorf("cached state has message 0 with %+v", m)
+		}
+
+		// A fresh reader finds every message, renamed or not.
+		mr := a2.NewMessageReader(st)
+		for i, m := range st.Folders["INBOX"].Archived {
+			r, err := mr.Open(&m.Message)
+			if err != nil {
+				t.Fatalf("message %d after AfterCommit: %v", i, err)
+			}
+			got, _ := io.ReadAll(r)
+			if !bytes.Equal(got, edgeBodies[i]) {
+				t.Fatalf("message %d after AfterCommit: wrong bytes", i)
+			}
+		}
+		mr.Close()
+		rep, err := a2.Verify(nil)
+		if err != nil || !rep.OK() || len(rep.Orphans) != 0 || rep.Messages != 4 {
+			t.Fatalf("Verify after AfterCommit = %+v, %v", rep, err)
+		}
+
+		// Again: nothing left to do.
+		if err := a2.AfterCommit(st, []*Snapshot{s2}); err != nil {
+			t.Fatalf("second AfterCommit: %v", err)
+		}
+		if again := storedTree(t, root); fmt.Sprint(again) != fmt.Sprint(after) {
+			t.Errorf("a second AfterCommit changed stored files")
+		}
+	})
+}
+
+// TestStoredBytes: what StoredBytes says a snapshot added is what is on
+// disk, measured apart from the manifests: the size of the segment files
+// in an mbox archive; in a Maildir archive the message sizes its files'
+// names carry (S=), each file once even when two messages share it.
+func TestStoredBytes(t *testing.T) {
+	forEachStorage(t, func(t *testing.T, opts StorageOptions) {
+		a, root := create(t, opts)
+		bodies := append(append([][]byte{}, edgeBodies...), bigBody(3<<20, 7))
+		s1 := writeSnapshot(t, a, nil, "INBOX", bodies, 0)
+		dir := filepath.Join(root, FoldersDir, "INBOX")
+		var want int64
+		switch opts.Storage {
+		case StorageMbox:
+			entries, _ := os.ReadDir(dir)
+			for _, e := range entries {
+				fi, err := e.Info()
 				if err != nil {
-					t.Fatalf("message %d after rename: %v", i, err)
+					t.Fatal(err)
 				}
-				got, _ := io.ReadAll(r)
-				if !bytes.Equal(got, edgeBodies[i]) {
-					t.Fatalf("message %d after rename: wrong bytes", i)
+				want += fi.Size()
+			}
+		case StorageMaildir:
+			entries, _ := os.ReadDir(filepath.Join(dir, "cur"))
+			for _, e := range entries {
+				var size int64
+				_, rest, _ := strings.Cut(e.Name(), ",S=")
+				if _, err := fmt.Sscanf(rest, "%d:2,", &size); err != nil {
+					t.Fatalf("file name %q: %v", e.Name(), err)
 				}
+				want += size
 			}
-			mr.Close()
-			rep, err := a2.Verify(nil)
-			if err != nil || !rep.OK() || len(rep.Orphans) != 0 || rep.Messages != 4 {
-				t.Fatalf("Verify after rename = %+v, %v", rep, err)
-			}
-		})
+		}
+		if want == 0 {
+			t.Fatal("nothing measured on disk")
+		}
+		if got := a.StoredBytes([]*Snapshot{s1}); got[0] != want {
+			t.Errorf("StoredBytes(first) = %d, want %d (on disk)", got[0], want)
+		}
+		// A message recorded with the location of a stored copy, as a
+		// backup records a duplicate or the reused bytes of a gone
+		// message, adds nothing; nor does a flag change.
+		dup := s1.Changes[0].Added[1]
+		dup.Key = "2:1"
+		s2 := &Snapshot{ID: NewSnapshotID(), Seq: 2, Parent: s1.ID, Source: "imap://test", Protocol: "imap", Status: StatusComplete,
+			Folders: s1.Folders, Changes: []Change{{Folder: "INBOX", Added: []Message{dup}}}}
+		if err := a.Commit(s2); err != nil {
+			t.Fatal(err)
+		}
+		s3 := flagSnapshot(t, a, s2, s1.Changes[0].Added)
+		if got := a.StoredBytes([]*Snapshot{s1, s2, s3}); got[0] != want || got[1] != 0 || got[2] != 0 {
+			t.Errorf("StoredBytes(stored, duplicate, flag change) = %v, want [%d 0 0]", got, want)
+		}
+		// One snapshot naming one stored copy twice counts it once.
+		dup.Key = "1:99"
+		s1.Changes[0].Added = append(s1.Changes[0].Added, dup)
+		if got := a.StoredBytes([]*Snapshot{s1}); got[0] != want {
+			t.Errorf("StoredBytes with a shared copy = %d, want %d", got[0], want)
+		}
+	})
+}
+
+// TestReuseStored: the dedup policy each storage declares. A segment
+// stores the same bytes once per folder; a Maildir keeps one file per
+// message on the source and reuses only the files of gone messages.
+func TestReuseStored(t *testing.T) {
+	want := map[string][2]bool{ // storage: {holder present, holder gone}
+		StorageMbox:    {true, true},
+		StorageMaildir: {false, true},
 	}
+	forEachStorage(t, func(t *testing.T, opts StorageOptions) {
+		a, _ := create(t, opts)
+		w := want[opts.Storage]
+		if got := [2]bool{a.ReuseStored(true), a.ReuseStored(false)}; got != w {
+			t.Errorf("ReuseStored(present, gone) = %v, want %v", got, w)
+		}
+	})
+}
+
+// TestForeignLocation: a manifest naming a location of the other storage
+// (a Maildir file in an mbox archive, a segment in a Maildir archive) is
+// corrupt: reading it fails with ErrCorrupt and Verify reports it.
+func TestForeignLocation(t *testing.T) {
+	forEachStorage(t, func(t *testing.T, opts StorageOptions) {
+		a, _ := create(t, opts)
+		s1 := writeSnapshot(t, a, nil, "INBOX", edgeBodies[:2], 0)
+		m := s1.Changes[0].Added[0]
+		m.Key = "2:1"
+		s2 := &Snapshot{ID: NewSnapshotID(), Seq: 2, Parent: s1.ID, Source: "imap://test", Protocol: "imap", Status: StatusComplete, Folders: s1.Folders}
+		if opts.Storage == StorageMaildir {
+			w, err := a.NewSegment("INBOX", 2, s2.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.BeginRecord(time.Now())
+			w.Write(edgeBodies[0])
+			off, _, _ := w.EndRecord()
+			g, err := w.Commit()
+			if err != nil {
+				t.Fatal(err)
+			}
+			s2.Segments = []Segment{g}
+			m.Seg, m.Off = g.Path, off
+		} else {
+			m.Seg, m.Off = "folders/INBOX/cur/00000001.deadbeef.0.0000001,S=1:2,", 0
+		}
+		s2.Changes = []Change{{Folder: "INBOX", Added: []Message{m}}}
+		if err := a.Commit(s2); err != nil {
+			t.Fatal(err)
+		}
+		snaps, _ := a.Snapshots()
+		st, err := Replay(snaps, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.OpenMessage(st, &st.Folders["INBOX"].Lookup("2:1").Message); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("OpenMessage(%s) error = %v, want ErrCorrupt", m.Location(), err)
+		}
+		if r, err := a.OpenMessage(st, &st.Folders["INBOX"].Lookup(s1.Changes[0].Added[1].Key).Message); err != nil {
+			t.Errorf("OpenMessage of a good message: %v", err)
+		} else {
+			r.Close()
+		}
+		rep, err := a.Verify(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.OK() {
+			t.Errorf("Verify = OK with a foreign location %s", m.Location())
+		}
+	})
 }
 
 // TestMaildirPythonMailbox has Python's mailbox module, an independent
 // Maildir reader, read an uncompressed Maildir archive folder.
 func TestMaildirPythonMailbox(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		requireTool(t, "python3")
-		return
-	}
+	py := testenv.RequireTool(t, "python3")
 	a, root := create(t, StorageOptions{Storage: StorageMaildir, Compression: CompressNone})
 	s := writeSnapshot(t, a, nil, "INBOX", edgeBodies, 0)
 	script := `

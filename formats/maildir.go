@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"iter"
 	"os"
 	"path"
 	"path/filepath"
@@ -24,6 +25,49 @@ import (
 // memory in a folder with millions of new messages.
 const maildirBatch = 1024
 
+// maildirStorage keeps messages as the files of a Maildir per folder
+// (folders/DIR/{cur,new,tmp}), one file per message, zstd-compressed one
+// by one or not; flags are in the file names. A file is named by the
+// manifests by the name it was stored under; a flag change renames it,
+// and readers find it by its unique base.
+type maildirStorage struct {
+	root     string
+	compress bool
+	bufs     *bufferPool
+	hook     func(point string)
+	files    maildirFiles
+}
+
+var _ storage = (*maildirStorage)(nil)
+
+func (s *maildirStorage) newWriter(dir string, seq int, id string, part int) (RecordWriter, error) {
+	return s.newMaildirWriter(dir, seq, id, part)
+}
+
+// reuseStored: a Maildir keeps one file per message on the source, so that
+// a Maildir reader (or a server serving the archive) sees every copy; the
+// files of gone messages (a new UIDVALIDITY) are reused.
+func (s *maildirStorage) reuseStored(holderPresent bool) bool { return !holderPresent }
+
+// storedBytes is the message bytes of the files each snapshot names
+// first: a file named again (a duplicate, or the reused file of a gone
+// message) was stored by the snapshot that named it first.
+func (s *maildirStorage) storedBytes(snaps []*Snapshot) []int64 {
+	out := make([]int64, len(snaps))
+	seen := map[string]bool{}
+	for i, snap := range snaps {
+		for _, c := range snap.Changes {
+			for _, m := range c.Added {
+				if m.Location().isFile() && !seen[m.Seg] {
+					seen[m.Seg] = true
+					out[i] += m.Size
+				}
+			}
+		}
+	}
+	return out
+}
+
 // maildirWriter stores a folder's messages as files of a Maildir
 // (folders/DIR/{tmp,new,cur}). Each message is written to tmp/ (one zstd
 // frame when compressed), given INTERNALDATE as its modification time and,
@@ -31,7 +75,7 @@ const maildirBatch = 1024
 // letters are kept in the folder's dovecot-keywords, which is written and
 // synced before any file name uses a new letter.
 type maildirWriter struct {
-	a        *Archive
+	s        *maildirStorage
 	rel, abs string // folders/DIR, and its path on disk
 	prefix   string // unique names of this writer start with it
 	compress bool
@@ -58,13 +102,10 @@ type pendingFile struct {
 	tmp, final string
 }
 
-func (a *Archive) newMaildirWriter(dir string, seq int, id string, part int) (*maildirWriter, error) {
-	if !ValidDir(dir) {
-		return nil, fmt.Errorf("formats: bad folder directory %q", dir)
-	}
+func (s *maildirStorage) newMaildirWriter(dir string, seq int, id string, part int) (*maildirWriter, error) {
 	rel := FoldersDir + "/" + dir
-	abs := filepath.Join(a.Root, FoldersDir, dir)
-	if err := os.MkdirAll(filepath.Join(a.Root, FoldersDir), 0o700); err != nil {
+	abs := filepath.Join(s.root, FoldersDir, dir)
+	if err := os.MkdirAll(filepath.Join(s.root, FoldersDir), 0o700); err != nil {
 		return nil, fmt.Errorf("create folder directory: %w", err)
 	}
 	if err := makeMaildir(abs); err != nil {
@@ -74,10 +115,10 @@ func (a *Archive) newMaildirWriter(dir string, seq int, id string, part int) (*m
 	if err != nil {
 		return nil, fmt.Errorf("read keywords: %w", err)
 	}
-	w := &maildirWriter{a: a, rel: rel, abs: abs, prefix: fmt.Sprintf("%08d.%s.%d.", seq, id, part),
-		compress: a.Config.Compression == CompressZstd, kw: kw}
+	w := &maildirWriter{s: s, rel: rel, abs: abs, prefix: fmt.Sprintf("%08d.%s.%d.", seq, id, part),
+		compress: s.compress, kw: kw}
 	if w.compress {
-		if w.bufs, err = a.bufs.get(); err != nil {
+		if w.bufs, err = s.bufs.get(); err != nil {
 			return nil, err
 		}
 	}
@@ -270,7 +311,7 @@ func (w *maildirWriter) Commit() (*Segment, error) {
 	if w.err != nil {
 		return nil, w.err
 	}
-	w.a.hook("segment-before-rename")
+	w.s.hook("segment-before-rename")
 	if err := w.publish(); err != nil {
 		return nil, err
 	}
@@ -292,7 +333,7 @@ func (w *maildirWriter) Abort() {
 func (w *maildirWriter) release() {
 	if w.bufs != nil {
 		w.bufs.enc.Reset(io.Discard)
-		w.a.bufs.put(w.bufs)
+		w.s.bufs.put(w.bufs)
 		w.bufs = nil
 	}
 }
@@ -305,38 +346,38 @@ type maildirFiles struct {
 	dirs map[string]map[string]string // folders/DIR → base → "cur/NAME" or "new/NAME"
 }
 
-// openMaildirFile opens the message file loc names, or the file with the
-// same unique base in cur/ or new/ of its folder.
-func (a *Archive) openMaildirFile(loc string) (*os.File, error) {
-	f, err := os.Open(filepath.Join(a.Root, filepath.FromSlash(loc)))
+// openFile opens the message file loc names, or the file with the same
+// unique base in cur/ or new/ of its folder.
+func (s *maildirStorage) openFile(loc string) (*os.File, error) {
+	f, err := os.Open(filepath.Join(s.root, filepath.FromSlash(loc)))
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return f, err
 	}
 	dir := path.Dir(path.Dir(loc))
 	base := MaildirBase(path.Base(loc))
 	for attempt := 0; attempt < 2; attempt++ {
-		names, serr := a.maildirNames(dir, attempt > 0)
+		names, serr := s.names(dir, attempt > 0)
 		if serr != nil {
 			return nil, serr
 		}
 		if rel, ok := names[base]; ok {
-			return os.Open(filepath.Join(a.Root, filepath.FromSlash(dir), filepath.FromSlash(rel)))
+			return os.Open(filepath.Join(s.root, filepath.FromSlash(dir), filepath.FromSlash(rel)))
 		}
 	}
 	return nil, err
 }
 
-// maildirNames returns the unique bases in cur/ and new/ of a folder
-// directory, scanning it once (again when rescan is set).
-func (a *Archive) maildirNames(dir string, rescan bool) (map[string]string, error) {
-	a.files.mu.Lock()
-	defer a.files.mu.Unlock()
-	if m, ok := a.files.dirs[dir]; ok && !rescan {
+// names returns the unique bases in cur/ and new/ of a folder directory,
+// scanning it once (again when rescan is set).
+func (s *maildirStorage) names(dir string, rescan bool) (map[string]string, error) {
+	s.files.mu.Lock()
+	defer s.files.mu.Unlock()
+	if m, ok := s.files.dirs[dir]; ok && !rescan {
 		return m, nil
 	}
 	m := map[string]string{}
 	for _, sub := range []string{"new", "cur"} {
-		entries, err := os.ReadDir(filepath.Join(a.Root, filepath.FromSlash(dir), sub))
+		entries, err := os.ReadDir(filepath.Join(s.root, filepath.FromSlash(dir), sub))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}
@@ -344,17 +385,17 @@ func (a *Archive) maildirNames(dir string, rescan bool) (map[string]string, erro
 			m[MaildirBase(e.Name())] = sub + "/" + e.Name()
 		}
 	}
-	if a.files.dirs == nil {
-		a.files.dirs = map[string]map[string]string{}
+	if s.files.dirs == nil {
+		s.files.dirs = map[string]map[string]string{}
 	}
-	a.files.dirs[dir] = m
+	s.files.dirs[dir] = m
 	return m, nil
 }
 
-// maildirReader returns a reader of the message in f: its bytes, or the
+// content returns a reader of the message in f: its bytes, or the
 // decompressed zstd frame, through dec (created when nil).
-func (a *Archive) maildirReader(f *os.File, dec **zstd.Decoder) (io.Reader, error) {
-	if a.Config.Compression != CompressZstd {
+func (s *maildirStorage) content(f *os.File, dec **zstd.Decoder) (io.Reader, error) {
+	if !s.compress {
 		return f, nil
 	}
 	if *dec == nil {
@@ -371,15 +412,15 @@ func (a *Archive) maildirReader(f *os.File, dec **zstd.Decoder) (io.Reader, erro
 	return *dec, nil
 }
 
-// verifyMaildirFile checks one stored message file against its manifest
-// entry, reading it whole.
-func (a *Archive) verifyMaildirFile(loc string, m *Message, dec **zstd.Decoder) (int64, error) {
-	f, err := a.openMaildirFile(loc)
+// verifyFile checks one stored message file against its manifest entry,
+// reading it whole.
+func (s *maildirStorage) verifyFile(loc string, m *Message, dec **zstd.Decoder) (int64, error) {
+	f, err := s.openFile(loc)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	r, err := a.maildirReader(f, dec)
+	r, err := s.content(f, dec)
 	if err != nil {
 		return 0, err
 	}
@@ -404,14 +445,14 @@ func (a *Archive) verifyMaildirFile(loc string, m *Message, dec **zstd.Decoder) 
 // stores nothing reads no cur/ at all.
 const publishMark = ".mailvault-published"
 
-// maildirOrphans lists what interrupted runs left in a Maildir archive's
+// folderOrphans lists what interrupted runs left in a Maildir archive's
 // folder directory: every file in tmp/, and files in cur/ and new/ whose
 // unique base no committed manifest names. Other files (dovecot-keywords,
 // or index files of a server reading the archive) are left alone.
-func (a *Archive) maildirOrphans(dir string, named map[string]bool) ([]string, error) {
+func (s *maildirStorage) folderOrphans(dir string, named map[string]bool) ([]string, error) {
 	var out []string
 	for _, sub := range []string{"tmp", "new", "cur"} {
-		entries, err := os.ReadDir(filepath.Join(a.Root, FoldersDir, dir, sub))
+		entries, err := os.ReadDir(filepath.Join(s.root, FoldersDir, dir, sub))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -432,10 +473,14 @@ func (a *Archive) maildirOrphans(dir string, named map[string]bool) ([]string, e
 	return out, nil
 }
 
-// maildirArchiveOrphans is Orphans for a Maildir archive: tmp/ of every
-// folder directory, and cur/ and new/ of every one (or, with marked, of
-// those carrying publishMark, whose marks are returned).
-func (a *Archive) maildirArchiveOrphans(st *State, dirs []fs.DirEntry, marked bool) (out, marks []string, err error) {
+// orphans lists tmp/ of every folder directory, and what cur/ and new/ of
+// every one hold that no manifest names (or, with marked, of those
+// carrying publishMark, whose marks are returned).
+func (s *maildirStorage) orphans(idx index, marked bool) (out, marks []string, err error) {
+	dirs, err := os.ReadDir(filepath.Join(s.root, FoldersDir))
+	if err != nil {
+		return nil, nil, err
+	}
 	var named map[string]bool
 	for _, d := range dirs {
 		if !d.IsDir() {
@@ -444,13 +489,13 @@ func (a *Archive) maildirArchiveOrphans(st *State, dirs []fs.DirEntry, marked bo
 		mark := FoldersDir + "/" + d.Name() + "/" + publishMark
 		scanCur := !marked
 		if marked {
-			if _, err := os.Stat(filepath.Join(a.Root, filepath.FromSlash(mark))); err == nil {
+			if _, err := os.Stat(filepath.Join(s.root, filepath.FromSlash(mark))); err == nil {
 				scanCur = true
 				marks = append(marks, mark)
 			}
 		}
 		if !scanCur {
-			o, err := a.maildirTmp(d.Name())
+			o, err := s.tmpFiles(d.Name())
 			if err != nil {
 				return nil, nil, err
 			}
@@ -460,14 +505,11 @@ func (a *Archive) maildirArchiveOrphans(st *State, dirs []fs.DirEntry, marked bo
 		if named == nil {
 			// Which files are named is in the messages: a lazy state
 			// (LoadState) reads them all here.
-			if st != nil {
-				if err := st.LoadAll(); err != nil {
-					return nil, nil, err
-				}
+			if named, err = namedFiles(idx); err != nil {
+				return nil, nil, err
 			}
-			named = maildirNamed(st)
 		}
-		o, err := a.maildirOrphans(d.Name(), named)
+		o, err := s.folderOrphans(d.Name(), named)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -476,9 +518,9 @@ func (a *Archive) maildirArchiveOrphans(st *State, dirs []fs.DirEntry, marked bo
 	return out, marks, nil
 }
 
-// maildirTmp lists the files in a folder directory's tmp/: all left-overs.
-func (a *Archive) maildirTmp(dir string) ([]string, error) {
-	entries, err := os.ReadDir(filepath.Join(a.Root, FoldersDir, dir, "tmp"))
+// tmpFiles lists the files in a folder directory's tmp/: all left-overs.
+func (s *maildirStorage) tmpFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(s.root, FoldersDir, dir, "tmp"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -494,22 +536,18 @@ func (a *Archive) maildirTmp(dir string) ([]string, error) {
 	return out, nil
 }
 
-// maildirNamed returns the set of stored Maildir messages of st, as
+// namedFiles returns the set of message files idx names, as
 // folders/DIR/<unique base>.
-func maildirNamed(st *State) map[string]bool {
+func namedFiles(idx index) (map[string]bool, error) {
 	named := map[string]bool{}
-	if st == nil {
-		return named
-	}
-	for _, f := range st.Folders {
-		for _, m := range f.Archived {
-			if ValidMaildirPath(m.Seg) {
-				dir := path.Dir(path.Dir(m.Seg))
-				named[dir+"/"+MaildirBase(path.Base(m.Seg))] = true
-			}
+	err := idx.eachStored(func(m *Message) error {
+		if m.Location().isFile() {
+			dir := path.Dir(path.Dir(m.Seg))
+			named[dir+"/"+MaildirBase(path.Base(m.Seg))] = true
 		}
-	}
-	return named
+		return nil
+	})
+	return named, err
 }
 
 // syncEach fsyncs n files one by one.
@@ -530,69 +568,59 @@ func syncEach(n int, name func(i int) string) error {
 	return nil
 }
 
-// SyncMaildirFlags renames the message files of a Maildir archive whose
-// flags changed in snapshot s, so that a Maildir reader (or a server
-// serving the archive) sees the current flags; st must be the state at s.
+// syncFlags renames the message files whose flags changed, so that a
+// Maildir reader (or a server serving the archive) sees the current flags.
 // Manifests keep naming the files by their first name; readers find a
 // renamed file by its unique base. A message file shared by two keys (the
-// same bytes twice in a folder) takes the flags of the last one. It returns
-// the number of files renamed; the archive stays valid whatever happens.
-func (a *Archive) SyncMaildirFlags(st *State, s *Snapshot) (int, error) {
-	if a.Config.Storage != StorageMaildir {
-		return 0, nil
-	}
+// same bytes twice in a folder) takes the flags of the last one. It
+// returns the number of files renamed; the archive stays valid whatever
+// happens.
+func (s *maildirStorage) syncFlags(changed iter.Seq[storedFlags]) (int, error) {
 	renamed := 0
 	kws := map[string]*MaildirKeywords{}
 	touched := map[string]bool{}
-	for _, c := range s.Changes {
-		f := st.Folders[c.Folder]
-		if f == nil {
+	for m := range changed {
+		if !m.loc.isFile() {
 			continue
 		}
-		for _, fc := range c.Flags {
-			m := f.Lookup(fc.Key)
-			if m == nil || !ValidMaildirPath(m.Seg) {
-				continue
-			}
-			dir := path.Dir(path.Dir(m.Seg))
-			absDir := filepath.Join(a.Root, filepath.FromSlash(dir))
-			kw := kws[dir]
-			if kw == nil {
-				k, err := ReadMaildirKeywords(filepath.Join(absDir, MaildirKeywordsFile))
-				if err != nil {
-					return renamed, err
-				}
-				kw = &k
-				kws[dir] = kw
-			}
-			info, added, _ := kw.Info(m.Flags)
-			if len(added) > 0 {
-				if err := writeFileAtomic(filepath.Join(absDir, MaildirKeywordsFile), kw.Encode(), nil); err != nil {
-					return renamed, err
-				}
-			}
-			names, err := a.maildirNames(dir, false)
+		dir := path.Dir(path.Dir(m.loc.Seg))
+		absDir := filepath.Join(s.root, filepath.FromSlash(dir))
+		kw := kws[dir]
+		if kw == nil {
+			k, err := ReadMaildirKeywords(filepath.Join(absDir, MaildirKeywordsFile))
 			if err != nil {
 				return renamed, err
 			}
-			base := MaildirBase(path.Base(m.Seg))
-			cur, ok := names[base]
-			if !ok {
-				continue
-			}
-			want := fmt.Sprintf("cur/%s,S=%d:2,%s", base, m.Size, info)
-			if cur == want {
-				continue
-			}
-			if err := os.Rename(filepath.Join(absDir, filepath.FromSlash(cur)), filepath.Join(absDir, filepath.FromSlash(want))); err != nil {
+			kw = &k
+			kws[dir] = kw
+		}
+		info, added, _ := kw.Info(m.flags)
+		if len(added) > 0 {
+			if err := writeFileAtomic(filepath.Join(absDir, MaildirKeywordsFile), kw.Encode(), nil); err != nil {
 				return renamed, err
 			}
-			a.files.mu.Lock()
-			names[base] = want
-			a.files.mu.Unlock()
-			touched[absDir] = true
-			renamed++
 		}
+		names, err := s.names(dir, false)
+		if err != nil {
+			return renamed, err
+		}
+		base := MaildirBase(path.Base(m.loc.Seg))
+		cur, ok := names[base]
+		if !ok {
+			continue
+		}
+		want := fmt.Sprintf("cur/%s,S=%d:2,%s", base, m.size, info)
+		if cur == want {
+			continue
+		}
+		if err := os.Rename(filepath.Join(absDir, filepath.FromSlash(cur)), filepath.Join(absDir, filepath.FromSlash(want))); err != nil {
+			return renamed, err
+		}
+		s.files.mu.Lock()
+		names[base] = want
+		s.files.mu.Unlock()
+		touched[absDir] = true
+		renamed++
 	}
 	for d := range touched {
 		if err := syncDir(filepath.Join(d, "cur")); err != nil {
@@ -617,4 +645,100 @@ func touchSynced(path string) error {
 		return err
 	}
 	return syncDir(filepath.Dir(path))
+}
+
+func (s *maildirStorage) newReader(index) storageReader {
+	return &maildirReader{s: s}
+}
+
+// maildirReader reads message files, one at a time.
+type maildirReader struct {
+	s   *maildirStorage
+	f   *os.File
+	dec *zstd.Decoder
+}
+
+func (r *maildirReader) open(m *Message) (io.Reader, error) {
+	r.closeFile()
+	if !m.Location().isFile() {
+		return nil, fmt.Errorf("%w: message %s: %s is not a message file of this Maildir archive", ErrCorrupt, m.Key, m.Seg)
+	}
+	f, err := r.s.openFile(m.Seg)
+	if err != nil {
+		return nil, fmt.Errorf("message %s: %w", m.Key, err)
+	}
+	r.f = f
+	src, err := r.s.content(f, &r.dec)
+	if err != nil {
+		return nil, err
+	}
+	return &exactReader{r: io.LimitReader(src, m.Size), left: m.Size}, nil
+}
+
+func (r *maildirReader) closeFile() {
+	if r.f != nil {
+		r.f.Close()
+		r.f = nil
+	}
+}
+
+func (r *maildirReader) close() {
+	r.closeFile()
+	if r.dec != nil {
+		r.dec.Close()
+		r.dec = nil
+	}
+}
+
+// verify checks every message file the manifests name: present,
+// decompressing (when compressed) to exactly the recorded size and
+// SHA-256. Segments, or messages located in one, are problems.
+func (s *maildirStorage) verify(idx index, rep *VerifyReport, progress func(string, int, int)) error {
+	for _, p := range idx.segmentPaths() {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("%s: a segment in a Maildir archive", p))
+	}
+	files := map[string]*Message{}
+	err := idx.eachStored(func(m *Message) error {
+		if !m.Location().isFile() {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s (message %s): not a message file of this Maildir archive", m.Seg, m.Key))
+			return nil
+		}
+		if prev := files[m.Seg]; prev != nil && (prev.SHA256 != m.SHA256 || prev.Size != m.Size) {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: two different messages recorded in one file", m.Seg))
+			return nil
+		}
+		files[m.Seg] = m
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return nil
+	}
+	locs := make([]string, 0, len(files))
+	for loc := range files {
+		locs = append(locs, loc)
+	}
+	sort.Strings(locs)
+	var dec *zstd.Decoder
+	defer func() {
+		if dec != nil {
+			dec.Close()
+		}
+	}()
+	for i, loc := range locs {
+		m := files[loc]
+		n, err := s.verifyFile(loc, m, &dec)
+		rep.Bytes += n
+		if err != nil {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s (message %s): %v", loc, m.Key, err))
+		} else {
+			rep.Messages++
+		}
+		if progress != nil && (i%256 == 255 || i == len(locs)-1) {
+			progress(loc, i+1, len(locs))
+		}
+	}
+	return nil
 }

@@ -65,9 +65,28 @@ type Snapshot struct {
 	Finished time.Time `json:"finished"`
 	Status   string    `json:"status"`
 	Errors   []string  `json:"errors,omitempty"`
-	Folders  []Folder  `json:"folders"`
-	Segments []Segment `json:"segments,omitempty"`
-	Changes  []Change  `json:"changes,omitempty"`
+	// Namespace is the source's personal namespace (IMAP NAMESPACE, or
+	// LIST's delimiter with no prefix where the server has no
+	// NAMESPACE), recorded so that a restore can map folder names into
+	// another server's namespace; nil when the source has none (POP3,
+	// local) or the archive was made before it was recorded.
+	Namespace *Namespace `json:"namespace,omitempty"`
+	Folders   []Folder   `json:"folders"`
+	Segments  []Segment  `json:"segments,omitempty"`
+	Changes   []Change   `json:"changes,omitempty"`
+	// Quota is what the source said of the mailbox's quota during the run
+	// (IMAP GETQUOTAROOT "INBOX"), absent when it has no QUOTA extension.
+	Quota []Quota `json:"quota,omitempty"`
+}
+
+// Quota is the usage and limit of one resource of one quota root, as the
+// server reported them (RFC 9208: STORAGE in units of 1024 octets, MESSAGE
+// in messages).
+type Quota struct {
+	Root     string `json:"root"`
+	Resource string `json:"resource"`
+	Used     int64  `json:"used"`
+	Limit    int64  `json:"limit"`
 }
 
 // Folder is a folder's state as the source reported it in a run.
@@ -83,6 +102,14 @@ type Folder struct {
 	Messages      uint32   `json:"messages"`
 	Status        string   `json:"status"`
 	Error         string   `json:"error,omitempty"`
+}
+
+// Namespace is a personal namespace (RFC 2342): the prefix of the names
+// of the user's folders ("INBOX." on Courier, "" on Dovecot) and their
+// hierarchy delimiter.
+type Namespace struct {
+	Prefix    string `json:"prefix"`
+	Delimiter string `json:"delimiter"`
 }
 
 // Change is the delta of one folder since the parent snapshot.
@@ -108,8 +135,10 @@ type Message struct {
 	To           string    `json:"to,omitempty"`
 	Subject      string    `json:"subject,omitempty"`
 	Date         string    `json:"date,omitempty"`
-	Seg          string    `json:"seg"`
-	Off          int64     `json:"off"`
+	// Seg and Off are where the bytes are stored, which only the
+	// archive's storage interprets: use Location.
+	Seg string `json:"seg"`
+	Off int64  `json:"off"`
 }
 
 // FlagChange is a message's new flag set.
@@ -350,7 +379,7 @@ func (s *Snapshot) validate() error {
 			return fmt.Errorf("folder %q: bad event %q", c.Folder, c.Event)
 		}
 		for _, m := range c.Added {
-			if m.Key == "" || !validSHA(m.SHA256) || m.Size < 0 || m.Off < 0 || !ValidLocation(m.Seg) || ValidMaildirPath(m.Seg) && m.Off != 0 {
+			if m.Key == "" || !validSHA(m.SHA256) || m.Size < 0 || !m.Location().Valid() {
 				return fmt.Errorf("folder %q: bad message entry %q", c.Folder, m.Key)
 			}
 		}

@@ -535,37 +535,7 @@ func (e *exactReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// openRecord returns a reader of the message stored at off in seg, reading
-// only the frames it needs.
-func openRecord(root string, seg *Segment, off, size int64) (io.ReadCloser, error) {
-	i := seg.frameAt(off)
-	if i < 0 || off >= seg.USize {
-		return nil, fmt.Errorf("%w: offset %d outside segment %s", ErrCorrupt, off, seg.Path)
-	}
-	f, err := os.Open(filepath.Join(root, filepath.FromSlash(seg.Path)))
-	if err != nil {
-		return nil, fmt.Errorf("open segment: %w", err)
-	}
-	c, u := seg.Frames[i][0], seg.Frames[i][1]
-	dec, err := newDecoder(io.NewSectionReader(f, c, seg.Size-c))
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	rr := newRecordReader(dec, u)
-	if _, err := io.CopyN(io.Discard, rr.in, off-u); err != nil {
-		dec.Close()
-		f.Close()
-		return nil, fmt.Errorf("%w: seek in segment %s: %v", ErrCorrupt, seg.Path, err)
-	}
-	if err := rr.fromLine(); err != nil {
-		dec.Close()
-		f.Close()
-		return nil, fmt.Errorf("segment %s offset %d: %w", seg.Path, off, err)
-	}
-	return &recordCloser{Reader: rr.body(size), close: func() error { dec.Close(); return f.Close() }}, nil
-}
-
+// recordCloser is a message reader with what Close releases.
 type recordCloser struct {
 	io.Reader
 	close func() error

@@ -2,10 +2,7 @@ package formats
 
 import (
 	"fmt"
-	"io"
 	"sort"
-
-	"github.com/klauspost/compress/zstd"
 )
 
 // State is an archive as of one snapshot: every folder ever seen with every
@@ -142,12 +139,15 @@ func (st *State) Apply(s *Snapshot) error {
 			f.cached = nil
 		}
 		for _, m := range c.Added {
-			g := st.Segments[m.Seg]
-			if g == nil && !ValidMaildirPath(m.Seg) {
-				return fmt.Errorf("%w: snapshot %s: message %s in unknown segment %s", ErrCorrupt, s.ID, m.Key, m.Seg)
-			}
-			if g != nil && m.Off >= g.USize {
-				return fmt.Errorf("%w: snapshot %s: message %s beyond the end of %s", ErrCorrupt, s.ID, m.Key, m.Seg)
+			// A record in a segment must be in one the manifests committed.
+			if !m.Location().isFile() {
+				g := st.Segments[m.Seg]
+				if g == nil {
+					return fmt.Errorf("%w: snapshot %s: message %s in unknown segment %s", ErrCorrupt, s.ID, m.Key, m.Seg)
+				}
+				if m.Off >= g.USize {
+					return fmt.Errorf("%w: snapshot %s: message %s beyond the end of %s", ErrCorrupt, s.ID, m.Key, m.Seg)
+				}
 			}
 			if old := f.byKey[m.Key]; old != nil && !old.Gone {
 				return fmt.Errorf("%w: snapshot %s: message %s added twice to %q", ErrCorrupt, s.ID, m.Key, c.Folder)
@@ -208,32 +208,42 @@ func Replay(snaps []*Snapshot, id string) (*State, error) {
 	return st, nil
 }
 
-// OpenMessage returns a reader of a stored message's exact bytes. It reads
-// only the frames the message spans. The reader fails with ErrCorrupt if
-// the stored bytes are shorter than recorded; it does not check the hash
-// (see Verify).
-func (a *Archive) OpenMessage(st *State, m *Message) (io.ReadCloser, error) {
-	if ValidMaildirPath(m.Seg) {
-		f, err := a.openMaildirFile(m.Seg)
-		if err != nil {
-			return nil, fmt.Errorf("message %s: %w", m.Key, err)
-		}
-		var dec *zstd.Decoder
-		r, err := a.maildirReader(f, &dec)
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		return &recordCloser{Reader: &exactReader{r: io.LimitReader(r, m.Size), left: m.Size}, close: func() error {
-			if dec != nil {
-				dec.Close()
+// segment returns the committed segment with the given path, or nil (st
+// is an index for the archive's storage; a nil State has nothing).
+func (st *State) segment(path string) *Segment {
+	if st == nil {
+		return nil
+	}
+	return st.Segments[path]
+}
+
+// segmentPaths returns the paths of every committed segment.
+func (st *State) segmentPaths() []string {
+	if st == nil {
+		return nil
+	}
+	out := make([]string, 0, len(st.Segments))
+	for p := range st.Segments {
+		out = append(out, p)
+	}
+	return out
+}
+
+// eachStored calls fn with every message of st, present or gone, folder by
+// folder in name order. A lazy State loads every folder first.
+func (st *State) eachStored(fn func(m *Message) error) error {
+	if st == nil {
+		return nil
+	}
+	if err := st.LoadAll(); err != nil {
+		return err
+	}
+	for _, name := range st.FolderNames() {
+		for _, m := range st.Folders[name].Archived {
+			if err := fn(&m.Message); err != nil {
+				return err
 			}
-			return f.Close()
-		}}, nil
+		}
 	}
-	g := st.Segments[m.Seg]
-	if g == nil {
-		return nil, fmt.Errorf("%w: message %s: unknown segment %s", ErrCorrupt, m.Key, m.Seg)
-	}
-	return openRecord(a.Root, g, m.Off, m.Size)
+	return nil
 }

@@ -1,7 +1,10 @@
 package formats
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"iter"
 	"path"
 	"strings"
 	"time"
@@ -83,6 +86,131 @@ func (a *Archive) Storage() StorageOptions {
 	return StorageOptions{Storage: a.Config.Storage, Compression: a.Config.Compression}
 }
 
+// Storages returns every storage a new archive can have, the default
+// first. Tests that must run against each storage range over it.
+func Storages() []StorageOptions {
+	return []StorageOptions{
+		{Storage: StorageMbox, Compression: CompressZstd},
+		{Storage: StorageMaildir, Compression: CompressZstd},
+		{Storage: StorageMaildir, Compression: CompressNone},
+	}
+}
+
+// Location is where a stored message's bytes are, as its manifest entry
+// records it in Message.Seg and Message.Off. Only the archive's storage
+// gives it a meaning: in an mbox archive a record at uncompressed offset
+// Off of the segment Seg; in a Maildir archive the message file Seg, by
+// the name it was stored under (Off is 0). To everyone else it is an
+// opaque value, equal for the same stored bytes.
+type Location struct {
+	Seg string
+	Off int64
+}
+
+// Location returns where m's bytes are stored.
+func (m *Message) Location() Location { return Location{Seg: m.Seg, Off: m.Off} }
+
+// String names the location for messages: a segment path with the
+// record's offset ("folders/INBOX/00000001-1a2b3c4d.mbox.zst@4096"), or
+// the path of a message file.
+func (l Location) String() string {
+	if !ValidSegmentPath(l.Seg) {
+		return l.Seg // a message file
+	}
+	return fmt.Sprintf("%s@%d", l.Seg, l.Off)
+}
+
+// Valid reports whether l has the form of a location in a segment or of
+// a message file, with safe path components.
+func (l Location) Valid() bool {
+	return l.Off >= 0 && (ValidSegmentPath(l.Seg) || validMaildirPath(l.Seg) && l.Off == 0)
+}
+
+// isFile reports whether l names a file of its own (a Maildir message
+// file) rather than a record in a segment.
+func (l Location) isFile() bool { return validMaildirPath(l.Seg) }
+
+// storage keeps an archive's message bytes on disk: zstd mboxrd segments
+// (segmentStorage) or Maildir files (maildirStorage). An Archive holds
+// one, chosen from mailvault.json when the archive is created or opened;
+// everything that depends on how bytes are kept is one of its methods,
+// and nothing outside this package asks which storage an archive has.
+// Retention (copying live records into new storage, then removing the
+// old) and other stores (an object store) are meant to fit here.
+//
+// A storage deals in bytes on disk and their Locations, never in the
+// archive's in-memory state: what the committed manifests name reaches it
+// through an index. Its methods other than newWriter and newReader are
+// called by one goroutine at a time, holding the archive's lock where they
+// change anything.
+type storage interface {
+	// newWriter starts storing new messages of the folder kept in dir
+	// (a valid directory name) for the run that will commit as seq/id.
+	// part numbers the writers of one folder in one run, from 0; their
+	// locations never collide.
+	newWriter(dir string, seq int, id string, part int) (RecordWriter, error)
+	// newReader returns a reader of stored messages, for one goroutine.
+	newReader(idx index) storageReader
+	// verify checks every stored message idx names (size, SHA-256, and
+	// the storage's own checksums), adding what it checked and found to
+	// rep (Segments, Messages, Bytes, Problems). progress, if not nil,
+	// is called as work is done. An error means the check could not run.
+	verify(idx index, rep *VerifyReport, progress func(loc string, done, total int)) error
+	// orphans lists the files under folders/ that idx does not account
+	// for: what interrupted runs left (paths relative to the root,
+	// slash-separated). With marked, it may look only where a writer
+	// left a mark saying a manifest might not name its files yet; the
+	// marks found are returned apart, to be removed after the orphans.
+	orphans(idx index, marked bool) (out, marks []string, err error)
+	// storedBytes returns how many bytes each of snaps (an archive's
+	// snapshots in order, from the first) added to the storage.
+	storedBytes(snaps []*Snapshot) []int64
+	// reuseStored answers Archive.ReuseStored.
+	reuseStored(holderPresent bool) bool
+	// syncFlags shows the current flags of stored messages where the
+	// storage keeps flags on disk (Maildir file names), after a commit
+	// recorded them; it returns how many files changed. The archive
+	// stays valid whatever happens.
+	syncFlags(changed iter.Seq[storedFlags]) (int, error)
+}
+
+// storageReader reads stored messages one after another. It is not safe
+// for concurrent use.
+type storageReader interface {
+	// open returns a reader of m's exact bytes, valid until the next open
+	// or close. It fails with ErrCorrupt if the stored record is damaged
+	// or shorter than m.Size; it does not check the hash.
+	open(m *Message) (io.Reader, error)
+	close()
+}
+
+// index is what a storage needs to know of the committed manifests: the
+// segments and every stored message. A *State is one.
+type index interface {
+	// segment returns the committed segment with the given path, or nil.
+	segment(path string) *Segment
+	// segmentPaths returns the paths of every committed segment.
+	segmentPaths() []string
+	// eachStored calls fn with every message ever stored (present on the
+	// source or gone), stopping at the first error.
+	eachStored(fn func(m *Message) error) error
+}
+
+// storedFlags is a stored message whose flags a commit changed.
+type storedFlags struct {
+	loc   Location
+	size  int64
+	flags []string
+}
+
+// newStorage returns the storage cfg names (Open has checked it).
+func newStorage(a *Archive, cfg Config) storage {
+	if cfg.Storage == StorageMaildir {
+		return &maildirStorage{root: a.Root, compress: cfg.Compression == CompressZstd, bufs: &a.bufs, hook: a.hook}
+	}
+	return &segmentStorage{root: a.Root, bufs: &a.bufs, hook: a.hook}
+}
+
 // RecordWriter stores one folder's new messages in one run. A message is
 // written between BeginRecord and EndRecord, or abandoned with
 // AbortRecord, leaving no trace. Nothing is durable, and no manifest may
@@ -94,7 +222,7 @@ type RecordWriter interface {
 	// Write writes message bytes.
 	Write(p []byte) (int, error)
 	// EndRecord finishes the message and returns where it was stored, as
-	// Message.Seg and Message.Off record it.
+	// Message.Seg and Message.Off record it (see Location).
 	EndRecord() (loc string, off int64, err error)
 	// AbortRecord abandons the message being written.
 	AbortRecord() error
@@ -110,7 +238,7 @@ type RecordWriter interface {
 }
 
 // NewWriter starts storing messages of the folder kept in dir, for the
-// snapshot seq/id, in the archive's storage format.
+// snapshot seq/id, in the archive's storage.
 func (a *Archive) NewWriter(dir string, seq int, id string) (RecordWriter, error) {
 	return a.NewWriterPart(dir, seq, id, 0)
 }
@@ -123,52 +251,79 @@ func (a *Archive) NewWriterPart(dir string, seq int, id string, part int) (Recor
 	if part < 0 {
 		return nil, fmt.Errorf("formats: bad part %d", part)
 	}
-	if a.Config.Storage == StorageMaildir {
-		return a.newMaildirWriter(dir, seq, id, part)
-	}
-	if part == 0 {
-		w, err := a.NewSegment(dir, seq, id)
-		if err != nil {
-			return nil, err
-		}
-		return segmentRecords{w}, nil
-	}
 	if !ValidDir(dir) {
 		return nil, fmt.Errorf("formats: bad folder directory %q", dir)
 	}
-	rel := FoldersDir + "/" + dir + "/" + fmt.Sprintf("%08d-%s-p%d.mbox.zst", seq, id, part)
-	w, err := newSegmentWriter(a.Root, rel, &a.bufs, a.hook)
-	if err != nil {
-		return nil, err
+	return a.store.newWriter(dir, seq, id, part)
+}
+
+// ReuseStored reports whether a new message whose exact bytes the folder
+// already stores is recorded with the location of that copy instead of
+// being stored again. holderPresent says whether a message holding that
+// copy is still on the source. An mbox archive stores the same bytes once
+// per folder; a Maildir archive keeps one file per message on the source
+// (so that a Maildir reader sees both) and reuses only the files of
+// messages that are gone.
+func (a *Archive) ReuseStored(holderPresent bool) bool {
+	return a.store.reuseStored(holderPresent)
+}
+
+// StoredBytes returns how many bytes each of snaps added to the archive's
+// storage: the size of its segments in an mbox archive; in a Maildir
+// archive the message bytes of the files it stored. snaps must be the
+// archive's snapshots in order from the first (as Snapshots returns them):
+// a snapshot that names stored bytes again (a message recorded with the
+// location of a copy stored before) adds nothing for them.
+func (a *Archive) StoredBytes(snaps []*Snapshot) []int64 {
+	return a.store.storedBytes(snaps)
+}
+
+// AfterCommit does what follows the commit of snaps (one run's snapshots
+// in order: its checkpoints and its last), with st the state at the last
+// one: it shows changed flags where the storage keeps them on disk
+// (Maildir file names; manifests keep naming files by their first name)
+// and saves the state cache. The caller holds the lock. It goes on after
+// a failure and returns every failure; none of them damages the archive
+// (old flags stay in file names, or the next run reads the manifests).
+func (a *Archive) AfterCommit(st *State, snaps []*Snapshot) error {
+	var errs []error
+	if _, err := a.store.syncFlags(flagsChanged(st, snaps)); err != nil {
+		errs = append(errs, fmt.Errorf("update flags in message file names: %w", err))
 	}
-	return segmentRecords{w}, nil
-}
-
-// segmentRecords is a SegmentWriter as a RecordWriter.
-type segmentRecords struct{ *SegmentWriter }
-
-func (s segmentRecords) BeginRecord(date time.Time, _ []string) error {
-	return s.SegmentWriter.BeginRecord(date)
-}
-
-func (s segmentRecords) EndRecord() (string, int64, error) {
-	off, _, err := s.SegmentWriter.EndRecord()
-	return s.rel, off, err
-}
-
-func (s segmentRecords) Owns(loc string) bool { return loc == s.rel }
-
-func (s segmentRecords) Commit() (*Segment, error) {
-	g, err := s.SegmentWriter.Commit()
-	if err != nil {
-		return nil, err
+	if err := a.SaveStateCache(st); err != nil {
+		errs = append(errs, fmt.Errorf("save the state cache: %w", err))
 	}
-	return &g, nil
+	return errors.Join(errs...)
 }
 
-// ValidMaildirPath reports whether p has the form folders/DIR/cur/NAME of
+// flagsChanged yields the stored messages whose flags snaps changed, with
+// their flags in st. A message whose flags changed in several snapshots
+// comes once per change.
+func flagsChanged(st *State, snaps []*Snapshot) iter.Seq[storedFlags] {
+	return func(yield func(storedFlags) bool) {
+		for _, s := range snaps {
+			for _, c := range s.Changes {
+				f := st.Folders[c.Folder]
+				if f == nil {
+					continue
+				}
+				for _, fc := range c.Flags {
+					m := f.Lookup(fc.Key)
+					if m == nil {
+						continue
+					}
+					if !yield(storedFlags{loc: m.Location(), size: m.Size, flags: m.Flags}) {
+						return
+					}
+				}
+			}
+		}
+	}
+}
+
+// validMaildirPath reports whether p has the form folders/DIR/cur/NAME of
 // a message file in a Maildir archive, with safe components.
-func ValidMaildirPath(p string) bool {
+func validMaildirPath(p string) bool {
 	parts := strings.Split(p, "/")
 	return len(parts) == 4 && parts[0] == FoldersDir && ValidDir(parts[1]) && parts[2] == "cur" &&
 		validMaildirName(parts[3]) && path.Clean(p) == p
@@ -188,10 +343,6 @@ func validMaildirName(n string) bool {
 	}
 	return true
 }
-
-// ValidLocation reports whether p is a message location: a segment or a
-// Maildir file.
-func ValidLocation(p string) bool { return ValidSegmentPath(p) || ValidMaildirPath(p) }
 
 // MaildirBase is the unique part of a Maildir file name: before ':' (the
 // info) and ',' (the S= and W= fields).

@@ -9,8 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-
-	"github.com/klauspost/compress/zstd"
 )
 
 // VerifyReport is what Verify found.
@@ -29,7 +27,8 @@ func (r *VerifyReport) OK() bool { return len(r.Problems) == 0 }
 // Verify checks every manifest, the chain of snapshots, every segment's
 // checksum and frame table, and every stored message's size and SHA-256.
 // Problems are collected, not returned as errors; an error means the check
-// itself could not run. progress, if not nil, is called after each segment.
+// itself could not run. progress, if not nil, is called as the storage is
+// checked (after each segment, or every few hundred message files).
 func (a *Archive) Verify(progress func(seg string, done, total int)) (*VerifyReport, error) {
 	rep := &VerifyReport{}
 	snaps, err := a.Snapshots()
@@ -46,48 +45,7 @@ func (a *Archive) Verify(progress func(seg string, done, total int)) (*VerifyRep
 		rep.Problems = append(rep.Problems, err.Error())
 		return rep, nil
 	}
-	// Records per segment, by offset; Maildir files by location.
-	recs := map[string]map[int64]*Message{}
-	files := map[string]*Message{}
-	for _, f := range st.Folders {
-		for _, m := range f.Archived {
-			if ValidMaildirPath(m.Seg) {
-				if prev := files[m.Seg]; prev != nil && (prev.SHA256 != m.SHA256 || prev.Size != m.Size) {
-					rep.Problems = append(rep.Problems, fmt.Sprintf("%s: two different messages recorded in one file", m.Seg))
-					continue
-				}
-				files[m.Seg] = &m.Message
-				continue
-			}
-			byOff := recs[m.Seg]
-			if byOff == nil {
-				byOff = map[int64]*Message{}
-				recs[m.Seg] = byOff
-			}
-			if prev := byOff[m.Off]; prev != nil && (prev.SHA256 != m.SHA256 || prev.Size != m.Size) {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("%s offset %d: two different messages recorded at one place", m.Seg, m.Off))
-				continue
-			}
-			byOff[m.Off] = &m.Message
-		}
-	}
-	paths := make([]string, 0, len(st.Segments))
-	for p := range st.Segments {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	for i, p := range paths {
-		g := st.Segments[p]
-		n, b, probs := a.verifySegment(g, recs[p])
-		rep.Segments++
-		rep.Messages += n
-		rep.Bytes += b
-		rep.Problems = append(rep.Problems, probs...)
-		if progress != nil {
-			progress(p, i+1, len(paths))
-		}
-	}
-	if err := a.verifyMaildir(files, rep, progress); err != nil {
+	if err := a.store.verify(st, rep, progress); err != nil {
 		return nil, err
 	}
 	rep.Orphans, err = a.Orphans(st)
@@ -97,11 +55,13 @@ func (a *Archive) Verify(progress func(seg string, done, total int)) (*VerifyRep
 	return rep, nil
 }
 
-func (a *Archive) verifySegment(g *Segment, byOff map[int64]*Message) (n int, bytes int64, probs []string) {
+// verifySegment checks one committed segment: its checksum, its frame
+// table and every record byOff names (by uncompressed offset).
+func (s *segmentStorage) verifySegment(g *Segment, byOff map[int64]*Message) (n int, bytes int64, probs []string) {
 	bad := func(format string, args ...any) {
 		probs = append(probs, g.Path+": "+fmt.Sprintf(format, args...))
 	}
-	f, err := os.Open(filepath.Join(a.Root, filepath.FromSlash(g.Path)))
+	f, err := os.Open(filepath.Join(s.root, filepath.FromSlash(g.Path)))
 	if err != nil {
 		bad("%v", err)
 		return
@@ -183,37 +143,4 @@ func (l *lastByte) Write(p []byte) (int, error) {
 		l.last = p[len(p)-1]
 	}
 	return l.w.Write(p)
-}
-
-// verifyMaildir checks every message file of a Maildir archive: present,
-// decompressing (when compressed) to exactly the recorded size and SHA-256.
-func (a *Archive) verifyMaildir(files map[string]*Message, rep *VerifyReport, progress func(string, int, int)) error {
-	if len(files) == 0 {
-		return nil
-	}
-	locs := make([]string, 0, len(files))
-	for loc := range files {
-		locs = append(locs, loc)
-	}
-	sort.Strings(locs)
-	var dec *zstd.Decoder
-	defer func() {
-		if dec != nil {
-			dec.Close()
-		}
-	}()
-	for i, loc := range locs {
-		m := files[loc]
-		n, err := a.verifyMaildirFile(loc, m, &dec)
-		rep.Bytes += n
-		if err != nil {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("%s (message %s): %v", loc, m.Key, err))
-		} else {
-			rep.Messages++
-		}
-		if progress != nil && (i%256 == 255 || i == len(locs)-1) {
-			progress(loc, i+1, len(locs))
-		}
-	}
-	return nil
 }

@@ -10,28 +10,36 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/mailvault/mailvault/formats"
 )
 
 // Options configure a restore run.
 type Options struct {
-	Map    MapOptions // Target is filled in by Run from the target's folders
-	DryRun bool       // plan only: read the target, write nothing
+	// Map configures the folder mapping. Target, TargetDelim and
+	// TargetPrefix are filled in by Run from the target; Source, when
+	// zero, from the archive (ArchiveNamespace).
+	Map    MapOptions
+	DryRun bool // plan only: read the target, write nothing
 	// Window is how many appends may be in flight at once (pipelining).
 	Window int
 	// Log, if set, receives progress and warnings.
 	Log *slog.Logger
-	// Progress, if set, is called after each message with running totals.
+	// Progress, if set, is called with running totals as messages are
+	// handled, from one goroutine of its own (never while the engine
+	// holds a lock), and once more with the final totals before Run
+	// returns. Totals that arrive while it runs are merged: it may not
+	// see every step.
 	Progress func(p Progress)
 	// Hook is called after each stored message ("message-restored"); crash
 	// tests use it.
 	Hook func(point string)
-	// Sleep waits before a retry after throttling; nil means a timer that
-	// an interruption (ctx) cuts short.
-	Sleep func(time.Duration)
+	// Sleep waits before a retry after throttling; it returns early with
+	// ctx's error when the run stops. nil means a timer.
+	Sleep func(ctx context.Context, d time.Duration) error
 	// Connections is how many folders are restored at once, each over its
 	// own target connection opened with Open; 0 or 1 (or a nil Open)
 	// means the one target given to Run. A folder's messages always go
@@ -60,16 +68,25 @@ type FolderPlan struct {
 	StoredAs string `json:"stored_as,omitempty"`
 	How      string `json:"mapping"` // see FolderMapper.Map
 	Create   bool   `json:"create"`  // the target folder does not exist yet
-	Messages int    `json:"selected_messages"`
-	Bytes    int64  `json:"selected_bytes"`
-	Present  int    `json:"already_present"`
-	Stored   int    `json:"appended"`
-	// StoredBytes is the size of the messages the target accepted.
-	StoredBytes int64        `json:"appended_bytes"`
+	// SpecialUse is the attribute the folder is created with (the target
+	// offers CREATE-SPECIAL-USE and has no folder for the role).
+	SpecialUse string `json:"create_special_use,omitempty"`
+	// Structure: the archived folder holds no messages, only folders
+	// (\Noselect); it is created as structure where the target allows.
+	Structure bool  `json:"structure,omitempty"`
+	Messages  int   `json:"selected_messages"`
+	Bytes     int64 `json:"selected_bytes"`
+	Present   int   `json:"already_present"`
+	Stored    int   `json:"appended"` // the target acknowledged them
+	// StoredBytes is the size of the messages the target acknowledged.
+	StoredBytes int64 `json:"appended_bytes"`
+	// Missing counts appends the target acknowledged that the folder does
+	// not hold afterwards (see AppendChecker): not restored.
+	Missing     int          `json:"missing,omitempty"`
 	Rejected    []Rejection  `json:"rejected,omitempty"`
 	Unreadable  []Unreadable `json:"unreadable,omitempty"`
 	NotRestored int          `json:"not_restored,omitempty"` // neither stored nor present, rejected or unreadable: the folder failed or the run stopped
-	Error       string       `json:"error,omitempty"`        // why the folder could not be restored
+	Error       string       `json:"error,omitempty"`        // why the folder could not be restored, or not all of it
 	msgs        []*formats.MessageState
 	failed      bool
 	done        int   // messages handled, for the progress line
@@ -95,7 +112,7 @@ type Unreadable struct {
 // Report statuses.
 const (
 	StatusComplete = "complete" // every selected message is on the target
-	StatusPartial  = "partial"  // some were rejected, unreadable or in a refused folder; the rest is there
+	StatusPartial  = "partial"  // some were rejected, unreadable, missing or in a refused folder; the rest is there
 	StatusStopped  = "stopped"  // the run stopped early (over quota, the target failed, interrupted)
 	StatusDryRun   = "dry-run"
 )
@@ -104,29 +121,37 @@ const (
 // count and byte total comes from the target's answers, never from the
 // plan, except the selected_* totals that say what was asked for.
 type Report struct {
-	Snapshot        string        `json:"snapshot"`
-	DryRun          bool          `json:"dry_run"`
-	Status          string        `json:"status"`
-	Error           string        `json:"error,omitempty"`
-	Folders         []*FolderPlan `json:"folders"`
-	Messages        int           `json:"selected_messages"`
-	Bytes           int64         `json:"selected_bytes"`
-	Stored          int           `json:"appended"`
-	StoredBytes     int64         `json:"appended_bytes"`
-	Present         int           `json:"already_present"`
-	PresentBytes    int64         `json:"already_present_bytes"`
-	Rejected        int           `json:"rejected"`
-	Unreadable      int           `json:"unreadable"`
-	NotRestored     int           `json:"not_restored"`
-	FailedFolders   int           `json:"failed_folders"`
-	RenamedFolders  int           `json:"renamed_folders"`
-	DroppedKeywords int           `json:"dropped_keywords"`
-	Elapsed         time.Duration `json:"elapsed_ns"`
+	Snapshot string `json:"snapshot"`
+	DryRun   bool   `json:"dry_run"`
+	Status   string `json:"status"`
+	Error    string `json:"error,omitempty"`
+	// ArchiveNamespace is the namespace of the archived names, and
+	// ArchiveNamespaceFrom how it was learned (NamespaceRecorded, …);
+	// TargetNamespace the target's.
+	ArchiveNamespace     Namespace     `json:"archive_namespace"`
+	ArchiveNamespaceFrom string        `json:"archive_namespace_from"`
+	TargetNamespace      Namespace     `json:"target_namespace"`
+	Folders              []*FolderPlan `json:"folders"`
+	Messages             int           `json:"selected_messages"`
+	Bytes                int64         `json:"selected_bytes"`
+	Stored               int           `json:"appended"`
+	StoredBytes          int64         `json:"appended_bytes"`
+	Present              int           `json:"already_present"`
+	PresentBytes         int64         `json:"already_present_bytes"`
+	Missing              int           `json:"missing"`
+	Rejected             int           `json:"rejected"`
+	Unreadable           int           `json:"unreadable"`
+	NotRestored          int           `json:"not_restored"`
+	FailedFolders        int           `json:"failed_folders"`
+	RenamedFolders       int           `json:"renamed_folders"`
+	DroppedKeywords      int           `json:"dropped_keywords"`
+	Elapsed              time.Duration `json:"elapsed_ns"`
 }
 
 // ErrPartial is wrapped when some messages were not restored (rejected by
-// the target, unreadable in the archive, in a folder the target refused)
-// while the others were.
+// the target, unreadable in the archive, missing after the target
+// acknowledged them, in a folder the target refused) while the others
+// were.
 var ErrPartial = errors.New("restore: some messages were not restored")
 
 // KeywordDropper is implemented by targets that drop keywords they cannot
@@ -147,28 +172,57 @@ func Run(ctx context.Context, a *formats.Archive, sel *Selected, t Target, opts 
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
+	if opts.Sleep == nil {
+		opts.Sleep = sleep
+	}
 	existing, err := t.Folders(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list target folders: %w", err)
 	}
-	opts.Map.TargetDelim = t.Delimiter()
+	rep := &Report{Snapshot: sel.Snapshot.ID, DryRun: opts.DryRun}
+	rep.TargetNamespace = Namespace{Delimiter: t.Delimiter()}
+	if n, ok := t.(Namespacer); ok {
+		rep.TargetNamespace = n.Namespace()
+	}
+	opts.Map.TargetDelim, opts.Map.TargetPrefix = rep.TargetNamespace.Delimiter, rep.TargetNamespace.Prefix
 	opts.Map.Target = existing
+	if opts.Map.Source == (Namespace{}) {
+		opts.Map.Source, rep.ArchiveNamespaceFrom = ArchiveNamespace(sel.State)
+	} else {
+		rep.ArchiveNamespaceFrom = NamespaceGiven
+	}
+	rep.ArchiveNamespace = opts.Map.Source
 	if opts.Map.Archived == nil {
 		for _, name := range sel.State.FolderNames() {
 			opts.Map.Archived = append(opts.Map.Archived, sel.State.Folders[name].Folder)
 		}
 	}
 	mapper := NewFolderMapper(opts.Map)
-	exists := map[string]bool{}
+	exists := map[string]bool{}    // folders that can hold messages
+	structure := map[string]bool{} // and those that hold only folders
+	hasRole := map[string]bool{}
 	for _, f := range existing {
+		if f.NoSelect {
+			structure[f.Name] = true
+			continue
+		}
 		exists[f.Name] = true
+		for _, r := range roles {
+			if targetHasRole(f.SpecialUse, r) {
+				hasRole[r] = true
+			}
+		}
 	}
 	namer, _ := t.(FolderNamer)
-	rep := &Report{Snapshot: sel.Snapshot.ID, DryRun: opts.DryRun}
+	suc, _ := t.(SpecialUseCreator)
+	canUse := suc != nil && suc.CanCreateSpecialUse()
 	for _, sf := range sel.Folders {
 		target, how := mapper.Map(sf.Folder)
 		fp := &FolderPlan{Source: sf.Folder.Name, Target: target, How: how, Create: !exists[target],
 			Messages: len(sf.Messages), Bytes: sf.Bytes, msgs: sf.Messages}
+		if role := mapper.Role(sf.Folder); fp.Create && canUse && role != "" && !hasRole[role] && how == MapSame {
+			fp.SpecialUse, hasRole[role] = role, true
+		}
 		if namer != nil {
 			if as, changed := namer.StoredAs(target); changed {
 				fp.StoredAs = as
@@ -183,6 +237,10 @@ func Run(ctx context.Context, a *formats.Archive, sel *Selected, t Target, opts 
 		rep.Messages += fp.Messages
 		rep.Bytes += fp.Bytes
 	}
+	if _, ok := t.(StructureCreator); ok {
+		rep.Folders = append(rep.Folders, structurePlans(mapper, sel.Structure, rep.Folders, exists, structure, rep.TargetNamespace)...)
+	}
+	warnShared(rep.Folders, opts.Log)
 	r := &runner{ctx: ctx, a: a, st: sel.State, t: t, opts: &opts, rep: rep, exists: exists}
 	r.run()
 	rep.Elapsed = time.Since(start)
@@ -197,13 +255,13 @@ func Run(ctx context.Context, a *formats.Archive, sel *Selected, t Target, opts 
 	case errors.Is(err, ErrOverQuota):
 		said := strings.TrimPrefix(err.Error(), ErrOverQuota.Error()+": ")
 		err = fmt.Errorf("%w after %d messages were restored in this run; make room and run the same command again to resume (the target said: %s)",
-			ErrOverQuota, rep.Stored, said)
+			ErrOverQuota, rep.Stored-rep.Missing, said)
 	}
 	if err != nil {
 		rep.Status, rep.Error = StatusStopped, err.Error()
 		return rep, err
 	}
-	if rep.Rejected+rep.Unreadable+rep.NotRestored > 0 || rep.FailedFolders > 0 {
+	if rep.Rejected+rep.Unreadable+rep.NotRestored+rep.Missing > 0 || rep.FailedFolders > 0 {
 		rep.Status = StatusPartial
 		var what []string
 		if rep.Unreadable > 0 {
@@ -211,6 +269,9 @@ func Run(ctx context.Context, a *formats.Archive, sel *Selected, t Target, opts 
 		}
 		if rep.Rejected > 0 {
 			what = append(what, fmt.Sprintf("%d rejected by the target", rep.Rejected))
+		}
+		if rep.Missing > 0 {
+			what = append(what, fmt.Sprintf("%d acknowledged by the target but missing from it afterwards", rep.Missing))
 		}
 		if rep.FailedFolders > 0 {
 			what = append(what, fmt.Sprintf("%d folders the target refused (%d messages)", rep.FailedFolders, rep.NotRestored))
@@ -221,15 +282,67 @@ func Run(ctx context.Context, a *formats.Archive, sel *Selected, t Target, opts 
 	return rep, nil
 }
 
+// sleep waits d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// structurePlans plans the archived \Noselect folders that no restored
+// folder lies below (those come with the folders below them) and that the
+// target does not have.
+func structurePlans(mapper *FolderMapper, structure []formats.Folder, plans []*FolderPlan, exists, existsAsStructure map[string]bool, ns Namespace) []*FolderPlan {
+	delim := ns.Delimiter
+	if delim == "" {
+		delim = "/"
+	}
+	var out []*FolderPlan
+	for _, f := range structure {
+		target, how := mapper.Map(f)
+		below := false
+		for _, p := range append(plans, out...) {
+			if strings.HasPrefix(p.Target, target+delim) || p.Target == target {
+				below = true
+				break
+			}
+		}
+		if below || exists[target] || existsAsStructure[target] || strings.EqualFold(target, "INBOX") {
+			continue
+		}
+		out = append(out, &FolderPlan{Source: f.Name, Target: target, How: how, Create: true, Structure: true})
+	}
+	return out
+}
+
+// warnShared warns about archived folders restored into one target folder.
+func warnShared(plans []*FolderPlan, log *slog.Logger) {
+	by := map[string][]string{}
+	for _, fp := range plans {
+		by[fp.Target] = append(by[fp.Target], fp.Source)
+	}
+	for _, fp := range plans {
+		if src := by[fp.Target]; len(src) > 1 && src[0] == fp.Source {
+			log.Warn("several archived folders go to one target folder: their messages are restored together", "target", fp.Target, "archived", strings.Join(src, ", "))
+		}
+	}
+}
+
 // finish counts, per folder and in all, the selected messages that were
-// neither stored nor found present nor rejected nor unreadable, and the
-// folders that failed.
+// neither stored nor found present nor rejected nor unreadable, the
+// messages missing after appending, and the folders the target refused.
 func (rep *Report) finish() {
-	rep.NotRestored, rep.FailedFolders = 0, 0
+	rep.NotRestored, rep.FailedFolders, rep.Missing = 0, 0, 0
 	for _, fp := range rep.Folders {
-		if fp.Error != "" {
+		if fp.failed {
 			rep.FailedFolders++
 		}
+		rep.Missing += fp.Missing
 		if rep.DryRun {
 			continue
 		}
@@ -239,23 +352,28 @@ func (rep *Report) finish() {
 }
 
 type runner struct {
-	ctx    context.Context
-	a      *formats.Archive
-	st     *formats.State
-	t      Target
-	opts   *Options
-	rep    *Report
+	ctx  context.Context
+	a    *formats.Archive
+	st   *formats.State
+	t    Target
+	opts *Options
+	rep  *Report
+	// exists is written before the workers start, read after.
 	exists map[string]bool
-	// stop is set on the first error that ends the run: workers then
-	// send nothing new and wait for the answers to what is in flight, so
-	// that everything the target accepted is counted.
-	stop atomic.Bool
-	// mu guards err, warned, rep's totals, the plans' results and prog
-	// while workers run.
-	mu     sync.Mutex
-	err    error
-	warned int
-	prog   Progress
+	// stopping is done when the run stops: interrupted, or stop called
+	// with the error that ends it (the first one is its cause). Workers
+	// then send nothing new and wait for the answers to what is in
+	// flight (over ctx, which stays live), so that everything the target
+	// accepted is counted.
+	stopping context.Context
+	stop     context.CancelCauseFunc
+	err      error
+	// mu guards warned, rep's totals, the plans' results and prog while
+	// workers run.
+	mu       sync.Mutex
+	warned   int
+	prog     Progress
+	progress chan Progress // to the goroutine that calls Options.Progress
 }
 
 // worker restores folders over one target connection.
@@ -272,27 +390,61 @@ const checkedInMemory = 1 << 20
 
 // inflight is an append waiting for the target's answer.
 type inflight struct {
-	fp *FolderPlan
-	m  *formats.MessageState
-	p  Pending
+	fr  *folderRun
+	m   *formats.MessageState
+	msg *Message
+	p   Pending
 }
 
-// fail records the error that ends the run (the first one wins) and
-// stops the workers.
-func (r *runner) fail(err error) {
-	r.mu.Lock()
-	if r.err == nil {
-		r.err = err
-	}
-	r.mu.Unlock()
-	r.stop.Store(true)
+// folderRun is one folder being restored over one connection.
+type folderRun struct {
+	fp *FolderPlan
+	// accounted are the messages found present or stored so far, in
+	// order: after a lost connection they are matched against the
+	// folder first, so that the copies they account for are not taken
+	// for the one whose answer was lost.
+	accounted []*Message
+	acked     int  // appends the target acknowledged in this run
+	rebased   bool // the folder was created again meanwhile: its count before is void
 }
+
+// fail ends the run with err (the first error wins): workers send nothing
+// new.
+func (r *runner) fail(err error) { r.stop(err) }
+
+// stopped reports whether the run is stopping.
+func (r *runner) stopped() bool { return r.stopping.Err() != nil }
 
 func (r *runner) run() {
+	r.stopping, r.stop = context.WithCancelCause(r.ctx)
+	defer r.stop(nil)
 	for _, fp := range r.rep.Folders {
 		r.prog.Total += fp.Messages
 		r.prog.Bytes += fp.Bytes
 	}
+	if r.opts.Progress != nil {
+		r.progress = make(chan Progress, 1)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for p := range r.progress {
+				r.opts.Progress(p)
+			}
+		}()
+		defer func() {
+			close(r.progress)
+			<-done
+			r.mu.Lock()
+			final := r.prog
+			r.mu.Unlock()
+			r.opts.Progress(final)
+		}()
+	}
+	defer func() {
+		if r.err == nil && r.stopping.Err() != nil {
+			r.err = context.Cause(r.stopping)
+		}
+	}()
 	if !r.opts.DryRun {
 		if p, ok := r.t.(Preparer); ok {
 			if err := p.Prepare(r.ctx); err != nil {
@@ -304,46 +456,102 @@ func (r *runner) run() {
 	// Create the folders first: servers refuse an APPEND to a missing
 	// folder before its literal, which costs the connection.
 	for _, fp := range r.rep.Folders {
-		if fp.Create && !r.opts.DryRun {
-			if err := r.t.CreateFolder(r.ctx, fp.Target); err != nil {
-				if errors.Is(err, ErrFolderRefused) && r.ctx.Err() == nil {
-					r.failFolder(fp, fmt.Errorf("create folder %q: %w", fp.Target, err))
-					continue
-				}
-				r.fail(fmt.Errorf("create folder %q: %w", fp.Target, err))
-				return
+		if !fp.Create || r.opts.DryRun {
+			continue
+		}
+		if err := r.create(r.t, fp); err != nil {
+			if errors.Is(err, ErrFolderRefused) && r.ctx.Err() == nil {
+				r.failFolder(fp, err)
+				continue
 			}
-			r.exists[fp.Target] = true
+			r.fail(err)
+			return
 		}
 	}
 	r.folders()
+}
+
+// create creates a planned folder: as structure, with its special-use
+// attribute, or plainly.
+func (r *runner) create(t Target, fp *FolderPlan) error {
+	switch {
+	case fp.Structure:
+		if err := t.(StructureCreator).CreateStructure(r.ctx, fp.Target); err != nil {
+			if r.ctx.Err() != nil {
+				return r.ctx.Err()
+			}
+			// Structure only: no message is lost, the run goes on.
+			r.opts.Log.Warn("folder that holds only folders not created", "folder", fp.Target, "err", err)
+			return nil
+		}
+	case fp.SpecialUse != "":
+		err := t.(SpecialUseCreator).CreateSpecialUse(r.ctx, fp.Target, fp.SpecialUse)
+		if errors.Is(err, ErrSpecialUseRefused) {
+			r.opts.Log.Warn("folder created without its special-use attribute", "folder", fp.Target, "special_use", fp.SpecialUse, "err", err)
+			fp.SpecialUse, err = "", nil
+		}
+		if err != nil {
+			return fmt.Errorf("create folder %q: %w", fp.Target, err)
+		}
+	default:
+		if err := t.CreateFolder(r.ctx, fp.Target); err != nil {
+			return fmt.Errorf("create folder %q: %w", fp.Target, err)
+		}
+	}
+	r.exists[fp.Target] = true
+	return nil
+}
+
+// unit is the folders restored into one target folder: they go over one
+// connection, one after the other, so that what the engine checks of
+// the target folder is not mixed with another connection's appends.
+type unit struct {
+	plans []*FolderPlan
+	bytes int64
+}
+
+// units groups the folders with messages by target folder, biggest first.
+func (r *runner) units() []*unit {
+	by := map[string]*unit{}
+	var out []*unit
+	for _, fp := range r.rep.Folders {
+		if fp.Structure {
+			continue
+		}
+		u := by[fp.Target]
+		if u == nil {
+			u = &unit{}
+			by[fp.Target] = u
+			out = append(out, u)
+		}
+		u.plans = append(u.plans, fp)
+		u.bytes += fp.Bytes
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].bytes > out[j].bytes })
+	return out
 }
 
 // folders restores the folders over up to Options.Connections
 // connections, biggest first. The first error that ends the run stops
 // every worker after the answers to its appends in flight.
 func (r *runner) folders() {
-	todo := make([]*FolderPlan, len(r.rep.Folders))
-	copy(todo, r.rep.Folders)
-	sort.SliceStable(todo, func(i, j int) bool { return todo[i].Bytes > todo[j].Bytes })
+	todo := r.units()
 	n := 1
 	if r.opts.Open != nil && !r.opts.DryRun {
 		n = max(1, min(r.opts.Connections, len(todo)))
 	}
-	var (
-		mu sync.Mutex
-		wg sync.WaitGroup
-	)
-	next := func() *FolderPlan {
+	var mu sync.Mutex
+	next := func() *unit {
 		mu.Lock()
 		defer mu.Unlock()
-		if len(todo) == 0 || r.stop.Load() {
+		if len(todo) == 0 || r.stopped() {
 			return nil
 		}
-		fp := todo[0]
+		u := todo[0]
 		todo = todo[1:]
-		return fp
+		return u
 	}
+	var g errgroup.Group
 	workers := make([]*worker, n)
 	for i := range workers {
 		w := &worker{reader: r.a.NewMessageReader(r.st)}
@@ -351,33 +559,39 @@ func (r *runner) folders() {
 		if i == 0 {
 			w.t = r.t
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			defer w.reader.Close()
 			if w.t == nil {
 				t, err := r.opts.Open(r.ctx)
 				if err != nil {
-					if r.ctx.Err() == nil && !r.stop.Load() {
+					if !r.stopped() {
 						r.opts.Log.Warn("could not open another connection to the target; going on with fewer", "connection", i+1, "err", err)
 					}
-					return
+					return nil
 				}
 				defer t.Close()
 				if p, ok := t.(Preparer); ok {
 					if err := p.Prepare(r.ctx); err != nil {
 						r.opts.Log.Warn("could not prepare another connection to the target; going on with fewer", "connection", i+1, "err", err)
-						return
+						return nil
 					}
 				}
 				w.t = t
 			}
-			for fp := next(); fp != nil; fp = next() {
-				r.folder(w, fp)
+			for u := next(); u != nil; u = next() {
+				for _, fp := range u.plans {
+					if err := r.folder(w, fp); err != nil {
+						r.fail(err)
+						return err
+					}
+				}
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	if err := g.Wait(); err != nil && r.err == nil && r.stopping.Err() == nil {
+		r.err = err
+	}
 	for _, w := range workers {
 		if w.t == nil {
 			continue
@@ -392,64 +606,155 @@ func toMessage(m *formats.MessageState) *Message {
 	return &Message{Flags: m.Flags, InternalDate: m.InternalDate, Size: m.Size, SHA256: m.SHA256, MessageID: m.MessageID}
 }
 
-// folder restores one folder over w's connection.
-func (r *runner) folder(w *worker, fp *FolderPlan) {
+// identify fills in what idx needs to match msg (the hash of its body for
+// a message without a Message-ID, read from the archive), and reports
+// whether idx holds it (marking the copy as matched).
+func (r *runner) identify(w *worker, idx *Index, m *formats.MessageState, msg *Message) bool {
+	if idx.Take(msg) {
+		return true
+	}
+	if !idx.NeedsBodyHash(msg) {
+		return false
+	}
+	body, err := w.reader.Open(&m.Message)
+	if err != nil {
+		return false // the append reports it unreadable
+	}
+	sum, err := BodyHash(newVerifier(body, m.Size, m.SHA256))
+	if err != nil {
+		return false
+	}
+	msg.BodySHA256 = sum
+	return idx.Take(msg)
+}
+
+// folder restores one folder over w's connection. It returns the error
+// that ends the run, after the answers to the appends in flight.
+func (r *runner) folder(w *worker, fp *FolderPlan) error {
 	defer r.giveUp(fp)
 	if r.folderFailed(fp) {
-		return
+		return nil
 	}
 	r.mu.Lock()
 	r.prog.Folder = fp.Target
 	r.mu.Unlock()
+	fr := &folderRun{fp: fp}
 	idx := NewIndex()
 	if r.exists[fp.Target] {
 		var err error
 		if idx, err = w.t.Index(r.ctx, fp.Target); err != nil {
 			if errors.Is(err, ErrFolderRefused) && r.ctx.Err() == nil {
 				r.failFolder(fp, fmt.Errorf("read target folder %q: %w", fp.Target, err))
-				return
+				return nil
 			}
-			r.fail(fmt.Errorf("read target folder %q: %w", fp.Target, err))
-			return
+			return fmt.Errorf("read target folder %q: %w", fp.Target, err)
 		}
 	}
-	var queue []inflight
+	var todo []inflight
 	for _, m := range fp.msgs {
 		msg := toMessage(m)
-		if idx.Take(msg) {
-			r.present(fp, m)
+		if r.identify(w, idx, m, msg) {
+			r.present(fr, m, msg)
 			continue
 		}
-		if r.opts.DryRun {
-			continue
+		todo = append(todo, inflight{fr: fr, m: m, msg: msg})
+	}
+	if r.opts.DryRun || len(todo) == 0 {
+		return nil
+	}
+	checker, _ := w.t.(AppendChecker)
+	before := -1
+	if checker != nil && r.exists[fp.Target] {
+		n, err := checker.Held(r.ctx, fp.Target)
+		if err != nil {
+			return fmt.Errorf("count the messages of target folder %q: %w", fp.Target, err)
 		}
-		if r.stop.Load() || r.folderFailed(fp) {
+		before = n
+	}
+	var queue []inflight
+	var err error
+	failed := func(e error) {
+		if e != nil && err == nil {
+			err = e
+			r.fail(e) // the other workers stop sending at once
+		}
+	}
+	for _, f := range todo {
+		if r.stopped() || r.folderFailed(fp) {
 			break
 		}
-		if err := r.ctx.Err(); err != nil {
-			r.fail(err)
+		p, aerr := r.append(w, fp, f.m, f.msg)
+		if failed(aerr); aerr != nil {
 			break
 		}
-		p := r.append(w, fp, m)
 		if p == nil {
 			continue
 		}
-		queue = append(queue, inflight{fp, m, p})
+		f.p = p
+		queue = append(queue, f)
 		if len(queue) >= r.opts.Window {
-			r.settle(w, queue[0])
+			serr := r.settle(w, queue[0])
 			queue = queue[1:]
+			if failed(serr); serr != nil {
+				break
+			}
 		}
 	}
 	// Even when the run is stopping: what the target accepted counts.
 	for _, f := range queue {
-		r.settle(w, f)
+		failed(r.settle(w, f))
 	}
+	if err != nil {
+		return err
+	}
+	if r.ctx.Err() != nil {
+		return r.ctx.Err()
+	}
+	if before >= 0 && !fr.rebased && fr.acked > 0 && !r.folderFailed(fp) {
+		return r.verify(checker, fr, before)
+	}
+	return nil
+}
+
+// verify checks that the folder holds what the target acknowledged: its
+// count grew by as much (Held), and, where the target can tell, every
+// acknowledged message is there (Missing). A shortfall fails the folder.
+func (r *runner) verify(checker AppendChecker, fr *folderRun, before int) error {
+	fp := fr.fp
+	missing, ok, err := checker.Missing(r.ctx, fp.Target)
+	if err != nil {
+		return fmt.Errorf("check the appends to target folder %q: %w", fp.Target, err)
+	}
+	if !ok {
+		missing = 0
+	}
+	after, err := checker.Held(r.ctx, fp.Target)
+	if err != nil {
+		return fmt.Errorf("count the messages of target folder %q: %w", fp.Target, err)
+	}
+	// Other clients may add mail meanwhile (a larger count hides
+	// nothing the appended UIDs show), or remove some.
+	short := before + fr.acked - after
+	missing = max(missing, short)
+	if missing <= 0 {
+		return nil
+	}
+	missing = min(missing, fr.acked)
+	r.mu.Lock()
+	fp.Missing = missing
+	if fp.Error == "" {
+		fp.Error = fmt.Sprintf("the target acknowledged %d appends, but %d of them are not in the folder (it holds %d messages, %d before)", fr.acked, missing, after, before)
+	}
+	r.mu.Unlock()
+	r.opts.Log.Warn("messages missing on the target after it acknowledged them", "folder", fp.Target, "acknowledged", fr.acked, "missing", missing, "held_before", before, "held_after", after)
+	return nil
 }
 
 // append opens the archived message and hands it to the target. It
-// returns nil when nothing is in flight: the message was unreadable
-// (recorded) or the target failed (the run stops).
-func (r *runner) append(w *worker, fp *FolderPlan, m *formats.MessageState) Pending {
+// returns a nil Pending when nothing is in flight: the message was
+// unreadable (recorded), and an error when the target failed (the run
+// stops).
+func (r *runner) append(w *worker, fp *FolderPlan, m *formats.MessageState, msg *Message) (Pending, error) {
 	body, err := w.reader.Open(&m.Message)
 	if err == nil {
 		if a, ok := w.t.(AtomicAppender); !ok || !a.AppendsAtomically() {
@@ -458,24 +763,23 @@ func (r *runner) append(w *worker, fp *FolderPlan, m *formats.MessageState) Pend
 	}
 	if err != nil {
 		r.unreadable(fp, m, err)
-		return nil
+		return nil, nil
 	}
 	v := newVerifier(body, m.Size, m.SHA256)
-	p, err := w.t.Append(r.ctx, fp.Target, toMessage(m), v)
+	p, err := w.t.Append(r.ctx, fp.Target, msg, v)
 	if v.err != nil {
 		// The archive could not give the message: the target stored
 		// nothing of it, whatever it answered.
 		r.unreadable(fp, m, v.err)
-		return nil
+		return nil, nil
 	}
 	if err != nil {
 		if isAnswer(err) {
-			return Done{Err: err}
+			return Done{Err: err}, nil
 		}
-		r.fail(fmt.Errorf("append to %q: %w", fp.Target, err))
-		return nil
+		return nil, fmt.Errorf("append to %q: %w", fp.Target, err)
 	}
-	return p
+	return p, nil
 }
 
 // checked reads all of a message and checks its size and SHA-256 before
@@ -499,129 +803,144 @@ func (w *worker) checked(m *formats.MessageState, body io.Reader) (io.Reader, er
 
 func isAnswer(err error) bool {
 	return errors.Is(err, ErrOverQuota) || errors.Is(err, ErrTryCreate) || errors.Is(err, ErrRejected) ||
-		errors.Is(err, ErrThrottled) || errors.Is(err, ErrConnectionLost)
+		errors.Is(err, ErrThrottled) || errors.Is(err, ErrConnectionLost) || errors.Is(err, ErrKeywordsRefused)
 }
 
+// maxThrottled is how many times a message is sent again after the
+// target asked to slow down; the waits double from 2 s.
+const maxThrottled = 5
+
 // settle waits for the target's answer to one append and acts on it:
-// counts it, retries it (a lost connection, TRYCREATE, throttling), or
-// records why it was not stored. While the run is stopping nothing is
-// sent again.
-func (r *runner) settle(w *worker, f inflight) {
+// counts it, retries it (a lost connection, TRYCREATE, refused keywords,
+// throttling), or records why it was not stored. While the run is
+// stopping nothing is sent again. It returns the error that ends the run.
+func (r *runner) settle(w *worker, f inflight) error {
+	fp := f.fr.fp
 	err := f.p.Wait()
-	created, throttled, lost := false, 0, false
+	created, rekeyed, throttled, lost := false, false, 0, false
 	for err != nil {
 		if cerr := r.ctx.Err(); cerr != nil {
-			r.fail(cerr) // interrupted: the answer is unknown
-			return
+			return cerr // interrupted: the answer is unknown
 		}
 		switch {
 		case errors.Is(err, ErrConnectionLost) && !lost:
-			if r.stop.Load() {
-				return // not checked: the next run finds it, or appends it
+			if r.stopped() {
+				return nil // not checked: the next run finds it, or appends it
 			}
 			if throttledLoss(err) {
 				// The server closed the connection asking to slow down.
 				d := throttleDelay(err, 1)
 				r.opts.Log.Warn("target asks to slow down; waiting", "seconds", d.Seconds())
-				if werr := r.wait(d); werr != nil {
-					r.fail(werr)
-					return
+				if serr := r.opts.Sleep(r.stopping, d); serr != nil {
+					return nil // stopping: not checked, the next run finds it or appends it
 				}
 			}
 			// Stored or not? Ask the target before appending again.
 			lost = true
-			idx, ierr := w.t.Index(r.ctx, f.fp.Target)
+			held, ierr := r.holds(w, f)
 			if ierr != nil {
-				r.fail(fmt.Errorf("read target folder %q again: %w", f.fp.Target, ierr))
-				return
+				return fmt.Errorf("read target folder %q again: %w", fp.Target, ierr)
 			}
-			if idx.Has(toMessage(f.m)) {
+			if held {
 				err = nil
 				continue
 			}
 		case errors.Is(err, ErrOverQuota):
-			r.fail(err)
-			return
+			return err
 		case errors.Is(err, ErrTryCreate) && !created:
 			created = true
-			if r.stop.Load() {
-				return
+			if r.stopped() {
+				return nil
 			}
-			if cerr := w.t.CreateFolder(r.ctx, f.fp.Target); cerr != nil {
+			if cerr := w.t.CreateFolder(r.ctx, fp.Target); cerr != nil {
 				if errors.Is(cerr, ErrFolderRefused) {
-					r.failFolder(f.fp, fmt.Errorf("create folder %q: %w", f.fp.Target, cerr))
-					return
+					r.failFolder(fp, fmt.Errorf("create folder %q: %w", fp.Target, cerr))
+					return nil
 				}
-				r.fail(fmt.Errorf("create folder %q: %w", f.fp.Target, cerr))
-				return
+				return fmt.Errorf("create folder %q: %w", fp.Target, cerr)
 			}
-		case errors.Is(err, ErrThrottled) && throttled < 5:
+			f.fr.rebased = true
+		case errors.Is(err, ErrKeywordsRefused) && !rekeyed:
+			rekeyed = true // the target drops the keywords now
+		case errors.Is(err, ErrThrottled) && throttled < maxThrottled:
 			throttled++
 			d := throttleDelay(err, throttled)
 			r.opts.Log.Warn("target asks to slow down; waiting", "seconds", d.Seconds())
-			if werr := r.wait(d); werr != nil {
-				r.fail(werr)
-				return
+			if serr := r.opts.Sleep(r.stopping, d); serr != nil {
+				return nil // stopping: this one is not sent again
 			}
-		case errors.Is(err, ErrRejected) || errors.Is(err, ErrTryCreate) || errors.Is(err, ErrThrottled):
+		case errors.Is(err, ErrRejected) || errors.Is(err, ErrTryCreate) || errors.Is(err, ErrThrottled) || errors.Is(err, ErrKeywordsRefused):
 			r.reject(f, err)
-			return
+			return nil
 		default:
-			r.fail(fmt.Errorf("append to %q: %w", f.fp.Target, err))
-			return
+			return fmt.Errorf("append to %q: %w", fp.Target, err)
 		}
-		if r.stop.Load() || r.folderFailed(f.fp) {
-			return
+		if r.stopped() || r.folderFailed(fp) {
+			return nil
 		}
-		p := r.append(w, f.fp, f.m)
+		p, aerr := r.append(w, fp, f.m, f.msg)
+		if aerr != nil {
+			return aerr
+		}
 		if p == nil {
-			return
+			return nil
 		}
 		err = p.Wait()
 	}
 	r.mu.Lock()
-	f.fp.Stored++
-	f.fp.StoredBytes += f.m.Size
+	fp.Stored++
+	fp.StoredBytes += f.m.Size
 	r.rep.Stored++
 	r.rep.StoredBytes += f.m.Size
+	f.fr.acked++
+	f.fr.accounted = append(f.fr.accounted, f.msg)
 	r.mu.Unlock()
-	r.advance(f.fp, f.m, &r.prog.Stored)
+	r.advance(fp, f.m, &r.prog.Stored)
 	if r.opts.Hook != nil {
 		r.opts.Hook("message-restored")
 	}
+	return nil
 }
 
-func (r *runner) present(fp *FolderPlan, m *formats.MessageState) {
+// holds reads the folder again after a lost connection and reports
+// whether it holds f's message beyond the copies the messages accounted
+// for so far take.
+func (r *runner) holds(w *worker, f inflight) (bool, error) {
+	idx, err := w.t.Index(r.ctx, f.fr.fp.Target)
+	if err != nil {
+		return false, err
+	}
+	for _, a := range f.fr.accounted {
+		idx.Take(a)
+	}
+	return r.identify(w, idx, f.m, f.msg), nil
+}
+
+func (r *runner) present(fr *folderRun, m *formats.MessageState, msg *Message) {
 	r.mu.Lock()
-	fp.Present++
+	fr.fp.Present++
 	r.rep.Present++
 	r.rep.PresentBytes += m.Size
+	fr.accounted = append(fr.accounted, msg)
 	r.mu.Unlock()
-	r.advance(fp, m, &r.prog.Present)
+	r.advance(fr.fp, m, &r.prog.Present)
 }
 
 func (r *runner) reject(f inflight, err error) {
+	fp := f.fr.fp
 	r.mu.Lock()
-	f.fp.Rejected = append(f.fp.Rejected, Rejection{Key: f.m.Key, Reason: err.Error()})
+	fp.Rejected = append(fp.Rejected, Rejection{Key: f.m.Key, Reason: err.Error()})
 	r.rep.Rejected++
 	warn := r.warnOnce()
 	r.mu.Unlock()
 	if warn {
-		r.opts.Log.Warn("message rejected by the target", "folder", f.fp.Target, "key", f.m.Key, "err", err)
+		r.opts.Log.Warn("message rejected by the target", "folder", fp.Target, "key", f.m.Key, "err", err)
 	}
-	r.advance(f.fp, f.m, &r.prog.Rejected)
-}
-
-// location names where an archived message is kept.
-func location(m *formats.MessageState) string {
-	if formats.ValidMaildirPath(m.Seg) {
-		return m.Seg
-	}
-	return fmt.Sprintf("%s@%d", m.Seg, m.Off)
+	r.advance(fp, f.m, &r.prog.Rejected)
 }
 
 func (r *runner) unreadable(fp *FolderPlan, m *formats.MessageState, err error) {
-	u := Unreadable{Key: m.Key, Location: location(m), Reason: err.Error()}
+	u := Unreadable{Key: m.Key, Location: m.Location().String(), Reason: err.Error()}
 	r.mu.Lock()
 	fp.Unreadable = append(fp.Unreadable, u)
 	r.rep.Unreadable++
@@ -668,28 +987,49 @@ func (r *runner) failFolder(fp *FolderPlan, err error) {
 // total.
 func (r *runner) giveUp(fp *FolderPlan) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if !fp.failed || fp.done == fp.Messages {
+		r.mu.Unlock()
 		return
 	}
 	r.prog.Failed += fp.Messages - fp.done
 	r.prog.Done += fp.Messages - fp.done
 	r.prog.DoneBytes += fp.Bytes - fp.doneBytes
 	fp.done, fp.doneBytes = fp.Messages, fp.Bytes
-	if r.opts.Progress != nil {
-		r.opts.Progress(r.prog)
-	}
+	p := r.prog
+	r.mu.Unlock()
+	r.post(p)
 }
 
 func (r *runner) advance(fp *FolderPlan, m *formats.MessageState, counter *int) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	fp.done++
 	fp.doneBytes += m.Size
 	*counter++
 	r.prog.Done++
 	r.prog.DoneBytes += m.Size
-	if r.opts.Progress != nil {
-		r.opts.Progress(r.prog)
+	p := r.prog
+	r.mu.Unlock()
+	r.post(p)
+}
+
+// post hands running totals to the progress goroutine without waiting
+// for it: totals it has not taken yet are replaced by newer ones.
+func (r *runner) post(p Progress) {
+	if r.progress == nil {
+		return
+	}
+	for {
+		select {
+		case r.progress <- p:
+			return
+		default:
+		}
+		select {
+		case old := <-r.progress:
+			if old.Done > p.Done {
+				p = old // a newer total posted meanwhile by another worker
+			}
+		default:
+		}
 	}
 }

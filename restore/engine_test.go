@@ -25,6 +25,7 @@ type archiveBuilder struct {
 	snaps []*formats.Snapshot
 	state map[string][]formats.Message // folder -> present messages
 	n     int
+	delim string // the folders' delimiter, "/" unless set
 }
 
 type msgSpec struct {
@@ -116,7 +117,11 @@ func (b *archiveBuilder) snapshot(started time.Time, msgs []msgSpec, gone map[st
 	}
 	sort.Strings(names)
 	for _, f := range names {
-		s.Folders = append(s.Folders, formats.Folder{Name: f, Delimiter: "/", SpecialUse: special[f], Dir: formats.FolderDir(f), Status: formats.FolderOK})
+		delim := b.delim
+		if delim == "" {
+			delim = "/"
+		}
+		s.Folders = append(s.Folders, formats.Folder{Name: f, Delimiter: delim, SpecialUse: special[f], Dir: formats.FolderDir(f), Status: formats.FolderOK})
 		if c := changes[f]; c != nil {
 			s.Changes = append(s.Changes, *c)
 		}
@@ -144,17 +149,62 @@ type memTarget struct {
 	lose       map[string]bool // bodies containing the key: answer ErrConnectionLost once; "+" prefix: after storing
 	appends    int
 	creates    []string
+	// Like an IMAP server: a namespace prefix ("INBOX." on Courier); with
+	// onlyPrefix, a name outside it is refused (Courier: "Invalid
+	// mailbox name").
+	prefix     string
+	onlyPrefix bool
+	// discard: bodies containing it are acknowledged and not kept (GNU
+	// Mailutils into a SELECTed folder).
+	discard string
+	// noKeywords: a message with a keyword is refused with
+	// ErrKeywordsRefused, and the folder drops keywords from then on.
+	noKeywords bool
+	kwDropped  map[string]bool
+	// rewrite: stored messages get a header field added and their
+	// INTERNALDATE's wall clock in UTC (GNU Mailutils).
+	rewrite bool
+	dates   map[string][]time.Time
+	// canUse: CREATE-SPECIAL-USE is offered; created records the
+	// attribute each folder was created with.
+	canUse     bool
+	created    map[string]string
+	structures []string
 }
 
 func newMemTarget() *memTarget {
-	return &memTarget{delim: "/", special: map[string]string{}, folders: map[string][][]byte{"INBOX": nil}, flags: map[string][][]string{}}
+	return &memTarget{delim: "/", special: map[string]string{}, folders: map[string][][]byte{"INBOX": nil}, flags: map[string][][]string{},
+		dates: map[string][]time.Time{}, kwDropped: map[string]bool{}, created: map[string]string{}}
 }
 
 func (m *memTarget) Delimiter() string { return m.delim }
+func (m *memTarget) Namespace() Namespace {
+	return Namespace{Prefix: m.prefix, Delimiter: m.delim}
+}
+func (m *memTarget) CanCreateSpecialUse() bool { return m.canUse }
+func (m *memTarget) CreateSpecialUse(ctx context.Context, name, use string) error {
+	if err := m.CreateFolder(ctx, name); err != nil {
+		return err
+	}
+	m.created[name] = use
+	m.special[name] = use
+	return nil
+}
+func (m *memTarget) CreateStructure(_ context.Context, name string) error {
+	m.structures = append(m.structures, name)
+	return nil
+}
+func (m *memTarget) Held(_ context.Context, folder string) (int, error) {
+	return len(m.folders[folder]), nil
+}
+func (m *memTarget) Missing(context.Context, string) (int, bool, error) { return 0, false, nil }
 func (m *memTarget) Folders(context.Context) ([]TargetFolder, error) {
 	var out []TargetFolder
 	for f := range m.folders {
 		out = append(out, TargetFolder{Name: f, SpecialUse: m.special[f]})
+	}
+	for _, f := range m.structures {
+		out = append(out, TargetFolder{Name: f, NoSelect: true})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
@@ -164,6 +214,9 @@ func (m *memTarget) CreateFolder(_ context.Context, name string) error {
 	if name == m.refuse {
 		return fmt.Errorf("%w: name too long", ErrFolderRefused)
 	}
+	if m.onlyPrefix && name != "INBOX" && !strings.HasPrefix(name, m.prefix) {
+		return fmt.Errorf("%w: NO Invalid mailbox name", ErrFolderRefused)
+	}
 	if _, ok := m.folders[name]; !ok {
 		m.folders[name] = nil
 	}
@@ -171,13 +224,20 @@ func (m *memTarget) CreateFolder(_ context.Context, name string) error {
 }
 func (m *memTarget) Index(_ context.Context, folder string) (*Index, error) {
 	idx := NewIndex()
-	for _, b := range m.folders[folder] {
+	for i, b := range m.folders[folder] {
 		sum := sha256.Sum256(b)
 		mid := ""
 		if i := bytes.Index(b, []byte("Message-ID: ")); i >= 0 {
 			mid = strings.TrimSpace(strings.SplitN(string(b[i+12:]), "\r\n", 2)[0])
 		}
-		idx.Add(mid, int64(len(b)), hex.EncodeToString(sum[:]))
+		e := IndexEntry{MessageID: mid, Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])}
+		if dates := m.dates[folder]; i < len(dates) {
+			e.InternalDate = dates[i]
+			if mid == "" {
+				e.BodySHA256, _ = BodyHash(bytes.NewReader(b))
+			}
+		}
+		idx.AddEntry(e)
 	}
 	return idx, nil
 }
@@ -209,6 +269,8 @@ func (m *memTarget) Append(_ context.Context, folder string, msg *Message, body 
 	if folder == m.forget {
 		m.forget = ""
 		delete(m.folders, folder)
+		delete(m.dates, folder)
+		delete(m.flags, folder)
 	}
 	for k := range m.lose {
 		if bytes.Contains(data, []byte(strings.TrimPrefix(k, "+"))) {
@@ -216,6 +278,7 @@ func (m *memTarget) Append(_ context.Context, folder string, msg *Message, body 
 			if strings.HasPrefix(k, "+") {
 				m.folders[folder] = append(m.folders[folder], data)
 				m.flags[folder] = append(m.flags[folder], msg.Flags)
+				m.dates[folder] = append(m.dates[folder], msg.InternalDate)
 			}
 			return Done{Err: fmt.Errorf("%w: connection reset", ErrConnectionLost)}, nil
 		}
@@ -234,8 +297,29 @@ func (m *memTarget) Append(_ context.Context, folder string, msg *Message, body 
 	if _, ok := m.folders[folder]; !ok {
 		return Done{Err: fmt.Errorf("%w: no folder", ErrTryCreate)}, nil
 	}
+	flags := msg.Flags
+	if m.noKeywords {
+		flags = nil
+		for _, f := range msg.Flags {
+			if strings.HasPrefix(f, `\`) {
+				flags = append(flags, f)
+			} else if !m.kwDropped[folder] {
+				m.kwDropped[folder] = true
+				return Done{Err: fmt.Errorf("%w: %w: BAD APPEND Unrecognized flag", ErrKeywordsRefused, ErrRejected)}, nil
+			}
+		}
+	}
+	if m.discard != "" && bytes.Contains(data, []byte(m.discard)) {
+		return Done{}, nil // acknowledged, not kept
+	}
+	date := msg.InternalDate
+	if m.rewrite {
+		data = append([]byte(fmt.Sprintf("X-UID: %d\r\nStatus: RO\r\n", m.appends)), data...)
+		date = time.Date(date.Year(), date.Month(), date.Day(), date.Hour(), date.Minute(), date.Second(), 0, time.UTC)
+	}
 	m.folders[folder] = append(m.folders[folder], data)
-	m.flags[folder] = append(m.flags[folder], msg.Flags)
+	m.flags[folder] = append(m.flags[folder], flags)
+	m.dates[folder] = append(m.dates[folder], date)
 	return Done{}, nil
 }
 func (m *memTarget) Close() error { return nil }
@@ -246,7 +330,7 @@ func restoreAll(t *testing.T, b *archiveBuilder, sel Selection, tg *memTarget, o
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.Sleep = func(time.Duration) {}
+	opts.Sleep = noSleep
 	return Run(context.Background(), b.a, selected, tg, opts)
 }
 
@@ -486,7 +570,7 @@ func TestRestoreParallel(t *testing.T) {
 		return &lockedTarget{mu: &conn, m: tg}, nil
 	}
 	first := &lockedTarget{mu: &conn, m: tg}
-	_, err = Run(context.Background(), b.a, selected, first, Options{Connections: 4, Open: open, Sleep: func(time.Duration) {}})
+	_, err = Run(context.Background(), b.a, selected, first, Options{Connections: 4, Open: open, Sleep: noSleep})
 	if !errors.Is(err, ErrOverQuota) {
 		t.Fatalf("over quota: %v", err)
 	}
@@ -495,7 +579,7 @@ func TestRestoreParallel(t *testing.T) {
 	}
 	tg.quota = 0
 	opened = 0
-	rep, err := Run(context.Background(), b.a, selected, first, Options{Connections: 4, Open: open, Sleep: func(time.Duration) {}})
+	rep, err := Run(context.Background(), b.a, selected, first, Options{Connections: 4, Open: open, Sleep: noSleep})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -515,3 +599,5 @@ func TestRestoreParallel(t *testing.T) {
 		}
 	}
 }
+
+func noSleep(context.Context, time.Duration) error { return nil }

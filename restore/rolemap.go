@@ -212,21 +212,38 @@ type MapOptions struct {
 	// is treated as "/": names are built, split and escaped as on a "/"
 	// target, so the target then sees "a/b" as one name.
 	TargetDelim string
+	// TargetPrefix is the prefix of the target's personal namespace
+	// ("INBOX." on Courier and on Cyrus with Debian's settings, "" on
+	// Dovecot): every folder but INBOX and what is below it gets it.
+	TargetPrefix string
+	// Source is the namespace the archived names are in (see
+	// ArchiveNamespace): a name below its prefix loses the prefix, so
+	// that Courier's "INBOX.Sent" is "Sent" in the user's view and on a
+	// target without the prefix. The zero value reads names as they are.
+	Source Namespace
 	// Target lists the folders that exist on the target.
 	Target []TargetFolder
 	// Overrides are --map OLD=NEW: archived name -> target name. OLD is
 	// the archived name as listed (with the archived delimiter; writing
-	// its levels with "/" also matches). NEW is written with "/" as the
-	// hierarchy separator and is absolute (not below Into). Children of
-	// OLD follow it: OLD/x goes to NEW/x unless x has its own entry. An
-	// entry whose NEW has no non-empty level is ignored.
+	// its levels with "/" also matches, and so does the name in the
+	// user's view, without the source's namespace prefix: "Sent" for
+	// Courier's "INBOX.Sent"). NEW is a folder in the target's namespace
+	// written with "/" as the hierarchy separator ("Archive/2024" is
+	// "INBOX.Archive.2024" on Courier), or the target's own full name
+	// when it starts with the target's prefix ("INBOX.Archive" on
+	// Courier); it is absolute (not below Into). Children of OLD follow
+	// it: OLD/x goes to NEW/x unless x has its own entry. An entry whose
+	// NEW has no non-empty level is ignored.
 	Overrides map[string]string
 	// NoMap (--no-map): no role mapping, names are kept with only the
-	// delimiter translated. Overrides still apply.
+	// namespace and the delimiter translated. Overrides still apply.
 	NoMap bool
-	// Into (--into FOLDER, written with "/"): every folder goes below it,
-	// keeping its structure, INBOX included; role mapping is off and only
-	// overrides apply. Empty levels ("a//b", a trailing "/") are dropped.
+	// Into (--into FOLDER, written like an override's NEW): every folder
+	// goes below it, keeping its structure, INBOX included (as a folder
+	// named INBOX below it, except below INBOX itself: "--into INBOX"
+	// puts the archived INBOX into INBOX and the other folders below it);
+	// role mapping is off and only overrides apply. Empty levels ("a//b",
+	// a trailing "/") are dropped.
 	Into string
 	// Archived, optional, are the folders of the snapshot being restored.
 	// With them, a child follows a parent whose role comes from its
@@ -240,6 +257,16 @@ type MapOptions struct {
 // FolderMapper maps archived folder names to target folder names. It is
 // pure: Map depends only on the options and its argument, never on the
 // order of calls. Build one with NewFolderMapper.
+//
+// A folder is first read in the user's view, independent of namespaces:
+// INBOX and the folders below it, or a path of levels below the source's
+// namespace prefix (the prefix removed). Its target name is then INBOX
+// followed by its levels, or the target's prefix followed by its levels,
+// joined by the target's delimiter: Courier's "INBOX.Sent" is "Sent" on
+// Dovecot, and Dovecot's "Archive/2024" is "INBOX.Archive.2024" on
+// Courier. (A folder below INBOX on a server without a prefix, Dovecot's
+// "INBOX/Work", becomes "INBOX.Work" on Courier: the same name as a
+// top-level "Work"; both are restored into it.)
 //
 // Rules, first that applies wins:
 //
@@ -258,26 +285,29 @@ type MapOptions struct {
 //     (the nearest ancestor that maps by rule 4): "Sent/2024" goes to
 //     "Gesendete Elemente/2024", with the parent's "how".
 //  6. Otherwise ("same", also for a role the target has no folder for) the
-//     archived name with its levels joined by the target delimiter.
+//     folder's levels in the target's namespace.
 //
 // Levels are the archived name split by the archived folder's Delimiter
 // (none when it has no delimiter); a first level equal to INBOX in any
-// case is written "INBOX". A level that contains the target delimiter
-// must not become two levels, so each delimiter character in it is
-// replaced by a look-alike: "/" by "∕" (U+2215 DIVISION SLASH), "." by
-// "․" (U+2024 ONE DOT LEADER), "\" by "⧵" (U+29F5), ":" by "∶" (U+2236),
-// "|" by "∣" (U+2223), other ASCII punctuation by its full-width form
+// case is INBOX. A level that contains the target delimiter must not
+// become two levels, so each delimiter character in it is replaced by a
+// look-alike: "/" by "∕" (U+2215 DIVISION SLASH), "." by "․" (U+2024 ONE
+// DOT LEADER), "\" by "⧵" (U+29F5), ":" by "∶" (U+2236), "|" by "∣"
+// (U+2223), other ASCII punctuation by its full-width form
 // (U+FF01…U+FF5E), anything else by "_". Thus "a.b" from a "/" server
 // restored onto a "." server stays one folder, "a․b". The same applies to
-// the levels of Into and of override targets.
+// the levels of Into and of override targets written with "/" (not to
+// the delimiter of a target name written in full with its prefix).
 type FolderMapper struct {
 	delim       string // target delimiter, "/" when flat
+	prefix      string // target namespace prefix
+	src         Namespace
 	noMap       bool
-	into        []string            // escaped levels of Into; nil when unset
-	overrides   map[string][]string // canonical OLD -> escaped levels of NEW
+	into        *fpath              // nil when unset
+	overrides   map[string]fpath    // canonical OLD -> target path
 	special     map[string][]string // role -> target folders with the attribute, ranked
 	named       map[string][]string // role -> target folders known by name, ranked
-	archSpecial map[string]string   // archived name -> role from its SPECIAL-USE
+	archSpecial map[string]string   // archived path key -> role from its SPECIAL-USE
 	archRoles   map[string]bool     // roles some archived folder carries as SPECIAL-USE
 }
 
@@ -285,8 +315,10 @@ type FolderMapper struct {
 func NewFolderMapper(opts MapOptions) *FolderMapper {
 	m := &FolderMapper{
 		delim:       opts.TargetDelim,
+		prefix:      opts.TargetPrefix,
+		src:         opts.Source,
 		noMap:       opts.NoMap,
-		overrides:   map[string][]string{},
+		overrides:   map[string]fpath{},
 		special:     map[string][]string{},
 		named:       map[string][]string{},
 		archSpecial: map[string]string{},
@@ -295,19 +327,18 @@ func NewFolderMapper(opts MapOptions) *FolderMapper {
 	if m.delim == "" {
 		m.delim = "/"
 	}
+	tns := Namespace{Prefix: m.prefix, Delimiter: m.delim}
 	if opts.Into != "" {
-		if lv := m.slashLevels(opts.Into); len(lv) > 0 {
-			m.into = lv
-		}
+		m.into = userPath(opts.Into, tns)
 	}
 	for old, nw := range opts.Overrides {
-		if lv := m.slashLevels(nw); len(lv) > 0 {
-			m.overrides[canonInbox(old)] = lv
+		if p := userPath(nw, tns); p != nil {
+			m.overrides[canonInbox(old)] = *p
 		}
 	}
 	for _, f := range opts.Archived {
 		if r := canonRole(f.SpecialUse); r != "" {
-			m.archSpecial[f.Name] = r
+			m.archSpecial[m.archivedPath(f).key()] = r
 			m.archRoles[r] = true
 		}
 	}
@@ -315,9 +346,10 @@ func NewFolderMapper(opts MapOptions) *FolderMapper {
 		var sp, nm []string
 		for _, t := range opts.Target {
 			switch {
+			case t.NoSelect:
 			case targetHasRole(t.SpecialUse, role):
 				sp = append(sp, t.Name)
-			case strings.TrimSpace(t.SpecialUse) == "" && RoleByName(t.Name, m.delim) == role:
+			case strings.TrimSpace(t.SpecialUse) == "" && RoleByName(m.unprefixed(t.Name), m.delim) == role:
 				// A folder with another attribute (\All, a different
 				// role) is not a candidate by name.
 				nm = append(nm, t.Name)
@@ -329,11 +361,19 @@ func NewFolderMapper(opts MapOptions) *FolderMapper {
 	return m
 }
 
+// unprefixed returns a target name without the target's namespace prefix.
+func (m *FolderMapper) unprefixed(name string) string {
+	if m.prefix != "" && len(name) > len(m.prefix) && hasPrefixFold(name, m.prefix) {
+		return name[len(m.prefix):]
+	}
+	return name
+}
+
 // rankTargets sorts and de-duplicates candidate target folders: top level
 // or directly below INBOX first, then shorter names, then byte order.
 func (m *FolderMapper) rankTargets(names []string) []string {
 	depth := func(n string) int {
-		lv := strings.Split(n, m.delim)
+		lv := strings.Split(m.unprefixed(n), m.delim)
 		if len(lv) == 1 || len(lv) == 2 && strings.EqualFold(lv[0], "INBOX") {
 			return 0
 		}
@@ -358,48 +398,75 @@ func (m *FolderMapper) rankTargets(names []string) []string {
 	return out
 }
 
+// archivedPath reads an archived folder in the user's view.
+func (m *FolderMapper) archivedPath(f formats.Folder) fpath {
+	return pathOf(f.Name, f.Delimiter, m.src)
+}
+
 // Map returns the target folder for an archived folder and how it was
 // chosen: "override", "special-use", "name", "same" or "into" (see
 // FolderMapper for the rules).
 func (m *FolderMapper) Map(f formats.Folder) (target string, how string) {
-	levels := archivedLevels(f.Name, f.Delimiter)
-	if t, ok := m.override(levels, f.Delimiter); ok {
+	p := m.archivedPath(f)
+	if t, ok := m.override(f, p); ok {
 		return t, MapOverride
 	}
 	if m.into != nil {
-		return m.join(m.into, m.escape(levels)), MapInto
+		return m.name(m.into.below(p)), MapInto
 	}
-	if len(levels) == 1 && levels[0] == "INBOX" {
+	if p.inbox && len(p.levels) == 0 {
 		return "INBOX", MapSame
 	}
-	same := m.join(m.escape(levels))
+	same := m.name(p)
 	if !m.noMap {
 		su := f.SpecialUse
 		if strings.TrimSpace(su) == "" {
-			su = m.archSpecial[f.Name]
+			su = m.archSpecial[p.key()]
 		}
-		if t, how, ok := m.mapRole(f.Name, f.Delimiter, su, same); ok {
+		if t, how, ok := m.mapRole(p, su, same); ok {
 			return t, how
 		}
-		for i := len(levels) - 1; i >= 1; i-- {
-			name := strings.Join(levels[:i], f.Delimiter)
-			if t, how, ok := m.mapRole(name, f.Delimiter, m.archSpecial[name], m.join(m.escape(levels[:i]))); ok {
-				return m.join([]string{t}, m.escape(levels[i:])), how
+		for i := len(p.levels) - 1; i >= 1; i-- {
+			a := p.prefix(i)
+			if t, how, ok := m.mapRole(a, m.archSpecial[a.key()], m.name(a)); ok {
+				return t + m.delim + strings.Join(m.escape(p.levels[i:]), m.delim), how
 			}
 		}
 	}
 	return same, MapSame
 }
 
+// name is the target's name of a path.
+func (m *FolderMapper) name(p fpath) string {
+	lv := m.escape(p.levels)
+	if p.inbox {
+		return strings.Join(append([]string{"INBOX"}, lv...), m.delim)
+	}
+	return m.prefix + strings.Join(lv, m.delim)
+}
+
+// roleOf guesses a path's role from its name: a single level at the top
+// or below INBOX, [Gmail] or [Google Mail] (see RoleByName).
+func roleOf(p fpath) string {
+	lv := p.levels
+	if !p.inbox && len(lv) == 2 && RoleByName(lv[0]+"/"+lv[1], "/") != "" {
+		return RoleByName(lv[0]+"/"+lv[1], "/")
+	}
+	if len(lv) != 1 {
+		return ""
+	}
+	return RoleByName(lv[0], "")
+}
+
 // mapRole maps a folder by its role: the target folder with the
 // attribute, else one known by name. same is the folder's translated
 // name, preferred among candidates. ok is false when the folder has no
 // role or the target no folder for it.
-func (m *FolderMapper) mapRole(name, delim, specialUse, same string) (string, string, bool) {
+func (m *FolderMapper) mapRole(p fpath, specialUse, same string) (string, string, bool) {
 	var role string
 	if strings.TrimSpace(specialUse) != "" {
 		role = canonRole(strings.TrimSpace(specialUse))
-	} else if r := RoleByName(name, delim); r != "" && !m.archRoles[r] {
+	} else if r := roleOf(p); r != "" && !m.archRoles[r] {
 		role = r
 	}
 	if role == "" {
@@ -412,6 +479,23 @@ func (m *FolderMapper) mapRole(name, delim, specialUse, same string) (string, st
 		return t, MapName, true
 	}
 	return "", "", false
+}
+
+// Role returns the role a folder has for the mapping (its SPECIAL-USE, or
+// one known by its name unless another archived folder carries that
+// role's attribute), "" when none.
+func (m *FolderMapper) Role(f formats.Folder) string {
+	if r := canonRole(strings.TrimSpace(f.SpecialUse)); r != "" {
+		return r
+	}
+	p := m.archivedPath(f)
+	if r := m.archSpecial[p.key()]; r != "" {
+		return r
+	}
+	if r := roleOf(p); r != "" && !m.archRoles[r] {
+		return r
+	}
+	return ""
 }
 
 // pick returns same when it is a candidate, else the best candidate.
@@ -428,38 +512,33 @@ func pick(cands []string, same string) string {
 }
 
 // override looks for an entry for the folder or its nearest ancestor,
-// under the archived name or its levels written with "/".
-func (m *FolderMapper) override(levels []string, delim string) (string, bool) {
+// under the archived name, its levels written with "/", or its name in
+// the user's view.
+func (m *FolderMapper) override(f formats.Folder, p fpath) (string, bool) {
 	if len(m.overrides) == 0 {
 		return "", false
 	}
-	for i := len(levels); i >= 1; i-- {
-		keys := []string{strings.Join(levels[:i], delim)}
-		if delim != "/" {
-			keys = append(keys, strings.Join(levels[:i], "/"))
+	raw := splitLevels(f.Name, f.Delimiter)
+	if f.Delimiter == "" && m.src.Delimiter != "" && m.src.Prefix != "" && hasPrefixFold(f.Name, m.src.Prefix) {
+		raw = splitLevels(f.Name, m.src.Delimiter)
+	}
+	skip := max(0, len(raw)-len(p.levels)) // levels of the prefix, or INBOX
+	for i := len(p.levels); i >= 0; i-- {
+		if i == 0 && !p.inbox {
+			break
+		}
+		a := p.prefix(i)
+		keys := []string{a.slash()}
+		if n := skip + i; n <= len(raw) {
+			keys = append(keys, strings.Join(raw[:n], f.Delimiter), strings.Join(raw[:n], "/"))
 		}
 		for _, k := range keys {
 			if t, ok := m.overrides[canonInbox(k)]; ok {
-				return m.join(t, m.escape(levels[i:])), true
+				return m.name(fpath{inbox: t.inbox, levels: append(append([]string{}, t.levels...), p.levels[i:]...)}), true
 			}
 		}
 	}
 	return "", false
-}
-
-// archivedLevels splits an archived name into its levels, the first
-// written "INBOX" when it is INBOX in any case.
-func archivedLevels(name, delim string) []string {
-	var lv []string
-	if delim == "" {
-		lv = []string{name}
-	} else {
-		lv = strings.Split(name, delim)
-	}
-	if strings.EqualFold(lv[0], "INBOX") {
-		lv[0] = "INBOX"
-	}
-	return lv
 }
 
 // canonInbox writes a leading INBOX level (any case, followed by the end
@@ -477,18 +556,6 @@ func canonInbox(s string) string {
 	return "INBOX" + s[5:]
 }
 
-// slashLevels splits a name written with "/" into escaped levels,
-// dropping empty ones.
-func (m *FolderMapper) slashLevels(s string) []string {
-	var lv []string
-	for _, l := range strings.Split(s, "/") {
-		if l != "" {
-			lv = append(lv, l)
-		}
-	}
-	return m.escape(lv)
-}
-
 // escape replaces the target delimiter inside each level by its
 // look-alike.
 func (m *FolderMapper) escape(levels []string) []string {
@@ -497,15 +564,6 @@ func (m *FolderMapper) escape(levels []string) []string {
 		out[i] = strings.ReplaceAll(l, m.delim, lookalike(m.delim))
 	}
 	return out
-}
-
-// join joins level lists with the target delimiter.
-func (m *FolderMapper) join(parts ...[]string) string {
-	var all []string
-	for _, p := range parts {
-		all = append(all, p...)
-	}
-	return strings.Join(all, m.delim)
 }
 
 // lookalike returns what replaces delim inside a level.

@@ -40,6 +40,11 @@ type Selected struct {
 	Snapshot *formats.Snapshot
 	State    *formats.State
 	Folders  []*SelectedFolder // sorted by name
+	// Structure are the archived folders that hold no messages, only
+	// other folders (IMAP \Noselect), chosen by the folder filters of a
+	// selection of whole folders: a restore keeps them as structure where
+	// the target allows it.
+	Structure []formats.Folder
 	// NothingDeleted is set for a DeletedSince selection when no message
 	// of the chosen folders was deleted in between: an answer, not an
 	// error.
@@ -156,6 +161,9 @@ func Select(snaps []*formats.Snapshot, sel Selection) (*Selected, error) {
 	for _, name := range st.FolderNames() {
 		f := st.Folders[name]
 		if f.Status == formats.FolderNoSelect && len(f.Archived) == 0 {
+			if was == nil && !hasMessageFilter(sel) && (!f.Deleted || sel.All) && folderWanted(f.Folder, sel, nil, nil) {
+				out.Structure = append(out.Structure, f.Folder)
+			}
 			continue
 		}
 		if !folderWanted(f.Folder, sel, folderHit, includeHit) {

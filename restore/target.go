@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"time"
+
+	"github.com/mailvault/mailvault/formats"
 )
 
 // Target is where messages are restored to. The engine uses it from one
@@ -55,6 +57,9 @@ func (d Done) Wait() error { return d.Err }
 type TargetFolder struct {
 	Name       string
 	SpecialUse string
+	// NoSelect: the folder holds no messages, only folders (IMAP
+	// \Noselect); it is kept as structure and is no target for messages.
+	NoSelect bool
 }
 
 // Message is what a Target needs to store a message besides its bytes.
@@ -64,6 +69,9 @@ type Message struct {
 	Size         int64
 	SHA256       string
 	MessageID    string
+	// BodySHA256 is BodyHash of the message, set by the engine only when
+	// an Index asks for it (NeedsBodyHash).
+	BodySHA256 string
 }
 
 // Errors targets return, so the engine can act on them.
@@ -84,73 +92,12 @@ var (
 	// the message may or may not be stored. The engine reads the folder
 	// again and appends the message only if it is not there.
 	ErrConnectionLost = errors.New("restore: connection to the target lost")
+	// ErrKeywordsRefused: the target refused a message that carried
+	// keywords (GNU Mailutils answers "BAD Unrecognized flag" to any), and
+	// drops keywords for that folder from now on: the engine appends the
+	// message once more, and counts its keywords as dropped.
+	ErrKeywordsRefused = errors.New("restore: target refused the message's keywords")
 )
-
-// Index is the identity of the messages a folder holds: Message-ID with
-// size, and SHA-256 for messages without a Message-ID. It counts copies, so
-// that a folder holding the same message twice is restored with both.
-type Index struct {
-	byID  map[string]int
-	bySHA map[string]int
-}
-
-// NewIndex returns an empty index.
-func NewIndex() *Index { return &Index{byID: map[string]int{}, bySHA: map[string]int{}} }
-
-func idKey(messageID string, size int64) string {
-	return messageID + "\x00" + itoa(size)
-}
-
-func itoa(n int64) string {
-	var b [20]byte
-	i := len(b)
-	if n == 0 {
-		return "0"
-	}
-	for n > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return string(b[i:])
-}
-
-// Add records a message the folder holds. sha may be "" when the target
-// did not read the message (it has a Message-ID).
-func (x *Index) Add(messageID string, size int64, sha string) {
-	if messageID != "" {
-		x.byID[idKey(messageID, size)]++
-	}
-	if sha != "" {
-		x.bySHA[sha]++
-	}
-}
-
-// Take reports whether the folder holds a copy of m not yet matched, and
-// marks that copy as matched.
-func (x *Index) Take(m *Message) bool {
-	if m.MessageID != "" {
-		k := idKey(m.MessageID, m.Size)
-		if x.byID[k] > 0 {
-			x.byID[k]--
-			return true
-		}
-		return false
-	}
-	if x.bySHA[m.SHA256] > 0 {
-		x.bySHA[m.SHA256]--
-		return true
-	}
-	return false
-}
-
-// Has reports whether the folder holds a copy of m, without marking it.
-func (x *Index) Has(m *Message) bool {
-	if m.MessageID != "" {
-		return x.byID[idKey(m.MessageID, m.Size)] > 0
-	}
-	return x.bySHA[m.SHA256] > 0
-}
 
 // ErrFolderRefused is wrapped by a target's error about one folder only
 // (a name the target cannot hold, a path the file system refuses): that
@@ -181,4 +128,63 @@ type FolderNamer interface {
 // connection dropped (go-imap's imapserver does).
 type AtomicAppender interface {
 	AppendsAtomically() bool
+}
+
+// Namespace is a personal namespace (RFC 2342): the prefix of the names of
+// the user's folders and their hierarchy delimiter. Dovecot and upstream
+// Cyrus have prefix "" and delimiter "/", Courier and Cyrus with Debian's
+// settings "INBOX." and ".". INBOX itself is never below the prefix.
+type Namespace = formats.Namespace
+
+// Namespacer is implemented by targets whose folders live in a personal
+// namespace with a prefix (IMAP NAMESPACE). A target without it has
+// prefix "" and the delimiter Delimiter returns.
+type Namespacer interface {
+	Namespace() Namespace
+}
+
+// SpecialUseCreator is implemented by targets that can create a folder
+// with a special-use attribute (RFC 6154 CREATE-SPECIAL-USE). The engine
+// uses it for a folder with a role (\Sent, …) that the target has no
+// folder for.
+type SpecialUseCreator interface {
+	// CanCreateSpecialUse reports whether the target offers it.
+	CanCreateSpecialUse() bool
+	// CreateSpecialUse creates a folder with the attribute, like
+	// CreateFolder. When the target refuses the attribute, the folder is
+	// created without it, and the error says so after the folder exists
+	// (ErrSpecialUseRefused).
+	CreateSpecialUse(ctx context.Context, name, use string) error
+}
+
+// ErrSpecialUseRefused is wrapped when a folder was created without the
+// special-use attribute asked for, which the target refused.
+var ErrSpecialUseRefused = errors.New("restore: the target refused the special-use attribute")
+
+// StructureCreator is implemented by targets that can hold a folder that
+// holds no messages, only other folders (IMAP \Noselect). The engine
+// creates an archived \Noselect folder with no restored folder below it
+// this way; one with folders below it comes with them.
+type StructureCreator interface {
+	// CreateStructure creates name as structure only, where the target
+	// allows it. An error says it could not; it is reported, and the
+	// restore goes on.
+	CreateStructure(ctx context.Context, name string) error
+}
+
+// AppendChecker is implemented by targets that can tell how many messages
+// a folder holds, so that the engine checks a folder after its appends:
+// a target that answers OK and keeps fewer (GNU Mailutils into a folder
+// the same connection has SELECTed) is caught and reported.
+type AppendChecker interface {
+	// Held returns how many messages folder holds now. The engine calls
+	// it before the folder's first append and after the answer to its
+	// last; the target then forgets what it recorded of appends to the
+	// folder before.
+	Held(ctx context.Context, folder string) (int, error)
+	// Missing returns how many of the messages the target accepted into
+	// folder since the last Held call are not in it, when the target can
+	// tell which (IMAP UIDPLUS: the APPENDUID answers, looked for with UID
+	// SEARCH). ok is false when it cannot.
+	Missing(ctx context.Context, folder string) (missing int, ok bool, err error)
 }

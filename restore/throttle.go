@@ -25,20 +25,3 @@ func throttledLoss(err error) bool {
 	var ra retryAfter
 	return errors.Is(err, ErrConnectionLost) && errors.As(err, &ra)
 }
-
-// wait waits d before a retry, with Options.Sleep when set; it returns
-// the context's error at once when the run is interrupted.
-func (r *runner) wait(d time.Duration) error {
-	if r.opts.Sleep != nil {
-		r.opts.Sleep(d)
-		return r.ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-r.ctx.Done():
-		return r.ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}

@@ -67,7 +67,7 @@ func TestRestoreThrottleSuggested(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rep, err := Run(context.Background(), b.a, selected, tg, Options{Sleep: func(d time.Duration) { tg.slept = append(tg.slept, d) }})
+			rep, err := Run(context.Background(), b.a, selected, tg, Options{Sleep: func(_ context.Context, d time.Duration) error { tg.slept = append(tg.slept, d); return nil }})
 			if err != nil || rep.Stored != 5 || len(tg.folders["INBOX"]) != 5 {
 				t.Fatalf("Run: %v, stored %d, target holds %d; want 5, 5", err, rep.Stored, len(tg.folders["INBOX"]))
 			}
@@ -78,9 +78,9 @@ func TestRestoreThrottleSuggested(t *testing.T) {
 	}
 }
 
-// TestRestoreThrottleInterrupted: Ctrl-C during a throttling wait ends the
-// restore at once.
-func TestRestoreThrottleInterrupted(t *testing.T) {
+// TestRestoreThrottleSuggestedInterrupted: Ctrl-C during the hour a server
+// asked to wait ends the restore at once.
+func TestRestoreThrottleSuggestedInterrupted(t *testing.T) {
 	b := newBuilder(t)
 	b.snapshot(day, []msgSpec{{"INBOX", body(1, ""), nil, day}, {"INBOX", body(2, ""), nil, day}}, nil, nil)
 	tg := &slowTarget{memTarget: newMemTarget(), left: 1, wait: time.Hour}

@@ -16,7 +16,6 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
-	"time"
 
 	"github.com/mailvault/mailvault/formats"
 )
@@ -310,7 +309,7 @@ func TestRestoreOverQuotaCountsWhatTheTargetTook(t *testing.T) {
 		var last Progress
 		var pmu sync.Mutex
 		progress := func(p Progress) { pmu.Lock(); last = p; pmu.Unlock() }
-		rep, err := Run(context.Background(), b.a, selected, &lockedTarget{mu: &mu, m: tg}, Options{Window: 8, Connections: conns, Open: open, Sleep: func(time.Duration) {}, Progress: progress})
+		rep, err := Run(context.Background(), b.a, selected, &lockedTarget{mu: &mu, m: tg}, Options{Window: 8, Connections: conns, Open: open, Sleep: noSleep, Progress: progress})
 		if !errors.Is(err, ErrOverQuota) {
 			t.Fatalf("%d connections: %v, want over quota", conns, err)
 		}

@@ -23,6 +23,8 @@ type env struct {
 	// json: --log-format json; every line on stderr is a JSON object and
 	// summaries on stdout are JSON too.
 	json bool
+	// ui draws a backup's progress on a terminal (nil: none).
+	ui *progressUI
 }
 
 type envKey struct{}
@@ -137,6 +139,7 @@ Quick start:
 			lsCommand(),
 			catCommand(),
 			verifyCommand(),
+			checkConfigCommand(),
 			authCommand(),
 			demoCommand(),
 			helpCommand(),
@@ -281,6 +284,11 @@ func logFlags() []cli.Flag {
 }
 
 func newLogger(c *cli.Context) (*slog.Logger, error) {
+	return newLoggerTo(c, envOf(c).stderr)
+}
+
+// newLoggerTo is newLogger writing to w.
+func newLoggerTo(c *cli.Context, w io.Writer) (*slog.Logger, error) {
 	level := slog.LevelWarn
 	if c.Bool("verbose") {
 		level = slog.LevelInfo
@@ -289,7 +297,6 @@ func newLogger(c *cli.Context) (*slog.Logger, error) {
 		level = slog.LevelError
 	}
 	opts := &slog.HandlerOptions{Level: level}
-	w := envOf(c).stderr
 	switch c.String("log-format") {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil

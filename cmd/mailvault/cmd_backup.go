@@ -111,6 +111,15 @@ POP3 of the same user on the same host are the same mailbox. The archive
 directory is created only once the source has answered (connected, logged
 in, listed its folders): a first run that fails creates nothing.
 
+Many accounts: --config FILE backs up the accounts of a configuration file
+(docs/CONFIG.md) instead of SOURCE ARCHIVE, --parallel at once (default 4),
+each into its own archive under its own lock, within each server's
+max_connections. One account failing does not stop the others; one line
+per account and a total are printed (unless -q), --report FILE gets a JSON
+report and --metrics FILE Prometheus textfile metrics. The exit code is 0
+when every account is complete, 3 when some are partial or failed, 2 when
+the file is wrong (nothing connects then).
+
 EXAMPLES:
    MAILVAULT_PASSWORD=... mailvault backup imaps://alice@mail.example.com ./vault
    mailvault backup imaps://alice@mail.example.com ./vault --password-file ~/.mailvault-pw
@@ -120,6 +129,8 @@ EXAMPLES:
    mailvault backup imaps://alice@mail.example.com ./vault --format maildir --compress zstd
    mailvault backup mbox:"$HOME/.thunderbird/abc.default/Mail/Local Folders" ./vault
    mailvault backup maildir:~/Maildir ./vault
+   mailvault backup --config /etc/mailvault/mailvault.toml --report report.json --metrics mailvault.prom
+   mailvault backup --config mailvault.toml --account alice --account bob
 
 ` + exitCodesHelp,
 		Flags: append(append(connFlags(),
@@ -127,32 +138,35 @@ EXAMPLES:
 			&cli.IntFlag{Name: "delete-after", Value: -1, Usage: "POP3 only: delete from the server messages archived at least `DAYS` ago (0: right after the backup)"},
 			allowSourceChangeFlag(),
 			&cli.BoolFlag{Name: "pop3-allow-retr", Usage: "POP3 only: fetch with RETR where the server has no TOP or its TOP disagrees with LIST (RETR marks messages as read on many servers)"},
-		), append(append(append(storageFlags(), connectionsFlag(), checkpointFlag()), throttleFlags()...), logFlags()...)...),
+		), append(append(append(append(storageFlags(), connectionsFlag(), checkpointFlag()), throttleFlags()...), logFlags()...), fleetFlags()...)...),
 		Action: func(c *cli.Context) error {
+			if c.IsSet("config") {
+				return fleetBackupAction(c)
+			}
+			if err := checkNoFleetFlags(c); err != nil {
+				return err
+			}
 			a, err := args(c, 2, 2, "SOURCE ARCHIVE")
 			if err != nil {
 				return err
 			}
-			log, err := newLogger(c)
+			if progressWanted(c) {
+				envOf(c).ui = newProgressUI(c.Context, envOf(c).stderr)
+				defer envOf(c).ui.stop()
+			}
+			log, err := newLoggerTo(c, envOf(c).ui.writer(envOf(c).stderr))
 			if err != nil {
 				return err
 			}
-			allow := c.Bool("allow-source-change")
-			if kind, path, ok := localSource(a[0]); ok {
-				if c.Int("delete-after") >= 0 {
-					return usagef("--delete-after is for POP3 accounts")
-				}
-				storage, err := storageOptions(c)
-				if err != nil {
-					return err
-				}
-				return runLocalBackup(c.Context, kind, path, a[1], storage, allow, log, c.Bool("quiet"), envOf(c))
+			if err := checkSecrets(c, theAccount); err != nil {
+				return err
 			}
-			u, err := mailurl.Parse(a[0])
+			src, err := parseEndpoint(a[0], asSource)
 			if err != nil {
 				return err
 			}
-			if p := c.String("protocol"); p != "" {
+			u := src.url
+			if p := c.String("protocol"); p != "" && u != nil {
 				if _, ok := mailurl.DefaultPorts[p]; !ok {
 					return usagef("--protocol must be imaps, imap, pop3s or pop3")
 				}
@@ -161,16 +175,29 @@ EXAMPLES:
 				}
 				if u.Scheme == "" {
 					u = u.WithScheme(p, u.Port != 0)
+					src.scheme = lookupScheme(p)
 				}
 			}
-			u, _ = resolvePreset(u, log.Info)
+			if u != nil {
+				if pu, _ := resolvePreset(u, log.Info); pu != u {
+					u, src.scheme = pu, lookupScheme(pu.Scheme)
+				}
+			}
+			if err := checkFlags(c, src.scheme, "", nil); err != nil {
+				return err
+			}
 			storage, conns, err := backupTuning(c)
 			if err != nil {
 				return err
 			}
-			o := backupOptions{archive: a[1], storage: storage, connections: conns, checkpoint: c.Duration("checkpoint"), quiet: c.Bool("quiet"), log: log, allowSourceChange: allow}
+			o := backupOptions{archive: a[1], storage: storage, connections: conns, checkpoint: c.Duration("checkpoint"),
+				quiet: c.Bool("quiet"), log: log, allowSourceChange: c.Bool("allow-source-change")}
 			if err := o.throttling(c); err != nil {
 				return err
+			}
+			if src.scheme.local {
+				o.local = src
+				return runBackup(c.Context, o, envOf(c))
 			}
 			if days := c.Int("delete-after"); days >= 0 {
 				o.delete, o.deleteAfter = true, time.Duration(days)*24*time.Hour
@@ -183,28 +210,15 @@ EXAMPLES:
 			o.allowRetr = c.Bool("pop3-allow-retr")
 			if u.Scheme == "" {
 				o.detect = func() (*mailurl.URL, mailconn.Config, error) { return detect(c, u, cfg, envOf(c)) }
+				// Once the protocol is known, the flags that depend on it
+				// are checked again.
+				o.recheck = func(s *scheme) error {
+					return checkFlags(c, s, "", []string{"delete-after", "pop3-allow-retr", "connections"})
+				}
 			}
 			return runBackup(c.Context, o, envOf(c))
 		},
 	}
-}
-
-// imapConfig parses an account URL and builds its connection config,
-// asking for the password last.
-func imapConfig(c *cli.Context, raw string, acc account, warn func(string, ...any)) (mailconn.Config, *mailurl.URL, error) {
-	if c.IsSet(acc.prefix + "password") {
-		return mailconn.Config{}, nil, errPasswordFlag
-	}
-	u, err := mailurl.Parse(raw)
-	if err != nil {
-		return mailconn.Config{}, nil, err
-	}
-	u, _ = resolvePreset(u, nil)
-	if u.Scheme == "" {
-		return mailconn.Config{}, nil, usagef("%q: name the protocol (imaps://, imap://, pop3s://, pop3://)", raw)
-	}
-	cfg, err := accountConfig(c, u, acc, warn)
-	return cfg, u, err
 }
 
 // accountConfig builds the connection config of an account URL (the
@@ -223,9 +237,6 @@ func accountConfig(c *cli.Context, u *mailurl.URL, acc account, warn func(string
 		HintPrefix: p,
 	}
 	cfg.Security = security(c, u.Scheme, acc)
-	if (u.Scheme == "imaps" || u.Scheme == "pop3s") && c.Bool(p+"insecure-plaintext") {
-		return cfg, usagef("--%sinsecure-plaintext goes with imap:// or pop3://, not %s://", p, u.Scheme)
-	}
 	if cfg.Timeout <= 0 {
 		return cfg, usagef("--timeout must be positive")
 	}
@@ -265,10 +276,15 @@ func security(c *cli.Context, scheme string, acc account) mailconn.Security {
 
 type backupOptions struct {
 	archive string
-	source  *mailurl.URL // scheme "" until detect runs
+	// local is the source when it is local mail (mbox:, maildir:);
+	// otherwise source is.
+	local  *endpoint
+	source *mailurl.URL // scheme "" until detect runs
 	// detect, for a bare USER@HOST, finds the protocol; it runs once the
-	// archive has been checked.
+	// archive has been checked. recheck then checks the flags against the
+	// protocol found.
 	detect            func() (*mailurl.URL, mailconn.Config, error)
+	recheck           func(*scheme) error
 	conn              mailconn.Config
 	storage           *formats.StorageOptions // nil: the archive's, or the default
 	connections       int
@@ -286,7 +302,26 @@ type backupOptions struct {
 	throttleWait   time.Duration
 }
 
+// runBackup backs up a server or local mail: the one path of every
+// source (the scheme table decided which flags it takes).
 func runBackup(ctx context.Context, o backupOptions, e *env) error {
+	if o.local != nil {
+		abs, err := filepath.Abs(o.local.path)
+		if err != nil {
+			return err
+		}
+		id := formats.SourceIdentity{Scheme: o.local.scheme.name, Path: abs}
+		a, err := prepareArchive(o.archive, o.storage, id, o.allowSourceChange)
+		if err != nil {
+			return err
+		}
+		// Local mail is read by one reader (the table refuses
+		// --connections for it).
+		return backupInto(ctx, a, o.archive, o.storage, id, localDialer(id.Scheme, abs), backup.Options{
+			Source: id.Scheme + ":" + abs, Protocol: id.Scheme, Log: o.log, Hook: failpoint.Hook(),
+			Connections: 1, Checkpoint: o.checkpoint,
+		}, o.quiet, e)
+	}
 	id := formats.SourceIdentity{Scheme: o.source.Scheme, Host: o.source.Host, User: o.source.User}
 	a, err := prepareArchive(o.archive, o.storage, id, o.allowSourceChange)
 	if err != nil {
@@ -297,17 +332,15 @@ func runBackup(ctx context.Context, o backupOptions, e *env) error {
 			return err
 		}
 		id.Scheme = o.source.Scheme
-	}
-	if o.delete && !strings.HasPrefix(o.source.Scheme, "pop3") {
-		return usagef("--delete-after is for POP3 accounts: an IMAP backup never changes the server")
-	}
-	if o.allowRetr && !strings.HasPrefix(o.source.Scheme, "pop3") {
-		return usagef("--pop3-allow-retr is for POP3 accounts")
+		if err := o.recheck(lookupScheme(id.Scheme)); err != nil {
+			return err
+		}
 	}
 	policy := &pop3store.Policy{AllowRetr: o.allowRetr}
 	protocol, dial := sourceDialer(o.source.Scheme, o.conn, o.log, policy)
 	if protocol != "imap" {
-		// POP3 has one folder, and servers allow one session at a time.
+		// POP3 has one folder, and servers allow one session at a time
+		// (the table refuses --connections for it).
 		o.connections = 1
 	}
 	err = backupInto(ctx, a, o.archive, o.storage, id, dial, backup.Options{
@@ -361,11 +394,24 @@ func prepareArchive(root string, storage *formats.StorageOptions, id formats.Sou
 	return a, nil
 }
 
-// backupInto runs the backup once the source has answered: it connects,
-// logs in and lists the folders first, creates the archive (a == nil) only
-// then, hands that first connection to the engine, prints the summary and
-// records the source in the archive.
+// backupInto runs the backup (backupRun), with progress on a terminal
+// (e.ui), and prints the summary.
 func backupInto(ctx context.Context, a *formats.Archive, root string, storage *formats.StorageOptions, id formats.SourceIdentity, dial backup.Dialer, opts backup.Options, quiet bool, e *env) error {
+	start := time.Now()
+	opts.Progress = e.ui.account(id.String()).progress()
+	res, err := backupRun(ctx, a, root, storage, id, dial, opts)
+	e.ui.stop()
+	if res != nil && res.Snapshot != nil && !quiet {
+		printBackupSummary(e, res, opts.Delete, start)
+	}
+	return err
+}
+
+// backupRun runs the backup once the source has answered: it connects,
+// logs in and lists the folders first, creates the archive (a == nil) only
+// then, hands that first connection to the engine and records the source
+// in the archive. The result is nil when no snapshot was committed.
+func backupRun(ctx context.Context, a *formats.Archive, root string, storage *formats.StorageOptions, id formats.SourceIdentity, dial backup.Dialer, opts backup.Options) (*backup.Result, error) {
 	var first backup.Source
 	err := backup.Retry(ctx, opts.ThrottleWait, opts.Log, func() error {
 		var err error
@@ -379,7 +425,7 @@ func backupInto(ctx context.Context, a *formats.Archive, root string, storage *f
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	h := &handOver{first: first, dial: dial}
 	defer h.close()
@@ -389,21 +435,17 @@ func backupInto(ctx context.Context, a *formats.Archive, root string, storage *f
 			so = *storage
 		}
 		if a, err = formats.CreateFor(root, so, &id); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	opts.Dial = h.get
-	start := time.Now()
 	res, err := backup.Run(ctx, a, opts)
 	if res != nil && res.Snapshot != nil {
-		if !quiet {
-			printBackupSummary(e, res, opts.Delete, start)
-		}
 		if rerr := recordSource(a, id, opts.Log); rerr != nil {
 			opts.Log.Warn("could not record the source in the archive", "err", rerr)
 		}
 	}
-	return err
+	return res, err
 }
 
 // handOver gives the connection opened to check the source to the
@@ -544,43 +586,23 @@ func storageOptions(c *cli.Context) (*formats.StorageOptions, error) {
 	return o, nil
 }
 
-// localSource recognises mbox:PATH and maildir:PATH.
-func localSource(raw string) (kind, path string, ok bool) {
-	for _, k := range []string{"mbox", "maildir"} {
-		if rest, found := strings.CutPrefix(raw, k+":"); found && !strings.HasPrefix(rest, "//") {
-			return k, expandHome(rest), true
-		}
-	}
-	return "", "", false
-}
-
-// runLocalBackup backs up a local mbox file or tree, or a Maildir.
-func runLocalBackup(ctx context.Context, kind, path, archive string, storage *formats.StorageOptions, allow bool, log *slog.Logger, quiet bool, e *env) error {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return err
-	}
-	id := formats.SourceIdentity{Scheme: kind, Path: abs}
-	a, err := prepareArchive(archive, storage, id, allow)
-	if err != nil {
-		return err
-	}
-	dial := func(context.Context) (backup.Source, error) {
+// localDialer opens local mail at path (absolute): an mbox file or tree,
+// or a Maildir tree. A Source reads no file between calls; each is closed
+// by whoever dialled it.
+func localDialer(kind, path string) backup.Dialer {
+	return func(context.Context) (backup.Source, error) {
 		var s backup.Source
 		var err error
 		if kind == "mbox" {
-			s, err = localsrc.NewMbox(abs)
+			s, err = localsrc.NewMbox(path)
 		} else {
-			s, err = localsrc.NewMaildir(abs)
+			s, err = localsrc.NewMaildir(path)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", errLocalSource, err)
 		}
 		return s, nil
 	}
-	return backupInto(ctx, a, archive, storage, id, dial, backup.Options{
-		Source: kind + ":" + abs, Protocol: kind, Log: log, Hook: failpoint.Hook(),
-	}, quiet, e)
 }
 
 // errLocalSource marks a local source that cannot be read.

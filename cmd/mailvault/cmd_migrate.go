@@ -58,7 +58,25 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
-			cfg, src, err := imapConfig(c, a[0], theAccount, log.Warn)
+			if err := checkSecrets(c, theAccount); err != nil {
+				return err
+			}
+			src, err := parseEndpoint(a[0], asMigrateSource)
+			if err != nil {
+				return err
+			}
+			// The source's own flags, then those both sides share: they
+			// apply when they apply to either.
+			if err := checkFlags(c, src.scheme, "", accountFlagNames); err != nil {
+				return err
+			}
+			if t, err := parseEndpoint(a[1], asTarget); err == nil {
+				if err := checkShared(c, src.scheme, t.scheme); err != nil {
+					return err
+				}
+			}
+			src.url, _ = resolvePreset(src.url, log.Info)
+			cfg, err := accountConfig(c, src.url, theAccount, log.Warn)
 			if err != nil {
 				return err
 			}
@@ -66,13 +84,9 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
-			mo := restore.MapOptions{NoMap: c.Bool("no-map"), Overrides: map[string]string{}}
-			for _, m := range c.StringSlice("map") {
-				old, nw, ok := strings.Cut(m, "=")
-				if !ok || old == "" || nw == "" {
-					return usagef("--map %q: want OLD=NEW", m)
-				}
-				mo.Overrides[old] = nw
+			mo, err := mapOptions(c)
+			if err != nil {
+				return err
 			}
 			e := envOf(c)
 			archive := expandHome(c.String("archive"))
@@ -87,7 +101,7 @@ EXAMPLES:
 				}
 			}
 			bo := backupOptions{archive: archive, storage: storage, connections: conns, checkpoint: c.Duration("checkpoint"),
-				source: src, conn: cfg, quiet: c.Bool("quiet"), log: log, allowSourceChange: c.Bool("allow-source-change")}
+				source: src.url, conn: cfg, quiet: c.Bool("quiet"), log: log, allowSourceChange: c.Bool("allow-source-change")}
 			if err := bo.throttling(c); err != nil {
 				return err
 			}
@@ -110,6 +124,19 @@ EXAMPLES:
 			return nil
 		},
 	}
+}
+
+// checkShared refuses a flag of migrate that both sides share (--timeout,
+// --connections, --checkpoint) when it applies to neither the source nor
+// the target.
+func checkShared(c *cli.Context, source, target *scheme) error {
+	for _, f := range []string{"timeout", "connections", "checkpoint"} {
+		if !c.IsSet(f) || source.applies(f) || target.applies(f) {
+			continue
+		}
+		return usagef("--%s does not apply to %s or %s (%s)", f, source.form, target.form, why(source, f))
+	}
+	return nil
 }
 
 // checkTarget connects to the target, negotiates TLS, logs in and reads

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -60,6 +61,7 @@ EXAMPLES:
    mailvault restore ./vault imaps://alice@host --from bob@example.com --subject invoice --since 2026-01-01 --into Restored
    mailvault restore ./vault maildir:~/Mail
    mailvault restore ./vault mbox:~/export --report restore.json
+   mailvault restore --config mailvault.toml --account alice --deleted-since 1a2b3c4d --into Restored
 
 ` + exitCodesHelp,
 		Flags: append(append(append(selectionFlags(),
@@ -70,8 +72,14 @@ EXAMPLES:
 			&cli.StringFlag{Name: "report", Usage: "write a JSON report to `FILE`"},
 			&cli.IntFlag{Name: "window", Value: 16, Usage: "appends in flight at once, per connection"},
 			connectionsFlag(),
-		), connFlags()...), logFlags()...),
+		), connFlags()...), append(logFlags(), restoreConfigFlags()...)...),
 		Action: func(c *cli.Context) error {
+			if c.IsSet("config") {
+				return restoreConfigAction(c)
+			}
+			if c.IsSet("account") {
+				return usagef("--account goes with --config FILE")
+			}
 			a, err := args(c, 2, 2, "ARCHIVE TARGET")
 			if err != nil {
 				return err
@@ -84,14 +92,11 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
-			mo := restore.MapOptions{Into: c.String("into"), NoMap: c.Bool("no-map"), Overrides: map[string]string{}}
-			for _, m := range c.StringSlice("map") {
-				old, nw, ok := strings.Cut(m, "=")
-				if !ok || old == "" || nw == "" {
-					return usagef("--map %q: want OLD=NEW", m)
-				}
-				mo.Overrides[old] = nw
+			mo, err := mapOptions(c)
+			if err != nil {
+				return err
 			}
+			mo.Into = c.String("into")
 			open, err := targetOpener(c, a[1], theAccount, log.Warn)
 			if err != nil {
 				return err
@@ -109,19 +114,45 @@ EXAMPLES:
 	}
 }
 
-// targetOpener parses TARGET and returns how to open it: the scheme table.
+// mapOptions reads --map OLD=NEW (repeatable) and --no-map, for restore
+// and migrate.
+func mapOptions(c *cli.Context) (restore.MapOptions, error) {
+	mo := restore.MapOptions{NoMap: c.Bool("no-map"), Overrides: map[string]string{}}
+	for _, m := range c.StringSlice("map") {
+		old, nw, ok := strings.Cut(m, "=")
+		if !ok || old == "" || nw == "" {
+			return mo, usagef("--map %q: want OLD=NEW", m)
+		}
+		mo.Overrides[old] = nw
+	}
+	return mo, nil
+}
+
+// accountFlagNames are the flags of one account (accountFlags), without
+// its prefix.
+var accountFlagNames = slices.Concat(loginFlagNames, tlsFlagNames, plaintextFlagNames)
+
+// targetOpener parses TARGET with the scheme table, checks the flags of
+// acc against it (for restore, acc's prefix is "" and every flag is
+// checked; migrate checks the flags both sides share itself), and returns
+// how to open the target.
 func targetOpener(c *cli.Context, raw string, acc account, warn func(string, ...any)) (func(ctx context.Context) (restore.Target, error), error) {
-	scheme, rest, _ := strings.Cut(raw, ":")
-	switch scheme {
-	case "maildir", "mbox", "eml":
-		dir, utf8 := strings.CutSuffix(strings.TrimPrefix(rest, "//"), "?utf8")
-		dir = expandHome(dir)
-		if dir == "" {
-			return nil, usagef("%s: needs a directory, e.g. %s:~/Mail", scheme, scheme)
-		}
-		if utf8 && scheme != "maildir" {
-			return nil, usagef("%s: ?utf8 is for maildir: targets (mbox and eml folder names are UTF-8 already)", raw)
-		}
+	if err := checkSecrets(c, acc); err != nil {
+		return nil, err
+	}
+	t, err := parseEndpoint(raw, asTarget)
+	if err != nil {
+		return nil, err
+	}
+	var names []string // nil: all
+	if acc.prefix != "" {
+		names = accountFlagNames
+	}
+	if err := checkFlags(c, t.scheme, acc.prefix, names); err != nil {
+		return nil, err
+	}
+	if t.scheme.local {
+		scheme, dir, utf8 := t.scheme.name, t.path, t.utf8
 		hook := failpoint.Hook()
 		return func(ctx context.Context) (restore.Target, error) {
 			switch scheme {
@@ -150,22 +181,21 @@ func targetOpener(c *cli.Context, raw string, acc account, warn func(string, ...
 			e.Hook = hook
 			return e, nil
 		}, nil
-	case "imaps", "imap":
-		cfg, u, err := imapConfig(c, raw, acc, warn)
+	}
+	u, _ := resolvePreset(t.url, nil)
+	cfg, err := accountConfig(c, u, acc, warn)
+	if err != nil {
+		return nil, err
+	}
+	quirks := targetQuirks(u.Host)
+	return func(ctx context.Context) (restore.Target, error) {
+		t, err := imapstore.DialTarget(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}
-		quirks := targetQuirks(u.Host)
-		return func(ctx context.Context) (restore.Target, error) {
-			t, err := imapstore.DialTarget(ctx, cfg)
-			if err != nil {
-				return nil, err
-			}
-			t.Quirks, t.Warn = quirks, func(m string) { warn(m) }
-			return t, nil
-		}, nil
-	}
-	return nil, usagef("unsupported target %q (use imaps://, imap://, maildir:DIR, mbox:DIR or eml:DIR)", raw)
+		t.Quirks, t.Warn = quirks, func(m string) { warn(m) }
+		return t, nil
+	}, nil
 }
 
 func expandHome(p string) string {
@@ -192,10 +222,11 @@ type restoreOptions struct {
 	log         *slog.Logger
 }
 
-// targetConnections is --connections for an IMAP target, 1 for a local
-// one (a disk gains nothing from several writers).
+// targetConnections is --connections for a target that takes several
+// (IMAP), 1 for a local one (a disk gains nothing from several writers;
+// the table refuses --connections for it).
 func targetConnections(target string, n int) int {
-	if strings.HasPrefix(target, "imap://") || strings.HasPrefix(target, "imaps://") {
+	if t, err := parseEndpoint(target, asTarget); err == nil && t.scheme.applies("connections") {
 		return n
 	}
 	return 1
@@ -274,7 +305,7 @@ func runRestore(ctx context.Context, o restoreOptions, e *env) (err error) {
 // refused, and what the archive could not give.
 func summary(rep *restore.Report) string {
 	var b strings.Builder
-	done := rep.Stored + rep.Present
+	done := rep.Stored - rep.Missing + rep.Present
 	if done == rep.Messages {
 		fmt.Fprintf(&b, "restored %d messages", done)
 	} else {
@@ -282,6 +313,9 @@ func summary(rep *restore.Report) string {
 	}
 	fmt.Fprintf(&b, " (%s) from snapshot %s: %d appended (%s), %d already present, %d rejected",
 		humanBytes(rep.StoredBytes+rep.PresentBytes), rep.Snapshot, rep.Stored, humanBytes(rep.StoredBytes), rep.Present, rep.Rejected)
+	if rep.Missing > 0 {
+		fmt.Fprintf(&b, ", %d of them missing on the target afterwards", rep.Missing)
+	}
 	if rep.Unreadable > 0 {
 		fmt.Fprintf(&b, ", %d unreadable in the archive", rep.Unreadable)
 	}
@@ -314,14 +348,29 @@ func printPlan(w io.Writer, rep *restore.Report) {
 		if f.StoredAs != "" {
 			target += " (stored as " + printable(f.StoredAs) + ")"
 		}
-		if f.Create {
+		switch {
+		case f.Structure:
+			target += " (new, structure only)"
+		case f.Create && f.SpecialUse != "":
+			target += " (new, " + f.SpecialUse + ")"
+		case f.Create:
 			target += " (new)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%d\n", printable(f.Source), target, f.How, f.Messages, humanBytes(f.Bytes), f.Present, f.Messages-f.Present)
 	}
 	tw.Flush()
+	fmt.Fprintf(w, "archive namespace: %s (%s); target namespace: %s\n",
+		describeNamespace(rep.ArchiveNamespace), rep.ArchiveNamespaceFrom, describeNamespace(rep.TargetNamespace))
 	fmt.Fprintf(w, "dry run: %d messages (%s) in %d folders from snapshot %s; %d already present; nothing was changed\n",
 		rep.Messages, humanBytes(rep.Bytes), len(rep.Folders), rep.Snapshot, rep.Present)
+}
+
+// describeNamespace writes a personal namespace for the plan.
+func describeNamespace(ns restore.Namespace) string {
+	if ns.Prefix == "" {
+		return fmt.Sprintf("no prefix, delimiter %q", ns.Delimiter)
+	}
+	return fmt.Sprintf("prefix %q, delimiter %q", ns.Prefix, ns.Delimiter)
 }
 
 func isTerminal(w io.Writer) bool {

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -17,7 +18,8 @@ func snapshotsCommand() *cli.Command {
 		Usage:     "list the runs stored in an archive",
 		ArgsUsage: "ARCHIVE",
 		Description: `One line per run: id, start time, status, folders, messages added and
-gone, and bytes added.
+gone, and bytes added; and the mailbox's quota as the server reported it
+(IMAP QUOTA) when a run recorded one.
 
 EXAMPLES:
    mailvault snapshots ./vault
@@ -46,27 +48,16 @@ type snapshotLine struct {
 	Gone     int       `json:"gone"`
 	Bytes    int64     `json:"bytes"`
 	Errors   []string  `json:"errors,omitempty"`
+	// Quota is what the server said of the mailbox's quota in that run.
+	Quota []formats.Quota `json:"quota,omitempty"`
 }
 
-func summarize(s *formats.Snapshot) snapshotLine {
-	l := snapshotLine{ID: s.ID, Started: s.Started, Finished: s.Finished, Status: s.Status, Source: s.Source, Folders: len(s.Folders), Errors: s.Errors}
+// summarize is the line of snapshot s, which stored the given bytes.
+func summarize(s *formats.Snapshot, stored int64) snapshotLine {
+	l := snapshotLine{ID: s.ID, Started: s.Started, Finished: s.Finished, Status: s.Status, Source: s.Source, Folders: len(s.Folders), Errors: s.Errors, Bytes: stored, Quota: s.Quota}
 	for _, c := range s.Changes {
 		l.Added += len(c.Added)
 		l.Gone += len(c.Gone)
-	}
-	for _, g := range s.Segments {
-		l.Bytes += g.Size
-	}
-	// A Maildir archive has no segments: count the files the snapshot
-	// names, once each.
-	seen := map[string]bool{}
-	for _, c := range s.Changes {
-		for _, m := range c.Added {
-			if formats.ValidMaildirPath(m.Seg) && !seen[m.Seg] {
-				seen[m.Seg] = true
-				l.Bytes += m.Size
-			}
-		}
 	}
 	return l
 }
@@ -80,20 +71,54 @@ func runSnapshots(root string, asJSON bool, e *env) error {
 	if err != nil {
 		return err
 	}
+	stored := a.StoredBytes(snaps)
 	if asJSON {
 		enc := json.NewEncoder(e.stdout)
-		for _, s := range snaps {
-			if err := enc.Encode(summarize(s)); err != nil {
+		for i, s := range snaps {
+			if err := enc.Encode(summarize(s, stored[i])); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTIME\tSTATUS\tFOLDERS\tADDED\tGONE\tSTORED")
+	// The QUOTA column is there when a run recorded a quota.
+	withQuota := false
 	for _, s := range snaps {
-		l := summarize(s)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", l.ID, l.Started.Local().Format("2006-01-02 15:04:05"), l.Status, l.Folders, l.Added, l.Gone, humanBytes(l.Bytes))
+		withQuota = withQuota || len(s.Quota) > 0
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	head := "ID\tTIME\tSTATUS\tFOLDERS\tADDED\tGONE\tSTORED"
+	if withQuota {
+		head += "\tQUOTA"
+	}
+	fmt.Fprintln(tw, head)
+	for i, s := range snaps {
+		l := summarize(s, stored[i])
+		line := fmt.Sprintf("%s\t%s\t%s\t%d\t%d\t%d\t%s", l.ID, l.Started.Local().Format("2006-01-02 15:04:05"), l.Status, l.Folders, l.Added, l.Gone, humanBytes(l.Bytes))
+		if withQuota {
+			line += "\t" + quotaText(l.Quota)
+		}
+		fmt.Fprintln(tw, line)
 	}
 	return tw.Flush()
+}
+
+// quotaText says a run's quota in a few words: "1.2 MiB of 10.0 MiB"
+// for STORAGE (KiB), "120 of 1000 messages" for MESSAGE, "-" for none.
+func quotaText(q []formats.Quota) string {
+	var parts []string
+	for _, r := range q {
+		switch r.Resource {
+		case "STORAGE":
+			parts = append(parts, fmt.Sprintf("%s of %s", humanBytes(r.Used<<10), humanBytes(r.Limit<<10)))
+		case "MESSAGE":
+			parts = append(parts, fmt.Sprintf("%d of %d messages", r.Used, r.Limit))
+		default:
+			parts = append(parts, fmt.Sprintf("%s %d of %d", printable(r.Resource), r.Used, r.Limit))
+		}
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mailvault/mailvault/backup"
 	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/internal/config"
 	"github.com/mailvault/mailvault/internal/localstore"
 	"github.com/mailvault/mailvault/internal/mailconn"
 	"github.com/mailvault/mailvault/internal/mailurl"
@@ -20,7 +21,7 @@ const (
 	exitOK          = 0
 	exitError       = 1   // anything not listed below
 	exitUsage       = 2   // bad flags, arguments or URL; a password on the command line; another source's archive
-	exitPartial     = 3   // snapshot committed, but some folders or messages were not backed up (or a daily limit stopped the run)
+	exitPartial     = 3   // snapshot committed, but some folders or messages were not backed up (or a daily limit stopped the run); a fleet run with accounts not complete
 	exitAuth        = 4   // the server refused the login
 	exitLocked      = 5   // another run holds the archive's lock
 	exitArchive     = 6   // archive damaged, unreadable, or written by a newer mailvault; verify found problems
@@ -37,7 +38,8 @@ const exitCodesHelp = `EXIT CODES:
         an archive of another mailbox without --allow-source-change)
    3    partial: the snapshot was committed but some folders or messages failed,
         or a daily limit (--max-bytes-per-day, the server's) stopped the run:
-        the next run continues
+        the next run continues; with --config: some accounts are partial or
+        failed (see the report)
    4    authentication failed
    5    archive (or local restore target) locked by another run
    6    archive damaged, unreadable or written by a newer mailvault
@@ -74,7 +76,9 @@ func exitCode(err error) int {
 		return exitStorage
 	case errors.Is(err, restore.ErrSelection), errors.Is(err, formats.ErrStorageMismatch), errors.Is(err, localstore.ErrUTF8Tree):
 		return exitUsage
-	case errors.Is(err, backup.ErrPartial), errors.Is(err, restore.ErrPartial), errors.Is(err, backup.ErrDailyLimit):
+	case errors.Is(err, config.ErrInvalid):
+		return exitUsage
+	case errors.Is(err, backup.ErrPartial), errors.Is(err, restore.ErrPartial), errors.Is(err, backup.ErrDailyLimit), errors.Is(err, errFleetIncomplete), errors.Is(err, errCheckFailed):
 		return exitPartial
 	case errors.Is(err, mailconn.ErrAuth), errors.Is(err, secret.ErrNoPassword):
 		return exitAuth

@@ -76,6 +76,28 @@ func appendTo(t *testing.T, s *dovecottest.Server, user, pw string, folders ...s
 	}
 }
 
+// appendN adds n distinct messages to folder.
+func appendN(t *testing.T, s *dovecottest.Server, user, pw, folder string, n int, tag string) {
+	t.Helper()
+	c, err := imapclient.DialInsecure(s.IMAPAddr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login(user, pw).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		msg := fmt.Sprintf("From: carol@example.com\r\nSubject: %s %d\r\nMessage-ID: <%s-%d@example.com>\r\n\r\n%s %d\r\n", tag, i, tag, i, tag, i)
+		cmd := c.Append(folder, int64(len(msg)), nil)
+		cmd.Write([]byte(msg))
+		cmd.Close()
+		if _, err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // checkArchive checks that vault holds want (folder -> count).
 func checkArchive(t *testing.T, vault string, want map[string]int) {
 	t.Helper()
@@ -337,7 +359,11 @@ func TestOAuth2Login(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			vault := filepath.Join(t.TempDir(), "vault")
 			before := long.count() + short.count()
-			code, out, errs := runCLI(t, nil, append([]string{"backup", "-q", "--connections", "2"}, append(tt.args, vault)...)...)
+			conns := []string{"--connections", "2"}
+			if strings.HasPrefix(tt.args[0], "pop3") {
+				conns = nil // one session per POP3 mailbox: --connections is refused
+			}
+			code, out, errs := runCLI(t, nil, append(append([]string{"backup", "-q"}, conns...), append(tt.args, vault)...)...)
 			outputs = append(outputs, out, errs)
 			if code != exitOK {
 				t.Fatalf("exit %d, stderr %q", code, errs)
@@ -365,8 +391,9 @@ func TestOAuth2Login(t *testing.T) {
 
 	// Every token is good for one login only, as if each expired right
 	// after it was used: the runs complete only if every new connection
-	// (the listing one and the workers of three folders, then a second
-	// run) asks the command again.
+	// (the listing one and the workers, then a second run) asks the
+	// command again. A run opens a connection per 100 messages to fetch
+	// (backup.connectionMessages), so each IMAP run has 100 more.
 	t.Run("token expires after one login", func(t *testing.T) {
 		ts.setPolicy(func(_ string, uses int) bool { return uses == 1 })
 		defer ts.setPolicy(func(string, int) bool { return true })
@@ -374,20 +401,28 @@ func TestOAuth2Login(t *testing.T) {
 		for _, tok := range ts.tokens() {
 			old[tok] = true
 		}
-		want := map[string]int{"INBOX": 4, "Work": 3, "Work/2026": 1}
+		want := map[string]int{"INBOX": 104, "Work": 103, "Work/2026": 1}
 		for _, tc := range []struct {
 			url, conns string
 			want       map[string]int
 			minRuns    int // token command runs of one backup at least
-		}{{imapURL, "3", want, 2}, {popURL, "1", map[string]int{"INBOX": 4}, 1}} {
+		}{{imapURL, "3", want, 2}, {popURL, "", map[string]int{"INBOX": 104}, 1}} {
 			vault := filepath.Join(t.TempDir(), "vault")
 			for run := 1; run <= 2; run++ {
+				if run == 1 && tc.conns == "3" {
+					appendN(t, s, "alice", "alice-secret", "INBOX", 100, "early")
+				}
 				if run == 2 && tc.conns == "3" {
 					// New mail in two folders: the second run needs workers too.
 					appendTo(t, s, "alice", "alice-secret", "INBOX", "Work")
+					appendN(t, s, "alice", "alice-secret", "Work", 100, "later")
 				}
 				before, seen := long.count(), len(ts.tokens())
-				code, out, errs := runCLI(t, nil, "backup", "-q", tc.url, plain, "--connections", tc.conns, "--oauth2-token-command", long.command, vault)
+				args := []string{"backup", "-q", tc.url, plain, "--oauth2-token-command", long.command, vault}
+				if tc.conns != "" {
+					args = append(args, "--connections", tc.conns)
+				}
+				code, out, errs := runCLI(t, nil, args...)
 				if code != exitOK {
 					t.Fatalf("%s run %d: exit %d %s %s", tc.url, run, code, out, errs)
 				}
@@ -415,7 +450,11 @@ func TestOAuth2Login(t *testing.T) {
 		for _, u := range []string{imapURL, popURL} {
 			vault := filepath.Join(t.TempDir(), "vault")
 			before := st.count()
-			code, out, errs := runCLI(t, nil, "backup", "-q", u, plain, "--connections", "1", "--oauth2-token-command", st.command, vault)
+			args := []string{"backup", "-q", u, plain, "--oauth2-token-command", st.command, vault}
+			if u == imapURL {
+				args = append(args, "--connections", "1")
+			}
+			code, out, errs := runCLI(t, nil, args...)
 			if code != exitOK {
 				t.Fatalf("%s: exit %d %s %s", u, code, out, errs)
 			}

@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/restore"
 )
 
 func humanBytes(n int64) string {
@@ -46,19 +48,9 @@ func openState(root, sel string) (*formats.Archive, []*formats.Snapshot, *format
 	if len(snaps) == 0 {
 		return nil, nil, nil, fmt.Errorf("archive %s has no snapshots yet", root)
 	}
-	id := ""
-	if sel != "" && sel != "latest" {
-		for _, s := range snaps {
-			if strings.HasPrefix(s.ID, sel) {
-				if id != "" {
-					return nil, nil, nil, usagef("snapshot prefix %q is ambiguous", sel)
-				}
-				id = s.ID
-			}
-		}
-		if id == "" {
-			return nil, nil, nil, usagef("no snapshot %q in %s (see 'mailvault snapshots')", sel, root)
-		}
+	id, err := restore.ResolveSnapshot(snaps, sel, time.Time{})
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	st, err := formats.Replay(snaps, id)
 	if err != nil {

@@ -71,6 +71,7 @@ type env struct {
 	srv     *dovecottest.Server
 	pwFile  string
 	mvExtra []string // MAILVAULT_BENCH_ARGS, backup runs only
+	envs    []string // more environment of the measured processes
 }
 
 // BenchmarkVsMbsync runs mailvault and mbsync side by side against the
@@ -312,7 +313,7 @@ func (e *env) exec(bin string, args ...string) proc {
 	e.b.Helper()
 	script := filepath.Join(e.root, "testdata", "maxrss.py")
 	cmd := exec.Command("python3", append([]string{script, bin}, args...)...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.work, "MAILVAULT_PASSWORD=" + password, "LC_ALL=C.UTF-8"}
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.work, "MAILVAULT_PASSWORD=" + password, "LC_ALL=C.UTF-8"}, e.envs...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()

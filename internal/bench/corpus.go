@@ -158,9 +158,11 @@ func (g *generator) attachment(n int) {
 		g.raw = make([]byte, raw)
 	}
 	g.raw = g.raw[:raw]
-	for i := 0; i+8 <= raw; i += 8 {
+	// Every byte is drawn: a tail left over from the previous message
+	// would make a message depend on the one generated before it.
+	for i := 0; i < raw; i += 8 {
 		v := g.r.Uint64()
-		for j := range 8 {
+		for j := 0; j < 8 && i+j < raw; j++ {
 			g.raw[i+j] = byte(v >> (8 * j))
 		}
 	}

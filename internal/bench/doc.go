@@ -1,4 +1,17 @@
-// Package bench compares mailvault with mbsync (isync) side by side on a
+// Package bench holds two benchmarks against a private Dovecot and the
+// mail generators they use.
+//
+// BenchmarkScale (`make bench-scale`, SIZES=20000,200000,1000000) times
+// every command a user runs on one big account (first, no-change and
+// incremental backups, verify, ls, snapshots, restores to IMAP, mbox and
+// Maildir, --deleted-since, --as-of) and measures each process's peak RSS,
+// checking every count against the server or the target; see
+// scale_bench_test.go. Its account is written by WriteScale: messages of
+// 1–3 KB, 90 % in INBOX, straight into the Maildir by parallel writers
+// (ScaleMessage gives the same messages one by one, for an in-process
+// server). The launcher that measures peak RSS is internal/bench/maxrss.
+//
+// BenchmarkVsMbsync compares mailvault with mbsync (isync) side by side on a
 // private Dovecot: full backup into an empty destination, a run with
 // nothing new, an incremental run after 100 new messages in 3 folders, and
 // a restore into an empty account. Each mode runs at least 3 times per

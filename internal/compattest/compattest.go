@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailvault/mailvault/internal/testenv"
 )
 
 // Kind names one server (and setting) Start can run.
@@ -132,8 +134,8 @@ type Server struct {
 // log in.
 //
 // If something the server needs is missing (root, an installed package,
-// a package that cannot be downloaded), the test is skipped, or failed
-// when the environment variable CI is "true".
+// a package that cannot be downloaded), the test is skipped with the
+// reason, or failed with CI=true (internal/testenv decides).
 func Start(t testing.TB, kind Kind) *Server {
 	t.Helper()
 	if _, ok := required[kind]; !ok {
@@ -163,15 +165,11 @@ func Start(t testing.TB, kind Kind) *Server {
 	return nil
 }
 
-// unavailable skips the test, or fails it in CI: the one place that
-// decides.
+// unavailable skips the test, or fails it with CI=true (internal/testenv
+// decides).
 func unavailable(t testing.TB, kind Kind, reason string) {
 	t.Helper()
-	msg := fmt.Sprintf("compattest: %s is not available: %s", kind, reason)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testenv.Unavailable(t, "compattest: %s is not available: %s", kind, reason)
 }
 
 // Available reports why a server cannot run here, "" when it can (as far

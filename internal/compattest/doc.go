@@ -23,6 +23,6 @@
 // with apt-get (see AptPackages).
 //
 // Tests need root (servers switch users, and namespaces need it). When a
-// requirement is missing, Start skips the test with the reason, unless the
-// environment variable CI is "true", in which case the test fails.
+// requirement is missing, Start skips the test with the reason, unless
+// CI=true, in which case the test fails (internal/testenv decides).
 package compattest

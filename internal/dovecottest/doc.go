@@ -14,6 +14,6 @@
 // (uid 8, gid 8). When running as an ordinary user every Dovecot process runs
 // as that user.
 //
-// If Dovecot is not installed, Start skips the test, unless the environment
-// variable CI is "true", in which case the test fails.
+// If Dovecot is not installed, Start skips the test with the reason, unless
+// CI=true, in which case the test fails (internal/testenv decides).
 package dovecottest

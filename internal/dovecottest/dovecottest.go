@@ -16,12 +16,15 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailvault/mailvault/internal/testenv"
 )
 
 // Options configures the server started by Start.
@@ -62,6 +65,12 @@ type Options struct {
 	// {"active": true, "username": "USER"} makes the token valid for USER;
 	// anything else refuses it. Password logins keep working.
 	OAuth2IntrospectionURL string
+	// IMAPVSZLimit optionally sets the imap service's vsz_limit (for
+	// example "2G"; "0" for none). Dovecot's default, 256 MB, is too small
+	// for a Maildir folder of about a million messages: a resync reads the
+	// whole dovecot-uidlist into memory and the process dies with "Out of
+	// memory".
+	IMAPVSZLimit string
 }
 
 // DefaultSpecialUse is the special-use mapping used when
@@ -153,17 +162,13 @@ func findBinary(name, fallback string) (string, error) {
 // on t that stops it and removes its files. It returns once the IMAP
 // listener has sent its greeting.
 //
-// If Dovecot is not installed the test is skipped, or failed when the
-// environment variable CI is "true".
+// If Dovecot is not installed the test is skipped, or failed with CI=true
+// (internal/testenv decides).
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	bin, err := dovecotBinary()
 	if err != nil {
-		msg := "dovecottest: Dovecot is not installed (apt-get install dovecot-imapd dovecot-pop3d): " + err.Error()
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testenv.Unavailable(t, "dovecottest: Dovecot is not installed (apt-get install dovecot-imapd dovecot-pop3d): %v", err)
 	}
 	if err := validate(opts); err != nil {
 		t.Fatalf("dovecottest: %v", err)
@@ -206,6 +211,8 @@ func (s *Server) Doveadm(t testing.TB, args ...string) string {
 	return string(out)
 }
 
+var vszRE = regexp.MustCompile(`^[0-9]+[KMGT]?$`)
+
 func validate(opts Options) error {
 	bad := func(s string) bool { return s == "" || strings.ContainsAny(s, ":\r\n\x00") }
 	for u, p := range opts.Users {
@@ -245,6 +252,9 @@ func validate(opts Options) error {
 	}
 	if strings.ContainsAny(opts.OAuth2IntrospectionURL, " \t\r\n\x00") {
 		return fmt.Errorf("invalid introspection URL %q", opts.OAuth2IntrospectionURL)
+	}
+	if v := opts.IMAPVSZLimit; v != "" && !vszRE.MatchString(v) {
+		return fmt.Errorf("invalid imap vsz_limit %q (a number with an optional K, M, G or T)", v)
 	}
 	for name, attr := range opts.SpecialUse {
 		if name == "" || strings.ContainsAny(name, "\"\\\r\n\x00{}") {
@@ -697,6 +707,9 @@ func config(p configParams) string {
 	w("  inet_listener pop3 {\n    address = 127.0.0.1\n    port = %d\n  }", p.ports[2])
 	w("  inet_listener pop3s {\n    address = 127.0.0.1\n    port = %d\n    ssl = yes\n  }", p.ports[3])
 	w("}")
+	if p.opts.IMAPVSZLimit != "" {
+		w("service imap {\n  vsz_limit = %s\n}", p.opts.IMAPVSZLimit)
+	}
 	w("protocol imap {")
 	w("  mail_max_userip_connections = %d", maxUserIPConn)
 	if quota {

@@ -352,3 +352,48 @@ func pop3Login(t *testing.T, conn net.Conn) {
 		expect(cmd)
 	}
 }
+
+// TestIMAPVSZLimit checks that Options.IMAPVSZLimit becomes the address
+// space limit of the imap process serving a session, and that a bad value
+// is refused.
+func TestIMAPVSZLimit(t *testing.T) {
+	if err := validate(Options{IMAPVSZLimit: "1G\n}"}); err == nil {
+		t.Error(`validate(IMAPVSZLimit "1G\n}") = nil, want an error`)
+	}
+	s := Start(t, Options{Users: map[string]string{"alice": "alice-pw"}, IMAPVSZLimit: "1G"})
+	c := dial(t, s, "alice", "alice-pw")
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	pidData, err := os.ReadFile(filepath.Join(s.base, "run", "master.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	master := strings.TrimSpace(string(pidData))
+	var limits []string
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		comm, _ := os.ReadFile(filepath.Join(p, "comm"))
+		stat, _ := os.ReadFile(filepath.Join(p, "stat"))
+		i := bytes.LastIndexByte(stat, ')')
+		if strings.TrimSpace(string(comm)) != "imap" || i < 0 {
+			continue
+		}
+		if f := strings.Fields(string(stat[i+1:])); len(f) < 2 || f[1] != master {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(p, "limits"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(l, "Max address space") {
+				limits = append(limits, strings.Join(strings.Fields(l), " "))
+			}
+		}
+	}
+	want := "Max address space 1073741824 1073741824 bytes"
+	if len(limits) != 1 || limits[0] != want {
+		t.Errorf("imap processes of this Dovecot have limits %q, want one with %q", limits, want)
+	}
+}

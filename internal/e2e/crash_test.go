@@ -19,6 +19,7 @@ import (
 // path and checks that the next run completes the archive with every
 // message exactly once.
 func TestDovecotCrash(t *testing.T) {
+	t.Parallel()
 	msgs := corpus.Generate(corpus.Options{Seed: 11, Messages: 500, Large: 3, LargeSize: 6 << 20})
 	srv, c := dovecot(t, msgs)
 	server := imaptest.ReadServer(t, c)
@@ -32,6 +33,7 @@ func TestDovecotCrash(t *testing.T) {
 	}
 	for _, fp := range points {
 		t.Run(fp, func(t *testing.T) {
+			t.Parallel() // each in its own vault; the server is only read
 			vault := filepath.Join(t.TempDir(), "vault")
 			args := append([]string{"backup"}, append(source(srv), vault)...)
 			r := mv(t, binFail, []string{"MAILVAULT_FAILPOINT=" + fp}, args...)
@@ -45,6 +47,7 @@ func TestDovecotCrash(t *testing.T) {
 	// only what the checkpoints do not hold.
 	for _, fp := range []string{"checkpoint-committed:3", "message-stored:450"} {
 		t.Run("checkpoints/"+fp, func(t *testing.T) {
+			t.Parallel()
 			vault := filepath.Join(t.TempDir(), "vault")
 			args := append([]string{"backup", "--checkpoint", "1ms", "--connections", "2"}, append(source(srv), vault)...)
 			r := mv(t, binFail, []string{"MAILVAULT_FAILPOINT=" + fp}, args...)
@@ -75,6 +78,7 @@ func TestDovecotCrash(t *testing.T) {
 		})
 	}
 	t.Run("SIGINT", func(t *testing.T) {
+		t.Parallel()
 		vault := filepath.Join(t.TempDir(), "vault")
 		args := append([]string{"backup"}, append(source(srv), vault)...)
 		// Stop the run after the first 100 messages are stored: SIGINT then
@@ -103,6 +107,7 @@ func TestDovecotCrash(t *testing.T) {
 		completeAndCheck(t, vault, args, server)
 	})
 	t.Run("random kills", func(t *testing.T) {
+		t.Parallel()
 		vault := filepath.Join(t.TempDir(), "vault")
 		args := append([]string{"backup"}, append(source(srv), vault)...)
 		rng := rand.New(rand.NewPCG(1, 2))

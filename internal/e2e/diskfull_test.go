@@ -11,6 +11,7 @@ import (
 	"github.com/mailvault/mailvault/internal/archivetest"
 	"github.com/mailvault/mailvault/internal/corpus"
 	"github.com/mailvault/mailvault/internal/imaptest"
+	"github.com/mailvault/mailvault/internal/testenv"
 )
 
 // TestDiskFull backs up onto a file system that fills up: the run stops
@@ -18,19 +19,15 @@ import (
 // snapshot of it is called complete (printed, listed, written or picked by
 // --as-of), and once there is room the next run completes it.
 func TestDiskFull(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the disk-full test mounts a small tmpfs and needs root")
-		}
-		t.Skip("the disk-full test mounts a small tmpfs and needs root")
-	}
+	t.Parallel()
+	testenv.RequireRoot(t, "the disk-full test mounts a small tmpfs and")
 	msgs := corpus.Generate(corpus.Options{Seed: 21, Messages: 200, Large: 3, LargeSize: 2 << 20})
 	srv, c := dovecot(t, msgs)
 	server := imaptest.ReadServer(t, c)
 
 	mnt := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+		testenv.Unavailable(t, "cannot mount a tmpfs here: %v %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
 	vault := filepath.Join(mnt, "vault")

@@ -46,6 +46,7 @@ func thunderbirdMbox(t *testing.T, path string, msgs []corpus.Message) []string 
 // TestLocalMboxToDovecot: an old PC's Thunderbird folders → archive →
 // a new IMAP account: the same bodies, in the same folders.
 func TestLocalMboxToDovecot(t *testing.T) {
+	t.Parallel()
 	var inbox, sent, projects []corpus.Message
 	for _, m := range corpus.Generate(corpus.Options{Seed: 51, Messages: 90}) {
 		// mboxo cannot tell a ">From " line of the message from an escaped
@@ -102,6 +103,7 @@ func TestLocalMboxToDovecot(t *testing.T) {
 // TestLocalMaildirSource backs up a Maildir written by a restore and
 // restores it again: what goes around comes around.
 func TestLocalMaildirSource(t *testing.T) {
+	t.Parallel()
 	msgs := corpus.Generate(corpus.Options{Seed: 53, Messages: 80})
 	srv, c := dovecot(t, msgs)
 	want := imaptest.ReadServer(t, c)

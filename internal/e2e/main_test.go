@@ -18,6 +18,7 @@ import (
 
 	"github.com/mailvault/mailvault/internal/corpus"
 	"github.com/mailvault/mailvault/internal/dovecottest"
+	"github.com/mailvault/mailvault/internal/testenv"
 )
 
 var (
@@ -107,7 +108,7 @@ func peakRSS(t testing.TB, args ...string) result {
 	t.Helper()
 	_, self, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(self), "..", "..", "testdata", "maxrss.py")
-	r := mv(t, "python3", nil, append([]string{script, bin}, args...)...)
+	r := mv(t, testenv.RequireTool(t, "python3"), nil, append([]string{script, bin}, args...)...)
 	if r.code != 0 {
 		t.Fatalf("mailvault %v: exit %d\nstdout: %s\nstderr: %s", args, r.code, r.stdout, r.stderr)
 	}

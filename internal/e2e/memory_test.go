@@ -37,6 +37,7 @@ func smallOnly(n int) []corpus.Message {
 // TestPeakMemory checks that a backup's memory does not grow with the size
 // of a message: one 50 MB message stays under memLimit.
 func TestPeakMemory(t *testing.T) {
+	t.Parallel()
 	srv, _ := dovecot(t, largeOnly(1, 50<<20))
 	vault := filepath.Join(t.TempDir(), "vault")
 	r := peakRSS(t, append([]string{"backup"}, append(source(srv), vault)...)...)

@@ -24,6 +24,7 @@ import (
 // refreshes (rotating the refresh token, one process at a time), and the
 // run completes.
 func TestMicrosoftLoginToDovecot(t *testing.T) {
+	t.Parallel()
 	as := oauthtest.Start(t, oauthtest.Options{Tenant: "contoso", ClientID: "app-id", User: "alice"})
 	srv := dovecottest.Start(t, dovecottest.Options{Users: map[string]string{"alice": "pw"}, OAuth2IntrospectionURL: as.IntrospectURL})
 	c := login(t, srv, "alice")

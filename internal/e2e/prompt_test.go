@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/mailvault/mailvault/internal/dovecottest"
+	"github.com/mailvault/mailvault/internal/testenv"
 )
 
 // ptyScript runs a command on a pseudo-terminal, answers the password
@@ -37,9 +38,10 @@ sys.exit(os.waitstatus_to_exitcode(status) & 0xFF)
 // TestPasswordPrompt checks that on a terminal mailvault asks for the
 // password, without echoing it, when no other source gives one.
 func TestPasswordPrompt(t *testing.T) {
+	t.Parallel()
 	srv := dovecottest.Start(t, dovecottest.Options{Users: map[string]string{"carol": "s3cret-on-tty"}})
 	vault := filepath.Join(t.TempDir(), "vault")
-	cmd := exec.Command("python3", "-c", ptyScript, bin, "backup", "imaps://carol@"+srv.IMAPSAddr, vault, "--ca-file", srv.CAFile)
+	cmd := exec.Command(testenv.RequireTool(t, "python3"), "-c", ptyScript, bin, "backup", "imaps://carol@"+srv.IMAPSAddr, vault, "--ca-file", srv.CAFile)
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "TERM=dumb"}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -76,10 +78,11 @@ sys.exit(os.waitstatus_to_exitcode(status) & 0xFF)
 // TestRestoreProgress checks that a restore on a terminal draws a progress
 // line (messages, bytes, rate, ETA) and ends with a one-line summary.
 func TestRestoreProgress(t *testing.T) {
+	t.Parallel()
 	srv, _ := dovecot(t, smallOnly(400))
 	vault := filepath.Join(t.TempDir(), "vault")
 	mustRun(t, append([]string{"backup"}, append(source(srv), vault)...)...)
-	cmd := exec.Command("python3", "-c", ptyRun, bin, "restore", vault, "maildir:"+t.TempDir())
+	cmd := exec.Command(testenv.RequireTool(t, "python3"), "-c", ptyRun, bin, "restore", vault, "maildir:"+t.TempDir())
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "TERM=xterm"}
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -56,6 +56,7 @@ func sameMail(t *testing.T, want, got map[string][]imaptest.ServerMessage, renam
 // A second restore adds nothing; a restore killed half-way and run again
 // leaves every message there once.
 func TestDovecotRestoreRoundTrip(t *testing.T) {
+	t.Parallel()
 	msgs := corpus.Generate(corpus.Options{Seed: 9, Messages: 400, Large: 2})
 	srv, c := dovecot(t, msgs)
 	want := imaptest.ReadServer(t, c)
@@ -89,6 +90,7 @@ func TestDovecotRestoreRoundTrip(t *testing.T) {
 
 // TestDovecotRestoreResume kills a restore with SIGKILL and runs it again.
 func TestDovecotRestoreResume(t *testing.T) {
+	t.Parallel()
 	msgs := corpus.Generate(corpus.Options{Seed: 13, Messages: 300})
 	srv, c := dovecot(t, msgs)
 	want := imaptest.ReadServer(t, c)
@@ -108,6 +110,7 @@ func TestDovecotRestoreResume(t *testing.T) {
 // TestDovecotRestoreMapping restores onto servers whose special folders
 // have other names: by SPECIAL-USE, and by name when the server has none.
 func TestDovecotRestoreMapping(t *testing.T) {
+	t.Parallel()
 	msgs := corpus.Generate(corpus.Options{Seed: 17, Messages: 120})
 	srv, c := dovecot(t, msgs)
 	want := imaptest.ReadServer(t, c)
@@ -150,6 +153,7 @@ func TestDovecotRestoreMapping(t *testing.T) {
 // holds (appends in flight on every connection when the server said over
 // quota are waited for and counted).
 func TestDovecotRestoreQuota(t *testing.T) {
+	t.Parallel()
 	msgs := corpus.Generate(corpus.Options{Seed: 19, Messages: 150})
 	srv, _ := dovecot(t, msgs)
 	vault := filepath.Join(t.TempDir(), "vault")
@@ -196,6 +200,7 @@ func TestDovecotRestoreQuota(t *testing.T) {
 // Dovecot with the UTF-8 option serves (maildir:DIR?utf8), and to mbox
 // and .eml trees; a second run adds nothing.
 func TestRestoreLocal(t *testing.T) {
+	t.Parallel()
 	msgs := corpus.Generate(corpus.Options{Seed: 23, Messages: 150, Large: 1})
 	srv, c := dovecot(t, msgs)
 	want := imaptest.ReadServer(t, c)
@@ -243,6 +248,7 @@ func TestRestoreLocal(t *testing.T) {
 // the restore to completion: no temporary file, no lock file, and every
 // message there exactly once.
 func TestRestoreLocalKilled(t *testing.T) {
+	t.Parallel()
 	msgs := corpus.Generate(corpus.Options{Seed: 41, Messages: 120})
 	srv, _ := dovecot(t, msgs)
 	vault := filepath.Join(t.TempDir(), "vault")
@@ -399,6 +405,7 @@ func chownMail(t *testing.T, dir string) {
 // TestMigrate moves alice's mailbox to another server's account in one
 // command, with a different password for each, and keeps the archive.
 func TestMigrate(t *testing.T) {
+	t.Parallel()
 	msgs := corpus.Generate(corpus.Options{Seed: 29, Messages: 120})
 	srv, c := dovecot(t, msgs)
 	want := imaptest.ReadServer(t, c)
@@ -425,6 +432,7 @@ func TestMigrate(t *testing.T) {
 // TestDryRunLeavesTargetAlone compares the whole target before and after
 // a dry run.
 func TestDryRunLeavesTargetAlone(t *testing.T) {
+	t.Parallel()
 	msgs := corpus.Generate(corpus.Options{Seed: 31, Messages: 80})
 	srv, _ := dovecot(t, msgs)
 	vault := filepath.Join(t.TempDir(), "vault")

@@ -20,6 +20,7 @@ import (
 // INTERNALDATEs), the source is unchanged (no flag set, nothing
 // expunged), and a second backup adds nothing.
 func TestServersIMAPBackup(t *testing.T) {
+	t.Parallel()
 	for _, kind := range compattest.IMAPKinds {
 		t.Run(string(kind), func(t *testing.T) {
 			t.Parallel()
@@ -35,6 +36,9 @@ func TestServersIMAPBackup(t *testing.T) {
 			}
 			t.Logf("%s: %s%s", kind, r.stdout, r.stderr)
 			mustRun(t, "verify", vault)
+			if _, st := archivetest.Latest(t, vault); st.Snapshot.Namespace == nil || st.Snapshot.Namespace.Prefix != s.Prefix || st.Snapshot.Namespace.Delimiter != s.Delimiter {
+				t.Errorf("the snapshot records namespace %+v, the server's is %q %q", st.Snapshot.Namespace, s.Prefix, s.Delimiter)
+			}
 			after := imaptest.ReadServer(t, c)
 			sameServer(t, before, after)
 			archivetest.MatchesServer(t, vault, after)
@@ -89,6 +93,7 @@ func sameServer(t *testing.T, before, after map[string][]imaptest.ServerMessage)
 // serves, the backup changed no message's flags, and a second backup
 // downloads nothing.
 func TestServersPOP3Backup(t *testing.T) {
+	t.Parallel()
 	for _, kind := range compattest.POP3Kinds {
 		t.Run(string(kind), func(t *testing.T) {
 			t.Parallel()

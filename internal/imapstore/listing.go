@@ -176,13 +176,15 @@ func (s *Store) unreadable(ctx context.Context, err error) bool {
 	return err != nil && ctx.Err() == nil && !errors.As(err, &ie) && !s.wd.TimedOut.Load()
 }
 
-// redial replaces the Store's connection with a new one.
+// redial replaces the Store's connection with a new one. The old one is
+// closed first: a fleet run's connection limit (mailconn.Config.DialContext)
+// may have no room for both at once.
 func (s *Store) redial(ctx context.Context) error {
+	s.c.Close()
 	n, err := Dial(ctx, s.cfg)
 	if err != nil {
 		return err
 	}
-	s.c.Close()
 	s.c, s.wd, s.caps = n.c, n.wd, n.caps
 	return nil
 }

@@ -67,18 +67,3 @@ func (t *Target) finalCRLF(body io.Reader, size int64) (io.Reader, int64, func()
 	}
 	return io.MultiReader(sp.reader(), bytes.NewReader(pad)), size + int64(len(pad)), sp.close, nil
 }
-
-// aliasPadded adds to idx, for a provider whose messages got a final
-// CRLF, each message with a Message-ID under the archived sizes it may
-// have had (one and two bytes less), so that a restore run again does not
-// append it twice.
-func (t *Target) aliasPadded(idx *restore.Index, id string, size int64) {
-	if !t.Quirks.FinalCRLF || id == "" {
-		return
-	}
-	for _, d := range []int64{1, 2} {
-		if size > d {
-			idx.Add(id, size-d, "")
-		}
-	}
-}

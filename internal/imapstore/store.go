@@ -20,6 +20,7 @@ import (
 
 	"github.com/mailvault/mailvault/backup"
 	"github.com/mailvault/mailvault/internal/auth"
+	"github.com/mailvault/mailvault/internal/connerr"
 	"github.com/mailvault/mailvault/internal/mailconn"
 )
 
@@ -93,7 +94,7 @@ func Dial(ctx context.Context, cfg mailconn.Config) (*Store, error) {
 		if err := s.c.WaitGreeting(); err != nil {
 			s.c.Close()
 			if ctx.Err() == nil && !s.wd.TimedOut.Load() {
-				ce := &backup.ConnError{Err: cfg.ClassifyGreeting(err)}
+				ce := &connerr.Error{Err: cfg.ClassifyGreeting(err)}
 				if t := throttleErr("greeting", err, ce); t != nil {
 					return nil, t // "* BYE [UNAVAILABLE] …": a new connection later may be welcome
 				}
@@ -123,7 +124,7 @@ func (s *Store) connErrTLS(ctx context.Context, err error) error {
 }
 
 // connErr wraps an error of a command: a NO/BAD answer stays a plain
-// error; a broken connection becomes a backup.ConnError. A server's
+// error; a broken connection becomes a connerr.Error. A server's
 // request to slow down (in its answer or in the BYE that closed the
 // connection) becomes a backup.ThrottleError, its daily cap an error
 // wrapping backup.ErrDailyLimit (see throttleErr).
@@ -157,7 +158,7 @@ func (s *Store) connErr(ctx context.Context, what string, err error) error {
 	} else {
 		err = fmt.Errorf("%s: %w", what, err)
 	}
-	ce := &backup.ConnError{Err: err}
+	ce := &connerr.Error{Err: err}
 	if t := throttleErr(what, orig, ce); t != nil {
 		return t
 	}
@@ -223,12 +224,17 @@ func (c noEmptyResponse) Next(challenge []byte) ([]byte, error) {
 }
 
 // do runs f with the watchdog armed and ctx able to abort the connection.
+// Once ctx has closed the connection the result is ctx's error, even if f
+// finished from what was buffered: the session is over.
 func (s *Store) do(ctx context.Context, f func() error) error {
 	stop := context.AfterFunc(ctx, func() { s.c.Close() })
-	defer stop()
 	s.wd.Begin()
-	defer s.wd.End()
-	return f()
+	err := f()
+	s.wd.End()
+	if !stop() {
+		return ctx.Err()
+	}
+	return err
 }
 
 // Close logs out (briefly) and closes the connection.
@@ -602,6 +608,9 @@ func (s *Store) unmatchedFetch(msg *imapclient.FetchMessageData) {
 type fetchMode struct {
 	uidAt    map[uint32]uint32
 	expunges int64
+	// broken is set when a body literal failed (the connection broke):
+	// see dropFetch.
+	broken bool
 }
 
 // fetch runs one FETCH over set.
@@ -613,15 +622,7 @@ func (s *Store) fetch(ctx context.Context, set imap.NumSet, mode *fetchMode, got
 			break
 		}
 		if err := s.deliver(ctx, msg, mode, got, fn); err != nil {
-			// go-imap's reader goroutine may still be inside the literal:
-			// close the socket before releasing the command, or both read
-			// the same buffer. Then drain the command: the reader may have
-			// the next responses buffered already and wait for their
-			// literals to be read, which Client.Close would wait for
-			// forever.
-			s.wd.Conn.Close()
-			cmd.Close()
-			s.c.Close()
+			s.dropFetch(cmd, mode.broken)
 			return err
 		}
 	}
@@ -687,14 +688,14 @@ func (s *Store) deliver(ctx context.Context, msg *imapclient.FetchMessageData, m
 				got[uid] = true
 				delivered = true
 				if err := fn(m); err != nil {
-					s.abandon(body)
+					mode.broken = body.broken
 					return s.bodyErr(ctx, err)
 				}
 				continue
 			}
 			var err error
 			if sp, err = newSpool(body); err != nil {
-				s.abandon(body)
+				mode.broken = body.broken
 				return s.connErr(ctx, "fetch body", err)
 			}
 		}
@@ -714,22 +715,36 @@ func (s *Store) deliver(ctx context.Context, msg *imapclient.FetchMessageData, m
 	return fn(m)
 }
 
-// abandon gives up the connection in the middle of a body. go-imap's
-// reader goroutine waits until the literal is read to its end or fails, and
-// Client.Close waits for that goroutine: so the socket is closed first and a
-// literal not yet finished is read until it fails. A finished literal is
-// not touched, as the reader goroutine is using the buffer again.
-func (s *Store) abandon(body *sizedReader) {
+// dropFetch gives up a FETCH whose answer may still be arriving, without
+// reading the rest from the server, and closes the client. go-imap's
+// reader goroutine hands each body literal over and waits until it is read
+// to its end or fails; only then does it read the connection again, and
+// Client.Close waits for that goroutine. So the socket is closed first
+// (nothing more arrives) and then:
+//   - normally, the command is drained: the literals already buffered are
+//     read one at a time, each once, as the reader goroutine hands them
+//     over, until it runs into the closed socket and ends; then the client
+//     is closed. (Closing the client first waits forever when the reader
+//     goroutine waits for a literal nobody reads.)
+//   - when a literal failed (broken), the reader goroutine is already
+//     reading the dead connection and ends by itself, while the failed
+//     literal must not be read again (that would read the buffer with it):
+//     the client is closed first, and the command released after.
+func (s *Store) dropFetch(cmd *imapclient.FetchCommand, broken bool) {
 	s.wd.Conn.Close()
-	if !body.ended {
-		io.Copy(io.Discard, body)
+	if broken {
+		s.c.Close()
+		cmd.Close()
+		return
 	}
+	cmd.Close()
+	s.c.Close()
 }
 
 // bodyErr classifies an error from fn while it read a body literal: a
-// broken connection becomes a ConnError, the engine's own errors pass.
+// broken connection becomes a connerr.Error, the engine's own errors pass.
 func (s *Store) bodyErr(ctx context.Context, err error) error {
-	var ce *backup.ConnError
+	var ce *connerr.Error
 	if errors.As(err, &ce) {
 		return s.connErr(ctx, "fetch body", ce.Err)
 	}
@@ -785,9 +800,10 @@ func (sp *spool) close() {
 // sizedReader turns a literal that ends before its announced size into an
 // error: go-imap reports a connection cut mid-literal as a normal EOF.
 type sizedReader struct {
-	r     io.Reader
-	left  int64
-	ended bool // the literal returned EOF or an error
+	r      io.Reader
+	left   int64
+	ended  bool // the literal returned EOF or an error
+	broken bool // it ended with an error, or before its size
 }
 
 func (s *sizedReader) Read(p []byte) (int, error) {
@@ -795,6 +811,7 @@ func (s *sizedReader) Read(p []byte) (int, error) {
 	s.left -= int64(n)
 	if err != nil {
 		s.ended = true
+		s.broken = err != io.EOF || s.left > 0
 	}
 	if err == io.EOF && s.left > 0 {
 		return n, fmt.Errorf("body ended %d bytes early: %w", s.left, io.ErrUnexpectedEOF)

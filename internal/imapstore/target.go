@@ -6,27 +6,37 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/mailvault/mailvault/formats"
 	"io"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/mailvault/mailvault/backup"
+	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/internal/connerr"
 	"github.com/mailvault/mailvault/internal/mailconn"
 	"github.com/mailvault/mailvault/internal/msghdr"
 	"github.com/mailvault/mailvault/restore"
 )
 
 // Target is an IMAP account used as a restore target. Unlike Store it
-// writes: CREATE, SELECT and APPEND.
+// writes: CREATE and APPEND. It never SELECTs (opens read-write) a folder:
+// GNU Mailutils loses APPENDs into a folder the same connection has
+// SELECTed; it EXAMINEs a folder to read what it holds.
 type Target struct {
 	s       *Store
 	cfg     mailconn.Config
-	delim   string
-	perm    map[string]permFlags // per folder, from SELECT
+	ns      formats.Namespace
 	dropped int
+	// noKeywords are the folders that refused a message for its
+	// keywords: keywords are dropped there from then on.
+	noKeywords map[string]bool
+	// mu guards acked and noKeywords, which Pendings write.
+	mu    sync.Mutex
+	acked map[string]*ackedAppends
 	// broken is set when the connection was dropped on purpose (an APPEND
 	// whose message could not be read): the next call reconnects.
 	broken bool
@@ -37,34 +47,38 @@ type Target struct {
 	padded int // messages given a final CRLF (Quirks.FinalCRLF)
 }
 
-var _ restore.Target = (*Target)(nil)
+var (
+	_ restore.Target            = (*Target)(nil)
+	_ restore.Namespacer        = (*Target)(nil)
+	_ restore.SpecialUseCreator = (*Target)(nil)
+	_ restore.StructureCreator  = (*Target)(nil)
+	_ restore.AppendChecker     = (*Target)(nil)
+	_ restore.KeywordDropper    = (*Target)(nil)
+)
 
-type permFlags struct {
-	any   bool // \* : new keywords allowed
-	flags map[string]bool
+// ackedAppends is what the server answered to the APPENDs into one folder
+// since the engine last asked how many messages it holds.
+type ackedAppends struct {
+	n        int         // APPENDs answered OK
+	validity uint32      // UIDVALIDITY of the APPENDUID answers
+	uids     imap.UIDSet // their UIDs (ranges: small for consecutive UIDs)
+	unknown  int         // OKs without an APPENDUID (or of another UIDVALIDITY)
 }
 
-// DialTarget connects and logs in for a restore.
+// DialTarget connects and logs in for a restore, and learns the server's
+// personal namespace.
 func DialTarget(ctx context.Context, cfg mailconn.Config) (*Target, error) {
 	s, err := Dial(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	t := &Target{s: s, cfg: cfg, perm: map[string]permFlags{}}
-	err = s.do(ctx, func() error {
-		list, err := s.c.List("", "", nil).Collect()
-		if err != nil {
-			return s.connErr(ctx, "list", err)
-		}
-		if len(list) > 0 && list[0].Delim != 0 {
-			t.delim = string(list[0].Delim)
-		}
-		return nil
-	})
+	t := &Target{s: s, cfg: cfg, noKeywords: map[string]bool{}, acked: map[string]*ackedAppends{}}
+	prefix, delim, err := s.personalNamespace(ctx)
 	if err != nil {
 		s.Close()
 		return nil, err
 	}
+	t.ns = formats.Namespace{Prefix: prefix, Delimiter: delim}
 	return t, nil
 }
 
@@ -85,10 +99,16 @@ func (t *Target) ensure(ctx context.Context) error {
 
 // Delimiter implements restore.Target.
 func (t *Target) Delimiter() string {
-	if t.delim == "" {
+	if t.ns.Delimiter == "" {
 		return "/"
 	}
-	return t.delim
+	return t.ns.Delimiter
+}
+
+// Namespace implements restore.Namespacer: the server's personal
+// namespace ("INBOX." and "." on Courier).
+func (t *Target) Namespace() formats.Namespace {
+	return formats.Namespace{Prefix: t.ns.Prefix, Delimiter: t.Delimiter()}
 }
 
 // Folders implements restore.Target.
@@ -96,23 +116,96 @@ func (t *Target) Folders(ctx context.Context) ([]restore.TargetFolder, error) {
 	if err := t.ensure(ctx); err != nil {
 		return nil, err
 	}
-	infos, err := t.s.Folders(ctx)
+	// LIST only: a restore needs no STATUS (which GNU Mailutils answers
+	// in a form go-imap cannot read when a name holds a space).
+	infos, err := t.s.list(ctx, false)
 	if err != nil {
-		return nil, err
+		if !t.s.unreadable(ctx, err) {
+			return nil, t.s.connErr(ctx, "list folders", err)
+		}
+		raw, rerr := t.s.listRaw(ctx)
+		if rerr != nil {
+			return nil, t.s.connErr(ctx, "list folders", fmt.Errorf("%w (and again with mailvault's own parser: %w)", err, rerr))
+		}
+		// A new Store, not Store.redial, which changes the connection
+		// under Pendings of the old one: each keeps its own.
+		n, err := Dial(ctx, t.cfg)
+		if err != nil {
+			return nil, err
+		}
+		t.s.c.Close()
+		t.s, infos = n, raw
 	}
 	var out []restore.TargetFolder
 	for _, fi := range infos {
-		if fi.NoSelect {
-			continue
-		}
-		out = append(out, restore.TargetFolder{Name: fi.Name, SpecialUse: fi.SpecialUse})
+		out = append(out, restore.TargetFolder{Name: fi.Name, SpecialUse: fi.SpecialUse, NoSelect: fi.NoSelect})
 	}
 	return out, nil
 }
 
-// CreateFolder implements restore.Target: parents first, existing ones
-// are fine.
+// CreateFolder implements restore.Target. The folder itself is created
+// (RFC 3501: the server makes the parents it needs, as structure where it
+// can); only when that fails and a parent is missing are the parents
+// created first, and the folder again. Creating parents first would make
+// them folders of their own (GNU Mailutils' mbox store makes a parent a
+// mailbox file that can hold no folder). A name the server refuses is
+// restore.ErrFolderRefused with the server's words.
 func (t *Target) CreateFolder(ctx context.Context, name string) error {
+	return t.create(ctx, name, nil)
+}
+
+// CanCreateSpecialUse implements restore.SpecialUseCreator.
+func (t *Target) CanCreateSpecialUse() bool {
+	return t.s.caps.Has(imap.CapCreateSpecialUse)
+}
+
+// CreateSpecialUse implements restore.SpecialUseCreator with CREATE …
+// (USE (attr)) (RFC 6154); refused, the folder is created without.
+func (t *Target) CreateSpecialUse(ctx context.Context, name, use string) error {
+	err := t.create(ctx, name, &imap.CreateOptions{SpecialUse: []imap.MailboxAttr{imap.MailboxAttr(use)}})
+	if err == nil || !errors.Is(err, restore.ErrFolderRefused) {
+		return err
+	}
+	if perr := t.create(ctx, name, nil); perr != nil {
+		return perr
+	}
+	return fmt.Errorf("%w: %w", restore.ErrSpecialUseRefused, err)
+}
+
+// CreateStructure implements restore.StructureCreator: CREATE with the
+// delimiter after the name, which RFC 3501 makes a declaration that
+// folders will be created below it. What the server makes of it is its
+// own: Dovecot and GNU Mailutils keep a \Noselect folder, Cyrus an empty
+// folder, Courier nothing.
+func (t *Target) CreateStructure(ctx context.Context, name string) error {
+	if err := t.ensure(ctx); err != nil {
+		return err
+	}
+	return t.s.do(ctx, func() error {
+		if err := t.s.c.Create(name+t.Delimiter(), nil).Wait(); err != nil {
+			var ie *imap.Error
+			if !errors.As(err, &ie) {
+				return t.s.connErr(ctx, "create", err)
+			}
+			if _, exists, lerr := t.listOne(ctx, name); lerr != nil || exists {
+				return lerr // there already
+			}
+			return fmt.Errorf("create %q: %s", name+t.Delimiter(), serverWords(ie))
+		}
+		return nil
+	})
+}
+
+// serverWords is what a server said in a NO or BAD answer.
+func serverWords(ie *imap.Error) string {
+	w := string(ie.Type)
+	if ie.Code != "" {
+		w += " [" + string(ie.Code) + "]"
+	}
+	return w + " " + strings.TrimSpace(ie.Text)
+}
+
+func (t *Target) create(ctx context.Context, name string, opts *imap.CreateOptions) error {
 	if strings.EqualFold(name, "INBOX") {
 		return nil
 	}
@@ -122,132 +215,322 @@ func (t *Target) CreateFolder(ctx context.Context, name string) error {
 	if err := t.ensure(ctx); err != nil {
 		return err
 	}
-	levels := []string{name}
-	if d := t.Delimiter(); d != "" {
-		levels = strings.Split(name, d)
-	}
 	return t.s.do(ctx, func() error {
-		for i := range levels {
-			sub := strings.Join(levels[:i+1], t.Delimiter())
-			err := t.s.c.Create(sub, nil).Wait()
-			var ie *imap.Error
-			if err == nil || errors.As(err, &ie) && (ie.Code == imap.ResponseCodeAlreadyExists || i < len(levels)-1) {
-				continue
-			}
-			if errors.As(err, &ie) {
-				// Some servers answer plain NO for an existing folder.
-				if st, serr := t.s.c.Status(sub, &imap.StatusOptions{NumMessages: true}).Wait(); serr == nil && st != nil {
-					continue
-				}
-				// A name the server will not take: this folder fails,
-				// the others go on.
-				return fmt.Errorf("%w: create %q: %w", restore.ErrFolderRefused, sub, err)
-			}
+		err := t.s.c.Create(name, opts).Wait()
+		var ie *imap.Error
+		switch {
+		case err == nil:
+			return nil
+		case !errors.As(err, &ie):
 			return t.s.connErr(ctx, "create", err)
+		case ie.Code == imap.ResponseCodeAlreadyExists:
+			return t.usable(ctx, name, ie)
 		}
-		return nil
+		// Some servers answer a plain NO for a folder that exists
+		// (Cyrus, Mailutils: "Mailbox already exists").
+		attrs, exists, lerr := t.listOne(ctx, name)
+		if lerr != nil {
+			return lerr
+		}
+		if exists {
+			return usableAttrs(name, attrs, ie)
+		}
+		d := t.Delimiter()
+		levels := strings.Split(name, d)
+		if len(levels) > 1 {
+			parent := strings.Join(levels[:len(levels)-1], d)
+			if _, pexists, lerr := t.listOne(ctx, parent); lerr != nil {
+				return lerr
+			} else if !pexists {
+				// The server wants the parents first.
+				for i := 1; i < len(levels); i++ {
+					sub := strings.Join(levels[:i], d)
+					if strings.EqualFold(sub, "INBOX") {
+						continue
+					}
+					if perr := t.s.c.Create(sub, nil).Wait(); perr != nil && !errors.As(perr, new(*imap.Error)) {
+						return t.s.connErr(ctx, "create", perr)
+					}
+				}
+				err = t.s.c.Create(name, opts).Wait()
+				if err == nil {
+					return nil
+				}
+				if !errors.As(err, &ie) {
+					return t.s.connErr(ctx, "create", err)
+				}
+			}
+		}
+		// A name the server will not take: this folder fails, the
+		// others go on.
+		return fmt.Errorf("%w: CREATE %q: the server answered %s", restore.ErrFolderRefused, name, serverWords(ie))
 	})
 }
 
-// Index implements restore.Target: it SELECTs the folder (to learn which
-// flags it can store) and reads every message's Message-ID and size, and
-// the SHA-256 of those without a Message-ID.
+// usable checks that an existing folder can hold messages.
+func (t *Target) usable(ctx context.Context, name string, ie *imap.Error) error {
+	attrs, _, err := t.listOne(ctx, name)
+	if err != nil {
+		return err
+	}
+	return usableAttrs(name, attrs, ie)
+}
+
+func usableAttrs(name string, attrs []imap.MailboxAttr, ie *imap.Error) error {
+	for _, a := range attrs {
+		if strings.EqualFold(string(a), string(imap.MailboxAttrNoSelect)) || strings.EqualFold(string(a), string(imap.MailboxAttrNonExistent)) {
+			return fmt.Errorf("%w: CREATE %q: the server keeps %q as a folder that cannot hold messages (%s) and answered %s",
+				restore.ErrFolderRefused, name, name, a, serverWords(ie))
+		}
+	}
+	return nil
+}
+
+// listOne runs LIST "" name (wildcards in it matched literally) and
+// returns the folder's attributes and whether it exists.
+func (t *Target) listOne(ctx context.Context, name string) ([]imap.MailboxAttr, bool, error) {
+	list, err := t.s.c.List("", name, nil).Collect()
+	if err != nil {
+		var ie *imap.Error
+		if errors.As(err, &ie) {
+			return nil, false, nil
+		}
+		return nil, false, t.s.connErr(ctx, "list", err)
+	}
+	for _, ld := range list {
+		if ld.Mailbox == name || strings.EqualFold(name, "INBOX") && strings.EqualFold(ld.Mailbox, "INBOX") {
+			return ld.Attrs, true, nil
+		}
+	}
+	return nil, false, nil
+}
+
+// examine opens a folder read-only and returns what EXAMINE reports; nil
+// when the server answers NO (no such folder). The caller leaves the
+// folder with unselect when done.
+func (t *Target) examine(ctx context.Context, folder string) (*imap.SelectData, error) {
+	sd, err := t.s.c.Select(folder, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		var ie *imap.Error
+		if errors.As(err, &ie) {
+			return nil, nil
+		}
+		return nil, t.s.connErr(ctx, "examine", err)
+	}
+	return sd, nil
+}
+
+// unselect leaves the examined folder: Courier refuses APPENDs into the
+// folder the connection has EXAMINEd ("Current box is selected
+// READ-ONLY"). UNSELECT where the server has it, else CLOSE, which
+// removes nothing from a folder opened read-only (RFC 3501 6.4.2).
+func (t *Target) unselect(ctx context.Context) error {
+	cmd := t.s.c.UnselectAndExpunge
+	if t.s.caps.Has(imap.CapUnselect) || t.s.caps.Has(imap.CapIMAP4rev2) {
+		cmd = t.s.c.Unselect
+	}
+	if err := cmd().Wait(); err != nil && !errors.As(err, new(*imap.Error)) {
+		return t.s.connErr(ctx, "unselect", err)
+	}
+	return nil
+}
+
+// Index implements restore.Target: it EXAMINEs the folder (read-only)
+// and reads every message's Message-ID, size and INTERNALDATE, and the
+// SHA-256 and body hash of those without a Message-ID.
 func (t *Target) Index(ctx context.Context, folder string) (*restore.Index, error) {
 	idx := restore.NewIndex()
 	if err := t.ensure(ctx); err != nil {
 		return nil, err
 	}
 	err := t.s.do(ctx, func() error {
-		sd, err := t.s.c.Select(folder, nil).Wait()
-		if err != nil {
-			var ie *imap.Error
-			if errors.As(err, &ie) {
-				return nil // no such folder: nothing there
-			}
-			return t.s.connErr(ctx, "select", err)
+		sd, err := t.examine(ctx, folder)
+		if err != nil || sd == nil {
+			return err
 		}
-		pf := permFlags{flags: map[string]bool{}}
-		for _, f := range sd.PermanentFlags {
-			if f == imap.FlagWildcard {
-				pf.any = true
-			}
-			pf.flags[strings.ToLower(string(f))] = true
+		if err := t.indexExamined(ctx, idx, sd); err != nil {
+			return err
 		}
-		t.perm[folder] = pf
-		if sd.NumMessages == 0 {
-			return nil
-		}
-		hdr := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-ID"}, Peek: true}
-		msgs, err := t.s.c.Fetch(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, &imap.FetchOptions{
-			UID: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{hdr},
-		}).Collect()
-		if err != nil {
-			return t.s.connErr(ctx, "read target folder", err)
-		}
-		var noID imap.UIDSet
-		for _, m := range msgs {
-			id := msghdr.MessageID(m.FindBodySection(hdr))
-			if id == "" {
-				noID.AddNum(m.UID)
-				continue
-			}
-			idx.Add(id, m.RFC822Size, "")
-			t.aliasPadded(idx, id, m.RFC822Size)
-		}
-		if len(noID) == 0 {
-			return nil
-		}
-		// Messages without a Message-ID are known by their content.
-		cmd := t.s.c.Fetch(noID, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
-		defer cmd.Close()
-		for {
-			msg := cmd.Next()
-			if msg == nil {
-				break
-			}
-			for {
-				item := msg.Next()
-				if item == nil {
-					break
-				}
-				if b, ok := item.(imapclient.FetchItemDataBodySection); ok && b.Literal != nil {
-					h := sha256.New()
-					if _, err := io.Copy(h, b.Literal); err != nil {
-						return t.s.connErr(ctx, "read target message", err)
-					}
-					idx.Add("", b.Literal.Size(), hex.EncodeToString(h.Sum(nil)))
-				}
-			}
-		}
-		if err := cmd.Close(); err != nil {
-			return t.s.connErr(ctx, "read target message", err)
-		}
-		return nil
+		return t.unselect(ctx)
 	})
 	return idx, err
 }
 
-// flagsFor returns the flags the folder can store and how many keywords
-// it drops. Keywords that are not valid IMAP atoms are dropped too
-// (go-imap would refuse to encode them).
-func (t *Target) flagsFor(folder string, flags []string) (out []imap.Flag, dropped int) {
-	pf, known := t.perm[folder]
+// indexExamined reads the examined folder into idx.
+func (t *Target) indexExamined(ctx context.Context, idx *restore.Index, sd *imap.SelectData) error {
+	if sd.NumMessages == 0 {
+		return nil
+	}
+	hdr := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-ID"}, Peek: true}
+	msgs, err := t.s.c.Fetch(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, &imap.FetchOptions{
+		UID: true, RFC822Size: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{hdr},
+	}).Collect()
+	if err != nil {
+		return t.s.connErr(ctx, "read target folder", err)
+	}
+	var noID imap.UIDSet
+	dates := map[imap.UID]time.Time{}
+	for _, m := range msgs {
+		id := msghdr.MessageID(m.FindBodySection(hdr))
+		if id == "" {
+			noID.AddNum(m.UID)
+			dates[m.UID] = m.InternalDate
+			continue
+		}
+		idx.AddEntry(restore.IndexEntry{MessageID: id, Size: m.RFC822Size, InternalDate: m.InternalDate})
+	}
+	if len(noID) == 0 {
+		return nil
+	}
+	// Messages without a Message-ID are known by their content.
+	cmd := t.s.c.Fetch(noID, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+	defer cmd.Close()
+	for {
+		msg := cmd.Next()
+		if msg == nil {
+			break
+		}
+		var uid imap.UID
+		for {
+			item := msg.Next()
+			if item == nil {
+				break
+			}
+			switch it := item.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = it.UID
+			case imapclient.FetchItemDataBodySection:
+				if it.Literal == nil {
+					continue
+				}
+				h, bh := sha256.New(), restore.NewBodyHasher()
+				if _, err := io.Copy(io.MultiWriter(h, bh), it.Literal); err != nil {
+					return t.s.connErr(ctx, "read target message", err)
+				}
+				idx.AddEntry(restore.IndexEntry{Size: it.Literal.Size(), SHA256: hex.EncodeToString(h.Sum(nil)), InternalDate: dates[uid], BodySHA256: bh.Sum()})
+			}
+		}
+	}
+	if err := cmd.Close(); err != nil {
+		return t.s.connErr(ctx, "read target message", err)
+	}
+	return nil
+}
+
+// Held implements restore.AppendChecker: the number of messages a fresh
+// EXAMINE reports. (STATUS would do, but GNU Mailutils answers it with
+// an unquoted name when the name holds a space, which go-imap cannot
+// read.) It forgets the APPENDs recorded for the folder.
+func (t *Target) Held(ctx context.Context, folder string) (int, error) {
+	if err := t.ensure(ctx); err != nil {
+		return 0, err
+	}
+	var n int
+	err := t.s.do(ctx, func() error {
+		sd, err := t.examine(ctx, folder)
+		if err != nil {
+			return err
+		}
+		if sd == nil {
+			return fmt.Errorf("examine %q: no such folder", folder)
+		}
+		n = int(sd.NumMessages)
+		return t.unselect(ctx)
+	})
+	t.mu.Lock()
+	delete(t.acked, folder)
+	t.mu.Unlock()
+	return n, err
+}
+
+// Missing implements restore.AppendChecker with the APPENDUID answers
+// (UIDPLUS): UID SEARCH for them in the folder. ok is false when the
+// server gave no APPENDUID for some APPEND, or the folder's UIDVALIDITY
+// changed.
+func (t *Target) Missing(ctx context.Context, folder string) (int, bool, error) {
+	t.mu.Lock()
+	a := t.acked[folder]
+	t.mu.Unlock()
+	if a == nil || a.n == 0 {
+		return 0, true, nil
+	}
+	if a.unknown > 0 || len(a.uids) == 0 {
+		return 0, false, nil
+	}
+	if err := t.ensure(ctx); err != nil {
+		return 0, false, err
+	}
+	missing, ok := 0, true
+	err := t.s.do(ctx, func() error {
+		sd, err := t.examine(ctx, folder)
+		if err != nil {
+			return err
+		}
+		if sd == nil {
+			ok = false
+			return nil
+		}
+		if sd.UIDValidity != a.validity {
+			ok = false
+			return t.unselect(ctx)
+		}
+		data, err := t.s.c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{a.uids}}, nil).Wait()
+		if err != nil {
+			return t.s.connErr(ctx, "search messages", err)
+		}
+		if err := t.unselect(ctx); err != nil {
+			return err
+		}
+		// A UID answered twice stands for one message: the second
+		// counts as missing.
+		missing = a.n - len(data.AllUIDs())
+		return nil
+	})
+	return missing, ok, err
+}
+
+// recordAppend notes the server's OK to an APPEND into folder.
+func (t *Target) recordAppend(folder string, data *imap.AppendData) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a := t.acked[folder]
+	if a == nil {
+		a = &ackedAppends{}
+		t.acked[folder] = a
+	}
+	a.n++
+	switch {
+	case data == nil || data.UID == 0 || a.validity != 0 && data.UIDValidity != a.validity:
+		a.unknown++
+	default:
+		a.validity = data.UIDValidity
+		if !a.uids.Contains(data.UID) {
+			a.uids.AddNum(data.UID)
+		}
+	}
+}
+
+// flagsFor returns the flags to store with a message in folder and how
+// many keywords it drops: those of a folder that refused keywords, and
+// keywords that are not valid IMAP atoms (go-imap would refuse to encode
+// them). keywords tells whether any keyword is sent.
+func (t *Target) flagsFor(folder string, flags []string) (out []imap.Flag, dropped int, keywords bool) {
 	for _, f := range flags {
-		lf := strings.ToLower(f)
 		if strings.HasPrefix(f, `\`) {
-			if lf == `\recent` {
+			if strings.EqualFold(f, `\Recent`) {
 				continue
 			}
 			out = append(out, imap.Flag(f))
 			continue
 		}
-		if !formats.ValidKeyword(f) || known && !pf.any && !pf.flags[lf] {
+		if !formats.ValidKeyword(f) || t.refusesKeywords(folder) {
 			dropped++
 			continue
 		}
 		out = append(out, imap.Flag(f))
+		keywords = true
 	}
-	return out, dropped
+	return out, dropped, keywords
 }
 
 // DroppedKeywords implements restore.KeywordDropper: the keywords left
@@ -276,7 +559,7 @@ func (t *Target) Append(ctx context.Context, folder string, m *restore.Message, 
 	if err := t.ensure(ctx); err != nil {
 		return nil, err
 	}
-	flags, dropped := t.flagsFor(folder, m.Flags)
+	flags, dropped, keywords := t.flagsFor(folder, m.Flags)
 	size := m.Size
 	if lim, ok := t.s.caps.AppendLimit(); ok && lim != nil && m.Size > int64(*lim) {
 		// Refused before a byte goes out (RFC 7889).
@@ -316,7 +599,7 @@ func (t *Target) Append(ctx context.Context, folder string, m *restore.Message, 
 			// The server may have refused the message before its literal.
 			if _, err := cmd.Wait(); err != nil {
 				if ans := classifyAppend(err); ans != nil {
-					return ans
+					return t.keywordsRefused(folder, keywords, ans)
 				}
 			}
 			return lost(t.s.connErr(ctx, "append", werr))
@@ -326,38 +609,62 @@ func (t *Target) Append(ctx context.Context, folder string, m *restore.Message, 
 	if err != nil {
 		return nil, err
 	}
-	return appendPending{t: t, s: t.s, ctx: ctx, cmd: cmd, dropped: dropped}, nil
+	return appendPending{t: t, s: t.s, ctx: ctx, cmd: cmd, dropped: dropped, folder: folder, keywords: keywords}, nil
 }
 
 type appendPending struct {
-	t       *Target
-	s       *Store // the connection the APPEND went over
-	ctx     context.Context
-	cmd     *imapclient.AppendCommand
-	dropped int
+	t        *Target
+	s        *Store // the connection the APPEND went over
+	ctx      context.Context
+	cmd      *imapclient.AppendCommand
+	dropped  int
+	folder   string
+	keywords bool // keywords were sent
 }
 
 func (p appendPending) Wait() error {
 	var err error
+	var data *imap.AppendData
 	p.s.do(p.ctx, func() error {
-		_, err = p.cmd.Wait()
+		data, err = p.cmd.Wait()
 		return nil
 	})
 	if err == nil {
 		p.t.dropped += p.dropped
+		p.t.recordAppend(p.folder, data)
 		return nil
 	}
 	if ans := classifyAppend(err); ans != nil {
-		return ans
+		return p.t.keywordsRefused(p.folder, p.keywords, ans)
 	}
 	return lost(p.s.connErr(p.ctx, "append", err))
+}
+
+func (t *Target) refusesKeywords(folder string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.noKeywords[folder]
+}
+
+// keywordsRefused turns the refusal of a message that carried keywords
+// into restore.ErrKeywordsRefused and drops keywords in folder from now
+// on: GNU Mailutils answers "BAD Unrecognized flag" to any keyword. (A
+// message refused for another reason is refused again without them.)
+func (t *Target) keywordsRefused(folder string, keywords bool, ans error) error {
+	if !keywords || !errors.Is(ans, restore.ErrRejected) {
+		return ans
+	}
+	t.mu.Lock()
+	t.noKeywords[folder] = true
+	t.mu.Unlock()
+	return fmt.Errorf("%w: %w", restore.ErrKeywordsRefused, ans)
 }
 
 // lost marks a broken connection as restore.ErrConnectionLost, so that
 // the engine checks and retries instead of giving up (after the wait the
 // server asked for, when it closed the connection throttling).
 func lost(err error) error {
-	var ce *backup.ConnError
+	var ce *connerr.Error
 	if errors.As(err, &ce) {
 		return fmt.Errorf("%w: %w", restore.ErrConnectionLost, err)
 	}

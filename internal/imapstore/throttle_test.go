@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/mailvault/mailvault/backup"
+	"github.com/mailvault/mailvault/internal/connerr"
 	"github.com/mailvault/mailvault/internal/mailconn"
 	"github.com/mailvault/mailvault/restore"
 )
@@ -75,7 +76,7 @@ func TestConnErrThrottle(t *testing.T) {
 	} {
 		err := testStore().connErr(t.Context(), "fetch", tt.err)
 		var te *backup.ThrottleError
-		var ce *backup.ConnError
+		var ce *connerr.Error
 		if errors.As(err, &te) != tt.throttle || errors.As(err, &ce) != tt.conn || errors.Is(err, backup.ErrDailyLimit) != tt.daily {
 			t.Errorf("connErr(%v) = %v (%T): throttle %v conn %v daily %v, want %v %v %v", tt.err, err, err,
 				errors.As(err, &te), errors.As(err, &ce), errors.Is(err, backup.ErrDailyLimit), tt.throttle, tt.conn, tt.daily)

@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/mailvault/mailvault/backup"
-	"github.com/mailvault/mailvault/internal/localstore"
+	"github.com/mailvault/mailvault/internal/localname"
 )
 
 // Delimiter is the hierarchy delimiter of the folders both sources list.
@@ -103,7 +103,7 @@ func inboxName(level string) string {
 }
 
 // unescapeLevel reverses internal/localstore's escaping of a folder level.
-func unescapeLevel(s string) string { return localstore.UnescapeLevel(s) }
+func unescapeLevel(s string) string { return localname.Unescape(s) }
 
 // addFlag appends f to flags unless it is there already.
 func addFlag(flags []string, f string) []string {

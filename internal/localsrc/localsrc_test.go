@@ -138,7 +138,7 @@ func readFolder(t *testing.T, src backup.Source, name string) []got {
 	flags := map[string][]string{}
 	if err := src.List(ctx, func(key string, f []string) error {
 		keys = append(keys, key)
-		flags[key] = backup.NormalizeFlags(f)
+		flags[key] = formats.NormalizeFlags(f)
 		return nil
 	}); err != nil {
 		t.Fatalf("list %q: %v", name, err)
@@ -155,10 +155,10 @@ func readFolder(t *testing.T, src backup.Source, name string) []got {
 		if int64(len(b)) != m.Size {
 			t.Errorf("%q %s: Size %d, body %d bytes", name, m.Key, m.Size, len(b))
 		}
-		if f := backup.NormalizeFlags(m.Flags); !slices.Equal(f, flags[m.Key]) {
+		if f := formats.NormalizeFlags(m.Flags); !slices.Equal(f, flags[m.Key]) {
 			t.Errorf("%q %s: Fetch flags %v, List flags %v", name, m.Key, f, flags[m.Key])
 		}
-		out = append(out, got{key: m.Key, flags: backup.NormalizeFlags(m.Flags), date: m.InternalDate, size: m.Size, body: string(b)})
+		out = append(out, got{key: m.Key, flags: formats.NormalizeFlags(m.Flags), date: m.InternalDate, size: m.Size, body: string(b)})
 		return nil
 	}); err != nil {
 		t.Fatalf("fetch %q: %v", name, err)
@@ -212,8 +212,8 @@ func checkMessages(t *testing.T, folder string, gotMsgs []got, wants []want) {
 		if g.body != w.body {
 			t.Errorf("%q #%d: body\n%q\nwant\n%q", folder, i, short(g.body), short(w.body))
 		}
-		if !slices.Equal(g.flags, backup.NormalizeFlags(w.flags)) {
-			t.Errorf("%q #%d: flags %v, want %v", folder, i, g.flags, backup.NormalizeFlags(w.flags))
+		if !slices.Equal(g.flags, formats.NormalizeFlags(w.flags)) {
+			t.Errorf("%q #%d: flags %v, want %v", folder, i, g.flags, formats.NormalizeFlags(w.flags))
 		}
 		if !g.date.Equal(w.date) {
 			t.Errorf("%q #%d: date %v, want %v", folder, i, g.date, w.date)
@@ -752,7 +752,7 @@ func TestMaildirLocalstore(t *testing.T) {
 					continue
 				}
 				used[i] = true
-				if wf := backup.NormalizeFlags(w.flags); !slices.Equal(g.flags, wf) {
+				if wf := formats.NormalizeFlags(w.flags); !slices.Equal(g.flags, wf) {
 					t.Errorf("%q %s: flags %v, want %v", name, g.key, g.flags, wf)
 				}
 				if w.key != "" && g.key != w.key {

@@ -198,28 +198,6 @@ func indexFile(idx *restore.Index, path string) error {
 	return nil
 }
 
-// sameContent reports whether the file at path holds exactly the bytes
-// whose SHA-256 is sum and whose size is size.
-func sameContent(path string, size int64, sum string) (bool, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return false, err
-	}
-	if !st.Mode().IsRegular() || st.Size() != size {
-		return false, nil
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return false, err
-	}
-	return hex.EncodeToString(h.Sum(nil)) == sum, nil
-}
-
 // createTemp creates a new file (never an existing one) named
 // prefix<random>suffix in dir.
 func createTemp(dir, prefix, suffix string) (*os.File, error) {

@@ -9,8 +9,8 @@
 // # Folder names on disk
 //
 // A folder "A/B" is stored one level per path component. Each level is
-// escaped (see escaper): '%', '/', control bytes and invalid UTF-8 become
-// %XX, a leading '.' becomes %2E (so ".", "..", hidden and Maildir++ names
+// escaped (see internal/localname): '%', '/', control bytes and invalid
+// UTF-8 become %XX, a leading '.' becomes %2E (so ".", "..", hidden and Maildir++ names
 // cannot occur), the empty level becomes "%", and a level the layout
 // reserves (Maildir's cur, new, tmp, dovecot* and courier* files; names
 // ending in .mbox or .eml; Windows device names such as CON) has its

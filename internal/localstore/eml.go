@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailvault/mailvault/internal/localname"
 	"github.com/mailvault/mailvault/restore"
 )
 
@@ -19,7 +20,7 @@ const emlExt = ".eml"
 // emlEscaper escapes folder levels for the .eml tree, portable to
 // Windows. A level ending in ".eml" is reserved so that a folder's
 // directory never has a message file's name.
-var emlEscaper = escaper{windows: true, reserved: func(s string) bool {
+var emlEscaper = localname.Escaper{Windows: true, Reserved: func(s string) bool {
 	return strings.HasSuffix(strings.ToLower(s), emlExt)
 }}
 
@@ -186,8 +187,8 @@ func emlName(date time.Time, sum string, n int) string {
 // Append implements restore.Target: the message is written to a hidden
 // temporary file in the folder's directory, synced, given INTERNALDATE as
 // its modification time and hard-linked to its name (an existing file is
-// never replaced: if it holds the same bytes the message is already
-// there, else the next suffix is tried).
+// never replaced: the next suffix is tried, so that a second copy of a
+// message the archive holds twice is a second file).
 func (e *EML) Append(ctx context.Context, folder string, m *restore.Message, body io.Reader) (restore.Pending, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -229,15 +230,9 @@ func (e *EML) append(d string, m *restore.Message, body io.Reader) (err error) {
 		if !errors.Is(err, fs.ErrExist) {
 			break
 		}
-		same, serr := sameContent(dst, m.Size, sum)
-		if serr != nil {
-			return serr
-		}
-		if same {
-			// Already present (a previous run, or an identical
-			// message with the same INTERNALDATE).
-			return os.Remove(tmpPath)
-		}
+		// Taken, by another message or by a copy of this one: the
+		// engine appends only copies the folder does not hold yet
+		// (its Index counts them), so this is one more.
 	}
 	if err != nil {
 		return err

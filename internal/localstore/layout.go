@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 
+	"github.com/mailvault/mailvault/internal/localname"
 	"github.com/mailvault/mailvault/internal/mutf7"
 )
 
@@ -17,17 +18,17 @@ const maxName = 255
 const shortMark = "%~"
 
 // layout turns the levels of folder names into file names for one kind
-// of tree: escaped (see escaper), in modified UTF-7 when utf7 is set, and
+// of tree: escaped (see localname.Escaper), in modified UTF-7 when utf7 is set, and
 // shortened when longer than max bytes.
 type layout struct {
-	esc  escaper
+	esc  localname.Escaper
 	utf7 bool
 	max  int
 }
 
 // encode returns a level's escaped (and, for utf7, modified UTF-7) form.
 func (l layout) encode(level string) string {
-	s := l.esc.escape(level)
+	s := l.esc.Escape(level)
 	if l.utf7 {
 		s = mutf7.Encode(s)
 	}
@@ -41,7 +42,7 @@ func (l layout) decode(name string) string {
 	if l.utf7 {
 		name = mutf7.DecodeOrKeep(name)
 	}
-	return unescape(name)
+	return localname.Unescape(name)
 }
 
 // name returns the file name of a level and whether it was shortened. A

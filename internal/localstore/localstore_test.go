@@ -22,10 +22,13 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
 	"github.com/mailvault/mailvault/formats"
 
 	"github.com/mailvault/mailvault/internal/corpus"
 	"github.com/mailvault/mailvault/internal/dovecottest"
+	"github.com/mailvault/mailvault/internal/localname"
+	"github.com/mailvault/mailvault/internal/testenv"
 	"github.com/mailvault/mailvault/restore"
 )
 
@@ -650,7 +653,7 @@ func TestMaildirDovecot(t *testing.T) {
 		l := levels(folder)
 		for i := range l {
 			if i > 0 || l[i] != inbox {
-				l[i] = maildirEscaper.escape(l[i])
+				l[i] = maildirEscaper.Escape(l[i])
 			}
 		}
 		return strings.Join(l, "/")
@@ -891,13 +894,7 @@ print(json.dumps(out))
 // checkPythonMbox has Python's mailbox module read the mbox files.
 func checkPythonMbox(t *testing.T, files map[string]string, msgs []tmsg) {
 	t.Helper()
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("python3 is not installed")
-		}
-		t.Skip("python3 is not installed")
-	}
+	py := testenv.RequireTool(t, "python3")
 	args := []string{"-c", pythonMbox}
 	for _, p := range files {
 		args = append(args, p)
@@ -1135,15 +1132,15 @@ func TestHostileFolders(t *testing.T) {
 }
 
 func TestEscape(t *testing.T) {
-	for _, e := range []escaper{maildirEscaper, mboxEscaper, emlEscaper} {
+	for _, e := range []localname.Escaper{maildirEscaper, mboxEscaper, emlEscaper} {
 		seen := map[string]string{}
 		for _, f := range append(hostileFolders, "a", "A", "a.b", "%41", "Año 2023", "日本", "x y") {
-			s := e.escape(f)
+			s := e.Escape(f)
 			if s == "" || s == "." || s == ".." || strings.ContainsAny(s, "/\x00") || strings.HasPrefix(s, ".") {
 				t.Errorf("escape(%q) = %q", f, s)
 			}
-			if unescape(s) != f {
-				t.Errorf("unescape(escape(%q)) = %q", f, unescape(s))
+			if localname.Unescape(s) != f {
+				t.Errorf("localname.Unescape(escape(%q)) = %q", f, localname.Unescape(s))
 			}
 			if o, dup := seen[s]; dup {
 				t.Errorf("%q and %q both escape to %q", o, f, s)
@@ -1152,12 +1149,12 @@ func TestEscape(t *testing.T) {
 		}
 	}
 	for in, want := range map[string]string{"": "%", ".": "%2E", "..": "%2E.", "a%b": "a%25b", "Año 2023": "Año 2023", "cur": "%63ur", "new.x": "new.x"} {
-		if got := maildirEscaper.escape(in); got != want {
+		if got := maildirEscaper.Escape(in); got != want {
 			t.Errorf("maildir escape(%q) = %q, want %q", in, got, want)
 		}
 	}
 	for in, want := range map[string]string{"a:b": "a%3Ab", "CON": "%43ON", "x.mbox": "%78.mbox", "end.": "end%2E", "cur": "cur"} {
-		if got := mboxEscaper.escape(in); got != want {
+		if got := mboxEscaper.Escape(in); got != want {
 			t.Errorf("mbox escape(%q) = %q, want %q", in, got, want)
 		}
 	}

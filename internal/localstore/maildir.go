@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/internal/localname"
 	"github.com/mailvault/mailvault/restore"
 )
 
@@ -24,7 +25,7 @@ const keywordsFile = formats.MaildirKeywordsFile
 // maildirEscaper escapes folder levels for Dovecot's LAYOUT=fs: the
 // subdirectories and control files every Maildir folder holds are
 // reserved.
-var maildirEscaper = escaper{reserved: func(s string) bool {
+var maildirEscaper = localname.Escaper{Reserved: func(s string) bool {
 	switch s {
 	case "cur", "new", "tmp", "maildirfolder", "subscriptions":
 		return true

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/internal/localname"
 	"github.com/mailvault/mailvault/restore"
 )
 
@@ -30,7 +31,7 @@ const mboxInMemory = 16 << 20
 // mboxEscaper escapes folder levels for the mbox tree, portable to
 // Windows. A level ending in ".mbox" is reserved: its children's
 // directory would have the name of another folder's file.
-var mboxEscaper = escaper{windows: true, reserved: func(s string) bool {
+var mboxEscaper = localname.Escaper{Windows: true, Reserved: func(s string) bool {
 	return strings.HasSuffix(strings.ToLower(s), mboxExt)
 }}
 

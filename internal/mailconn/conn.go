@@ -56,6 +56,10 @@ type Config struct {
 	CAFile     string        // PEM file of extra trusted CAs (or a self-signed certificate)
 	SkipVerify bool          // do not verify the server certificate
 	Timeout    time.Duration // no progress for this long while waiting on the server fails the connection
+	// DialContext, when set, opens the TCP connection in place of a
+	// net.Dialer: a fleet run wraps it to bound the connections to one
+	// server. The connection it returns is closed when the session ends.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 	// HintPrefix is the prefix of the command-line flags that error hints
 	// name: "" gives --ca-file, "target-" gives --target-ca-file.
 	HintPrefix string
@@ -176,7 +180,11 @@ func (w *WatchdogConn) End() {
 // Dial opens the TCP (and, for ImplicitTLS, TLS) connection.
 func Dial(ctx context.Context, cfg *Config, alpn string) (*WatchdogConn, net.Conn, error) {
 	d := net.Dialer{Timeout: cfg.Timeout}
-	raw, err := d.DialContext(ctx, "tcp", cfg.Addr)
+	dial := d.DialContext
+	if cfg.DialContext != nil {
+		dial = cfg.DialContext
+	}
+	raw, err := dial(ctx, "tcp", cfg.Addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w to %s: %w", ErrUnreachable, cfg.Addr, unwrapNet(err))
 	}

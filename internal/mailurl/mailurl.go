@@ -112,6 +112,10 @@ func (u *URL) String() string {
 	return (&url.URL{Scheme: u.Scheme, User: url.User(u.User), Host: u.Addr()}).String()
 }
 
+// Redact returns s with any password between "//" and "@" replaced, for
+// error messages about a string that is not a valid URL.
+func Redact(s string) string { return redactRaw(s) }
+
 // redactRaw removes anything between "//" and "@" after a ':' so that an
 // error message never repeats a password.
 func redactRaw(s string) string {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/mailvault/mailvault/backup"
 	"github.com/mailvault/mailvault/internal/auth"
+	"github.com/mailvault/mailvault/internal/connerr"
 	"github.com/mailvault/mailvault/internal/mailconn"
 )
 
@@ -173,14 +174,16 @@ func (s *Store) dialErr(ctx context.Context, err error) error {
 
 // op arms the watchdog for one operation and returns the session's
 // context: the session is cancelled (and its connection unblocked) when the
-// server makes no progress for the timeout; touch re-arms the watchdog.
-// The session context is cancelled only on a timeout or at Close:
-// cancelling a context right after a go-pop3 call can race with the
-// library's own guard and poison the next command's deadline.
+// server makes no progress for the timeout, or when ctx, the operation's
+// context, is done before the operation; touch re-arms the watchdog. A
+// cancelled session is over: every later call fails. The session context
+// is cancelled only then and at Close, never after each call: cancelling a
+// context right after a go-pop3 call can race with the library's own guard
+// and poison the next command's deadline.
 func (s *Store) op(ctx context.Context) (context.Context, func()) {
 	s.mu.Lock()
 	if s.sess == nil {
-		s.sess, s.cancel = context.WithCancel(ctx)
+		s.sess, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 		s.timer = time.AfterFunc(s.cfg.Timeout, func() {
 			s.mu.Lock()
 			s.timedOut = true
@@ -190,9 +193,23 @@ func (s *Store) op(ctx context.Context) (context.Context, func()) {
 	} else {
 		s.timer.Reset(s.cfg.Timeout)
 	}
-	sess := s.sess
+	sess, cancel := s.sess, s.cancel
 	s.mu.Unlock()
-	return sess, func() { s.timer.Stop() }
+	stop := context.AfterFunc(ctx, cancel)
+	return sess, func() {
+		s.timer.Stop()
+		stop()
+	}
+}
+
+// ctxDone returns ctx's error once ctx is done, else err: a call that ctx
+// ended, even one that completed meanwhile, reports the context's error
+// (the session it ran in is over).
+func ctxDone(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 // touch re-arms the watchdog after progress.
@@ -205,7 +222,7 @@ func (s *Store) didTimeOut() bool {
 }
 
 // connErr classifies an error of a command: a server's -ERR stays a plain
-// error; a broken connection becomes a backup.ConnError.
+// error; a broken connection becomes a connerr.Error.
 func (s *Store) connErr(ctx context.Context, what string, err error) error {
 	var pe *pop3client.ProtocolError
 	switch {
@@ -220,7 +237,7 @@ func (s *Store) connErr(ctx context.Context, what string, err error) error {
 	default:
 		err = fmt.Errorf("%s: %w", what, err)
 	}
-	return &backup.ConnError{Err: err}
+	return &connerr.Error{Err: err}
 }
 
 func (s *Store) login(ctx context.Context) error {
@@ -352,11 +369,17 @@ func (s *Store) Close() error {
 
 // Folders implements backup.Source: POP3 has one folder.
 func (s *Store) Folders(ctx context.Context) ([]backup.FolderInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	return []backup.FolderInfo{{Name: "INBOX"}}, nil
 }
 
 // Examine implements backup.Source with STAT.
 func (s *Store) Examine(ctx context.Context, name string) (backup.FolderStatus, error) {
+	if err := ctx.Err(); err != nil {
+		return backup.FolderStatus{}, err
+	}
 	if name != "INBOX" {
 		return backup.FolderStatus{}, fmt.Errorf("POP3 has no folder %q", name)
 	}
@@ -366,13 +389,21 @@ func (s *Store) Examine(ctx context.Context, name string) (backup.FolderStatus, 
 	if err != nil {
 		return backup.FolderStatus{}, s.connErr(ctx, "stat", err)
 	}
-	return backup.FolderStatus{Messages: uint32(n)}, nil
+	return backup.FolderStatus{Messages: uint32(n)}, ctxDone(ctx, nil)
 }
 
 // List implements backup.Source: the key of a message is its UIDL; a
 // server without UIDL gets keys from a hash of the header (TOP n 0) and the
 // size, with one warning.
 func (s *Store) List(ctx context.Context, fn func(key string, flags []string) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := s.list(ctx, fn)
+	return ctxDone(ctx, err)
+}
+
+func (s *Store) list(ctx context.Context, fn func(key string, flags []string) error) error {
 	octx, done := s.op(ctx)
 	defer done()
 	infos, err := s.c.List(octx)
@@ -452,7 +483,14 @@ var (
 // the server refuses (-ERR) is skipped and reported by the engine as not
 // delivered; it is fetched again next run.
 func (s *Store) Fetch(ctx context.Context, keys []string, fn func(m *backup.Message) error) error {
+	return ctxDone(ctx, s.fetch(ctx, keys, fn))
+}
+
+func (s *Store) fetch(ctx context.Context, keys []string, fn func(m *backup.Message) error) error {
 	for _, key := range keys {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		msg, ok := s.num[key]
 		if !ok {
 			continue
@@ -481,7 +519,7 @@ func (s *Store) Fetch(ctx context.Context, keys []string, fn func(m *backup.Mess
 			if nerr := s.noop(ctx); nerr != nil {
 				return nerr
 			}
-			return &backup.ConnError{Err: fmt.Errorf("message %s: %w", key, err)}
+			return &connerr.Error{Err: fmt.Errorf("message %s: %w", key, err)}
 		}
 		var skip *skipped
 		if errors.As(err, &skip) {
@@ -562,7 +600,7 @@ func (s *Store) fetchOne(ctx context.Context, key string, msg int, fn func(m *ba
 		return &topMismatch{got: body.n, want: body.want}
 	}
 	if err != nil {
-		var ce *backup.ConnError
+		var ce *connerr.Error
 		if errors.As(err, &ce) {
 			return s.connErr(ctx, "fetch", ce.Err)
 		}
@@ -654,6 +692,9 @@ func (c *checked) scanHead(p []byte) {
 // made final by Close (QUIT); a session that ends any other way deletes
 // nothing.
 func (s *Store) Delete(ctx context.Context, keys []string) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	octx, done := s.op(ctx)
 	defer done()
 	n := 0

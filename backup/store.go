@@ -1,0 +1,275 @@
+package backup
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/internal/connerr"
+	"github.com/mailvault/mailvault/internal/msghdr"
+)
+
+// Storing: one fetched message into a writer (or, when the folder holds
+// its bytes already, as a reference to them), and the one way a writer's
+// messages reach the folder's delta: writer.commit.
+
+// fetcher stores the messages one connection fetches for one folder: the
+// folder's worker has one, and so has each part of a big folder. Only the
+// goroutine fetching uses it.
+type fetcher struct {
+	name   string        // the folder's name, for progress events
+	dir    string        // the folder's directory in the archive
+	partNo *atomic.Int64 // writer part numbers handed out, shared by the folder's fetchers
+	out    *writer       // the open writer
+	// stored is what this fetcher stored in this run, by SHA-256.
+	stored map[string]location
+	// known tells the keys on the source the folder holds: archived, or
+	// added by this fetcher.
+	known *knownMessages
+	// archive is the archive's state of the folder (under this name and,
+	// when renamed, the old one): its bytes are not stored again.
+	archive []*formats.FolderState
+	// poison counts, per key, the connections lost while that message was
+	// read: a message that breaks the connection every time is left out
+	// (and reported) so that the rest of the folder is still backed up.
+	poison map[string]int
+}
+
+func (f *fetcher) poisoned() bool {
+	for _, n := range f.poison {
+		if n >= 2 {
+			return true
+		}
+	}
+	return false
+}
+
+// merge adds what another fetcher of the folder stored (a part's
+// committed writer) to this one's record, keeping what it has.
+func (f *fetcher) merge(stored map[string]location) {
+	for sum, l := range stored {
+		if _, ok := f.stored[sum]; !ok {
+			f.stored[sum] = l
+		}
+	}
+}
+
+// location is where a message's bytes are stored, and the key it was
+// stored for.
+type location struct {
+	seg string
+	off int64
+	key string
+}
+
+// duplicate returns where the bytes with SHA-256 sum are stored already:
+// by this fetcher in this run, else in the archive's folder. present tells
+// whether the message stored with them is on the source now.
+func (f *fetcher) duplicate(sum string) (dup *location, present bool) {
+	if l, ok := f.stored[sum]; ok {
+		return &l, f.known.has(l.key)
+	}
+	for _, a := range f.archive {
+		if d := a.ByHash(sum); d != nil {
+			return &location{d.Seg, d.Off, d.Key}, !d.Gone && f.known.lookup(d.Key) != nil
+		}
+	}
+	return nil, false
+}
+
+// writer is an open record writer of a folder (the folder's own, or a
+// part's) with the messages recorded through it: the folder's delta gets
+// them when it commits.
+type writer struct {
+	rw     formats.RecordWriter // nil until a message comes
+	part   int                  // the part number its files are named with
+	added  []formats.Message    // recorded, in order, not yet committed
+	hashes map[string]location  // what it stored, by SHA-256
+	// since is when its oldest message not yet committed was recorded
+	// (zero: none); stored and bytes count the records it holds.
+	since  time.Time
+	stored int
+	bytes  int64
+}
+
+func (w *writer) records() int {
+	if w.rw == nil {
+		return 0
+	}
+	return w.rw.Records()
+}
+
+// abort discards what the writer holds that is not committed.
+func (w *writer) abort() {
+	if w.rw != nil {
+		w.rw.Abort()
+		w.rw = nil
+	}
+}
+
+// writerCommit is what a writer's commit hands to its folder: the segment it
+// wrote (nil when the storage keeps none, or it held no record), the
+// messages recorded through it, in order, what it stored by SHA-256, and
+// the count and bytes of its records, which the result is credited with.
+type writerCommit struct {
+	seg    *formats.Segment
+	added  []formats.Message
+	hashes map[string]location
+	stored int
+	bytes  int64
+}
+
+// commit is the one commit path of a folder's messages, for its own
+// writer and for the writers of its parts alike. It commits the writer when
+// it holds records and returns what it held; the next message starts a new
+// writer, with the next part number. Without records (every message a
+// duplicate of bytes stored before) it returns the messages and the writer
+// stays open. If the commit fails it returns only the error: no snapshot
+// names the messages the writer held.
+func (w *writer) commit(partNo *atomic.Int64) (writerCommit, error) {
+	c := writerCommit{added: w.added, hashes: w.hashes, stored: w.stored, bytes: w.bytes}
+	w.added, w.hashes, w.stored, w.bytes, w.since = nil, nil, 0, 0, time.Time{}
+	if w.records() == 0 {
+		return c, nil
+	}
+	seg, err := w.rw.Commit()
+	if err != nil {
+		return writerCommit{}, storageErr(err)
+	}
+	c.seg, w.rw, w.part = seg, nil, int(partNo.Add(1))
+	return c, nil
+}
+
+// store writes one fetched message through f's writer, or, when the
+// folder already holds the same bytes, records it without storing them
+// again.
+func (w *worker) store(f *fetcher, m *Message) error {
+	r := w.r
+	out := f.out
+	if out.rw == nil {
+		rw, err := r.a.NewWriterPart(f.dir, r.runSeq, r.runID, out.part)
+		if err != nil {
+			return storageErr(err)
+		}
+		out.rw = rw
+	}
+	flags := formats.NormalizeFlags(m.Flags)
+	if err := out.rw.BeginRecord(m.InternalDate, flags); err != nil {
+		return storageErr(err)
+	}
+	if w.copyBuf == nil {
+		w.copyBuf = make([]byte, 64<<10)
+		w.hash = sha256.New()
+	}
+	h := w.hash
+	h.Reset()
+	w.hc.buf, w.hc.done = w.hc.buf[:0], false
+	tee := &teeWriter{seg: out.rw, h: h, hc: &w.hc, hook: r.opts.hook}
+	n, err := io.CopyBuffer(tee, m.Body, w.copyBuf)
+	if err != nil {
+		out.rw.AbortRecord()
+		if tee.err != nil {
+			return storageErr(fmt.Errorf("store %s: %w", m.Key, tee.err))
+		}
+		f.poison[m.Key]++
+		return &connerr.Error{Err: fmt.Errorf("read %s: %w", m.Key, err)}
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	md := msghdr.Parse(w.hc.buf)
+	msg := formats.Message{
+		Key:          m.Key,
+		SHA256:       sum,
+		Size:         n,
+		InternalDate: m.InternalDate.UTC(),
+		Flags:        flags,
+		MessageID:    md.MessageID,
+		From:         md.From,
+		To:           md.To,
+		Subject:      md.Subject,
+		Date:         md.Date,
+	}
+	// The same bytes already stored in this folder (in this run, before, or
+	// under its old name) are not stored again.
+	dup, present := f.duplicate(sum)
+	if dup != nil && !r.a.ReuseStored(present) {
+		// The storage keeps a copy per message on the source (a Maildir
+		// archive: one file each, so that a Maildir reader sees both).
+		dup = nil
+	}
+	if dup != nil {
+		if err := out.rw.AbortRecord(); err != nil {
+			return storageErr(err)
+		}
+		msg.Seg, msg.Off = dup.seg, dup.off
+	} else {
+		loc, off, err := out.rw.EndRecord()
+		if err != nil {
+			return storageErr(fmt.Errorf("store %s: %w", m.Key, err))
+		}
+		msg.Seg, msg.Off = loc, off
+		l := location{loc, off, m.Key}
+		f.stored[sum] = l
+		if out.hashes == nil {
+			out.hashes = map[string]location{}
+		}
+		out.hashes[sum] = l
+		out.stored++
+		out.bytes += n
+	}
+	out.added = append(out.added, msg)
+	f.known.add(m.Key)
+	if out.since.IsZero() {
+		out.since = r.opts.now()
+	}
+	r.opts.progress(Event{Kind: EventStored, Folder: f.name, Bytes: n})
+	r.opts.hook("message-stored")
+	return nil
+}
+
+// teeWriter feeds message bytes to the segment, the hash and the header
+// capture. A write error of the segment is kept apart from read errors.
+type teeWriter struct {
+	seg  formats.RecordWriter
+	h    hash.Hash
+	hc   *headerCapture
+	hook func(string)
+	err  error
+}
+
+func (t *teeWriter) Write(p []byte) (int, error) {
+	t.h.Write(p)
+	t.hc.Write(p)
+	if _, err := t.seg.Write(p); err != nil {
+		t.err = err
+		return 0, err
+	}
+	t.hook("body-chunk")
+	return len(p), nil
+}
+
+// maxHeader bounds the header bytes kept to extract metadata.
+const maxHeader = 64 << 10
+
+// headerCapture keeps the start of a message up to the end of its header.
+type headerCapture struct {
+	buf  []byte
+	done bool
+}
+
+func (h *headerCapture) Write(p []byte) (int, error) {
+	if h.done {
+		return len(p), nil
+	}
+	n := min(len(p), maxHeader-len(h.buf))
+	h.buf = append(h.buf, p[:n]...)
+	if bytes.Contains(h.buf, []byte("\n\n")) || bytes.Contains(h.buf, []byte("\n\r\n")) || len(h.buf) >= maxHeader {
+		h.done = true
+	}
+	return len(p), nil
+}
