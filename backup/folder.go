@@ -217,6 +217,8 @@ func (w *worker) run(j *folderJob) {
 		}
 		if errors.Is(err, ErrStorage) {
 			r.setFatal(err)
+		} else if errors.Is(err, ErrDailyLimit) {
+			r.stopAtLimit(err)
 		} else if r.ctx.Err() == nil {
 			r.fail(j.info.Name, err)
 		}
@@ -240,12 +242,20 @@ func (w *worker) syncFolder(fs *folderSync) error {
 		}
 		if w.src == nil {
 			if err = w.connect(); err != nil {
+				if w.throttled(fs.folder.Name, &err) {
+					attempt--
+					continue
+				}
 				break
 			}
 		}
 		err = w.syncOnce(fs)
 		if errors.Is(err, errRecreated) {
 			attempt-- // not a failure: the new folder is fetched (newIncarnation bounds this)
+			continue
+		}
+		if w.throttled(fs.folder.Name, &err) {
+			attempt-- // not a failure: resumed after the wait (ThrottleWait bounds this)
 			continue
 		}
 		if err == nil || r.ctx.Err() != nil || !isConnErr(err) || errors.Is(err, ErrStorage) {
@@ -451,9 +461,12 @@ func (w *worker) fetch(fs *folderSync, want []string) (missing, expunged int, er
 				}
 				r.checkpoint(&fs.pending)
 			}
+			if err := r.charge(m.Size); err != nil {
+				return err
+			}
 			// Counted once stored: a source may skip a message whose
 			// body it could not deliver whole and go on.
-			if err := w.store(fs.fetcher, m); err != nil {
+			if err := w.storeCharged(fs.fetcher, m); err != nil {
 				return err
 			}
 			delivered[m.Key] = true

@@ -132,7 +132,7 @@ func (w *worker) fetchParts(fs *folderSync, validity uint32, want []string) erro
 // part's writers, and hands each writer it commits (as often as a
 // checkpoint is due, and at the end) to the folder's worker over results.
 // examined tells that pw's connection has the folder examined already (pw
-// split the folder). It returns only a storage error: what it could not
+// split the folder). It returns only a storage error or a daily limit: what it could not
 // fetch is left for the folder's worker.
 func (pw *worker) fetchPart(p *part, folder string, validity uint32, examined bool, results chan<- partResult) error {
 	r := pw.r
@@ -180,7 +180,10 @@ func (pw *worker) fetchPart(p *part, folder string, validity uint32, examined bo
 					return err
 				}
 			}
-			return pw.store(f, m)
+			if err := r.charge(m.Size); err != nil {
+				return err
+			}
+			return pw.storeCharged(f, m)
 		})
 	}
 	if errors.Is(err, ErrStorage) {
@@ -188,6 +191,10 @@ func (pw *worker) fetchPart(p *part, folder string, validity uint32, examined bo
 	}
 	if ferr := flush(r.checkpointDue()); ferr != nil {
 		return ferr
+	}
+	if errors.Is(err, ErrDailyLimit) {
+		pw.closeSource()
+		return err
 	}
 	if err != nil {
 		if r.ctx.Err() == nil {

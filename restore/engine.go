@@ -827,6 +827,14 @@ func (r *runner) settle(w *worker, f inflight) error {
 			if r.stopped() {
 				return nil // not checked: the next run finds it, or appends it
 			}
+			if throttledLoss(err) {
+				// The server closed the connection asking to slow down.
+				d := throttleDelay(err, 1)
+				r.opts.Log.Warn("target asks to slow down; waiting", "seconds", d.Seconds())
+				if serr := r.opts.Sleep(r.stopping, d); serr != nil {
+					return nil // stopping: not checked, the next run finds it or appends it
+				}
+			}
 			// Stored or not? Ask the target before appending again.
 			lost = true
 			held, ierr := r.holds(w, f)
@@ -856,7 +864,7 @@ func (r *runner) settle(w *worker, f inflight) error {
 			rekeyed = true // the target drops the keywords now
 		case errors.Is(err, ErrThrottled) && throttled < maxThrottled:
 			throttled++
-			d := time.Duration(1<<throttled) * time.Second
+			d := throttleDelay(err, throttled)
 			r.opts.Log.Warn("target asks to slow down; waiting", "seconds", d.Seconds())
 			if serr := r.opts.Sleep(r.stopping, d); serr != nil {
 				return nil // stopping: this one is not sent again

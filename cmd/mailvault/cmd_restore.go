@@ -182,11 +182,20 @@ func targetOpener(c *cli.Context, raw string, acc account, warn func(string, ...
 			return e, nil
 		}, nil
 	}
-	cfg, err := accountConfig(c, t.url, acc, warn)
+	u, _ := resolvePreset(t.url, nil)
+	cfg, err := accountConfig(c, u, acc, warn)
 	if err != nil {
 		return nil, err
 	}
-	return func(ctx context.Context) (restore.Target, error) { return imapstore.DialTarget(ctx, cfg) }, nil
+	quirks := targetQuirks(u.Host)
+	return func(ctx context.Context) (restore.Target, error) {
+		t, err := imapstore.DialTarget(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		t.Quirks, t.Warn = quirks, func(m string) { warn(m) }
+		return t, nil
+	}, nil
 }
 
 func expandHome(p string) string {

@@ -40,6 +40,9 @@ type MemOptions struct {
 	RequireTLS bool
 	// ImplicitTLS additionally listens with implicit TLS on TLSAddr.
 	ImplicitTLS bool
+	// AppendLimit, if positive, is advertised as APPENDLIMIT=N (RFC 7889)
+	// and enforced.
+	AppendLimit uint32
 }
 
 // MemServer is a running in-memory IMAP server (go-imap's imapmemserver)
@@ -124,7 +127,11 @@ func StartMem(t testing.TB, opts MemOptions) *MemServer {
 	logger := &testLogger{t: t}
 	srvOpts := &imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return &memSession{Session: mem.NewSession(), srv: s}, nil, nil
+			sess := &memSession{Session: mem.NewSession(), srv: s}
+			if opts.AppendLimit > 0 {
+				return &limitedSession{memSession: sess, limit: opts.AppendLimit}, nil, nil
+			}
+			return sess, nil, nil
 		},
 		Caps:         memCaps,
 		Logger:       logger,
@@ -241,6 +248,14 @@ func Create(t testing.TB, c *imapclient.Client, name string) {
 
 // memSession wraps an imapmemserver session to keep track of folders,
 // subscriptions and special-use attributes, and answers LIST from that.
+// limitedSession advertises and enforces an APPENDLIMIT.
+type limitedSession struct {
+	*memSession
+	limit uint32
+}
+
+func (s *limitedSession) AppendLimit() uint32 { return s.limit }
+
 type memSession struct {
 	imapserver.Session
 	srv  *MemServer
