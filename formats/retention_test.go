@@ -1,0 +1,458 @@
+package formats
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// history builds an archive snapshot by snapshot the way backups do: mail
+// arrives, is flagged and deleted between runs, folders come, go and are
+// renamed, some runs are partial. It remembers what each snapshot held.
+type history struct {
+	t     *testing.T
+	a     *Archive
+	r     *rand.Rand
+	snaps []*Snapshot
+	st    *State
+	uid   map[string]int
+	// views[i] is what snapshot i held: folder -> key -> flags and body hash.
+	views  []map[string]map[string]heldMessage
+	bodies map[string][]byte // by SHA-256
+	// marker[i] is a string only the messages added by snapshot i contain.
+	markers []string
+	start   time.Time
+	// allowOrphans: left-overs of a killed run are expected (the next
+	// run removes them).
+	allowOrphans bool
+}
+
+type heldMessage struct {
+	sha   string
+	flags string
+}
+
+func newHistory(t *testing.T, opts StorageOptions, seed uint64) *history {
+	a, _ := create(t, opts)
+	if err := a.Lock("test"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Unlock)
+	return &history{t: t, a: a, r: rand.New(rand.NewPCG(seed, 1)), st: NewState(), uid: map[string]int{}, bodies: map[string][]byte{},
+		start: time.Date(2026, 1, 1, 3, 0, 0, 0, time.UTC)}
+}
+
+// run commits one snapshot with random changes; folder events come at
+// fixed runs: Old appears at run 3 and is deleted at run 6, Work is
+// renamed to Projects at run 9.
+func (h *history) run() *Snapshot {
+	t := h.t
+	n := len(h.snaps)
+	s := &Snapshot{ID: NewSnapshotID(), Seq: n + 1, Source: "imap://test", Protocol: "imap", Status: StatusComplete,
+		Started: h.start.Add(time.Duration(n) * 24 * time.Hour)}
+	s.Finished = s.Started.Add(time.Minute)
+	if n > 0 {
+		s.Parent = h.snaps[n-1].ID
+	}
+	marker := fmt.Sprintf("MARKER-%d-%s", n, s.ID)
+	h.markers = append(h.markers, marker)
+	names := []string{"INBOX", "Work"}
+	if n >= 9 {
+		names[1] = "Projects"
+	}
+	if n >= 3 && n < 6 {
+		names = append(names, "Old")
+	}
+	for _, name := range names {
+		c := Change{Folder: name}
+		f := h.st.Folders[name]
+		switch {
+		case name == "Projects" && n == 9:
+			c.Event, c.From = EventRenamed, "Work"
+			f = h.st.Folders["Work"]
+		case f == nil:
+			c.Event = EventCreated
+		}
+		dir := FolderDir(name)
+		if f != nil {
+			dir = f.Dir
+		}
+		if f != nil {
+			present := f.Present()
+			for _, m := range present {
+				switch h.r.IntN(6) {
+				case 0:
+					c.Gone = append(c.Gone, m.Key)
+				case 1:
+					fl := []string{`\Seen`}
+					if h.r.IntN(2) == 0 {
+						fl = append(fl, `\Flagged`)
+					}
+					c.Flags = append(c.Flags, FlagChange{Key: m.Key, Flags: fl})
+				}
+			}
+		}
+		w, err := h.a.NewWriter(dir, s.Seq, s.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := h.r.IntN(5); k >= 0; k-- {
+			h.uid[""]++
+			h.uid[name] = h.uid[""]
+			body := fmt.Appendf(nil, "Subject: %s %d\r\nMessage-ID: <%d.%s@test>\r\n\r\n%s\r\nFrom the body\r\n%s",
+				name, h.uid[name], h.uid[name], name, marker, bigBody(h.r.IntN(3000), h.r.Uint64()))
+			date := s.Started.Add(-time.Duration(k) * time.Hour)
+			if err := w.BeginRecord(date, nil); err != nil {
+				t.Fatal(err)
+			}
+			w.Write(body)
+			loc, off, err := w.EndRecord()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := sha(body)
+			h.bodies[sum] = body
+			c.Added = append(c.Added, Message{Key: fmt.Sprintf("7:%d", h.uid[name]), SHA256: sum, Size: int64(len(body)), InternalDate: date,
+				MessageID: fmt.Sprintf("<%d.%s@test>", h.uid[name], name), Subject: fmt.Sprintf("%s %d", name, h.uid[name]), Seg: loc, Off: off})
+		}
+		seg, err := w.Commit()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seg != nil {
+			s.Segments = append(s.Segments, *seg)
+		}
+		s.Changes = append(s.Changes, c)
+		s.Folders = append(s.Folders, Folder{Name: name, Dir: dir, Status: FolderOK, UIDValidity: 7, UIDNext: uint32(h.uid[name] + 1)})
+	}
+	if n == 6 {
+		s.Changes = append(s.Changes, Change{Folder: "Old", Event: EventDeleted})
+	}
+	if h.r.IntN(4) == 0 && n > 0 {
+		s.Status, s.Errors = StatusPartial, []string{"Work: connection lost"}
+	}
+	if err := h.a.Commit(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.st.Apply(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.a.AfterCommit(h.st, []*Snapshot{s}); err != nil {
+		t.Fatal(err)
+	}
+	h.snaps = append(h.snaps, s)
+	h.views = append(h.views, viewOf(t, h.st))
+	return s
+}
+
+// viewOf is what a restore of the state gives: per present folder, per
+// present message, its flags and bytes.
+func viewOf(t *testing.T, st *State) map[string]map[string]heldMessage {
+	t.Helper()
+	out := map[string]map[string]heldMessage{}
+	for _, name := range st.FolderNames() {
+		f := st.Folders[name]
+		if f.Deleted {
+			continue
+		}
+		msgs := map[string]heldMessage{}
+		for _, m := range f.Present() {
+			msgs[m.Key] = heldMessage{sha: m.SHA256, flags: strings.Join(m.Flags, " ")}
+		}
+		out[name] = msgs
+	}
+	return out
+}
+
+// checkSnapshots checks that every snapshot of the archive (a subset of
+// h's, by id) gives the view h recorded, reading every message's bytes
+// back, and that the archive verifies without orphans.
+func (h *history) checkSnapshots(want []string) {
+	t := h.t
+	t.Helper()
+	snaps, err := h.a.Snapshots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, s := range snaps {
+		ids = append(ids, s.ID)
+	}
+	if strings.Join(ids, " ") != strings.Join(want, " ") {
+		t.Fatalf("snapshots %v, want %v", ids, want)
+	}
+	byID := map[string]int{}
+	for i, s := range h.snaps {
+		byID[s.ID] = i
+	}
+	st := NewState()
+	for _, s := range snaps {
+		if err := st.Apply(s); err != nil {
+			t.Fatal(err)
+		}
+		got, wantView := viewOf(t, st), h.views[byID[s.ID]]
+		if fmt.Sprint(got) != fmt.Sprint(wantView) {
+			t.Fatalf("snapshot %s (was %d) holds\n%v\nwant\n%v", s.ID, byID[s.ID]+1, got, wantView)
+		}
+		for _, name := range st.FolderNames() {
+			if st.Folders[name].Deleted {
+				continue
+			}
+			for _, m := range st.Folders[name].Present() {
+				rc, err := h.a.OpenMessage(st, &m.Message)
+				if err != nil {
+					t.Fatalf("snapshot %s: open %s/%s: %v", s.ID, name, m.Key, err)
+				}
+				data, err := io.ReadAll(rc)
+				rc.Close()
+				if err != nil || sha(data) != m.SHA256 {
+					t.Fatalf("snapshot %s: %s/%s reads back wrong (%v)", s.ID, name, m.Key, err)
+				}
+			}
+		}
+	}
+	rep, err := h.a.Verify(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || len(rep.Orphans) > 0 && !h.allowOrphans {
+		t.Fatalf("verify: problems %v, orphans %v", rep.Problems, rep.Orphans)
+	}
+}
+
+func (h *history) ids(keep func(i int) bool) []string {
+	var out []string
+	for i, s := range h.snaps {
+		if keep(i) {
+			out = append(out, s.ID)
+		}
+	}
+	return out
+}
+
+// archiveText returns the decompressed content of every file under the
+// archive (zstd files decompressed), for grepping markers.
+func archiveText(t *testing.T, root string) []byte {
+	t.Helper()
+	var all bytes.Buffer
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if dec, err := zstd.NewReader(bytes.NewReader(data)); err == nil {
+			if plain, err := io.ReadAll(dec); err == nil {
+				data = plain
+			}
+			dec.Close()
+		}
+		all.Write(data)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return all.Bytes()
+}
+
+// TestForgetKeepsKeptSnapshots: forgetting any set of snapshots (the
+// newest always kept) leaves an archive that verifies, whose kept
+// snapshots, renumbered from 1 with their ids, each hold exactly what
+// they held before, bytes included; a second forget with the same policy
+// changes nothing.
+func TestForgetKeepsKeptSnapshots(t *testing.T) {
+	forEachStorage(t, func(t *testing.T, opts StorageOptions) {
+		for _, tc := range []struct {
+			name   string
+			policy Policy
+		}{
+			{"last 3", Policy{Last: 3}},
+			{"last 1", Policy{Last: 1}},
+			{"weekly 2", Policy{Weekly: 2}},
+			{"within 4d", Policy{Within: Duration{Days: 4}}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				h := newHistory(t, opts, 42)
+				for range 14 {
+					h.run()
+				}
+				decisions := ApplyPolicy(PolicySnapshots(h.snaps, time.UTC), tc.policy)
+				want := h.ids(func(i int) bool { return decisions[i].Keep })
+				res, err := h.a.Forget(tc.policy, time.UTC, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Forgotten != len(h.snaps)-len(want) || res.Forgotten == 0 {
+					t.Fatalf("forgot %d, want %d (>0)", res.Forgotten, len(h.snaps)-len(want))
+				}
+				h.checkSnapshots(want)
+				snaps, _ := h.a.Snapshots()
+				for i, s := range snaps {
+					if s.Seq != i+1 {
+						t.Fatalf("snapshot %s has seq %d, want %d", s.ID, s.Seq, i+1)
+					}
+				}
+				// The state cache follows.
+				st, err := h.a.LoadState()
+				if err != nil || st.Snapshot.ID != want[len(want)-1] {
+					t.Fatalf("LoadState after forget: %v, %v", st, err)
+				}
+				again, err := h.a.Forget(tc.policy, time.UTC, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tc.policy.Within.Zero() && again.Forgotten != 0 {
+					t.Errorf("second forget removed %d more", again.Forgotten)
+				}
+			})
+		}
+	})
+}
+
+// TestForgetDryRun: a dry run decides and changes no file.
+func TestForgetDryRun(t *testing.T) {
+	h := newHistory(t, StorageOptions{}, 7)
+	for range 6 {
+		h.run()
+	}
+	before := treeHashes(t, h.a.Root)
+	res, err := h.a.Forget(Policy{Last: 2}, time.UTC, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgotten := 0
+	for _, d := range res.Decisions {
+		if !d.Keep {
+			forgotten++
+		}
+		if len(d.Reasons) == 0 {
+			t.Errorf("snapshot %s: no reason given", d.ID)
+		}
+	}
+	if forgotten < 4 || res.Forgotten != 0 {
+		t.Errorf("dry run: %d would go, %d went", forgotten, res.Forgotten)
+	}
+	if after := treeHashes(t, h.a.Root); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("dry run changed files")
+	}
+}
+
+// treeHashes returns every file under root (but the lock) with its hash.
+func treeHashes(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() == LockFile {
+			return err
+		}
+		data, _ := os.ReadFile(p)
+		s := sha256.Sum256(data)
+		rel, _ := filepath.Rel(root, p)
+		out[rel] = hex.EncodeToString(s[:])
+		return nil
+	})
+	return out
+}
+
+var _ = sort.Strings
+
+// killAt runs fn with a hook that stops it (as a kill would) at the n-th
+// hook call; it reports whether it was stopped.
+func killAt(a *Archive, n int, fn func()) (killed bool, point string) {
+	calls := 0
+	a.Hook = func(p string) {
+		calls++
+		if calls == n {
+			point = p
+			panic(errKilled)
+		}
+	}
+	defer func() {
+		a.Hook = nil
+		if r := recover(); r != nil {
+			if r != errKilled {
+				panic(r)
+			}
+			killed = true
+		}
+	}()
+	fn()
+	return false, ""
+}
+
+var errKilled = fmt.Errorf("killed")
+
+// reopen opens the archive again as a new process would: the lock of the
+// killed one is dropped, the next holder finishes a pending rewrite.
+func (h *history) reopen() {
+	h.t.Helper()
+	h.a.Unlock()
+	a, err := Open(h.a.Root)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := a.Lock("test"); err != nil {
+		h.t.Fatal(err)
+	}
+	h.a = a
+	h.t.Cleanup(a.Unlock)
+}
+
+// TestForgetKilledAnywhere: a forget stopped at any of its steps leaves an
+// archive that verifies and holds either every snapshot or exactly the
+// kept ones, each as before; the next forget completes the job.
+func TestForgetKilledAnywhere(t *testing.T) {
+	forEachStorage(t, func(t *testing.T, opts StorageOptions) {
+		for n := 1; ; n++ {
+			h := newHistory(t, opts, 3)
+			for range 8 {
+				h.run()
+			}
+			p := Policy{Last: 2}
+			decisions := ApplyPolicy(PolicySnapshots(h.snaps, time.UTC), p)
+			kept := h.ids(func(i int) bool { return decisions[i].Keep })
+			all := h.ids(func(int) bool { return true })
+			killed, point := killAt(h.a, n, func() {
+				if _, err := h.a.Forget(p, time.UTC, false); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if !killed {
+				if n < 4 {
+					t.Fatalf("only %d kill points", n-1)
+				}
+				break
+			}
+			h.reopen()
+			h.allowOrphans = true
+			snaps, err := h.a.Snapshots()
+			if err != nil {
+				t.Fatalf("kill at %s: %v", point, err)
+			}
+			if len(snaps) == len(all) {
+				h.checkSnapshots(all)
+			} else {
+				h.checkSnapshots(kept)
+			}
+			if _, err := h.a.Forget(p, time.UTC, false); err != nil {
+				t.Fatalf("kill at %s: forget again: %v", point, err)
+			}
+			h.allowOrphans = false
+			h.checkSnapshots(kept)
+		}
+	})
+}
