@@ -139,6 +139,7 @@ Quick start:
 			lsCommand(),
 			catCommand(),
 			verifyCommand(),
+			forgetCommand(),
 			checkConfigCommand(),
 			authCommand(),
 			demoCommand(),
