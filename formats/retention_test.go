@@ -456,3 +456,136 @@ func TestForgetKilledAnywhere(t *testing.T) {
 		}
 	})
 }
+
+// keptSHAs returns the bodies some snapshot of ids holds.
+func (h *history) keptSHAs(ids []string) map[string]bool {
+	out := map[string]bool{}
+	for i, s := range h.snaps {
+		if indexOf(ids, s.ID) < 0 {
+			continue
+		}
+		for _, msgs := range h.views[i] {
+			for _, m := range msgs {
+				out[m.sha] = true
+			}
+		}
+	}
+	return out
+}
+
+func indexOf(s []string, v string) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
+}
+
+// messageIDOf returns the Message-ID line of a test body.
+func messageIDOf(body []byte) string {
+	i := bytes.Index(body, []byte("Message-ID: "))
+	j := bytes.Index(body[i:], []byte("\r\n"))
+	return string(body[i+len("Message-ID: ") : i+j])
+}
+
+// TestPruneAfterForget: after forget, prune removes from every file of
+// the archive the messages no kept snapshot holds (their Message-IDs are
+// in no file, decompressed), keeps every kept snapshot exactly, frees
+// what it says (measured), and a second prune has nothing to do.
+func TestPruneAfterForget(t *testing.T) {
+	forEachStorage(t, func(t *testing.T, opts StorageOptions) {
+		h := newHistory(t, opts, 11)
+		for range 16 {
+			h.run()
+		}
+		p := Policy{Last: 3, Weekly: 1}
+		if _, err := h.a.Forget(p, time.UTC, false); err != nil {
+			t.Fatal(err)
+		}
+		decisions := ApplyPolicy(PolicySnapshots(h.snaps, time.UTC), p)
+		kept := h.ids(func(i int) bool { return decisions[i].Keep })
+		live := h.keptSHAs(kept)
+		var deadBytes int64
+		var deadIDs, liveIDs []string
+		for sum, b := range h.bodies {
+			if live[sum] {
+				liveIDs = append(liveIDs, messageIDOf(b))
+			} else {
+				deadIDs = append(deadIDs, messageIDOf(b))
+				deadBytes += int64(len(b))
+			}
+		}
+		if len(deadIDs) == 0 {
+			t.Fatal("the test needs messages only forgotten snapshots held")
+		}
+		dry, err := h.a.Prune(PruneOptions{DryRun: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := archiveText(t, h.a.Root)
+		if !bytes.Contains(text, []byte(deadIDs[0])) {
+			t.Fatal("dry run removed a message")
+		}
+		res, err := h.a.Prune(PruneOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("prune: %+v (dry run said %+v); %d messages of %d bytes only in forgotten snapshots", *res, *dry, len(deadIDs), deadBytes)
+		if res.Messages != len(deadIDs) || dry.Messages != res.Messages || res.Freed <= 0 || res.StoredBefore-res.StoredAfter != res.Freed {
+			t.Errorf("prune result %+v: want %d messages removed and the bytes measured", *res, len(deadIDs))
+		}
+		if opts.Compression == CompressNone && res.Freed < deadBytes {
+			t.Errorf("freed %d bytes, the removed messages had %d", res.Freed, deadBytes)
+		}
+		h.checkSnapshots(kept)
+		text = archiveText(t, h.a.Root)
+		for _, id := range deadIDs {
+			if bytes.Contains(text, []byte(id)) {
+				t.Fatalf("%s is still in the archive after prune", id)
+			}
+		}
+		for _, id := range liveIDs {
+			if !bytes.Contains(text, []byte(id)) {
+				t.Fatalf("%s, which a kept snapshot holds, is gone", id)
+			}
+		}
+		again, err := h.a.Prune(PruneOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.Messages != 0 || again.Records != 0 || again.StoredAfter != res.StoredAfter {
+			t.Errorf("second prune: %+v", *again)
+		}
+	})
+}
+
+// TestPruneMaxUnused: segments with a small share of unneeded records are
+// left as they are under --max-unused; segments nothing needs go anyway.
+func TestPruneMaxUnused(t *testing.T) {
+	h := newHistory(t, StorageOptions{}, 11)
+	for range 10 {
+		h.run()
+	}
+	p := Policy{Last: 2}
+	if _, err := h.a.Forget(p, time.UTC, false); err != nil {
+		t.Fatal(err)
+	}
+	res, err := h.a.Prune(PruneOptions{MaxUnused: 99.9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Rewritten != 0 || res.LeftUnused == 0 {
+		t.Errorf("max-unused 99.9: %+v, want nothing rewritten, some left", *res)
+	}
+	decisions := ApplyPolicy(PolicySnapshots(h.snaps, time.UTC), p)
+	h.checkSnapshots(h.ids(func(i int) bool { return decisions[i].Keep }))
+	res, err = h.a.Prune(PruneOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Rewritten == 0 {
+		t.Errorf("max-unused 0 after 99.9: %+v, want segments rewritten", *res)
+	}
+	h.checkSnapshots(h.ids(func(i int) bool { return decisions[i].Keep }))
+}
