@@ -227,6 +227,12 @@ func (a *Archive) finishRewrite() error {
 			return err
 		}
 	}
+	// The state cache and the index are derived from the old manifests
+	// and may hold what was removed (an erased message's headers): they
+	// go, and are made again from the new ones.
+	if err := os.RemoveAll(filepath.Join(a.Root, CacheDir)); err != nil {
+		return fmt.Errorf("remove the state cache: %w", err)
+	}
 	if err := os.Remove(a.snapPath(rewriteJournal)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove the rewrite journal: %w", err)
 	}
