@@ -140,6 +140,7 @@ Quick start:
 			catCommand(),
 			verifyCommand(),
 			forgetCommand(),
+			pruneCommand(),
 			checkConfigCommand(),
 			authCommand(),
 			demoCommand(),

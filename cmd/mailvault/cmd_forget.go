@@ -36,7 +36,7 @@ archive lock; a killed forget is finished by the next command that takes it.
 
 EXAMPLES:
    mailvault forget ./vault --keep-daily 7 --keep-weekly 5 --keep-monthly 12 --dry-run
-   mailvault forget ./vault --keep-within 90d --keep-last 10
+   mailvault forget ./vault --keep-within 90d --keep-last 10 --prune
 
 ` + exitCodesHelp,
 		Flags: []cli.Flag{
@@ -49,6 +49,8 @@ EXAMPLES:
 			&cli.StringFlag{Name: "keep-within", Usage: "keep every snapshot younger than `DURATION` (e.g. 90d, 1y6m) before the newest"},
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print what would be kept and forgotten, change nothing"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the summary"},
+			&cli.BoolFlag{Name: "prune", Usage: "then prune: free the space only forgotten snapshots used"},
+			maxUnusedFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			a, err := args(c, 1, 1, "ARCHIVE")
@@ -59,7 +61,17 @@ EXAMPLES:
 			if err != nil {
 				return err
 			}
-			return runForget(a[0], p, c.Bool("dry-run"), c.Bool("quiet"), envOf(c))
+			var po *formats.PruneOptions
+			if c.Bool("prune") {
+				o, err := pruneOptions(c)
+				if err != nil {
+					return err
+				}
+				po = &o
+			} else if c.IsSet("max-unused") {
+				return usagef("--max-unused goes with --prune")
+			}
+			return runForget(a[0], p, c.Bool("dry-run"), c.Bool("quiet"), po, envOf(c))
 		},
 	}
 }
@@ -98,7 +110,7 @@ func policyFlags(c *cli.Context) (formats.Policy, error) {
 	return p, nil
 }
 
-func runForget(root string, p formats.Policy, dryRun, quiet bool, e *env) error {
+func runForget(root string, p formats.Policy, dryRun, quiet bool, po *formats.PruneOptions, e *env) error {
 	a, err := formats.Open(root)
 	if err != nil {
 		return err
@@ -132,9 +144,12 @@ func runForget(root string, p formats.Policy, dryRun, quiet bool, e *env) error 
 		return nil
 	}
 	fmt.Fprintf(e.stdout, "forgot %d of %d snapshots, %d manifests rewritten", res.Forgotten, total, res.Rewritten)
-	if res.Forgotten > 0 {
+	if res.Forgotten > 0 && po == nil {
 		fmt.Fprintf(e.stdout, "; 'mailvault prune %s' frees the space only they used", root)
 	}
 	fmt.Fprintln(e.stdout)
+	if po != nil {
+		return prune(a, *po, e)
+	}
 	return nil
 }
