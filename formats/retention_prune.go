@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 )
 
 // PruneOptions control Prune.
@@ -31,6 +32,31 @@ type PruneResult struct {
 	// StoredBefore and StoredAfter are the bytes of every file under
 	// folders/, measured (0 on a dry run).
 	StoredBefore, StoredAfter int64
+	// Erased, for Erase, are the messages erased (those selected and
+	// those stored in the same place), in chain order.
+	Erased []ErasedMessage
+}
+
+// ErasedMessage is a message Erase removed (or would remove).
+type ErasedMessage struct {
+	Folder, Key, MessageID, Subject string
+	Date                            time.Time
+	Size                            int64
+	// OnSource: the newest snapshot has it on the source, so the next
+	// backup stores it again unless it is deleted there.
+	OnSource bool
+}
+
+// Erase removes the messages match selects (by their folder in the
+// newest snapshot's names) from every snapshot and their bytes from disk:
+// the segments that hold them are rewritten without them (other messages
+// stored in the same place, the same bytes, go too), or their Maildir
+// files deleted, and the manifests rewritten; the archive records the
+// erasure (when, selection, reason, counts) in erasures/. Nothing else is
+// pruned. The caller holds the lock.
+func (a *Archive) Erase(match func(folder string, m *Message) bool, selection, reason string, dryRun bool) (*PruneResult, error) {
+	rec := &ErasureRecord{Time: time.Now().UTC(), Selection: selection, Reason: reason}
+	return a.compactArchive("erase", match, -1, dryRun, rec)
 }
 
 // Prune removes from the archive the stored messages no snapshot needs: a
@@ -197,14 +223,29 @@ func (a *Archive) compactArchive(command string, selected func(folder string, m 
 		return nil, err
 	}
 	for _, in := range w.all {
-		if c.removed[in.msg.Location()] {
-			in.drop = true
-			res.Messages++
+		loc := in.msg.Location()
+		if !c.removed[loc] {
+			continue
+		}
+		in.drop = true
+		res.Messages++
+		if c.recs[loc].forced {
+			m := in.msg
+			res.Erased = append(res.Erased, ErasedMessage{Folder: in.folder.name, Key: m.Key, MessageID: m.MessageID, Subject: m.Subject,
+				Date: m.InternalDate, Size: m.Size, OnSource: in.goneSnap < 0})
 		}
 	}
 	res.Records = len(c.removed)
 	if erasure != nil {
-		erasure.Messages, erasure.Records = res.Messages, res.Records
+		erasure.Messages, erasure.Records = len(res.Erased), 0
+		for _, r := range c.recs {
+			if r.forced {
+				erasure.Records++
+			}
+		}
+		if len(res.Erased) == 0 {
+			return res, nil
+		}
 	}
 	chain, changed := rewriteChain(snaps, w, c)
 	if dryRun || len(changed) == 0 && len(c.remove) == 0 {
