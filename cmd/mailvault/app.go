@@ -141,6 +141,7 @@ Quick start:
 			verifyCommand(),
 			forgetCommand(),
 			pruneCommand(),
+			eraseCommand(),
 			checkConfigCommand(),
 			authCommand(),
 			demoCommand(),
