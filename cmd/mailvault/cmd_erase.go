@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/internal/failpoint"
 )
 
 func eraseCommand() *cli.Command {
@@ -136,6 +137,7 @@ func runErase(root string, match func(string, *formats.Message) bool, desc, reas
 	if err != nil {
 		return err
 	}
+	a.Hook = failpoint.Hook()
 	if !dryRun {
 		if err := a.Lock("erase"); err != nil {
 			return err
@@ -147,6 +149,18 @@ func runErase(root string, match func(string, *formats.Message) bool, desc, reas
 		return err
 	}
 	if len(res.Erased) == 0 {
+		// The same erase done before (or finished when this one took the
+		// lock, after a kill): nothing is left to do.
+		recs, err := a.Erasures()
+		if err != nil {
+			return err
+		}
+		for i := len(recs) - 1; i >= 0; i-- {
+			if recs[i].Selection == desc {
+				fmt.Fprintf(e.stdout, "nothing left to erase: %s was erased on %s (%d messages)\n", desc, recs[i].Time.Local().Format(time.RFC3339), recs[i].Messages)
+				return nil
+			}
+		}
 		return usagef("erase: no message in %s matches %s", root, desc)
 	}
 	if !dryRun {

@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/internal/failpoint"
 )
 
 func forgetCommand() *cli.Command {
@@ -115,6 +116,7 @@ func runForget(root string, p formats.Policy, dryRun, quiet bool, po *formats.Pr
 	if err != nil {
 		return err
 	}
+	a.Hook = failpoint.Hook()
 	if !dryRun {
 		if err := a.Lock("forget"); err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/internal/failpoint"
 )
 
 func maxUnusedFlag() cli.Flag {
@@ -64,6 +65,7 @@ func runPrune(root string, opts formats.PruneOptions, e *env) error {
 	if err != nil {
 		return err
 	}
+	a.Hook = failpoint.Hook()
 	if !opts.DryRun {
 		if err := a.Lock("prune"); err != nil {
 			return err

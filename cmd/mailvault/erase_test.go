@@ -73,6 +73,10 @@ func TestEraseCLI(t *testing.T) {
 			if json.Unmarshal(data, &rec) != nil || rec.Reason != "erasure request 2026-12" || rec.Messages != 2 {
 				t.Fatalf("erasure record %s", data)
 			}
+			// The same erase again (after a kill, say) has nothing left to do.
+			if code, out, errs := runCLI(t, nil, "erase", m.vault, "--message-id", "<3@test>", "--message-id", "5@test", "--reason", "again"); code != 0 || !strings.Contains(out, "nothing left to erase") {
+				t.Fatalf("the same erase again: exit %d: %s %s", code, out, errs)
+			}
 			if code, _, errs := runCLI(t, nil, "erase", m.vault, "--message-id", "<3@test>"); code != exitUsage {
 				t.Fatalf("erase of nothing: exit %d, want %d: %s", code, exitUsage, errs)
 			}
