@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/mailvault/mailvault/formats"
 	"github.com/mailvault/mailvault/internal/imaptest"
 )
 
@@ -193,4 +194,31 @@ func TestForgetPruneThirtySnapshots(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRetentionHoldsTheLock: while prune (or erase, forget) holds the
+// archive lock, a backup fails with the lock message and exit 5, and so
+// does a second prune; afterwards the backup runs.
+func TestRetentionHoldsTheLock(t *testing.T) {
+	m := newMailbox(t)
+	m.add(1)
+	m.backup()
+	a, err := formats.Open(m.vault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Lock("prune"); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := runCLI(t, m.env, "backup", m.url, m.vault, "--insecure-plaintext", "--quiet")
+	if code != exitLocked || !strings.Contains(errs, "locked") {
+		t.Fatalf("backup during prune: exit %d, want %d: %s", code, exitLocked, errs)
+	}
+	for _, args := range [][]string{{"prune", m.vault}, {"erase", m.vault, "--message-id", "1@test"}, {"forget", m.vault, "--keep-last", "1"}} {
+		if code, _, errs := runCLI(t, nil, args...); code != exitLocked {
+			t.Fatalf("%v during prune: exit %d, want %d: %s", args, code, exitLocked, errs)
+		}
+	}
+	a.Unlock()
+	m.backup()
 }
