@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"time"
@@ -371,5 +370,3 @@ func sortedRecs(recs []*storedRec) []*storedRec {
 	})
 	return recs
 }
-
-var _ = os.Remove

@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -367,8 +366,6 @@ func treeHashes(t *testing.T, root string) map[string]string {
 	})
 	return out
 }
-
-var _ = sort.Strings
 
 // killAt runs fn with a hook that stops it (as a kill would) at the n-th
 // hook call; it reports whether it was stopped.
