@@ -87,6 +87,7 @@ func (s *segmentStorage) copyLive(g *Segment, recs []*storedRec, rd storageReade
 		return nil, err
 	}
 	defer w.Abort()
+	buf := make([]byte, 64<<10)
 	for _, r := range recs {
 		if !r.live {
 			continue
@@ -98,7 +99,7 @@ func (s *segmentStorage) copyLive(g *Segment, recs []*storedRec, rd storageReade
 		if err := w.BeginRecord(r.msg.InternalDate); err != nil {
 			return nil, err
 		}
-		if _, err := io.Copy(w, body); err != nil {
+		if _, err := io.CopyBuffer(w, body, buf); err != nil {
 			return nil, fmt.Errorf("prune: copy %s: %w", r.loc, err)
 		}
 		off, _, err := w.EndRecord()

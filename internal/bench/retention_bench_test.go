@@ -22,7 +22,8 @@ import (
 // first and the rest arriving over 29 more while mail is deleted and
 // flagged, written straight through the formats package; then the built
 // mailvault's forget --keep-last 10 and prune are timed under a peak-RSS
-// measurement (testdata/maxrss.py).
+// measurement (testdata/maxrss.py). MAILVAULT_RETENTION_PROFILE=DIR writes
+// their CPU profiles to DIR.
 //
 //	go test ./internal/bench -run '^$' -bench '^BenchmarkRetentionScale$' -benchtime 1x -v
 func BenchmarkRetentionScale(b *testing.B) {
@@ -42,28 +43,37 @@ func BenchmarkRetentionScale(b *testing.B) {
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("build: %v %s", err, out)
 	}
+	launcher := filepath.Join(b.TempDir(), "maxrss")
+	build = exec.Command("go", "build", "-o", launcher, "./internal/bench/maxrss")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("build: %v %s", err, out)
+	}
 	for _, opts := range []formats.StorageOptions{{}} {
 		vault := filepath.Join(b.TempDir(), "vault")
 		start := time.Now()
 		deleted := writeRetentionArchive(b, vault, opts, size)
 		say("retention scale: %d messages, 30 snapshots, %d deleted on the way, written in %v (%.1f MB stored)",
 			size, deleted, time.Since(start).Round(time.Second), mb(dirBytes(b, filepath.Join(vault, "folders"))))
-		for _, args := range [][]string{{"forget", vault, "--keep-last", "10", "--quiet"}, {"prune", vault}, {"verify", vault, "--quiet"}} {
-			cmd := exec.Command("python3", append([]string{filepath.Join(root, "testdata", "maxrss.py"), bin}, args...)...)
+		for _, step := range [][]string{{"forget", vault, "--keep-last", "10", "--quiet"}, {"prune", vault}, {"verify", vault, "--quiet"}} {
+			args := step
+			if dir := os.Getenv("MAILVAULT_RETENTION_PROFILE"); dir != "" {
+				// CPU profiles of each command, for go tool pprof.
+				args = append([]string{"--cpuprofile", filepath.Join(dir, step[0]+".pprof")}, args...)
+			}
+			cmd := exec.Command(launcher, append([]string{bin}, args...)...)
 			var out, errb strings.Builder
 			cmd.Stdout, cmd.Stderr = &out, &errb
-			t0 := time.Now()
-			err := cmd.Run()
-			wall := time.Since(t0)
-			if err != nil {
+			if err := cmd.Run(); err != nil {
 				b.Fatalf("%v: %v\n%s%s", args, err, out.String(), errb.String())
 			}
-			rss := "?"
-			if i := strings.LastIndex(errb.String(), "MAXRSS_KB="); i >= 0 {
-				kb, _ := strconv.ParseInt(strings.TrimSpace(errb.String()[i+len("MAXRSS_KB="):]), 10, 64)
-				rss = fmt.Sprintf("%.0f MiB", float64(kb)/1024)
+			l := parseLauncher(errb.String())
+			var load float64
+			if data, err := os.ReadFile("/proc/loadavg"); err == nil {
+				fmt.Sscan(string(data), &load)
 			}
-			say("%-7s %8v  peak RSS %s  %s", args[0], wall.Round(10*time.Millisecond), rss, strings.TrimSpace(out.String()))
+			say("%-7s wall %8v  CPU %8v  peak RSS %.0f MiB  (load %.1f)  %s", step[0], l.wall.Round(10*time.Millisecond), l.cpu.Round(10*time.Millisecond),
+				mib(l.rss), load, strings.TrimSpace(out.String()))
 		}
 	}
 }
