@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -367,6 +369,59 @@ func treeHashes(t *testing.T, root string) map[string]string {
 	return out
 }
 
+// clone returns a copy of h on a copy of its archive (in a new
+// directory, locked), so that a test can run a command on the same history
+// many times without building it again.
+func (h *history) clone(t *testing.T) *history {
+	t.Helper()
+	dst := t.TempDir()
+	if out, err := exec.Command("cp", "-a", h.a.Root+"/.", dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	a, err := Open(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Lock("test"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Unlock)
+	c := *h
+	c.t, c.a = t, a
+	c.views = make([]map[string]map[string]heldMessage, len(h.views))
+	for i, v := range h.views {
+		c.views[i] = map[string]map[string]heldMessage{}
+		for f, msgs := range v {
+			c.views[i][f] = maps.Clone(msgs)
+		}
+	}
+	return &c
+}
+
+// killIndices runs op once on a clone of base, counting the hook calls,
+// and returns the calls to stop at: the first two of each point and the
+// last call (a point reached once per file would make the test long).
+func killIndices(t *testing.T, base *history, op func(h *history)) []int {
+	t.Helper()
+	h := base.clone(t)
+	var names []string
+	h.a.Hook = func(p string) { names = append(names, p) }
+	op(h)
+	h.a.Hook = nil
+	seen := map[string]int{}
+	var out []int
+	for i, p := range names {
+		seen[p]++
+		if seen[p] <= 2 || i == len(names)-1 {
+			out = append(out, i+1)
+		}
+	}
+	if len(seen) < 4 {
+		t.Fatalf("only kill points %v", names)
+	}
+	return out
+}
+
 // killAt runs fn with a hook that stops it (as a kill would) at the n-th
 // hook call; it reports whether it was stopped.
 func killAt(a *Archive, n int, fn func()) (killed bool, point string) {
@@ -414,25 +469,24 @@ func (h *history) reopen() {
 // kept ones, each as before; the next forget completes the job.
 func TestForgetKilledAnywhere(t *testing.T) {
 	forEachStorage(t, func(t *testing.T, opts StorageOptions) {
-		for n := 1; ; n++ {
-			h := newHistory(t, opts, 3)
-			for range 8 {
-				h.run()
+		base := newHistory(t, opts, 3)
+		for range 8 {
+			base.run()
+		}
+		p := Policy{Last: 2}
+		forget := func(h *history) {
+			if _, err := h.a.Forget(p, time.UTC, false); err != nil {
+				t.Fatal(err)
 			}
-			p := Policy{Last: 2}
+		}
+		for _, n := range killIndices(t, base, forget) {
+			h := base.clone(t)
 			decisions := ApplyPolicy(PolicySnapshots(h.snaps, time.UTC), p)
 			kept := h.ids(func(i int) bool { return decisions[i].Keep })
 			all := h.ids(func(int) bool { return true })
-			killed, point := killAt(h.a, n, func() {
-				if _, err := h.a.Forget(p, time.UTC, false); err != nil {
-					t.Fatal(err)
-				}
-			})
+			killed, point := killAt(h.a, n, func() { forget(h) })
 			if !killed {
-				if n < 4 {
-					t.Fatalf("only %d kill points", n-1)
-				}
-				break
+				t.Fatalf("not stopped at hook call %d", n)
 			}
 			h.reopen()
 			h.allowOrphans = true
@@ -594,31 +648,27 @@ func TestPruneMaxUnused(t *testing.T) {
 // no file.
 func TestPruneKilledAnywhere(t *testing.T) {
 	forEachStorage(t, func(t *testing.T, opts StorageOptions) {
-		points := map[string]bool{}
-		for n := 1; ; n++ {
-			h := newHistory(t, opts, 5)
-			for range 8 {
-				h.run()
-			}
-			p := Policy{Last: 2}
-			if _, err := h.a.Forget(p, time.UTC, false); err != nil {
+		base := newHistory(t, opts, 5)
+		for range 8 {
+			base.run()
+		}
+		p := Policy{Last: 2}
+		if _, err := base.a.Forget(p, time.UTC, false); err != nil {
+			t.Fatal(err)
+		}
+		decisions := ApplyPolicy(PolicySnapshots(base.snaps, time.UTC), p)
+		kept := base.ids(func(i int) bool { return decisions[i].Keep })
+		prune := func(h *history) {
+			if _, err := h.a.Prune(PruneOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			decisions := ApplyPolicy(PolicySnapshots(h.snaps, time.UTC), p)
-			kept := h.ids(func(i int) bool { return decisions[i].Keep })
-			killed, point := killAt(h.a, n, func() {
-				if _, err := h.a.Prune(PruneOptions{}); err != nil {
-					t.Fatal(err)
-				}
-			})
+		}
+		for _, n := range killIndices(t, base, prune) {
+			h := base.clone(t)
+			killed, point := killAt(h.a, n, func() { prune(h) })
 			if !killed {
-				if len(points) < 4 {
-					t.Fatalf("only kill points %v", points)
-				}
-				t.Logf("%d kill points: %v", n-1, points)
-				break
+				t.Fatalf("not stopped at hook call %d", n)
 			}
-			points[point] = true
 			h.reopen()
 			h.allowOrphans = true
 			h.checkSnapshots(kept)
@@ -737,11 +787,12 @@ func TestErase(t *testing.T) {
 func TestEraseKilledAnywhere(t *testing.T) {
 	forEachStorage(t, func(t *testing.T, opts StorageOptions) {
 		points := map[string]bool{}
+		base := newHistory(t, opts, 9)
+		for range 6 {
+			base.run()
+		}
 		for n := 1; ; n++ {
-			h := newHistory(t, opts, 9)
-			for range 6 {
-				h.run()
-			}
+			h := base.clone(t)
 			victim, _, folder, _ := h.eraseVictims()
 			match := func(f string, m *Message) bool { return f == folder && m.Key == victim.Key }
 			erase := func() {
