@@ -158,7 +158,7 @@ func killCampaign(t *testing.T, template string, n int, want map[string][]string
 }
 
 // TestDovecotRetentionKills: SIGKILL at random instants of prune and of
-// erase (30 runs each), and at each named point of their write path:
+// erase (50 runs each), and at each named point of their write path:
 // every time the archive verifies, the next run of the same command
 // completes it, and every kept snapshot holds exactly what it held
 // (without the erased message).
@@ -167,7 +167,7 @@ func TestDovecotRetentionKills(t *testing.T) {
 	template := retentionVault(t)
 	ids, views := snapshotViews(t, template)
 	t.Run("prune", func(t *testing.T) {
-		killCampaign(t, template, 30, views, ids, "prune")
+		killCampaign(t, template, 50, views, ids, "prune")
 	})
 	// The victim: a message of the newest snapshot.
 	latest := views[ids[len(ids)-1]]
@@ -182,7 +182,7 @@ func TestDovecotRetentionKills(t *testing.T) {
 		}
 	}
 	t.Run("erase", func(t *testing.T) {
-		killCampaign(t, template, 30, erased, ids, "erase", "--message-id", msgID, "--reason", "test")
+		killCampaign(t, template, 50, erased, ids, "erase", "--message-id", msgID, "--reason", "test")
 	})
 	t.Run("failpoints", func(t *testing.T) {
 		for _, fp := range []string{"segment-before-rename", "rewrite-before-journal", "rewrite-after-journal", "rewrite-installed", "rewrite-removed-file"} {
