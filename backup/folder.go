@@ -183,6 +183,9 @@ func (fs *folderSync) accept(r *run, c writerCommit) {
 	}
 	fs.change.add(c.added)
 	fs.fetcher.merge(c.hashes)
+	if r.shared != nil {
+		r.shared.committed(fs.job, c.hashes)
+	}
 	if c.stored > 0 || c.bytes > 0 {
 		r.count(func(res *Result) {
 			res.Stored += c.stored
@@ -204,6 +207,9 @@ func (fs *folderSync) commit(r *run) error {
 // run synchronises one folder and hands the outcome to the run.
 func (w *worker) run(j *folderJob) {
 	r := w.r
+	if r.shared != nil && walkedLast(j) {
+		r.shared.waitOthers(r.ctx)
+	}
 	fs := newFolderSync(r, j)
 	if err := w.syncFolder(fs); err != nil {
 		fs.folder.Status = formats.FolderFailed

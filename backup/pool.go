@@ -38,7 +38,7 @@ func (w *worker) closeSource() {
 }
 
 // syncJobs synchronises the folders that need it over up to
-// Options.Connections connections, biggest folders first. The connection
+// Options.Connections connections, biggest folders first, All Mail last. The connection
 // that listed the folders is the first worker's; the others are opened as
 // the workers start, and a worker whose connection is refused (servers
 // limit connections per user) leaves its share to the others.
@@ -52,7 +52,14 @@ func (r *run) syncJobs(jobs []*folderJob) {
 	if len(todo) == 0 {
 		return
 	}
-	sort.SliceStable(todo, func(a, b int) bool { return jobSize(todo[a]) > jobSize(todo[b]) })
+	// All Mail (\All) last: it records the copies the labels stored.
+	sort.SliceStable(todo, func(a, b int) bool {
+		if la, lb := walkedLast(todo[a]), walkedLast(todo[b]); la != lb {
+			return lb
+		}
+		return jobSize(todo[a]) > jobSize(todo[b])
+	})
+	r.setupShared(todo)
 	planned := Event{Kind: EventPlanned, Folders: len(todo)}
 	known := true // every folder's status is known
 	for _, j := range todo {

@@ -390,6 +390,9 @@ type run struct {
 	// fetched what this run fetched, for Options.MaxBytesPerDay.
 	budgetUsed int64
 	fetched    atomic.Int64
+	// shared finds the bytes stored for other folders (account.go); nil
+	// when the storage keeps a copy per folder. Set before workers start.
+	shared *accountDedup
 }
 
 func (r *run) connect() error {

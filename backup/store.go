@@ -197,6 +197,12 @@ func (w *worker) store(f *fetcher, m *Message) error {
 	// The same bytes already stored in this folder (in this run, before, or
 	// under its old name) are not stored again.
 	dup, present := f.duplicate(sum)
+	if dup == nil && r.shared != nil {
+		// Stored for another folder of the account (account.go).
+		if l, ok := sharedCopies(r.shared).find(sum); ok {
+			dup, present = &l, true
+		}
+	}
 	if dup != nil && !r.a.ReuseStored(present) {
 		// The storage keeps a copy per message on the source (a Maildir
 		// archive: one file each, so that a Maildir reader sees both).

@@ -1,0 +1,179 @@
+package backup
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailvault/mailvault/formats"
+)
+
+// gmailSource is a memSource shaped like a Gmail account: labels are
+// folders showing the same messages, "[Gmail]" is a \Noselect parent and
+// "[Gmail]/All Mail" (\All) holds every message, labelled or not.
+// Each label also holds filler messages of its own (in All Mail too), so
+// that a run takes several connections.
+func gmailSource(filler int) (src *memSource, msgs []string) {
+	src = newMemSource()
+	for i := 0; i < 6; i++ {
+		msgs = append(msgs, fmt.Sprintf("Message-ID: <m%d@gmail>\r\nSubject: message %d\r\n\r\nbody %d\r\n", i, i, i))
+	}
+	labels := map[string][]int{
+		"INBOX":   {0, 1, 2},
+		"Work":    {1, 3},
+		"Family":  {1, 2, 4},
+		"Nothing": {},
+	}
+	validity := uint32(10)
+	for _, name := range []string{"INBOX", "Work", "Family", "Nothing"} {
+		f := src.folder(name, validity)
+		validity++
+		for _, i := range labels[name] {
+			f.add(msgs[i], `\Seen`)
+		}
+		for k := 0; k < filler; k++ {
+			fill := fmt.Sprintf("Subject: %s %d\r\n\r\nonly in %s and All Mail\r\n", name, k, name)
+			f.add(fill)
+			msgs = append(msgs, fill)
+		}
+	}
+	src.folder("[Gmail]", 90).attrs = []string{`\Noselect`, `\HasChildren`}
+	all := src.folder("[Gmail]/All Mail", 99)
+	all.attrs = []string{`\All`, `\HasNoChildren`}
+	for _, m := range msgs { // message 5 has no label
+		all.add(m, `\Seen`)
+	}
+	return src, msgs
+}
+
+// runGmail backs up src over conns connections (a session each).
+func runGmail(t *testing.T, a *formats.Archive, src *memSource, conns int, checkpoint time.Duration) (res *Result, order []string, dials int) {
+	t.Helper()
+	var mu sync.Mutex
+	var err error
+	res, err = Run(context.Background(), a, Options{Source: "mem://gmail", Protocol: "imap", Connections: conns, Checkpoint: checkpoint,
+		Dial: func(context.Context) (Source, error) {
+			mu.Lock()
+			dials++
+			mu.Unlock()
+			s := *src
+			s.examined = nil
+			return &examineLog{memSource: &s, mu: &mu, order: &order}, nil
+		}})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return res, order, dials
+}
+
+// examineLog records the folders examined, over all sessions, in order.
+type examineLog struct {
+	*memSource
+	mu    *sync.Mutex
+	order *[]string
+}
+
+func (e *examineLog) Examine(ctx context.Context, name string) (FolderStatus, error) {
+	e.mu.Lock()
+	*e.order = append(*e.order, name)
+	e.mu.Unlock()
+	return e.memSource.Examine(ctx, name)
+}
+
+// TestGmailLabelsStoredOnce: a message in several labels and in All Mail
+// is stored once (over one connection; over several, labels fetched at the
+// same time may each store one); every folder's manifest records it,
+// pointing at a stored copy; All Mail is examined last and the [Gmail] parent never; the copies
+// in All Mail's own segments are the messages without a label. With one
+// connection and with several, with and without checkpoints.
+func TestGmailLabelsStoredOnce(t *testing.T) {
+	for _, tc := range []struct {
+		conns      int
+		checkpoint time.Duration
+		filler     int
+	}{{1, 0, 0}, {4, 0, 150}, {4, time.Nanosecond, 150}} {
+		t.Run(fmt.Sprintf("conns=%d,checkpoint=%v", tc.conns, tc.checkpoint), func(t *testing.T) {
+			a := newArchive(t)
+			src, msgs := gmailSource(tc.filler)
+			res, order, dials := runGmail(t, a, src, tc.conns, tc.checkpoint)
+			// Labels fetched at the same time over different connections
+			// may each store a message they share (m1 is in three, m2 in
+			// two): All Mail, walked after them, never does.
+			if maxStored := len(msgs) + 3*min(tc.conns-1, 1); res.Stored < len(msgs) || res.Stored > maxStored {
+				t.Errorf("stored %d messages, want %d (each once) to %d", res.Stored, len(msgs), maxStored)
+			}
+			if want := 3 + 2 + 3 + 6 + 8*tc.filler; res.Added != want {
+				t.Errorf("added %d, want %d (every folder records its messages)", res.Added, want)
+			}
+			if dials < 2 && tc.conns > 1 {
+				t.Errorf("%d connection(s), want several", dials)
+			}
+			if len(order) == 0 || order[len(order)-1] != "[Gmail]/All Mail" {
+				t.Errorf("examined %v, want All Mail last", order)
+			}
+			for _, f := range order {
+				if f == "[Gmail]" {
+					t.Errorf("the \\Noselect [Gmail] was examined: %v", order)
+				}
+			}
+			st := checkArchive(t, a, src)
+			all := st.Folders["[Gmail]/All Mail"]
+			own := 0
+			for _, m := range all.Present() {
+				if path.Dir(m.Seg) == "folders/"+all.Dir {
+					own++
+					if m.MessageID != "<m5@gmail>" {
+						t.Errorf("All Mail stored %s itself, though a label holds it", m.MessageID)
+					}
+				}
+			}
+			if own != 1 {
+				t.Errorf("All Mail stores %d messages itself, want 1 (the one without a label)", own)
+			}
+			// A label added on the server later: recorded, nothing stored.
+			fam := src.folders["Family"]
+			fam.add(msgs[0], `\Seen`)
+			res, _, _ = runGmail(t, a, src, tc.conns, tc.checkpoint)
+			if res.Added != 1 || res.Stored != 0 {
+				t.Errorf("after labelling a message: added %d, stored %d; want 1, 0", res.Added, res.Stored)
+			}
+			checkArchive(t, a, src)
+		})
+	}
+}
+
+// TestMovedMessageNotStoredAgain: on any server, a message moved to
+// another folder between runs is recorded there with the bytes the
+// archive already holds.
+func TestMovedMessageNotStoredAgain(t *testing.T) {
+	a := newArchive(t)
+	src := newMemSource()
+	in := src.folder("INBOX", 1)
+	in.add("Subject: keep\r\n\r\nkeep\r\n")
+	in.add("Subject: move me\r\n\r\nto the archive folder\r\n")
+	src.folder("Archive", 2)
+	mustRun(t, a, src)
+	in.msgs[1].expunged = true
+	in.msgs = in.msgs[:1]
+	src.folders["Archive"].add("Subject: move me\r\n\r\nto the archive folder\r\n")
+	res := mustRun(t, a, src)
+	if res.Added != 1 || res.Gone != 1 || res.Stored != 0 {
+		t.Errorf("added %d, gone %d, stored %d; want 1, 1, 0", res.Added, res.Gone, res.Stored)
+	}
+	checkArchive(t, a, src)
+}
+
+// TestMaildirKeepsAFilePerFolder: a Maildir archive keeps its policy (a
+// file per message on the source in each folder, for Maildir readers).
+func TestMaildirKeepsAFilePerFolder(t *testing.T) {
+	a := newArchiveWith(t, formats.StorageOptions{Storage: formats.StorageMaildir})
+	src, _ := gmailSource(0)
+	res, _, _ := runGmail(t, a, src, 2, 0)
+	if res.Stored != res.Added {
+		t.Errorf("stored %d of %d: a Maildir archive has a file per message in each folder", res.Stored, res.Added)
+	}
+	checkArchive(t, a, src)
+}
