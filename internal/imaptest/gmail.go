@@ -322,4 +322,3 @@ func messageID(body []byte) string {
 	}
 	return strings.TrimSpace(h.Get("Message-Id"))
 }
-
