@@ -46,7 +46,8 @@ type accountDedup struct {
 	anytime bool
 	// archived are the archive's folders looked in: those this run
 	// synchronises (loaded anyway) and All Mail (\All), which holds every
-	// message a Gmail account has.
+	// message a Gmail account has; all of them when All Mail is
+	// synchronised (its new messages are mostly in labels).
 	archived []*formats.FolderState
 	// others counts the folders to finish before the folders walked last
 	// (\All) start; othersDone is closed when none is left.
@@ -148,15 +149,18 @@ func (r *run) setupShared(todo []*folderJob) {
 			d.archived = append(d.archived, f)
 		}
 	}
+	all := false
 	for _, j := range todo {
 		look(j.prevState)
 		look(r.st.Folders[j.info.Name])
 		if !walkedLast(j) {
 			d.others++
+		} else {
+			all = true
 		}
 	}
-	for _, f := range r.st.Folders {
-		if f.SpecialUse == `\All` && !f.Deleted {
+	for _, name := range r.st.FolderNames() {
+		if f := r.st.Folders[name]; all || f.SpecialUse == `\All` {
 			look(f)
 		}
 	}
