@@ -86,11 +86,15 @@ type FolderPlan struct {
 	Rejected    []Rejection  `json:"rejected,omitempty"`
 	Unreadable  []Unreadable `json:"unreadable,omitempty"`
 	NotRestored int          `json:"not_restored,omitempty"` // neither stored nor present, rejected or unreadable: the folder failed or the run stopped
-	Error       string       `json:"error,omitempty"`        // why the folder could not be restored, or not all of it
-	msgs        []*formats.MessageState
-	failed      bool
-	done        int   // messages handled, for the progress line
-	doneBytes   int64 // their bytes
+	// ByLabels counts the messages of an All Mail (\All) folder left to
+	// the labels on a target whose folders are labels (LabelTarget): the
+	// target shows them there once a label holds them.
+	ByLabels  int    `json:"shown_by_labels,omitempty"`
+	Error     string `json:"error,omitempty"` // why the folder could not be restored, or not all of it
+	msgs      []*formats.MessageState
+	failed    bool
+	done      int   // messages handled, for the progress line
+	doneBytes int64 // their bytes
 }
 
 // Rejection is a message the target refused.
@@ -241,6 +245,12 @@ func Run(ctx context.Context, a *formats.Archive, sel *Selected, t Target, opts 
 		rep.Folders = append(rep.Folders, structurePlans(mapper, sel.Structure, rep.Folders, exists, structure, rep.TargetNamespace)...)
 	}
 	warnShared(rep.Folders, opts.Log)
+	leaveToLabels(t, rep.Folders, func(source string) string {
+		if f := sel.State.Folders[source]; f != nil {
+			return f.SpecialUse
+		}
+		return ""
+	}, opts.Log)
 	r := &runner{ctx: ctx, a: a, st: sel.State, t: t, opts: &opts, rep: rep, exists: exists}
 	r.run()
 	rep.Elapsed = time.Since(start)
@@ -346,7 +356,7 @@ func (rep *Report) finish() {
 		if rep.DryRun {
 			continue
 		}
-		fp.NotRestored = fp.Messages - fp.Present - fp.Stored - len(fp.Rejected) - len(fp.Unreadable)
+		fp.NotRestored = fp.Messages - fp.Present - fp.Stored - len(fp.Rejected) - len(fp.Unreadable) - fp.ByLabels
 		rep.NotRestored += fp.NotRestored
 	}
 }
