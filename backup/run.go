@@ -52,6 +52,9 @@ type Options struct {
 	// a message would bring the bytes fetched in the last 24 hours (by
 	// this run and by the snapshots committed in that window) over it.
 	MaxBytesPerDay int64
+	// Exclude are folder patterns (exclude.go): the folders they match
+	// are not backed up, and what the archive holds of them stays.
+	Exclude []string
 	// Sleep waits d during a backoff, returning ctx.Err() early when ctx
 	// ends; nil means a timer.
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -178,7 +181,9 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 	if err != nil {
 		return nil, err
 	}
-	p := makePlan(archivedFolders(st), infos)
+	archived := archivedFolders(st)
+	infos = r.excludeFolders(infos, archived)
+	p := makePlan(archived, infos)
 	for _, d := range p.twice {
 		opts.Log.Warn("the source lists a folder twice; it is backed up once", "folder", d.kept, "also", d.also)
 	}
