@@ -3,7 +3,9 @@ package backup
 import (
 	"context"
 	"fmt"
+	"os"
 	"path"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -166,14 +168,101 @@ func TestMovedMessageNotStoredAgain(t *testing.T) {
 	checkArchive(t, a, src)
 }
 
-// TestMaildirKeepsAFilePerFolder: a Maildir archive keeps its policy (a
-// file per message on the source in each folder, for Maildir readers).
-func TestMaildirKeepsAFilePerFolder(t *testing.T) {
-	a := newArchiveWith(t, formats.StorageOptions{Storage: formats.StorageMaildir})
-	src, _ := gmailSource(0)
-	res, _, _ := runGmail(t, a, src, 2, 0)
-	if res.Stored != res.Added {
-		t.Errorf("stored %d of %d: a Maildir archive has a file per message in each folder", res.Stored, res.Added)
+// TestDedupAcrossFoldersPolicy: each storage keeps its policy
+// (formats.Archive.ReuseStored): the segment storage stores the bytes once
+// for the account; a Maildir archive keeps a file per message on the
+// source in each folder, for Maildir readers.
+func TestDedupAcrossFoldersPolicy(t *testing.T) {
+	forEachStorage(t, func(t *testing.T, a *formats.Archive) {
+		src, msgs := gmailSource(0)
+		res, _, _ := runGmail(t, a, src, 2, 0)
+		want := len(msgs)
+		if !a.ReuseStored(true) {
+			want = res.Added
+		}
+		if res.Stored != want {
+			t.Errorf("stored %d of %d added, want %d", res.Stored, res.Added, want)
+		}
+		checkArchive(t, a, src)
+	})
+}
+
+// TestGmailKilledAfterCheckpoints: a run killed right after any of its
+// checkpoints leaves an archive that verifies (every location a manifest
+// names is in a segment it or an earlier one commits, every record of a
+// committed segment is named), and the next run completes it with each
+// message present in every folder. Several connections, a checkpoint at
+// every message.
+func TestGmailKilledAfterCheckpoints(t *testing.T) {
+	for _, kill := range []int{1, 4, 9, 20, 35} {
+		t.Run(fmt.Sprintf("kill=%d", kill), func(t *testing.T) {
+			a := newArchive(t)
+			src, _ := gmailSource(40)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			checkpoints := 0
+			opts := Options{Source: "mem://gmail", Protocol: "imap", Connections: 4, Checkpoint: time.Hour, CheckpointBytes: 1,
+				Hook: func(p string) {
+					if p == "checkpoint-committed" {
+						if checkpoints++; checkpoints == kill {
+							cancel()
+						}
+					}
+				},
+				Dial: func(context.Context) (Source, error) {
+					s := *src
+					return &s, nil
+				}}
+			_, err := Run(ctx, a, opts)
+			if checkpoints < kill {
+				t.Skipf("the run took %d checkpoints (%v)", checkpoints, err)
+			}
+			// Killed: the snapshot committed after the interruption is
+			// dropped, as if the process had died before it.
+			files, _ := a.ListSnapshots()
+			os.Remove(files[len(files)-1].Path)
+			os.RemoveAll(filepath.Join(a.Root, formats.CacheDir))
+			if rep, err := a.Verify(nil); err != nil || !rep.OK() {
+				t.Fatalf("after a kill at checkpoint %d: Verify = %+v, %v", kill, rep, err)
+			}
+			opts.Hook = nil
+			if _, err := Run(context.Background(), a, opts); err != nil {
+				t.Fatal(err)
+			}
+			checkArchive(t, a, src)
+		})
 	}
-	checkArchive(t, a, src)
+}
+
+// TestAccountDedupRule: with checkpoints, a copy committed for a folder
+// still in progress is not handed out (a checkpoint holding the folder
+// that names it might not hold its segment); once the folder is done it
+// is. Without checkpoints it is at once (one snapshot holds every folder
+// the run started).
+func TestAccountDedupRule(t *testing.T) {
+	x := &folderJob{folderPlan: folderPlan{info: FolderInfo{Name: "X"}}}
+	all := &folderJob{folderPlan: folderPlan{info: FolderInfo{Name: "All", SpecialUse: `\All`}}}
+	loc := location{"folders/X/1-a.mbox.zst", 10, "1:1"}
+	for _, anytime := range []bool{false, true} {
+		d := newAccountDedup(anytime)
+		d.others = 1
+		d.committed(x, map[string]location{"sum": loc})
+		if _, ok := d.find("sum"); ok != anytime {
+			t.Errorf("anytime=%v: found before the folder is done: %v", anytime, ok)
+		}
+		waited := make(chan struct{})
+		go func() { d.waitOthers(context.Background()); close(waited) }()
+		select {
+		case <-waited:
+			t.Errorf("anytime=%v: All Mail did not wait for the other folder", anytime)
+		case <-time.After(20 * time.Millisecond):
+		}
+		d.finished(x)
+		<-waited
+		l, ok := d.find("sum")
+		if !ok || l.seg != loc.seg || l.off != loc.off || l.key != "" {
+			t.Errorf("anytime=%v: after the folder is done: %+v, %v; want its location without its key", anytime, l, ok)
+		}
+		d.finished(all) // walked last: counts for nothing
+	}
 }
