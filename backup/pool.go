@@ -38,10 +38,11 @@ func (w *worker) closeSource() {
 }
 
 // syncJobs synchronises the folders that need it over up to
-// Options.Connections connections, biggest folders first, All Mail last. The connection
-// that listed the folders is the first worker's; the others are opened as
-// the workers start, and a worker whose connection is refused (servers
-// limit connections per user) leaves its share to the others.
+// Options.Connections connections, biggest folders first, All Mail last.
+// The connection that listed the folders is the first worker's; the
+// others are opened as the workers start, and a worker whose connection is
+// refused (servers limit connections per user) leaves its share to the
+// others.
 func (r *run) syncJobs(jobs []*folderJob) {
 	var todo []*folderJob
 	for _, j := range jobs {
