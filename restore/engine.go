@@ -146,6 +146,7 @@ type Report struct {
 	Rejected             int           `json:"rejected"`
 	Unreadable           int           `json:"unreadable"`
 	NotRestored          int           `json:"not_restored"`
+	ByLabels             int           `json:"shown_by_labels,omitempty"` // see FolderPlan.ByLabels
 	FailedFolders        int           `json:"failed_folders"`
 	RenamedFolders       int           `json:"renamed_folders"`
 	DroppedKeywords      int           `json:"dropped_keywords"`
@@ -347,8 +348,9 @@ func warnShared(plans []*FolderPlan, log *slog.Logger) {
 // neither stored nor found present nor rejected nor unreadable, the
 // messages missing after appending, and the folders the target refused.
 func (rep *Report) finish() {
-	rep.NotRestored, rep.FailedFolders, rep.Missing = 0, 0, 0
+	rep.NotRestored, rep.FailedFolders, rep.Missing, rep.ByLabels = 0, 0, 0, 0
 	for _, fp := range rep.Folders {
+		rep.ByLabels += fp.ByLabels
 		if fp.failed {
 			rep.FailedFolders++
 		}

@@ -134,6 +134,9 @@ func TestGmailBackupRestore(t *testing.T) {
 		if got := g2.Labels(); !reflect.DeepEqual(got, want) {
 			t.Errorf("restored labels %v, want %v", got, want)
 		}
+		if !strings.Contains(out, "restored 15 messages") || !strings.Contains(out, "10 appended") || !strings.Contains(out, "5 in All Mail through their labels") {
+			t.Errorf("restore summary %q, want 15 restored: 10 appended, 5 in All Mail through their labels", out)
+		}
 		if n := g2.Messages(imaptest.GmailAllMail); n != len(want) {
 			t.Errorf("All Mail holds %d messages, want %d", n, len(want))
 		}
