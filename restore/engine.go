@@ -92,6 +92,7 @@ type FolderPlan struct {
 	ByLabels  int    `json:"shown_by_labels,omitempty"`
 	Error     string `json:"error,omitempty"` // why the folder could not be restored, or not all of it
 	msgs      []*formats.MessageState
+	toLabels  []*formats.MessageState // left to the labels (leaveToLabels)
 	failed    bool
 	done      int   // messages handled, for the progress line
 	doneBytes int64 // their bytes
@@ -246,14 +247,18 @@ func Run(ctx context.Context, a *formats.Archive, sel *Selected, t Target, opts 
 		rep.Folders = append(rep.Folders, structurePlans(mapper, sel.Structure, rep.Folders, exists, structure, rep.TargetNamespace)...)
 	}
 	warnShared(rep.Folders, opts.Log)
-	leaveToLabels(t, rep.Folders, func(source string) string {
+	left := leaveToLabels(t, rep.Folders, func(source string) string {
 		if f := sel.State.Folders[source]; f != nil {
 			return f.SpecialUse
 		}
 		return ""
 	}, opts.Log)
 	r := &runner{ctx: ctx, a: a, st: sel.State, t: t, opts: &opts, rep: rep, exists: exists}
+	if left {
+		r.onTarget = map[string]bool{}
+	}
 	r.run()
+	r.shownByLabels()
 	rep.Elapsed = time.Since(start)
 	rep.finish()
 	err = r.err
@@ -386,6 +391,10 @@ type runner struct {
 	warned   int
 	prog     Progress
 	progress chan Progress // to the goroutine that calls Options.Progress
+	// onTarget are the SHA-256 of the messages the target acknowledged or
+	// held, when All Mail's messages are left to the labels (labels.go);
+	// nil otherwise. Under mu.
+	onTarget map[string]bool
 }
 
 // worker restores folders over one target connection.
@@ -904,6 +913,9 @@ func (r *runner) settle(w *worker, f inflight) error {
 	fp.StoredBytes += f.m.Size
 	r.rep.Stored++
 	r.rep.StoredBytes += f.m.Size
+	if r.onTarget != nil {
+		r.onTarget[f.m.SHA256] = true
+	}
 	f.fr.acked++
 	f.fr.accounted = append(f.fr.accounted, f.msg)
 	r.mu.Unlock()
@@ -933,6 +945,9 @@ func (r *runner) present(fr *folderRun, m *formats.MessageState, msg *Message) {
 	fr.fp.Present++
 	r.rep.Present++
 	r.rep.PresentBytes += m.Size
+	if r.onTarget != nil {
+		r.onTarget[m.SHA256] = true
+	}
 	fr.accounted = append(fr.accounted, msg)
 	r.mu.Unlock()
 	r.advance(fr.fp, m, &r.prog.Present)

@@ -20,12 +20,14 @@ type LabelTarget interface {
 
 // leaveToLabels removes, from the plans of \All folders, the messages a
 // plan of another folder restores (the same bytes): the target shows them
-// in All Mail once they are in a label. ByLabels counts them.
-func leaveToLabels(t Target, plans []*FolderPlan, specialUse func(source string) string, log *slog.Logger) {
+// in All Mail once they are in a label. It reports whether it removed
+// any; shownByLabels counts them once the run is over.
+func leaveToLabels(t Target, plans []*FolderPlan, specialUse func(source string) string, log *slog.Logger) bool {
 	lt, ok := t.(LabelTarget)
 	if !ok || !lt.Labels() {
-		return
+		return false
 	}
+	left := false
 	inLabels := map[string]bool{}
 	for _, fp := range plans {
 		if specialUse(fp.Source) == `\All` {
@@ -42,15 +44,35 @@ func leaveToLabels(t Target, plans []*FolderPlan, specialUse func(source string)
 		keep := fp.msgs[:0:0]
 		for _, m := range fp.msgs {
 			if inLabels[m.SHA256] {
-				fp.ByLabels++
+				fp.toLabels = append(fp.toLabels, m)
 				continue
 			}
 			keep = append(keep, m)
 		}
 		fp.msgs = keep
-		if fp.ByLabels > 0 {
+		if len(fp.toLabels) > 0 {
+			left = true
 			log.Info("the target's folders are labels: messages a restored label holds are shown in All Mail without being uploaded again",
-				"folder", fp.Target, "messages", fp.ByLabels)
+				"folder", fp.Target, "messages", len(fp.toLabels))
+		}
+	}
+	return left
+}
+
+// shownByLabels sets ByLabels: the messages left to the labels that a
+// label on the target holds (acknowledged or already there). The others
+// count as not restored.
+func (r *runner) shownByLabels() {
+	if r.onTarget == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, fp := range r.rep.Folders {
+		for _, m := range fp.toLabels {
+			if r.onTarget[m.SHA256] {
+				fp.ByLabels++
+			}
 		}
 	}
 }
