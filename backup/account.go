@@ -49,14 +49,18 @@ type accountDedup struct {
 	// message a Gmail account has; all of them when All Mail is
 	// synchronised (its new messages are mostly in labels).
 	archived []*formats.FolderState
-	// others counts the folders to finish before the folders walked last
-	// (\All) start; othersDone is closed when none is left.
-	others     int
-	othersDone chan struct{}
+	// left counts, per tier (walkOrder), the folders not finished yet;
+	// tierDone[t] is closed when none of tier t is left.
+	left     [tiers]int
+	tierDone [tiers]chan struct{}
 }
 
 func newAccountDedup(anytime bool) *accountDedup {
-	return &accountDedup{ready: map[string]location{}, held: map[*folderJob]map[string]location{}, anytime: anytime, othersDone: make(chan struct{})}
+	d := &accountDedup{ready: map[string]location{}, held: map[*folderJob]map[string]location{}, anytime: anytime}
+	for t := range d.tierDone {
+		d.tierDone[t] = make(chan struct{})
+	}
+	return d
 }
 
 func (d *accountDedup) find(sum string) (location, bool) {
@@ -97,7 +101,7 @@ func (d *accountDedup) committed(j *folderJob, hashes map[string]location) {
 }
 
 // finished makes the copies of job's folder, now done, available, and
-// counts it towards the folders walked last.
+// counts it as done for the folders of later tiers.
 func (d *accountDedup) finished(j *folderJob) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -107,33 +111,49 @@ func (d *accountDedup) finished(j *folderJob) {
 		}
 	}
 	delete(d.held, j)
-	if !walkedLast(j) && d.others > 0 {
-		if d.others--; d.others == 0 {
-			close(d.othersDone)
+	if t := walkOrder(j); d.left[t] > 0 {
+		if d.left[t]--; d.left[t] == 0 {
+			close(d.tierDone[t])
 		}
 	}
 }
 
-// waitOthers blocks a folder walked last until every other folder of the
-// run is done (their copies are then found), or ctx ends.
-func (d *accountDedup) waitOthers(ctx context.Context) {
-	d.mu.Lock()
-	none := d.others == 0
-	d.mu.Unlock()
-	if none {
-		return
-	}
-	select {
-	case <-d.othersDone:
-	case <-ctx.Done():
+// waitEarlier blocks a folder until every folder of the earlier tiers is
+// done (their copies are then found), or ctx ends.
+func (d *accountDedup) waitEarlier(ctx context.Context, j *folderJob) {
+	for t := range walkOrder(j) {
+		select {
+		case <-d.tierDone[t]:
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 
-// walkedLast reports whether a folder is synchronised after the others:
-// All Mail (\All) holds every message of the account, most of them also in
-// another folder (a label), whose copy it then records. The copies stored
-// in All Mail's own directory are the messages with no other folder.
-func walkedLast(j *folderJob) bool { return j.info.SpecialUse == `\All` }
+// The tiers folders are walked in: a tier starts once the folders of the
+// earlier ones are done, and records the copies they stored. The folders
+// of a tier run at once (over several connections); those of the same
+// tier may each store a message they share.
+const (
+	tierFolders = iota // labels, and every folder on other servers
+	tierFlagged        // \Flagged (Gmail's Starred): a subset of the others
+	tierAll            // \All (Gmail's All Mail): every message of the account
+	tiers
+)
+
+// walkOrder returns the tier of a folder. All Mail (\All) holds every
+// message of the account, most of them also in another folder (a label),
+// whose copy it then records: the copies stored in All Mail's own
+// directory are the messages with no other folder.
+func walkOrder(j *folderJob) int {
+	switch j.info.SpecialUse {
+	case `\All`:
+		return tierAll
+	case `\Flagged`:
+		return tierFlagged
+	}
+	return tierFolders
+}
 
 // setupShared prepares the dedup across folders for the folders todo (in
 // the order they are walked), unless the storage keeps a copy per folder.
@@ -153,19 +173,19 @@ func (r *run) setupShared(todo []*folderJob) {
 	for _, j := range todo {
 		look(j.prevState)
 		look(r.st.Folders[j.info.Name])
-		if !walkedLast(j) {
-			d.others++
-		} else {
-			all = true
-		}
+		t := walkOrder(j)
+		d.left[t]++
+		all = all || t == tierAll
 	}
 	for _, name := range r.st.FolderNames() {
 		if f := r.st.Folders[name]; all || f.SpecialUse == `\All` {
 			look(f)
 		}
 	}
-	if d.others == 0 {
-		close(d.othersDone)
+	for t, n := range d.left {
+		if n == 0 {
+			close(d.tierDone[t])
+		}
 	}
 	r.shared = d
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -43,6 +44,9 @@ func gmailSource(filler int) (src *memSource, msgs []string) {
 		}
 	}
 	src.folder("[Gmail]", 90).attrs = []string{`\Noselect`, `\HasChildren`}
+	starred := src.folder("[Gmail]/Starred", 98)
+	starred.attrs = []string{`\Flagged`, `\HasNoChildren`}
+	starred.add(msgs[1], `\Seen`, `\Flagged`)
 	all := src.folder("[Gmail]/All Mail", 99)
 	all.attrs = []string{`\All`, `\HasNoChildren`}
 	for _, m := range msgs { // message 5 has no label
@@ -107,7 +111,7 @@ func TestGmailLabelsStoredOnce(t *testing.T) {
 			if maxStored := len(msgs) + 3*min(tc.conns-1, 1); res.Stored < len(msgs) || res.Stored > maxStored {
 				t.Errorf("stored %d messages, want %d (each once) to %d", res.Stored, len(msgs), maxStored)
 			}
-			if want := 3 + 2 + 3 + 6 + 8*tc.filler; res.Added != want {
+			if want := 3 + 2 + 3 + 1 + 6 + 8*tc.filler; res.Added != want {
 				t.Errorf("added %d, want %d (every folder records its messages)", res.Added, want)
 			}
 			if dials < 2 && tc.conns > 1 {
@@ -115,6 +119,14 @@ func TestGmailLabelsStoredOnce(t *testing.T) {
 			}
 			if len(order) == 0 || order[len(order)-1] != "[Gmail]/All Mail" {
 				t.Errorf("examined %v, want All Mail last", order)
+			}
+			for i, f := range order {
+				if f == "[Gmail]/Starred" && i > 0 && !slices.Contains(order[i:], "[Gmail]/All Mail") {
+					t.Errorf("examined %v, want Starred before All Mail", order)
+				}
+				if f != "[Gmail]/Starred" && f != "[Gmail]/All Mail" && slices.Contains(order[:i], "[Gmail]/Starred") {
+					t.Errorf("examined %v, want Starred after the labels", order)
+				}
 			}
 			for _, f := range order {
 				if f == "[Gmail]" {
@@ -245,13 +257,14 @@ func TestAccountDedupRule(t *testing.T) {
 	loc := location{"folders/X/1-a.mbox.zst", 10, "1:1"}
 	for _, anytime := range []bool{false, true} {
 		d := newAccountDedup(anytime)
-		d.others = 1
+		d.left[tierFolders], d.left[tierAll] = 1, 1
+		close(d.tierDone[tierFlagged])
 		d.committed(x, map[string]location{"sum": loc})
 		if _, ok := d.find("sum"); ok != anytime {
 			t.Errorf("anytime=%v: found before the folder is done: %v", anytime, ok)
 		}
 		waited := make(chan struct{})
-		go func() { d.waitOthers(context.Background()); close(waited) }()
+		go func() { d.waitEarlier(context.Background(), all); close(waited) }()
 		select {
 		case <-waited:
 			t.Errorf("anytime=%v: All Mail did not wait for the other folder", anytime)
@@ -263,6 +276,11 @@ func TestAccountDedupRule(t *testing.T) {
 		if !ok || l.seg != loc.seg || l.off != loc.off || l.key != "" {
 			t.Errorf("anytime=%v: after the folder is done: %+v, %v; want its location without its key", anytime, l, ok)
 		}
-		d.finished(all) // walked last: counts for nothing
+		d.finished(all)
+		select {
+		case <-d.tierDone[tierAll]:
+		default:
+			t.Errorf("anytime=%v: All Mail's tier not done after it finished", anytime)
+		}
 	}
 }

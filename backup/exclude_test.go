@@ -62,8 +62,8 @@ func TestExcludeFolder(t *testing.T) {
 			t.Errorf("excluded folder %q examined", f)
 		}
 	}
-	if res.Added != 8 {
-		t.Errorf("added %d, want 8 (the labels' messages)", res.Added)
+	if res.Added != 9 {
+		t.Errorf("added %d, want 9 (the labels' and Starred's messages)", res.Added)
 	}
 	for _, f := range res.Snapshot.Folders {
 		if f.Name == "[Gmail]/All Mail" || f.Name == "Nothing" {

@@ -207,8 +207,8 @@ func (fs *folderSync) commit(r *run) error {
 // run synchronises one folder and hands the outcome to the run.
 func (w *worker) run(j *folderJob) {
 	r := w.r
-	if r.shared != nil && walkedLast(j) {
-		r.shared.waitOthers(r.ctx)
+	if r.shared != nil {
+		r.shared.waitEarlier(r.ctx, j)
 	}
 	fs := newFolderSync(r, j)
 	if err := w.syncFolder(fs); err != nil {

@@ -53,10 +53,11 @@ func (r *run) syncJobs(jobs []*folderJob) {
 	if len(todo) == 0 {
 		return
 	}
-	// All Mail (\All) last: it records the copies the labels stored.
+	// All Mail (\All) last: it records the copies the labels stored
+	// (walkOrder).
 	sort.SliceStable(todo, func(a, b int) bool {
-		if la, lb := walkedLast(todo[a]), walkedLast(todo[b]); la != lb {
-			return lb
+		if ta, tb := walkOrder(todo[a]), walkOrder(todo[b]); ta != tb {
+			return ta < tb
 		}
 		return jobSize(todo[a]) > jobSize(todo[b])
 	})
