@@ -19,7 +19,9 @@ import (
 // EnvVar is the environment variable holding a password.
 const EnvVar = "MAILVAULT_PASSWORD"
 
-// ErrNoPassword means no source gave a password.
+// ErrNoPassword means no source gave a password: none was set, or the one
+// set failed (a password file missing or unreadable, a command that
+// failed, an empty password). Every such error wraps it.
 var ErrNoPassword = errors.New("no password")
 
 // Sources are the places a password may come from.
@@ -44,14 +46,14 @@ func (s Sources) Get(ctx context.Context, who string) (string, error) {
 	case s.File != "":
 		fi, err := os.Stat(s.File)
 		if err != nil {
-			return "", fmt.Errorf("password file: %w", err)
+			return "", fmt.Errorf("%w: password file: %w", ErrNoPassword, err)
 		}
 		if fi.Mode().Perm()&0o077 != 0 && s.Warn != nil {
 			s.Warn(fmt.Sprintf("password file %s is readable by other users (chmod 600 it)", s.File))
 		}
 		data, err := os.ReadFile(s.File)
 		if err != nil {
-			return "", fmt.Errorf("password file: %w", err)
+			return "", fmt.Errorf("%w: password file: %w", ErrNoPassword, err)
 		}
 		return nonEmpty(firstLine(string(data)), "password file "+s.File)
 	case s.Getenv != nil && s.Getenv(env) != "":
@@ -65,7 +67,7 @@ func (s Sources) Get(ctx context.Context, who string) (string, error) {
 			if len(msg) > 200 {
 				msg = msg[:200]
 			}
-			return "", fmt.Errorf("password command failed: %v %s", err, msg)
+			return "", fmt.Errorf("%w: password command failed: %v %s", ErrNoPassword, err, msg)
 		}
 		return nonEmpty(firstLine(out.String()), "password command")
 	case s.Stdin != nil && term.IsTerminal(int(s.Stdin.Fd())):
@@ -73,7 +75,7 @@ func (s Sources) Get(ctx context.Context, who string) (string, error) {
 		pw, err := term.ReadPassword(int(s.Stdin.Fd()))
 		fmt.Fprintln(s.Prompt)
 		if err != nil {
-			return "", fmt.Errorf("read password: %w", err)
+			return "", fmt.Errorf("%w: read password: %w", ErrNoPassword, err)
 		}
 		return nonEmpty(string(pw), "prompt")
 	}
@@ -89,7 +91,7 @@ func firstLine(s string) string {
 
 func nonEmpty(pw, from string) (string, error) {
 	if pw == "" {
-		return "", fmt.Errorf("empty password from %s", from)
+		return "", fmt.Errorf("%w: empty password from %s", ErrNoPassword, from)
 	}
 	return pw, nil
 }

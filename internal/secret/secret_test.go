@@ -41,6 +41,10 @@ func TestGet(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
 				t.Errorf("%s: Get() error = %v, want %q", tt.name, err, tt.err)
 			}
+			// Every failure is "no password available": exit 4.
+			if !errors.Is(err, ErrNoPassword) {
+				t.Errorf("%s: Get() error = %v, does not wrap ErrNoPassword", tt.name, err)
+			}
 			continue
 		}
 		if err != nil || got != tt.want {
