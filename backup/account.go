@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/mailvault/mailvault/formats"
@@ -38,6 +39,11 @@ type sharedCopies interface {
 // and the archive's folders that may hold the same bytes.
 type accountDedup struct {
 	mu sync.Mutex
+	// inRun: this run's copies are kept for the other folders, which
+	// costs a hash per message of the run; only when the account has
+	// folders that show the others' messages again (All Mail, Starred:
+	// Gmail). Otherwise only the archive's copies are found.
+	inRun bool
 	// ready are this run's copies that may be named; held are the copies
 	// committed for folders still in progress (with checkpoints).
 	ready map[string]location
@@ -53,10 +59,28 @@ type accountDedup struct {
 	// tierDone[t] is closed when none of tier t is left.
 	left     [tiers]int
 	tierDone [tiers]chan struct{}
+	// The folders of a tier run at once. claimed names, by SHA-256, the
+	// folder in progress that stores those bytes (from the moment it read
+	// them); another folder that reads them defers its message
+	// (deferredMsg) until that folder is done, instead of storing them
+	// again, unless the wait would close a cycle of waits (waits: who
+	// waits for whom). done[j] is closed when j's folder finishes.
+	claimed map[string]*folderJob
+	waits   map[*folderJob]map[*folderJob]bool
+	done    map[*folderJob]chan struct{}
+}
+
+// deferredMsg is a message whose bytes another folder in progress is
+// storing: it is added to its folder once that one is done, with the
+// location of that copy.
+type deferredMsg struct {
+	msg   formats.Message
+	owner *folderJob
 }
 
 func newAccountDedup(anytime bool) *accountDedup {
-	d := &accountDedup{ready: map[string]location{}, held: map[*folderJob]map[string]location{}, anytime: anytime}
+	d := &accountDedup{ready: map[string]location{}, held: map[*folderJob]map[string]location{}, anytime: anytime,
+		claimed: map[string]*folderJob{}, waits: map[*folderJob]map[*folderJob]bool{}, done: map[*folderJob]chan struct{}{}}
 	for t := range d.tierDone {
 		d.tierDone[t] = make(chan struct{})
 	}
@@ -78,9 +102,56 @@ func (d *accountDedup) find(sum string) (location, bool) {
 	return location{}, false
 }
 
+// claim is asked by a folder about to store bytes no copy holds: it
+// returns the folder in progress already storing them, when j's may wait
+// for it (canWait, and no cycle of waits); otherwise j's folder stores
+// them, and claims them.
+func (d *accountDedup) claim(sum string, j *folderJob, canWait bool) (*folderJob, bool) {
+	if !d.inRun {
+		return nil, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	o, ok := d.claimed[sum]
+	switch {
+	case !ok:
+		d.claimed[sum] = j
+	case o != j && canWait && !d.reaches(o, j):
+		if d.waits[j] == nil {
+			d.waits[j] = map[*folderJob]bool{}
+		}
+		d.waits[j][o] = true
+		return o, true
+	}
+	return nil, false
+}
+
+// reaches reports whether from waits, directly or not, for to; d.mu is
+// held.
+func (d *accountDedup) reaches(from, to *folderJob) bool {
+	seen := map[*folderJob]bool{}
+	var walk func(j *folderJob) bool
+	walk = func(j *folderJob) bool {
+		if j == to {
+			return true
+		}
+		if seen[j] {
+			return false
+		}
+		seen[j] = true
+		for k := range d.waits[j] {
+			if walk(k) {
+				return true
+			}
+		}
+		return false
+	}
+	return walk(from)
+}
+
 // committed records the copies a writer of job's folder committed.
 func (d *accountDedup) committed(j *folderJob, hashes map[string]location) {
-	if len(hashes) == 0 {
+	if len(hashes) == 0 || !d.inRun {
 		return
 	}
 	d.mu.Lock()
@@ -101,7 +172,8 @@ func (d *accountDedup) committed(j *folderJob, hashes map[string]location) {
 }
 
 // finished makes the copies of job's folder, now done, available, and
-// counts it as done for the folders of later tiers.
+// counts it as done for the folders waiting for it and those of later
+// tiers.
 func (d *accountDedup) finished(j *folderJob) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -111,6 +183,15 @@ func (d *accountDedup) finished(j *folderJob) {
 		}
 	}
 	delete(d.held, j)
+	for sum, o := range d.claimed {
+		if o == j {
+			delete(d.claimed, sum) // committed (ready), or not stored
+		}
+	}
+	delete(d.waits, j)
+	if ch := d.done[j]; ch != nil {
+		close(ch)
+	}
 	if t := walkOrder(j); d.left[t] > 0 {
 		if d.left[t]--; d.left[t] == 0 {
 			close(d.tierDone[t])
@@ -119,7 +200,7 @@ func (d *accountDedup) finished(j *folderJob) {
 }
 
 // waitEarlier blocks a folder until every folder of the earlier tiers is
-// done (their copies are then found), or ctx ends.
+// done (their copies are then found), or ctx ends; then the folder starts.
 func (d *accountDedup) waitEarlier(ctx context.Context, j *folderJob) {
 	for t := range walkOrder(j) {
 		select {
@@ -128,6 +209,51 @@ func (d *accountDedup) waitEarlier(ctx context.Context, j *folderJob) {
 			return
 		}
 	}
+	d.mu.Lock()
+	d.done[j] = make(chan struct{})
+	d.mu.Unlock()
+}
+
+// settle adds a folder's deferred messages to its delta once the folders
+// storing their bytes are done (their records are then committed, in
+// every later checkpoint and in the last snapshot), with the location of
+// that copy. When the run stops first, cannot write, or a folder did not
+// store the bytes after all, it adds none and returns why: the folder
+// fails, and the next run fetches them.
+func (d *accountDedup) settle(r *run, fs *folderSync) error {
+	if len(fs.deferred) == 0 {
+		return nil
+	}
+	for _, dm := range fs.deferred {
+		d.mu.Lock()
+		ch := d.done[dm.owner]
+		d.mu.Unlock()
+		select {
+		case <-ch:
+		case <-r.ctx.Done():
+			return r.ctx.Err()
+		}
+	}
+	r.mu.Lock()
+	fatal := r.fatal
+	r.mu.Unlock()
+	if fatal != nil {
+		return fatal
+	}
+	msgs := make([]formats.Message, len(fs.deferred))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, dm := range fs.deferred {
+		l, ok := d.ready[dm.msg.SHA256]
+		if !ok {
+			return fmt.Errorf("folder %q did not store the bytes of %s after all", dm.owner.info.Name, dm.msg.Key)
+		}
+		msgs[i] = dm.msg
+		msgs[i].Seg, msgs[i].Off = l.seg, l.off
+	}
+	fs.change.add(msgs)
+	fs.deferred = nil
+	return nil
 }
 
 // The tiers folders are walked in: a tier starts once the folders of the
@@ -187,5 +313,6 @@ func (r *run) setupShared(todo []*folderJob) {
 			close(d.tierDone[t])
 		}
 	}
+	d.inRun = all || d.left[tierFlagged] > 0
 	r.shared = d
 }

@@ -90,9 +90,9 @@ func (e *examineLog) Examine(ctx context.Context, name string) (FolderStatus, er
 }
 
 // TestGmailLabelsStoredOnce: a message in several labels and in All Mail
-// is stored once (over one connection; over several, labels fetched at the
-// same time may each store one); every folder's manifest records it,
-// pointing at a stored copy; All Mail is examined last and the [Gmail] parent never; the copies
+// is stored once (labels fetched at the same time over several
+// connections defer to each other, see below); every folder's manifest
+// records it, pointing at a stored copy; All Mail is examined last and the [Gmail] parent never; the copies
 // in All Mail's own segments are the messages without a label. With one
 // connection and with several, with and without checkpoints.
 func TestGmailLabelsStoredOnce(t *testing.T) {
@@ -105,9 +105,11 @@ func TestGmailLabelsStoredOnce(t *testing.T) {
 			a := newArchive(t)
 			src, msgs := gmailSource(tc.filler)
 			res, order, dials := runGmail(t, a, src, tc.conns, tc.checkpoint)
-			// Labels fetched at the same time over different connections
-			// may each store a message they share (m1 is in three, m2 in
-			// two): All Mail, walked after them, never does.
+			// Labels fetched at once defer to each other (claims), except
+			// when two would each wait for the other (rare: each read
+			// first a message the other holds): one of them then stores
+			// its message too (m1 is in three labels, m2 in two). All
+			// Mail, walked after them, never stores a labelled message.
 			if maxStored := len(msgs) + 3*min(tc.conns-1, 1); res.Stored < len(msgs) || res.Stored > maxStored {
 				t.Errorf("stored %d messages, want %d (each once) to %d", res.Stored, len(msgs), maxStored)
 			}
@@ -257,6 +259,7 @@ func TestAccountDedupRule(t *testing.T) {
 	loc := location{"folders/X/1-a.mbox.zst", 10, "1:1"}
 	for _, anytime := range []bool{false, true} {
 		d := newAccountDedup(anytime)
+		d.inRun = true
 		d.left[tierFolders], d.left[tierAll] = 1, 1
 		close(d.tierDone[tierFlagged])
 		d.committed(x, map[string]location{"sum": loc})
@@ -282,5 +285,46 @@ func TestAccountDedupRule(t *testing.T) {
 		default:
 			t.Errorf("anytime=%v: All Mail's tier not done after it finished", anytime)
 		}
+	}
+}
+
+// TestAccountDedupClaims: the first folder to read some bytes stores
+// them; another defers to it, unless that would close a cycle of waits
+// (then it stores them too); a folder never waits for itself.
+func TestAccountDedupClaims(t *testing.T) {
+	d := newAccountDedup(false)
+	d.inRun = true
+	x := &folderJob{folderPlan: folderPlan{info: FolderInfo{Name: "X"}}}
+	y := &folderJob{folderPlan: folderPlan{info: FolderInfo{Name: "Y"}}}
+	steps := []struct {
+		sum     string
+		j       *folderJob
+		canWait bool
+		want    *folderJob
+	}{
+		{"a", x, true, nil},  // x stores a
+		{"a", x, true, nil},  // x again: its own
+		{"a", y, false, nil}, // a part of y cannot wait: stores
+		{"a", y, true, x},    // y waits for x
+		{"b", y, true, nil},  // y stores b
+		{"b", x, true, nil},  // x waiting for y would close a cycle: stores
+	}
+	for i, st := range steps {
+		got, ok := d.claim(st.sum, st.j, st.canWait)
+		if got != st.want || ok != (st.want != nil) {
+			t.Errorf("step %d: claim(%s, %s) = %v, %v; want %v", i, st.sum, st.j.info.Name, got, ok, st.want)
+		}
+	}
+	d.done[x] = make(chan struct{})
+	d.finished(x)
+	if _, ok := d.claimed["a"]; ok {
+		t.Error("x's claims outlive it")
+	}
+	if got, ok := d.claim("b", x, true); ok {
+		t.Errorf("claim after x finished = %v", got)
+	}
+	var none accountDedup // a run without All Mail or Starred
+	if got, ok := none.claim("a", y, true); ok {
+		t.Errorf("claims without inRun: %v", got)
 	}
 }

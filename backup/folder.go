@@ -49,6 +49,9 @@ type folderSync struct {
 	// run); restarts counts such re-creations.
 	validity uint32
 	restarts int
+	// deferred are messages whose bytes a folder that started earlier is
+	// storing: added once it is done (accountDedup.settle).
+	deferred []deferredMsg
 }
 
 func newFolderSync(r *run, j *folderJob) *folderSync {
@@ -60,7 +63,7 @@ func newFolderSync(r *run, j *folderJob) *folderSync {
 		}
 	}
 	fs.fetcher = &fetcher{name: fs.folder.Name, dir: fs.folder.Dir, partNo: &fs.partNo, out: &writer{}, stored: map[string]location{},
-		known: fs.known, archive: archive, poison: map[string]int{}}
+		known: fs.known, archive: archive, poison: map[string]int{}, job: j, deferred: &fs.deferred}
 	return fs
 }
 
@@ -273,6 +276,11 @@ func (w *worker) syncFolder(fs *folderSync) error {
 	// Whatever was stored completely is kept, even when the folder failed.
 	if cerr := fs.commit(r); cerr != nil {
 		return cerr
+	}
+	if r.shared != nil {
+		if serr := r.shared.settle(r, fs); serr != nil && err == nil {
+			err = fmt.Errorf("messages whose bytes another folder stored: %w", serr)
+		}
 	}
 	return err
 }
