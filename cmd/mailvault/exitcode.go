@@ -80,7 +80,7 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, backup.ErrPartial), errors.Is(err, restore.ErrPartial), errors.Is(err, backup.ErrDailyLimit), errors.Is(err, errFleetIncomplete), errors.Is(err, errCheckFailed):
 		return exitPartial
-	case errors.Is(err, mailconn.ErrAuth), errors.Is(err, secret.ErrNoPassword):
+	case errors.Is(err, mailconn.ErrAuth), errors.Is(err, secret.ErrNoPassword), errors.Is(err, secret.ErrFailed):
 		return exitAuth
 	case errors.Is(err, formats.ErrLocked), errors.Is(err, localstore.ErrTargetInUse):
 		return exitLocked

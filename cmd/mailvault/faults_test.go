@@ -76,11 +76,11 @@ func TestFaults(t *testing.T) {
 		},
 		{
 			name: "password file missing", env: map[string]string{}, extra: []string{"--password-file", "/nonexistent/mailvault.pw"},
-			wantCode: exitAuth, wantErr: "no password: password file: stat /nonexistent/mailvault.pw",
+			wantCode: exitAuth, wantErr: "password file: stat /nonexistent/mailvault.pw",
 		},
 		{
 			name: "password command fails", env: map[string]string{}, extra: []string{"--password-command", "exit 3"},
-			wantCode: exitAuth, wantErr: "no password: password command failed",
+			wantCode: exitAuth, wantErr: "password command failed",
 		},
 		{
 			name: "greeting never comes", opts: imaptest.FakeOptions{HangAt: "greeting"}, extra: []string{"--timeout", "1s"},
