@@ -40,9 +40,10 @@ type sharedCopies interface {
 type accountDedup struct {
 	mu sync.Mutex
 	// inRun: this run's copies are kept for the other folders, which
-	// costs a hash per message of the run; only when the account has
+	// costs a hash per message of the run; only when the account lists
 	// folders that show the others' messages again (All Mail, Starred:
-	// Gmail). Otherwise only the archive's copies are found.
+	// Gmail; run.showsAgain), even excluded ones. Otherwise only the
+	// archive's copies are found.
 	inRun bool
 	// ready are this run's copies that may be named; held are the copies
 	// committed for folders still in progress (with checkpoints).
@@ -267,6 +268,18 @@ const (
 	tiers
 )
 
+// showsAgain reports whether a source lists folders that show the
+// messages of the others again (\All, \Flagged): a Gmail account, whose
+// labels then share many messages too.
+func showsAgain(infos []FolderInfo) bool {
+	for _, fi := range infos {
+		if fi.SpecialUse == `\All` || fi.SpecialUse == `\Flagged` {
+			return true
+		}
+	}
+	return false
+}
+
 // walkOrder returns the tier of a folder. All Mail (\All) holds every
 // message of the account, most of them also in another folder (a label),
 // whose copy it then records: the copies stored in All Mail's own
@@ -313,6 +326,6 @@ func (r *run) setupShared(todo []*folderJob) {
 			close(d.tierDone[t])
 		}
 	}
-	d.inRun = all || d.left[tierFlagged] > 0
+	d.inRun = r.showsAgain
 	r.shared = d
 }

@@ -182,6 +182,7 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 		return nil, err
 	}
 	archived := archivedFolders(st)
+	r.showsAgain = showsAgain(infos)
 	infos = r.excludeFolders(infos, archived)
 	p := makePlan(archived, infos)
 	for _, d := range p.twice {
@@ -397,7 +398,10 @@ type run struct {
 	fetched    atomic.Int64
 	// shared finds the bytes stored for other folders (account.go); nil
 	// when the storage keeps a copy per folder. Set before workers start.
-	shared *accountDedup
+	// showsAgain: the source lists folders that show the others'
+	// messages again (Gmail's All Mail, Starred), excluded or not.
+	shared     *accountDedup
+	showsAgain bool
 }
 
 func (r *run) connect() error {
