@@ -22,7 +22,13 @@ import (
 // are done, whose segments every later checkpoint and the last snapshot
 // carry. Without checkpoints the run commits one snapshot holding every
 // folder it started, so a committed writer of a folder still in progress
-// may be named at once.
+// may be named at once. Folders fetched at the same time: the first to
+// read some bytes claims them and stores them; another that reads them
+// keeps its message aside (deferredMsg) and records it, with that copy's
+// location, once the first folder is done (settle).
+//
+// Folders are walked in tiers (walkOrder): All Mail after the others, so
+// that its own copies are the messages no other folder shows.
 //
 // Only storages that reuse the bytes of a message still on the source do
 // this (the mbox segments, formats.Archive.ReuseStored): a Maildir archive
