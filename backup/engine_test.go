@@ -85,8 +85,11 @@ func (s *memSource) Folders(ctx context.Context) ([]FolderInfo, error) {
 	for _, f := range s.folders {
 		fi := FolderInfo{Name: f.name, Delimiter: "/", Attrs: f.attrs}
 		for _, a := range f.attrs {
-			if a == `\Noselect` {
+			switch a {
+			case `\Noselect`:
 				fi.NoSelect = true
+			case `\All`, `\Sent`, `\Trash`, `\Junk`, `\Drafts`, `\Archive`, `\Flagged`:
+				fi.SpecialUse = a
 			}
 		}
 		if !fi.NoSelect {

@@ -49,6 +49,9 @@ type folderSync struct {
 	// run); restarts counts such re-creations.
 	validity uint32
 	restarts int
+	// deferred are messages whose bytes a folder that started earlier is
+	// storing: added once it is done (accountDedup.settle).
+	deferred []deferredMsg
 }
 
 func newFolderSync(r *run, j *folderJob) *folderSync {
@@ -60,7 +63,7 @@ func newFolderSync(r *run, j *folderJob) *folderSync {
 		}
 	}
 	fs.fetcher = &fetcher{name: fs.folder.Name, dir: fs.folder.Dir, partNo: &fs.partNo, out: &writer{}, stored: map[string]location{},
-		known: fs.known, archive: archive, poison: map[string]int{}}
+		known: fs.known, archive: archive, poison: map[string]int{}, job: j, deferred: &fs.deferred}
 	return fs
 }
 
@@ -183,6 +186,9 @@ func (fs *folderSync) accept(r *run, c writerCommit) {
 	}
 	fs.change.add(c.added)
 	fs.fetcher.merge(c.hashes)
+	if r.shared != nil {
+		r.shared.committed(fs.job, c.hashes)
+	}
 	if c.stored > 0 || c.bytes > 0 {
 		r.count(func(res *Result) {
 			res.Stored += c.stored
@@ -204,6 +210,9 @@ func (fs *folderSync) commit(r *run) error {
 // run synchronises one folder and hands the outcome to the run.
 func (w *worker) run(j *folderJob) {
 	r := w.r
+	if r.shared != nil {
+		r.shared.waitEarlier(r.ctx, j)
+	}
 	fs := newFolderSync(r, j)
 	if err := w.syncFolder(fs); err != nil {
 		fs.folder.Status = formats.FolderFailed
@@ -267,6 +276,11 @@ func (w *worker) syncFolder(fs *folderSync) error {
 	// Whatever was stored completely is kept, even when the folder failed.
 	if cerr := fs.commit(r); cerr != nil {
 		return cerr
+	}
+	if r.shared != nil {
+		if serr := r.shared.settle(r, fs); serr != nil && err == nil {
+			err = fmt.Errorf("messages whose bytes another folder stored: %w", serr)
+		}
 	}
 	return err
 }

@@ -54,6 +54,7 @@ func (fs *folderSync) partFetcher(index int) *fetcher {
 		known:   fs.known.view(),
 		archive: fs.fetcher.archive,
 		poison:  map[string]int{},
+		job:     fs.job,
 	}
 }
 

@@ -52,6 +52,9 @@ type Options struct {
 	// a message would bring the bytes fetched in the last 24 hours (by
 	// this run and by the snapshots committed in that window) over it.
 	MaxBytesPerDay int64
+	// Exclude are folder patterns (exclude.go): the folders they match
+	// are not backed up, and what the archive holds of them stays.
+	Exclude []string
 	// Sleep waits d during a backoff, returning ctx.Err() early when ctx
 	// ends; nil means a timer.
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -178,7 +181,10 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 	if err != nil {
 		return nil, err
 	}
-	p := makePlan(archivedFolders(st), infos)
+	archived := archivedFolders(st)
+	r.showsAgain = showsAgain(infos)
+	infos = r.excludeFolders(infos, archived)
+	p := makePlan(archived, infos)
 	for _, d := range p.twice {
 		opts.Log.Warn("the source lists a folder twice; it is backed up once", "folder", d.kept, "also", d.also)
 	}
@@ -390,6 +396,12 @@ type run struct {
 	// fetched what this run fetched, for Options.MaxBytesPerDay.
 	budgetUsed int64
 	fetched    atomic.Int64
+	// shared finds the bytes stored for other folders (account.go); nil
+	// when the storage keeps a copy per folder. Set before workers start.
+	// showsAgain: the source lists folders that show the others'
+	// messages again (Gmail's All Mail, Starred), excluded or not.
+	shared     *accountDedup
+	showsAgain bool
 }
 
 func (r *run) connect() error {

@@ -300,6 +300,7 @@ type backupOptions struct {
 	maxBytesPerDay int64
 	maxBytesSet    bool
 	throttleWait   time.Duration
+	exclude        []string // --exclude-folder patterns
 }
 
 // runBackup backs up a server or local mail: the one path of every
@@ -319,7 +320,7 @@ func runBackup(ctx context.Context, o backupOptions, e *env) error {
 		// --connections for it).
 		return backupInto(ctx, a, o.archive, o.storage, id, localDialer(id.Scheme, abs), backup.Options{
 			Source: id.Scheme + ":" + abs, Protocol: id.Scheme, Log: o.log, Hook: failpoint.Hook(),
-			Connections: 1, Checkpoint: o.checkpoint,
+			Connections: 1, Checkpoint: o.checkpoint, Exclude: o.exclude,
 		}, o.quiet, e)
 	}
 	id := formats.SourceIdentity{Scheme: o.source.Scheme, Host: o.source.Host, User: o.source.User}
@@ -355,6 +356,7 @@ func runBackup(ctx context.Context, o backupOptions, e *env) error {
 
 		MaxBytesPerDay: o.dailyBudget(),
 		ThrottleWait:   o.throttleWait,
+		Exclude:        o.exclude,
 	}, o.quiet, e)
 	if n := policy.Mismatches(); n > 0 {
 		o.log.Warn(fmt.Sprintf("%d messages were archived as the server's TOP returned them, with another size than LIST gives; --pop3-allow-retr fetches such messages with RETR", n))

@@ -305,7 +305,7 @@ func runRestore(ctx context.Context, o restoreOptions, e *env) (err error) {
 // refused, and what the archive could not give.
 func summary(rep *restore.Report) string {
 	var b strings.Builder
-	done := rep.Stored - rep.Missing + rep.Present
+	done := rep.Stored - rep.Missing + rep.Present + rep.ByLabels
 	if done == rep.Messages {
 		fmt.Fprintf(&b, "restored %d messages", done)
 	} else {
@@ -315,6 +315,9 @@ func summary(rep *restore.Report) string {
 		humanBytes(rep.StoredBytes+rep.PresentBytes), rep.Snapshot, rep.Stored, humanBytes(rep.StoredBytes), rep.Present, rep.Rejected)
 	if rep.Missing > 0 {
 		fmt.Fprintf(&b, ", %d of them missing on the target afterwards", rep.Missing)
+	}
+	if rep.ByLabels > 0 {
+		fmt.Fprintf(&b, ", %d in All Mail through their labels", rep.ByLabels)
 	}
 	if rep.Unreadable > 0 {
 		fmt.Fprintf(&b, ", %d unreadable in the archive", rep.Unreadable)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailvault/mailvault/backup"
 	"github.com/mailvault/mailvault/internal/imapstore"
 	"github.com/mailvault/mailvault/internal/mailurl"
 	"github.com/mailvault/mailvault/internal/provider"
@@ -46,9 +47,11 @@ func targetQuirks(host string) imapstore.TargetQuirks {
 	return q
 }
 
-// throttleFlags bound what a backup asks of a server.
+// throttleFlags bound what a backup asks of a server, and which folders
+// it reads.
 func throttleFlags() []cli.Flag {
 	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "exclude-folder", Usage: "do not back up the folders matching `PATTERN` (repeatable; * matches anything, % anything but the hierarchy delimiter, as mbsync's Patterns): \"[Gmail]/All Mail\" leaves out Gmail's copy of every message; what the archive holds of an excluded folder stays as it is"},
 		&cli.StringFlag{Name: "max-bytes-per-day", Usage: "stop cleanly once the messages fetched in the last 24 hours (by this run and the runs before) reach `SIZE` (e.g. 2.5GB, 500MB; 0: no limit); the next run continues. Gmail accounts default to 2.5GB, Gmail's daily IMAP download limit"},
 		&cli.DurationFlag{Name: "throttle-wait", Value: 15 * time.Minute, Usage: "wait at most this long in all, from the first one, when the server asks to slow down (Microsoft's \"Suggested Backoff Time\", [UNAVAILABLE]); a longer request fails the folder"},
 	}
@@ -95,8 +98,13 @@ func parseSize(s string) (int64, error) {
 	return int64(v * mult), nil
 }
 
-// throttling reads --max-bytes-per-day and --throttle-wait.
+// throttling reads --max-bytes-per-day, --throttle-wait and
+// --exclude-folder.
 func (o *backupOptions) throttling(c *cli.Context) error {
+	o.exclude = c.StringSlice("exclude-folder")
+	if err := backup.CheckPatterns(o.exclude); err != nil {
+		return usagef("--exclude-folder: %v", err)
+	}
 	var err error
 	if o.maxBytesPerDay, o.maxBytesSet, err = byteBudget(c); err != nil {
 		return err

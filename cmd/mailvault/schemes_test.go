@@ -96,6 +96,8 @@ func TestSchemeFlagsCover(t *testing.T) {
 		// Fleet runs: the configuration file names the sources, and
 		// --config is refused together with a SOURCE (fleet_cli_test.go).
 		"config", "account", "parallel", "metrics",
+		// Folders of any source: IMAP's, local mail's (POP3 has INBOX).
+		"exclude-folder",
 	}
 	app := newApp(nil, nil)
 	for _, name := range []string{"backup", "restore", "migrate"} {

@@ -54,7 +54,14 @@ var (
 	_ restore.StructureCreator  = (*Target)(nil)
 	_ restore.AppendChecker     = (*Target)(nil)
 	_ restore.KeywordDropper    = (*Target)(nil)
+	_ restore.LabelTarget       = (*Target)(nil)
 )
+
+// Labels reports whether the server's folders are labels sharing messages
+// (Gmail's X-GM-EXT-1): see restore.LabelTarget.
+func (t *Target) Labels() bool {
+	return t.s != nil && t.s.caps.Has("X-GM-EXT-1")
+}
 
 // ackedAppends is what the server answered to the APPENDs into one folder
 // since the engine last asked how many messages it holds.

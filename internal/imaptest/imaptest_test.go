@@ -905,6 +905,9 @@ func TestFakeAnswer(t *testing.T) {
 		case name == "EXAMINE" && n == 1:
 			return "NO [UNAVAILABLE] Request is throttled. Suggested Backoff Time: 250 milliseconds"
 		case name == "EXAMINE" && n == 2:
+			// Late enough that the client has written the NOOP pipelined
+			// after it before it reads the BYE.
+			time.Sleep(200 * time.Millisecond)
 			return "BAD Request is throttled. Suggested Backoff Time: 300 milliseconds\r\n* BYE Connection closed. 14"
 		}
 		return ""

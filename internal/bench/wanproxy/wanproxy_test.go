@@ -53,6 +53,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	defer c.Close()
 	buf := make([]byte, 5)
+	fastest := time.Hour // the least disturbed by a loaded machine
 	for i := 0; i < 3; i++ {
 		start := time.Now()
 		if _, err := c.Write([]byte("hello")); err != nil {
@@ -65,9 +66,13 @@ func TestRoundTrip(t *testing.T) {
 		if string(buf) != "hello" {
 			t.Fatalf("echo = %q", buf)
 		}
-		if rtt < 2*delay || rtt > 2*delay+100*time.Millisecond {
-			t.Errorf("round trip %v, want about %v", rtt, 2*delay)
+		if rtt < 2*delay {
+			t.Errorf("round trip %v, want at least %v", rtt, 2*delay)
 		}
+		fastest = min(fastest, rtt)
+	}
+	if fastest > 2*delay+100*time.Millisecond {
+		t.Errorf("fastest round trip %v, want about %v", fastest, 2*delay)
 	}
 }
 

@@ -2,6 +2,8 @@ package imapserver
 
 import (
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/internal/imapwire"
@@ -101,6 +103,17 @@ func (c *Conn) availableCaps() []imap.Cap {
 		} else {
 			addAvailableCaps(&caps, available, []imap.Cap{imap.CapAppendLimit})
 		}
+
+		// Vendor extensions ("X-…", such as Gmail's X-GM-EXT-1) are the
+		// backend's own: advertised as given, in a stable order.
+		var vendor []imap.Cap
+		for c := range available {
+			if strings.HasPrefix(strings.ToUpper(string(c)), "X-") {
+				vendor = append(vendor, c)
+			}
+		}
+		sort.Slice(vendor, func(i, j int) bool { return vendor[i] < vendor[j] })
+		caps = append(caps, vendor...)
 	}
 	return caps
 }
