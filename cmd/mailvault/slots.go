@@ -18,6 +18,9 @@ type hostSlots struct {
 	host string
 	max  int           // 0: no limit
 	free chan struct{} // one token per free slot (nil without a limit)
+	// mu makes a release and the slots a waiting lease takes after its
+	// first one atomic: a lease released whole is taken whole.
+	mu sync.Mutex
 	// open and peak count the connections open at once (what the limit
 	// bounds), for the tests and the log.
 	open, peak atomic.Int64
@@ -49,6 +52,7 @@ func (h *hostSlots) lease(ctx context.Context, want, fair int) (*lease, error) {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+		h.mu.Lock()
 	take:
 		for l.n < min(want, max(fair, 1)) {
 			select {
@@ -58,6 +62,7 @@ func (h *hostSlots) lease(ctx context.Context, want, fair int) (*lease, error) {
 				break take
 			}
 		}
+		h.mu.Unlock()
 	}
 	l.tokens = make(chan struct{}, l.n)
 	for range l.n {
@@ -82,9 +87,12 @@ func (l *lease) release() {
 		if l.h.free == nil {
 			return
 		}
+		// free holds every slot: these sends never block.
+		l.h.mu.Lock()
 		for range l.n {
 			l.h.free <- struct{}{}
 		}
+		l.h.mu.Unlock()
 	})
 }
 

@@ -43,17 +43,19 @@ func TestWatchdogOnlyWhileBusy(t *testing.T) {
 func TestWatchdogProgressRearms(t *testing.T) {
 	client, server := net.Pipe()
 	defer server.Close()
-	wd := &WatchdogConn{Conn: client, timeout: 200 * time.Millisecond}
+	// A slow but steady server (a byte every 100ms, 2.5s in all, 2.5
+	// times the timeout) is not cut. The margin between a gap and the
+	// timeout is wide: a loaded machine oversleeps.
+	wd := &WatchdogConn{Conn: client, timeout: time.Second}
 	wd.Begin()
-	// A slow but steady server (a byte every 100ms, 1s in all) is not cut.
 	go func() {
-		for i := 0; i < 10; i++ {
+		for i := 0; i < 25; i++ {
 			time.Sleep(100 * time.Millisecond)
 			server.Write([]byte{'x'})
 		}
 	}()
 	buf := make([]byte, 1)
-	for i := 0; i < 10; i++ {
+	for i := 0; i < 25; i++ {
 		if _, err := wd.Read(buf); err != nil {
 			t.Fatalf("read %d of a trickling server: %v", i, err)
 		}
