@@ -292,15 +292,20 @@ func probeWritable(dir, root string) error {
 func (a *Archive) SetSource(src SourceIdentity) error {
 	cfg := a.Config
 	cfg.Source = &src
-	data, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := writeFileAtomic(filepath.Join(a.Root, ConfigFile), append(data, '\n'), nil); err != nil {
+	if err := a.writeConfig(cfg); err != nil {
 		return unwritable("record source in", ConfigFile, err)
 	}
 	a.Config = cfg
 	return nil
+}
+
+// writeConfig writes mailvault.json atomically.
+func (a *Archive) writeConfig(cfg Config) error {
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(a.Root, ConfigFile), append(data, '\n'), nil)
 }
 
 // LockInfo is written into the lock file by its holder.
@@ -378,14 +383,20 @@ func (a *Archive) NewSegment(dir string, seq int, id string) (*SegmentWriter, er
 	return newSegmentWriter(a.Root, rel, &a.bufs, a.hook)
 }
 
-// Commit writes s as a committed manifest: to a temporary file, fsynced,
-// renamed into place, directory fsynced. Every segment it names must have
-// been committed before.
+// Commit writes s as a committed manifest (version 2: its changes go to
+// delta files, fsynced, then the header: to a temporary file, fsynced,
+// renamed into place, directory fsynced). Every segment it names must have
+// been committed before. It is CommitDeltas without streamed records.
 //
 // A snapshot that records an error or a failed folder is committed as
 // partial, whatever its Status said.
-func (a *Archive) Commit(s *Snapshot) error {
-	s.Version = FormatVersion
+func (a *Archive) Commit(s *Snapshot) error { return a.CommitDeltas(s, nil) }
+
+// CommitV1 writes s as a version 1 manifest (one file holding every
+// record), as mailvault up to format version 1 did: for tests and tools
+// that make archives of the old format.
+func (a *Archive) CommitV1(s *Snapshot) error {
+	s.Version = ManifestVersion1
 	s.settleStatus()
 	if err := s.validate(); err != nil {
 		return fmt.Errorf("formats: refusing to commit an invalid snapshot: %w", err)
@@ -491,6 +502,9 @@ func (a *Archive) ReadSnapshot(sf SnapshotFile) (*Snapshot, error) {
 		return nil, fmt.Errorf("%w: snapshot %s: manifest too large", ErrCorrupt, sf.ID)
 	}
 	s, err := DecodeSnapshot(data)
+	if err == errManifest2 {
+		s, err = a.readSnapshot2(sf)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", sf.ID, err)
 	}
@@ -561,6 +575,11 @@ func (a *Archive) orphans(st *State, marked bool) (out, marks []string, err erro
 			out = append(out, SnapshotsDir+"/"+e.Name())
 		}
 	}
+	deltas, err := a.deltaOrphans(snaps)
+	if err != nil {
+		return nil, nil, err
+	}
+	out = append(out, deltas...)
 	o, marks, err := a.store.orphans(st, marked)
 	if err != nil {
 		return nil, nil, err
