@@ -390,7 +390,10 @@ func (a *Archive) NewSegment(dir string, seq int, id string) (*SegmentWriter, er
 //
 // A snapshot that records an error or a failed folder is committed as
 // partial, whatever its Status said.
-func (a *Archive) Commit(s *Snapshot) error { return a.CommitDeltas(s, nil) }
+func (a *Archive) Commit(s *Snapshot) error {
+	_, err := a.CommitDeltas(s, nil)
+	return err
+}
 
 // CommitV1 writes s as a version 1 manifest (one file holding every
 // record), as mailvault up to format version 1 did: for tests and tools
@@ -541,17 +544,29 @@ func (a *Archive) Snapshots() ([]*Snapshot, error) {
 // marked as filled. The caller must hold the lock.
 // It returns the paths removed, relative to the root.
 func (a *Archive) RemoveOrphans(st *State) ([]string, error) {
-	orphans, marks, err := a.orphans(st, true)
+	return a.removeOrphans(st)
+}
+
+// removeOrphans is RemoveOrphans with what the committed manifests name
+// from idx.
+func (a *Archive) removeOrphans(idx index) ([]string, error) {
+	orphans, marks, err := a.orphans(idx, true)
 	if err != nil {
 		return nil, err
 	}
-	// Marks go last: a run stopped half-way looks again next time.
-	for _, rel := range append(orphans, marks...) {
+	return orphans, a.removePaths(append(orphans, marks...))
+}
+
+// removePaths removes files (and emptied directories) relative to the
+// root, in order: marks go last, so a run stopped half-way looks again
+// next time.
+func (a *Archive) removePaths(rels []string) error {
+	for _, rel := range rels {
 		if err := os.Remove(filepath.Join(a.Root, filepath.FromSlash(rel))); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("remove %s: %w", rel, err)
+			return fmt.Errorf("remove %s: %w", rel, err)
 		}
 	}
-	return orphans, nil
+	return nil
 }
 
 // Orphans lists files under folders/ and snapshots/ that no committed
@@ -565,7 +580,7 @@ func (a *Archive) Orphans(st *State) ([]string, error) {
 // orphans is Orphans. With marked, the storage may look only where its
 // writers left marks (a Maildir archive's folders whose cur/ a run filled
 // since the last check); the marks found are returned apart.
-func (a *Archive) orphans(st *State, marked bool) (out, marks []string, err error) {
+func (a *Archive) orphans(st index, marked bool) (out, marks []string, err error) {
 	snaps, err := os.ReadDir(filepath.Join(a.Root, SnapshotsDir))
 	if err != nil {
 		return nil, nil, err

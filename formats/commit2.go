@@ -25,15 +25,16 @@ import (
 // On an error the streamed writers may have been used up (their files
 // placed under this snapshot's directory, an orphan once no header names
 // it): the caller must not commit their records again elsewhere.
-func (a *Archive) CommitDeltas(s *Snapshot, streamed []*DeltaWriter) (err error) {
+// It returns the header committed, whose entries count the records.
+func (a *Archive) CommitDeltas(s *Snapshot, streamed []*DeltaWriter) (_ *Header, err error) {
 	s.Version = ManifestVersion2
 	s.settleStatus()
 	if err := s.validate(); err != nil {
-		return fmt.Errorf("formats: refusing to commit an invalid snapshot: %w", err)
+		return nil, fmt.Errorf("formats: refusing to commit an invalid snapshot: %w", err)
 	}
 	final := filepath.Join(a.Root, SnapshotsDir, snapshotFileName(s.Seq, s.ID))
 	if _, err := os.Stat(final); err == nil {
-		return fmt.Errorf("formats: snapshot %s already exists", s.ID)
+		return nil, fmt.Errorf("formats: snapshot %s already exists", s.ID)
 	}
 	used := make([]bool, len(streamed))
 	defer func() {
@@ -74,7 +75,7 @@ func (a *Archive) CommitDeltas(s *Snapshot, streamed []*DeltaWriter) (err error)
 				continue
 			}
 			if err := commit(w, first, c); err != nil {
-				return err
+				return nil, err
 			}
 			first = false
 		}
@@ -86,14 +87,14 @@ func (a *Archive) CommitDeltas(s *Snapshot, streamed []*DeltaWriter) (err error)
 		}
 		w, err := a.NewDelta(c.Folder)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := writeChangeRecords(w, c); err != nil {
 			w.Abort()
-			return err
+			return nil, err
 		}
 		if err := commit(w, first, c); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for i, w := range streamed {
@@ -106,17 +107,20 @@ func (a *Archive) CommitDeltas(s *Snapshot, streamed []*DeltaWriter) (err error)
 			continue
 		}
 		if err := commit(w, false, nil); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if a.Config.Version < FormatVersion {
 		// The archive now holds a manifest an older mailvault cannot read:
 		// it must refuse the archive as a whole.
 		if err := a.setVersion(FormatVersion); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return a.CommitHeader(h)
+	if err := a.CommitHeader(h); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 // writeChangeRecords writes a change's records to w: added, flag
