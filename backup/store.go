@@ -95,7 +95,7 @@ type addedMessage struct {
 // writerMessages bounds the messages one writer holds before it is
 // committed (a new writer, a new segment, follows): what it holds in
 // memory until then does not grow with the folder.
-var writerMessages = 10000
+var writerMessages = 2000
 
 // writer is an open record writer of a folder (the folder's own, or a
 // part's) with the messages recorded through it: the folder's delta gets
