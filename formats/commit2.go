@@ -226,3 +226,72 @@ func (a *Archive) deltaOrphans(entries []os.DirEntry) ([]string, error) {
 	}
 	return out, nil
 }
+
+// Headers reads every committed manifest's header (no records), in
+// order, and checks the chain of parents: what a listing of snapshots
+// needs, whatever their size. Each header's Deltas count its records.
+func (a *Archive) Headers() ([]*Header, error) {
+	files, err := a.ListSnapshots()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Header, 0, len(files))
+	for i, sf := range files {
+		m, err := a.OpenManifest(sf)
+		if err != nil {
+			return nil, err
+		}
+		h := m.Header()
+		m.Close()
+		if i == 0 && h.Seq != 1 || i > 0 && (h.Seq != out[i-1].Seq+1 || h.Parent != out[i-1].ID) {
+			return nil, fmt.Errorf("%w: snapshot %s does not follow the one before it", ErrCorrupt, h.ID)
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// HeaderStoredBytes is StoredBytes for the headers Headers returned: the
+// size of each snapshot's segments in an mbox archive; in a Maildir
+// archive the bytes of the files it stored, as its entries count them
+// (a version 1 manifest's records are read, streaming, to find them).
+func (a *Archive) HeaderStoredBytes(hs []*Header) ([]int64, error) {
+	out := make([]int64, len(hs))
+	if _, ok := a.store.(*maildirStorage); !ok {
+		for i, h := range hs {
+			for _, g := range h.Segments {
+				out[i] += g.Size
+			}
+		}
+		return out, nil
+	}
+	files, err := a.ListSnapshots()
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{} // files named by version 1 manifests
+	for i, h := range hs {
+		if h.Version >= ManifestVersion2 {
+			for _, d := range h.Deltas {
+				out[i] += d.Bytes
+			}
+			continue
+		}
+		if i >= len(files) || files[i].ID != h.ID {
+			return nil, fmt.Errorf("%w: snapshot %s changed while it was read", ErrCorrupt, h.ID)
+		}
+		s, err := a.ReadSnapshot(files[i])
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range s.Changes {
+			for _, m := range c.Added {
+				if m.Location().isFile() && !seen[m.Seg] {
+					seen[m.Seg] = true
+					out[i] += m.Size
+				}
+			}
+		}
+	}
+	return out, nil
+}

@@ -153,7 +153,8 @@ func (v *indexView) eachStored(fn func(m *Message) error) error {
 	for _, f := range v.ix.Folders() {
 		mi := v.ix.Messages(f.ID, true)
 		for m := mi.Next(); m != nil; m = mi.Next() {
-			if err := fn(&m.Message); err != nil {
+			msg := m.Message // fn may keep it; the iterator's is reused
+			if err := fn(&msg); err != nil {
 				mi.Release()
 				return err
 			}

@@ -70,20 +70,27 @@ func cpuTime() time.Duration {
 
 // TestMemoryBounded is the CI guard of issue 13: a folder of 50,000
 // messages backed up from the in-process IMAP server (imaptest.Fake),
-// then backed up again with nothing new, must not hold per-message state
-// for the folder. The bounds come from measurements on this machine
-// (2 cores under load, Go 1.26; live heap peak above the baseline, MiB):
+// backed up again with nothing new, then listed and verified, must not
+// hold per-message state for the folder. The bounds come from
+// measurements on this machine (2 cores under load, Go 1.26; live heap
+// peak above the baseline, MiB; MAILVAULT_MEMTEST_MESSAGES sets the size):
 //
 //	messages              25,000   50,000   100,000
 //	first backup, main     46.9     68.5     114.0    (c509e98: ~0.9 KB per message added)
-//	first backup, state13  28.9     32.6      39.2    (~0.1 KB per message: caches, GC float)
+//	first backup, state13  27.9     32.6      37.1    (~0.1 KB per message: caches, GC float)
 //	no-change, main        20.1     38.8      78.1
-//	no-change, state13     10.3     11.9      12.4
+//	no-change, state13     10.5     13.6      13.4
+//	snapshots, main           -     39.9         -
+//	snapshots, state13      0.0      0.0       0.0    (headers only)
+//	ls INBOX, main            -     35.0         -
+//	ls INBOX, state13       6.1      6.3       7.2    (streamed from an index)
+//	verify, main              -    101.4         -
+//	verify, state13        13.4     29.0      24.0    (temporary index, one segment at a time)
 //
-// What remains at 50,000 is mostly per connection (a zstd encoder per
-// open segment writer, four connections) and the index's caches. Each
-// bound is about 1.5 times the new measurement and well under the old
-// one, so that a return to per-message state fails.
+// What remains is mostly per connection (a zstd encoder per open segment
+// writer, four connections) and the index's caches and compactions. Each
+// bound is well above the new measurement (noise of a loaded machine) and
+// well under the old one, so that a return to per-message state fails.
 func TestMemoryBounded(t *testing.T) {
 	n := 50000
 	if v := os.Getenv("MAILVAULT_MEMTEST_MESSAGES"); v != "" { // for measurements at other sizes
@@ -115,6 +122,9 @@ func TestMemoryBounded(t *testing.T) {
 	}{
 		{"first backup", []string{"backup", url, vault, "--insecure-plaintext"}, 48 * mib},
 		{"no-change backup", []string{"backup", url, vault, "--insecure-plaintext"}, 18 * mib},
+		{"snapshots", []string{"snapshots", vault}, 8 * mib},
+		{"ls INBOX", []string{"ls", vault, "INBOX"}, 16 * mib},
+		{"verify", []string{"verify", vault}, 40 * mib},
 	} {
 		var errb bytes.Buffer
 		code := 0
