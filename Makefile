@@ -23,9 +23,19 @@ fuzz:
 # Throughput and peak RSS of backups and restores against a private
 # Dovecot, and the cost of a run's manifest work on a 100,000-message
 # archive with and without the state cache.
-bench:
+bench: bench-wan
 	go test ./internal/e2e -run '^$$' -bench 'Backup|Restore' -benchtime 3x
 	go test ./formats -run '^$$' -bench LoadState100k -benchtime 10x
+
+# Backup and restore of a 5,000-message (356 MB) account on a private
+# Dovecot, on loopback and through a delay line of 15 ms each way (30 ms
+# round trip): wall time, msgs/s, MB/s, peak RSS and the ratio to loopback
+# (targets: backup <= 1.3x, restore <= 1.5x). MAILVAULT_BENCH_DELAY,
+# MAILVAULT_BENCH_RUNS, MAILVAULT_BENCH_PROFILE=wan-quick (40 MB) and
+# MAILVAULT_BENCH_BIN (an older binary) change it; see BenchmarkWAN.
+.PHONY: bench-wan
+bench-wan:
+	go test ./internal/bench -run '^$$' -bench WAN -benchtime 1x -timeout 60m -v
 
 # Side by side with mbsync (isync) on a private Dovecot: full, no-change,
 # incremental and restore runs, medians and peak RSS. Installs dovecot-imapd

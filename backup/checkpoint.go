@@ -31,6 +31,9 @@ func (r *run) finish(p pending) {
 	r.mu.Lock()
 	p.job.out, p.job.done = p, true
 	r.mu.Unlock()
+	if r.shared != nil {
+		r.shared.finished(p.job)
+	}
 	r.opts.progress(Event{Kind: EventFolderDone, Folder: p.job.info.Name})
 }
 

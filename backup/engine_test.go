@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,8 +85,11 @@ func (s *memSource) Folders(ctx context.Context) ([]FolderInfo, error) {
 	for _, f := range s.folders {
 		fi := FolderInfo{Name: f.name, Delimiter: "/", Attrs: f.attrs}
 		for _, a := range f.attrs {
-			if a == `\Noselect` {
+			switch a {
+			case `\Noselect`:
 				fi.NoSelect = true
+			case `\All`, `\Sent`, `\Trash`, `\Junk`, `\Drafts`, `\Archive`, `\Flagged`:
+				fi.SpecialUse = a
 			}
 		}
 		if !fi.NoSelect {
@@ -887,13 +891,13 @@ func TestFewMessagesFewConnections(t *testing.T) {
 				f.add(fmt.Sprintf("Subject: %d-%d\r\n\r\nbody\r\n", i, k), `\Seen`)
 			}
 		}
-		dials := 0
+		var dials atomic.Int64 // workers dial at once
 		run := func() *Result {
 			t.Helper()
-			dials = 0
+			dials.Store(0)
 			res, err := Run(context.Background(), a, Options{Source: "mem://test", Protocol: "imap", Connections: 4,
 				Dial: func(context.Context) (Source, error) {
-					dials++
+					dials.Add(1)
 					s := *src
 					s.examined = nil
 					return &s, nil
@@ -903,8 +907,8 @@ func TestFewMessagesFewConnections(t *testing.T) {
 			}
 			return res
 		}
-		if res := run(); res.Added != 30 || dials != 1 {
-			t.Errorf("30 messages in 3 folders: added %d over %d connections, want 30 over 1", res.Added, dials)
+		if res := run(); res.Added != 30 || dials.Load() != 1 {
+			t.Errorf("30 messages in 3 folders: added %d over %d connections, want 30 over 1", res.Added, dials.Load())
 		}
 		for i := range 3 {
 			f := src.folders[fmt.Sprintf("F%d", i)]
@@ -912,8 +916,8 @@ func TestFewMessagesFewConnections(t *testing.T) {
 				f.add(fmt.Sprintf("Subject: big %d-%d\r\n\r\nbody\r\n", i, k), `\Seen`)
 			}
 		}
-		if res := run(); res.Added != 3*connectionMessages || dials != 3 {
-			t.Errorf("%d new messages in 3 folders: added %d over %d connections, want 3 connections", 3*connectionMessages, res.Added, dials)
+		if res := run(); res.Added != 3*connectionMessages || dials.Load() != 3 {
+			t.Errorf("%d new messages in 3 folders: added %d over %d connections, want 3 connections", 3*connectionMessages, res.Added, dials.Load())
 		}
 		checkArchive(t, a, src)
 	})

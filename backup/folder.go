@@ -48,6 +48,9 @@ type folderSync struct {
 	// run); restarts counts such re-creations.
 	validity uint32
 	restarts int
+	// deferred are messages whose bytes a folder that started earlier is
+	// storing: added once it is done (accountDedup.settle).
+	deferred []deferredMsg
 }
 
 func newFolderSync(r *run, j *folderJob) *folderSync {
@@ -59,7 +62,7 @@ func newFolderSync(r *run, j *folderJob) *folderSync {
 		}
 	}
 	fs.fetcher = &fetcher{ix: r.ix, name: fs.folder.Name, dir: fs.folder.Dir, partNo: &fs.partNo, out: &writer{},
-		known: fs.known, archive: archive, poison: map[string]int{}}
+		known: fs.known, archive: archive, poison: map[string]int{}, job: j, deferred: &fs.deferred}
 	return fs
 }
 
@@ -394,6 +397,9 @@ func (fs *folderSync) accept(r *run, c writerCommit) error {
 			return storageErr(err)
 		}
 	}
+	if r.shared != nil {
+		r.shared.committed(fs.job, c.hashes)
+	}
 	if c.stored > 0 || c.bytes > 0 {
 		r.count(func(res *Result) {
 			res.Stored += c.stored
@@ -415,6 +421,9 @@ func (fs *folderSync) commit(r *run) error {
 // run synchronises one folder and hands the outcome to the run.
 func (w *worker) run(j *folderJob) {
 	r := w.r
+	if r.shared != nil {
+		r.shared.waitEarlier(r.ctx, j)
+	}
 	fs := newFolderSync(r, j)
 	err := w.syncFolder(fs)
 	fs.known.close()
@@ -433,6 +442,8 @@ func (w *worker) run(j *folderJob) {
 		}
 		if errors.Is(err, ErrStorage) {
 			r.setFatal(err)
+		} else if errors.Is(err, ErrDailyLimit) {
+			r.stopAtLimit(err)
 		} else if r.ctx.Err() == nil {
 			r.fail(j.info.Name, err)
 		}
@@ -456,12 +467,20 @@ func (w *worker) syncFolder(fs *folderSync) error {
 		}
 		if w.src == nil {
 			if err = w.connect(); err != nil {
+				if w.throttled(fs.folder.Name, &err) {
+					attempt--
+					continue
+				}
 				break
 			}
 		}
 		err = w.syncOnce(fs)
 		if errors.Is(err, errRecreated) {
 			attempt-- // not a failure: the new folder is fetched (newIncarnation bounds this)
+			continue
+		}
+		if w.throttled(fs.folder.Name, &err) {
+			attempt-- // not a failure: resumed after the wait (ThrottleWait bounds this)
 			continue
 		}
 		if err == nil || r.ctx.Err() != nil || !isConnErr(err) || errors.Is(err, ErrStorage) {
@@ -473,6 +492,11 @@ func (w *worker) syncFolder(fs *folderSync) error {
 	// Whatever was stored completely is kept, even when the folder failed.
 	if cerr := fs.commit(r); cerr != nil {
 		return cerr
+	}
+	if r.shared != nil {
+		if serr := r.shared.settle(r, fs); serr != nil && err == nil {
+			err = fmt.Errorf("messages whose bytes another folder stored: %w", serr)
+		}
 	}
 	return err
 }
@@ -688,9 +712,12 @@ func (w *worker) fetch(fs *folderSync, want *keyList) (missing, expunged int, er
 				}
 				r.checkpoint(&fs.pending)
 			}
+			if err := r.charge(m.Size); err != nil {
+				return err
+			}
 			// Counted once stored: a source may skip a message whose
 			// body it could not deliver whole and go on.
-			if err := w.store(fs.fetcher, m); err != nil {
+			if err := w.storeCharged(fs.fetcher, m); err != nil {
 				return err
 			}
 			delivered[m.Key] = true

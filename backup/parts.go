@@ -53,6 +53,7 @@ func (fs *folderSync) partFetcher(index int) *fetcher {
 		known:   fs.known.view(),
 		archive: fs.fetcher.archive,
 		poison:  map[string]int{},
+		job:     fs.job,
 	}
 }
 
@@ -133,7 +134,7 @@ func (w *worker) fetchParts(fs *folderSync, validity uint32, want *keyList) erro
 // part's writers, and hands each writer it commits (as often as a
 // checkpoint is due, and at the end) to the folder's worker over results.
 // examined tells that pw's connection has the folder examined already (pw
-// split the folder). It returns only a storage error: what it could not
+// split the folder). It returns only a storage error or a daily limit: what it could not
 // fetch is left for the folder's worker.
 func (pw *worker) fetchPart(p *part, folder string, validity uint32, examined bool, results chan<- partResult) error {
 	r := pw.r
@@ -181,7 +182,10 @@ func (pw *worker) fetchPart(p *part, folder string, validity uint32, examined bo
 					return err
 				}
 			}
-			if err := pw.store(f, m); err != nil {
+			if err := r.charge(m.Size); err != nil {
+				return err
+			}
+			if err := pw.storeCharged(f, m); err != nil {
 				return err
 			}
 			if f.out.full() {
@@ -196,6 +200,10 @@ func (pw *worker) fetchPart(p *part, folder string, validity uint32, examined bo
 	}
 	if ferr := flush(r.checkpointDue()); ferr != nil {
 		return ferr
+	}
+	if errors.Is(err, ErrDailyLimit) {
+		pw.closeSource()
+		return err
 	}
 	if err != nil {
 		if r.ctx.Err() == nil {

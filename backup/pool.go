@@ -38,10 +38,11 @@ func (w *worker) closeSource() {
 }
 
 // syncJobs synchronises the folders that need it over up to
-// Options.Connections connections, biggest folders first. The connection
-// that listed the folders is the first worker's; the others are opened as
-// the workers start, and a worker whose connection is refused (servers
-// limit connections per user) leaves its share to the others.
+// Options.Connections connections, biggest folders first, All Mail last.
+// The connection that listed the folders is the first worker's; the
+// others are opened as the workers start, and a worker whose connection is
+// refused (servers limit connections per user) leaves its share to the
+// others.
 func (r *run) syncJobs(jobs []*folderJob) {
 	var todo []*folderJob
 	for _, j := range jobs {
@@ -52,7 +53,15 @@ func (r *run) syncJobs(jobs []*folderJob) {
 	if len(todo) == 0 {
 		return
 	}
-	sort.SliceStable(todo, func(a, b int) bool { return jobSize(todo[a]) > jobSize(todo[b]) })
+	// All Mail (\All) last: it records the copies the labels stored
+	// (walkOrder).
+	sort.SliceStable(todo, func(a, b int) bool {
+		if ta, tb := walkOrder(todo[a]), walkOrder(todo[b]); ta != tb {
+			return ta < tb
+		}
+		return jobSize(todo[a]) > jobSize(todo[b])
+	})
+	r.setupShared(todo)
 	planned := Event{Kind: EventPlanned, Folders: len(todo)}
 	known := true // every folder's status is known
 	for _, j := range todo {

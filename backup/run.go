@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailvault/mailvault/formats"
@@ -43,6 +44,20 @@ type Options struct {
 	// Attempts is how often a folder is tried when its connection fails
 	// (a new connection each time). 0 means 2.
 	Attempts int
+	// ThrottleWait bounds how long the run keeps waiting on the server's
+	// requests to slow down (ThrottleError), from the first one: a wait
+	// that would end later fails the folder. 0 means DefaultThrottleWait.
+	ThrottleWait time.Duration
+	// MaxBytesPerDay, when positive, stops the run (ErrDailyLimit) before
+	// a message would bring the bytes fetched in the last 24 hours (by
+	// this run and by the snapshots committed in that window) over it.
+	MaxBytesPerDay int64
+	// Exclude are folder patterns (exclude.go): the folders they match
+	// are not backed up, and what the archive holds of them stays.
+	Exclude []string
+	// Sleep waits d during a backoff, returning ctx.Err() early when ctx
+	// ends; nil means a timer.
+	Sleep func(ctx context.Context, d time.Duration) error
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Delete, with a Source that is a Deleter, removes from the source the
@@ -72,6 +87,7 @@ type Result struct {
 	Orphans     []string // left-overs of interrupted runs that were removed
 	Failed      []string // folders the snapshot records as failed (or not reached)
 	Deleted     int      // messages deleted from the source (Options.Delete)
+	Throttled   int      // waits the server asked for (ThrottleError)
 }
 
 func (o *Options) now() time.Time {
@@ -79,6 +95,13 @@ func (o *Options) now() time.Time {
 		return o.Now()
 	}
 	return time.Now()
+}
+
+func (o *Options) sleep(ctx context.Context, d time.Duration) error {
+	if o.Sleep != nil {
+		return o.Sleep(ctx, d)
+	}
+	return sleep(ctx, d)
 }
 
 func (o *Options) hook(p string) {
@@ -104,6 +127,9 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 	}
 	if opts.CheckpointBytes == 0 {
 		opts.CheckpointBytes = DefaultCheckpointBytes
+	}
+	if opts.ThrottleWait <= 0 {
+		opts.ThrottleWait = DefaultThrottleWait
 	}
 	a.Hook = opts.Hook
 	if err := a.Lock("backup"); err != nil {
@@ -143,22 +169,23 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 	r.runSeq, r.runID, r.lastCheckpoint = r.snap.Seq, r.snap.ID, opts.now()
 	defer r.closeSource()
 
-	if err := r.connect(); err != nil {
-		return nil, err
-	}
-	if ns, ok := r.src.(Namespacer); ok {
-		// Recorded for restores; a backup does without it.
-		if prefix, delim, err := ns.PersonalNamespace(ctx); err == nil {
-			r.snap.Namespace = &formats.Namespace{Prefix: prefix, Delimiter: delim}
-		} else {
-			opts.Log.Warn("could not read the server's namespace", "err", err)
+	if opts.MaxBytesPerDay > 0 {
+		if r.budgetUsed, err = bytesSince(a, opts.now().Add(-24*time.Hour)); err != nil {
+			return nil, fmt.Errorf("count the bytes fetched in the last 24 hours: %w", err)
+		}
+		if r.budgetUsed >= opts.MaxBytesPerDay {
+			return nil, fmt.Errorf("%w: --max-bytes-per-day %d reached (%d bytes fetched in the last 24 hours); nothing was fetched, run again later",
+				ErrDailyLimit, opts.MaxBytesPerDay, r.budgetUsed)
 		}
 	}
-	infos, err := r.src.Folders(ctx)
+	infos, err := r.start()
 	if err != nil {
-		return nil, fmt.Errorf("list folders: %w", err)
+		return nil, err
 	}
-	p := makePlan(archivedFolders(ix), infos)
+	archived := archivedFolders(ix)
+	r.showsAgain = showsAgain(infos)
+	infos = r.excludeFolders(infos, archived)
+	p := makePlan(archived, infos)
 	for _, d := range p.twice {
 		opts.Log.Warn("the source lists a folder twice; it is backed up once", "folder", d.kept, "also", d.also)
 	}
@@ -224,6 +251,9 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 		return res, fmt.Errorf("%w (what was stored before is committed as partial snapshot %s)", r.fatal, r.snap.ID)
 	case interrupted:
 		return res, fmt.Errorf("%w: snapshot %s committed as partial", ErrInterrupted, r.snap.ID)
+	case r.limit != nil:
+		return res, fmt.Errorf("%w: %w; what was fetched is committed as partial snapshot %s, and the next run continues where this one stopped",
+			ErrPartial, r.limit, r.snap.ID)
 	case r.snap.Status != formats.StatusComplete:
 		return res, fmt.Errorf("%w: %s", ErrPartial, r.failures())
 	}
@@ -389,6 +419,21 @@ type run struct {
 	// notRenamed are vanished folders the plan took for renamed ones whose
 	// content said otherwise (confirmRename): they are deleted. Under mu.
 	notRenamed []string
+	// limit, once set, stops the run: a daily limit is reached
+	// (ErrDailyLimit). throttledSince is when the server first asked to
+	// slow down. Both under mu.
+	limit          error
+	throttledSince time.Time
+	// budgetUsed is what the snapshots of the last 24 hours fetched;
+	// fetched what this run fetched, for Options.MaxBytesPerDay.
+	budgetUsed int64
+	fetched    atomic.Int64
+	// shared finds the bytes stored for other folders (account.go); nil
+	// when the storage keeps a copy per folder. Set before workers start.
+	// showsAgain: the source lists folders that show the others'
+	// messages again (Gmail's All Mail, Starred), excluded or not.
+	shared     *accountDedup
+	showsAgain bool
 }
 
 func (r *run) connect() error {
@@ -421,7 +466,7 @@ func (r *run) stopped() bool {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.fatal != nil
+	return r.fatal != nil || r.limit != nil
 }
 
 func (r *run) fail(folder string, err error) {

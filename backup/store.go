@@ -39,6 +39,11 @@ type fetcher struct {
 	// read: a message that breaks the connection every time is left out
 	// (and reported) so that the rest of the folder is still backed up.
 	poison map[string]int
+	// job is the folder's; deferred, for the folder's own fetcher (not a
+	// part's), takes the messages whose bytes another folder in progress
+	// is storing (account.go).
+	job      *folderJob
+	deferred *[]deferredMsg
 }
 
 func (f *fetcher) poisoned() bool {
@@ -219,17 +224,35 @@ func (w *worker) store(f *fetcher, m *Message) error {
 		out.rw.AbortRecord()
 		return storageErr(fmt.Errorf("look up %s in the archive's state: %w", m.Key, err))
 	}
+	var later *folderJob // storing these bytes now: recorded once it is done
+	if dup == nil && r.shared != nil {
+		// Stored for another folder of the account (account.go).
+		if l, ok, err := sharedCopies(r.shared).find(sum); err != nil {
+			out.rw.AbortRecord()
+			return storageErr(fmt.Errorf("look up %s in the archive's state: %w", m.Key, err))
+		} else if ok {
+			dup, present = &l, true
+		} else if o, ok := r.shared.claim(sum, f.job, f.deferred != nil); ok {
+			later = o
+		}
+	}
 	if dup != nil && !r.a.ReuseStored(present) {
 		// The storage keeps a copy per message on the source (a Maildir
 		// archive: one file each, so that a Maildir reader sees both).
 		dup = nil
 	}
-	if dup != nil {
+	switch {
+	case later != nil:
+		if err := out.rw.AbortRecord(); err != nil {
+			return storageErr(err)
+		}
+		*f.deferred = append(*f.deferred, deferredMsg{msg: msg, owner: later})
+	case dup != nil:
 		if err := out.rw.AbortRecord(); err != nil {
 			return storageErr(err)
 		}
 		msg.Seg, msg.Off = dup.seg, dup.off
-	} else {
+	default:
 		loc, off, err := out.rw.EndRecord()
 		if err != nil {
 			return storageErr(fmt.Errorf("store %s: %w", m.Key, err))
@@ -243,7 +266,9 @@ func (w *worker) store(f *fetcher, m *Message) error {
 		out.stored++
 		out.bytes += n
 	}
-	out.added = append(out.added, addedMessage{Message: msg, stored: dup == nil})
+	if later == nil {
+		out.added = append(out.added, addedMessage{Message: msg, stored: dup == nil})
+	}
 	f.known.add(m.Key)
 	if out.since.IsZero() {
 		out.since = r.opts.now()

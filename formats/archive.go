@@ -346,6 +346,12 @@ func (a *Archive) Lock(command string) error {
 		f.WriteAt(data, 0)
 	}
 	a.lock = f
+	// A rewrite of the manifests killed after its commit point is
+	// finished by whoever writes next.
+	if err := a.finishRewrite(); err != nil {
+		a.Unlock()
+		return fmt.Errorf("finish the interrupted rewrite of the manifests: %w", err)
+	}
 	return nil
 }
 
@@ -464,6 +470,11 @@ type SnapshotFile struct {
 // ListSnapshots returns the committed manifests in sequence order, without
 // reading them. Temporary files of interrupted commits are ignored.
 func (a *Archive) ListSnapshots() ([]SnapshotFile, error) {
+	// A rewrite of the manifests (retention) in progress: its journal
+	// says what the archive is.
+	if files, ok, err := a.journalSnapshots(); ok || err != nil {
+		return files, err
+	}
 	entries, err := os.ReadDir(filepath.Join(a.Root, SnapshotsDir))
 	if err != nil {
 		return nil, fmt.Errorf("list snapshots: %w", err)
@@ -586,7 +597,7 @@ func (a *Archive) orphans(st index, marked bool) (out, marks []string, err error
 		return nil, nil, err
 	}
 	for _, e := range snaps {
-		if strings.HasSuffix(e.Name(), ".tmp") {
+		if strings.HasSuffix(e.Name(), ".tmp") || strings.HasSuffix(e.Name(), newManifestSuffix) && !a.rewritePending() {
 			out = append(out, SnapshotsDir+"/"+e.Name())
 		}
 	}

@@ -172,6 +172,10 @@ type storage interface {
 	// recorded them; it returns how many files changed. The archive
 	// stays valid whatever happens.
 	syncFlags(changed iter.Seq[storedFlags]) (int, error)
+	// compact frees the stored copies c says no kept message needs
+	// (retention: prune, erase; see retention_storage.go). New files it
+	// writes are durable when it returns; it deletes nothing itself.
+	compact(c *compaction) error
 }
 
 // storageReader reads stored messages one after another. It is not safe

@@ -86,11 +86,16 @@ type FolderPlan struct {
 	Rejected    []Rejection  `json:"rejected,omitempty"`
 	Unreadable  []Unreadable `json:"unreadable,omitempty"`
 	NotRestored int          `json:"not_restored,omitempty"` // neither stored nor present, rejected or unreadable: the folder failed or the run stopped
-	Error       string       `json:"error,omitempty"`        // why the folder could not be restored, or not all of it
-	msgs        []*formats.MessageState
-	failed      bool
-	done        int   // messages handled, for the progress line
-	doneBytes   int64 // their bytes
+	// ByLabels counts the messages of an All Mail (\All) folder left to
+	// the labels on a target whose folders are labels (LabelTarget): the
+	// target shows them there once a label holds them.
+	ByLabels  int    `json:"shown_by_labels,omitempty"`
+	Error     string `json:"error,omitempty"` // why the folder could not be restored, or not all of it
+	msgs      []*formats.MessageState
+	toLabels  []*formats.MessageState // left to the labels (leaveToLabels)
+	failed    bool
+	done      int   // messages handled, for the progress line
+	doneBytes int64 // their bytes
 }
 
 // Rejection is a message the target refused.
@@ -142,6 +147,7 @@ type Report struct {
 	Rejected             int           `json:"rejected"`
 	Unreadable           int           `json:"unreadable"`
 	NotRestored          int           `json:"not_restored"`
+	ByLabels             int           `json:"shown_by_labels,omitempty"` // see FolderPlan.ByLabels
 	FailedFolders        int           `json:"failed_folders"`
 	RenamedFolders       int           `json:"renamed_folders"`
 	DroppedKeywords      int           `json:"dropped_keywords"`
@@ -241,8 +247,18 @@ func Run(ctx context.Context, a *formats.Archive, sel *Selected, t Target, opts 
 		rep.Folders = append(rep.Folders, structurePlans(mapper, sel.Structure, rep.Folders, exists, structure, rep.TargetNamespace)...)
 	}
 	warnShared(rep.Folders, opts.Log)
+	left := leaveToLabels(t, rep.Folders, func(source string) string {
+		if f := sel.State.Folders[source]; f != nil {
+			return f.SpecialUse
+		}
+		return ""
+	}, opts.Log)
 	r := &runner{ctx: ctx, a: a, st: sel.State, t: t, opts: &opts, rep: rep, exists: exists}
+	if left {
+		r.onTarget = map[string]bool{}
+	}
 	r.run()
+	r.shownByLabels()
 	rep.Elapsed = time.Since(start)
 	rep.finish()
 	err = r.err
@@ -337,8 +353,9 @@ func warnShared(plans []*FolderPlan, log *slog.Logger) {
 // neither stored nor found present nor rejected nor unreadable, the
 // messages missing after appending, and the folders the target refused.
 func (rep *Report) finish() {
-	rep.NotRestored, rep.FailedFolders, rep.Missing = 0, 0, 0
+	rep.NotRestored, rep.FailedFolders, rep.Missing, rep.ByLabels = 0, 0, 0, 0
 	for _, fp := range rep.Folders {
+		rep.ByLabels += fp.ByLabels
 		if fp.failed {
 			rep.FailedFolders++
 		}
@@ -346,7 +363,7 @@ func (rep *Report) finish() {
 		if rep.DryRun {
 			continue
 		}
-		fp.NotRestored = fp.Messages - fp.Present - fp.Stored - len(fp.Rejected) - len(fp.Unreadable)
+		fp.NotRestored = fp.Messages - fp.Present - fp.Stored - len(fp.Rejected) - len(fp.Unreadable) - fp.ByLabels
 		rep.NotRestored += fp.NotRestored
 	}
 }
@@ -374,6 +391,10 @@ type runner struct {
 	warned   int
 	prog     Progress
 	progress chan Progress // to the goroutine that calls Options.Progress
+	// onTarget are the SHA-256 of the messages the target acknowledged or
+	// held, when All Mail's messages are left to the labels (labels.go);
+	// nil otherwise. Under mu.
+	onTarget map[string]bool
 }
 
 // worker restores folders over one target connection.
@@ -827,6 +848,14 @@ func (r *runner) settle(w *worker, f inflight) error {
 			if r.stopped() {
 				return nil // not checked: the next run finds it, or appends it
 			}
+			if throttledLoss(err) {
+				// The server closed the connection asking to slow down.
+				d := throttleDelay(err, 1)
+				r.opts.Log.Warn("target asks to slow down; waiting", "seconds", d.Seconds())
+				if serr := r.opts.Sleep(r.stopping, d); serr != nil {
+					return nil // stopping: not checked, the next run finds it or appends it
+				}
+			}
 			// Stored or not? Ask the target before appending again.
 			lost = true
 			held, ierr := r.holds(w, f)
@@ -856,7 +885,7 @@ func (r *runner) settle(w *worker, f inflight) error {
 			rekeyed = true // the target drops the keywords now
 		case errors.Is(err, ErrThrottled) && throttled < maxThrottled:
 			throttled++
-			d := time.Duration(1<<throttled) * time.Second
+			d := throttleDelay(err, throttled)
 			r.opts.Log.Warn("target asks to slow down; waiting", "seconds", d.Seconds())
 			if serr := r.opts.Sleep(r.stopping, d); serr != nil {
 				return nil // stopping: this one is not sent again
@@ -884,6 +913,9 @@ func (r *runner) settle(w *worker, f inflight) error {
 	fp.StoredBytes += f.m.Size
 	r.rep.Stored++
 	r.rep.StoredBytes += f.m.Size
+	if r.onTarget != nil {
+		r.onTarget[f.m.SHA256] = true
+	}
 	f.fr.acked++
 	f.fr.accounted = append(f.fr.accounted, f.msg)
 	r.mu.Unlock()
@@ -913,6 +945,9 @@ func (r *runner) present(fr *folderRun, m *formats.MessageState, msg *Message) {
 	fr.fp.Present++
 	r.rep.Present++
 	r.rep.PresentBytes += m.Size
+	if r.onTarget != nil {
+		r.onTarget[m.SHA256] = true
+	}
 	fr.accounted = append(fr.accounted, msg)
 	r.mu.Unlock()
 	r.advance(fr.fp, m, &r.prog.Present)

@@ -81,7 +81,7 @@ func TestAuthMicrosoft(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			code, out, errs := runCLI(t, nil, append(token, "--refresh")...)
+			code, out, errs := runProcess(t, nil, append(token, "--refresh")...)
 			results[i] = strings.TrimSpace(out)
 			if code != exitOK {
 				t.Errorf("concurrent auth token: exit %d %s", code, errs)

@@ -138,7 +138,7 @@ EXAMPLES:
 			&cli.IntFlag{Name: "delete-after", Value: -1, Usage: "POP3 only: delete from the server messages archived at least `DAYS` ago (0: right after the backup)"},
 			allowSourceChangeFlag(),
 			&cli.BoolFlag{Name: "pop3-allow-retr", Usage: "POP3 only: fetch with RETR where the server has no TOP or its TOP disagrees with LIST (RETR marks messages as read on many servers)"},
-		), append(append(append(storageFlags(), connectionsFlag(), checkpointFlag()), logFlags()...), fleetFlags()...)...),
+		), append(append(append(append(storageFlags(), connectionsFlag(), checkpointFlag()), throttleFlags()...), logFlags()...), fleetFlags()...)...),
 		Action: func(c *cli.Context) error {
 			if c.IsSet("config") {
 				return fleetBackupAction(c)
@@ -178,6 +178,11 @@ EXAMPLES:
 					src.scheme = lookupScheme(p)
 				}
 			}
+			if u != nil {
+				if pu, _ := resolvePreset(u, log.Info); pu != u {
+					u, src.scheme = pu, lookupScheme(pu.Scheme)
+				}
+			}
 			if err := checkFlags(c, src.scheme, "", nil); err != nil {
 				return err
 			}
@@ -187,6 +192,9 @@ EXAMPLES:
 			}
 			o := backupOptions{archive: a[1], storage: storage, connections: conns, checkpoint: c.Duration("checkpoint"),
 				quiet: c.Bool("quiet"), log: log, allowSourceChange: c.Bool("allow-source-change")}
+			if err := o.throttling(c); err != nil {
+				return err
+			}
 			if src.scheme.local {
 				o.local = src
 				return runBackup(c.Context, o, envOf(c))
@@ -287,6 +295,12 @@ type backupOptions struct {
 	deleteAfter       time.Duration
 	allowSourceChange bool
 	allowRetr         bool // POP3: RETR where TOP is missing or wrong
+	// maxBytesPerDay is --max-bytes-per-day when maxBytesSet; else the
+	// provider's daily download limit applies, if it has one.
+	maxBytesPerDay int64
+	maxBytesSet    bool
+	throttleWait   time.Duration
+	exclude        []string // --exclude-folder patterns
 }
 
 // runBackup backs up a server or local mail: the one path of every
@@ -306,7 +320,7 @@ func runBackup(ctx context.Context, o backupOptions, e *env) error {
 		// --connections for it).
 		return backupInto(ctx, a, o.archive, o.storage, id, localDialer(id.Scheme, abs), backup.Options{
 			Source: id.Scheme + ":" + abs, Protocol: id.Scheme, Log: o.log, Hook: failpoint.Hook(),
-			Connections: 1, Checkpoint: o.checkpoint,
+			Connections: 1, Checkpoint: o.checkpoint, Exclude: o.exclude,
 		}, o.quiet, e)
 	}
 	id := formats.SourceIdentity{Scheme: o.source.Scheme, Host: o.source.Host, User: o.source.User}
@@ -339,6 +353,10 @@ func runBackup(ctx context.Context, o backupOptions, e *env) error {
 		DeleteAfter: o.deleteAfter,
 		Connections: o.connections,
 		Checkpoint:  o.checkpoint,
+
+		MaxBytesPerDay: o.dailyBudget(),
+		ThrottleWait:   o.throttleWait,
+		Exclude:        o.exclude,
 	}, o.quiet, e)
 	if n := policy.Mismatches(); n > 0 {
 		o.log.Warn(fmt.Sprintf("%d messages were archived as the server's TOP returned them, with another size than LIST gives; --pop3-allow-retr fetches such messages with RETR", n))
@@ -396,13 +414,20 @@ func backupInto(ctx context.Context, a *formats.Archive, root string, storage *f
 // then, hands that first connection to the engine and records the source
 // in the archive. The result is nil when no snapshot was committed.
 func backupRun(ctx context.Context, a *formats.Archive, root string, storage *formats.StorageOptions, id formats.SourceIdentity, dial backup.Dialer, opts backup.Options) (*backup.Result, error) {
-	first, err := dial(ctx)
+	var first backup.Source
+	err := backup.Retry(ctx, opts.ThrottleWait, opts.Log, func() error {
+		var err error
+		if first, err = dial(ctx); err != nil {
+			return err
+		}
+		if _, err := first.Folders(ctx); err != nil {
+			first.Close()
+			return fmt.Errorf("list folders: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	if _, err := first.Folders(ctx); err != nil {
-		first.Close()
-		return nil, fmt.Errorf("list folders: %w", err)
 	}
 	h := &handOver{first: first, dial: dial}
 	defer h.close()

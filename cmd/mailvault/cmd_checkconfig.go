@@ -97,12 +97,12 @@ func runCheckConfig(ctx context.Context, cfg *config.Config, accounts []*config.
 			defer wg.Done()
 			for i := range jobs {
 				r := checkAccount(ctx, &ls, accounts[i])
-				mu.Lock()
+				mu.Lock() // also one line at a time on stdout
 				results[i] = r
-				mu.Unlock()
 				if !quiet || !r.OK {
 					printCheck(e, r)
 				}
+				mu.Unlock()
 			}
 		}()
 	}

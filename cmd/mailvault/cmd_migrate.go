@@ -45,7 +45,7 @@ EXAMPLES:
 			&cli.BoolFlag{Name: "dry-run", Usage: "back up, then only print the restore plan"},
 			&cli.StringFlag{Name: "report", Usage: "write the restore's JSON report to `FILE`"},
 			allowSourceChangeFlag(),
-		), append(append(storageFlags(), connectionsFlag(), checkpointFlag()), logFlags()...)...),
+		), append(append(append(storageFlags(), connectionsFlag(), checkpointFlag()), throttleFlags()...), logFlags()...)...),
 		Action: func(c *cli.Context) error {
 			a, err := args(c, 2, 2, "SOURCE TARGET --archive DIR")
 			if err != nil {
@@ -75,6 +75,7 @@ EXAMPLES:
 					return err
 				}
 			}
+			src.url, _ = resolvePreset(src.url, log.Info)
 			cfg, err := accountConfig(c, src.url, theAccount, log.Warn)
 			if err != nil {
 				return err
@@ -99,8 +100,12 @@ EXAMPLES:
 					return fmt.Errorf("target %s: %w", printable(a[1]), err)
 				}
 			}
-			berr := runBackup(c.Context, backupOptions{archive: archive, storage: storage, connections: conns, checkpoint: c.Duration("checkpoint"),
-				source: src.url, conn: cfg, quiet: c.Bool("quiet"), log: log, allowSourceChange: c.Bool("allow-source-change")}, e)
+			bo := backupOptions{archive: archive, storage: storage, connections: conns, checkpoint: c.Duration("checkpoint"),
+				source: src.url, conn: cfg, quiet: c.Bool("quiet"), log: log, allowSourceChange: c.Bool("allow-source-change")}
+			if err := bo.throttling(c); err != nil {
+				return err
+			}
+			berr := runBackup(c.Context, bo, e)
 			if berr != nil && !errors.Is(berr, backup.ErrPartial) {
 				return berr
 			}

@@ -182,11 +182,20 @@ func targetOpener(c *cli.Context, raw string, acc account, warn func(string, ...
 			return e, nil
 		}, nil
 	}
-	cfg, err := accountConfig(c, t.url, acc, warn)
+	u, _ := resolvePreset(t.url, nil)
+	cfg, err := accountConfig(c, u, acc, warn)
 	if err != nil {
 		return nil, err
 	}
-	return func(ctx context.Context) (restore.Target, error) { return imapstore.DialTarget(ctx, cfg) }, nil
+	quirks := targetQuirks(u.Host)
+	return func(ctx context.Context) (restore.Target, error) {
+		t, err := imapstore.DialTarget(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		t.Quirks, t.Warn = quirks, func(m string) { warn(m) }
+		return t, nil
+	}, nil
 }
 
 func expandHome(p string) string {
@@ -296,7 +305,7 @@ func runRestore(ctx context.Context, o restoreOptions, e *env) (err error) {
 // refused, and what the archive could not give.
 func summary(rep *restore.Report) string {
 	var b strings.Builder
-	done := rep.Stored - rep.Missing + rep.Present
+	done := rep.Stored - rep.Missing + rep.Present + rep.ByLabels
 	if done == rep.Messages {
 		fmt.Fprintf(&b, "restored %d messages", done)
 	} else {
@@ -306,6 +315,9 @@ func summary(rep *restore.Report) string {
 		humanBytes(rep.StoredBytes+rep.PresentBytes), rep.Snapshot, rep.Stored, humanBytes(rep.StoredBytes), rep.Present, rep.Rejected)
 	if rep.Missing > 0 {
 		fmt.Fprintf(&b, ", %d of them missing on the target afterwards", rep.Missing)
+	}
+	if rep.ByLabels > 0 {
+		fmt.Fprintf(&b, ", %d in All Mail through their labels", rep.ByLabels)
 	}
 	if rep.Unreadable > 0 {
 		fmt.Fprintf(&b, ", %d unreadable in the archive", rep.Unreadable)

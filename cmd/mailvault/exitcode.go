@@ -21,7 +21,7 @@ const (
 	exitOK          = 0
 	exitError       = 1   // anything not listed below
 	exitUsage       = 2   // bad flags, arguments or URL; a password on the command line; another source's archive
-	exitPartial     = 3   // snapshot committed, but some folders or messages were not backed up; a fleet run with accounts not complete
+	exitPartial     = 3   // snapshot committed, but some folders or messages were not backed up (or a daily limit stopped the run); a fleet run with accounts not complete
 	exitAuth        = 4   // the server refused the login
 	exitLocked      = 5   // another run holds the archive's lock
 	exitArchive     = 6   // archive damaged, unreadable, or written by a newer mailvault; verify found problems
@@ -36,8 +36,10 @@ const exitCodesHelp = `EXIT CODES:
    1    error
    2    usage error (bad flags, arguments or URL; a password on the command line;
         an archive of another mailbox without --allow-source-change)
-   3    partial: the snapshot was committed but some folders or messages failed;
-        with --config: some accounts are partial or failed (see the report)
+   3    partial: the snapshot was committed but some folders or messages failed,
+        or a daily limit (--max-bytes-per-day, the server's) stopped the run:
+        the next run continues; with --config: some accounts are partial or
+        failed (see the report)
    4    authentication failed
    5    archive (or local restore target) locked by another run
    6    archive damaged, unreadable or written by a newer mailvault
@@ -76,9 +78,9 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, config.ErrInvalid):
 		return exitUsage
-	case errors.Is(err, backup.ErrPartial), errors.Is(err, restore.ErrPartial), errors.Is(err, errFleetIncomplete), errors.Is(err, errCheckFailed):
+	case errors.Is(err, backup.ErrPartial), errors.Is(err, restore.ErrPartial), errors.Is(err, backup.ErrDailyLimit), errors.Is(err, errFleetIncomplete), errors.Is(err, errCheckFailed):
 		return exitPartial
-	case errors.Is(err, mailconn.ErrAuth), errors.Is(err, secret.ErrNoPassword):
+	case errors.Is(err, mailconn.ErrAuth), errors.Is(err, secret.ErrNoPassword), errors.Is(err, secret.ErrFailed):
 		return exitAuth
 	case errors.Is(err, formats.ErrLocked), errors.Is(err, localstore.ErrTargetInUse):
 		return exitLocked

@@ -75,6 +75,14 @@ func TestFaults(t *testing.T) {
 			wantCode: exitAuth, wantErr: "no password",
 		},
 		{
+			name: "password file missing", env: map[string]string{}, extra: []string{"--password-file", "/nonexistent/mailvault.pw"},
+			wantCode: exitAuth, wantErr: "password file: stat /nonexistent/mailvault.pw",
+		},
+		{
+			name: "password command fails", env: map[string]string{}, extra: []string{"--password-command", "exit 3"},
+			wantCode: exitAuth, wantErr: "password command failed",
+		},
+		{
 			name: "greeting never comes", opts: imaptest.FakeOptions{HangAt: "greeting"}, extra: []string{"--timeout", "1s"},
 			wantCode: exitConnect, wantErr: "server did not answer in time",
 		},

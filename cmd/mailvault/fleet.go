@@ -168,7 +168,8 @@ type fleet struct {
 	o      fleetOptions
 	e      *env
 	limits limits
-	out    io.Writer // summary lines
+	out    io.Writer  // summary lines
+	outMu  sync.Mutex // one account's line at a time on out
 	// perHost counts the accounts of the run on each host, to share its
 	// connections fairly.
 	perHost map[string]int
@@ -415,7 +416,9 @@ func (f *fleet) finish(i int, r report.Account) {
 	f.results[i], f.done[i], f.dirty = r, true, true
 	f.mu.Unlock()
 	if !f.o.quiet {
+		f.outMu.Lock()
 		f.printAccount(r)
+		f.outMu.Unlock()
 	}
 }
 

@@ -39,6 +39,8 @@ var (
 	plaintextFlagNames = []string{"insecure-plaintext", plaintextAck}
 	// serverFlagNames apply to every server, as source or target.
 	serverFlagNames = slices.Concat(loginFlagNames, tlsFlagNames, []string{"timeout"})
+	// throttleFlagNames bound what a backup asks of a server.
+	throttleFlagNames = []string{"max-bytes-per-day", "throttle-wait"}
 )
 
 // schemeFlags are the flags whose use depends on the scheme, with what
@@ -56,6 +58,8 @@ var schemeFlags = map[string]string{
 	"connections":            "IMAP servers take several connections; a POP3 server allows one session per mailbox, and local mail is read and written by one process",
 	"checkpoint":             "it is for backups",
 	"window":                 "it is for IMAP targets, which take several APPENDs in flight",
+	"max-bytes-per-day":      "it limits what a backup downloads from a mail server",
+	"throttle-wait":          "it bounds the waits a mail server asks for",
 	"password-file":          "local mail needs no login",
 	"password-command":       "local mail needs no login",
 	"password":               "local mail needs no login",
@@ -72,17 +76,17 @@ var schemeFlags = map[string]string{
 // schemes is the table.
 var schemes = []*scheme{
 	{name: "imaps", form: "imaps://USER@HOST[:PORT]", source: true, target: true, migrateSource: true,
-		flags: slices.Concat(serverFlagNames, []string{"protocol", "connections", "checkpoint", "window"})},
+		flags: slices.Concat(serverFlagNames, throttleFlagNames, []string{"protocol", "connections", "checkpoint", "window"})},
 	{name: "imap", form: "imap://USER@HOST[:PORT]", source: true, target: true, migrateSource: true,
-		flags: slices.Concat(serverFlagNames, plaintextFlagNames, []string{"protocol", "connections", "checkpoint", "window"})},
+		flags: slices.Concat(serverFlagNames, plaintextFlagNames, throttleFlagNames, []string{"protocol", "connections", "checkpoint", "window"})},
 	{name: "pop3s", form: "pop3s://USER@HOST[:PORT]", source: true, migrateSource: true,
-		flags: slices.Concat(serverFlagNames, []string{"protocol", "delete-after", "pop3-allow-retr", "checkpoint"})},
+		flags: slices.Concat(serverFlagNames, throttleFlagNames, []string{"protocol", "delete-after", "pop3-allow-retr", "checkpoint"})},
 	{name: "pop3", form: "pop3://USER@HOST[:PORT]", source: true, migrateSource: true,
-		flags: slices.Concat(serverFlagNames, plaintextFlagNames, []string{"protocol", "delete-after", "pop3-allow-retr", "checkpoint"})},
+		flags: slices.Concat(serverFlagNames, plaintextFlagNames, throttleFlagNames, []string{"protocol", "delete-after", "pop3-allow-retr", "checkpoint"})},
 	// A bare USER@HOST takes what any server protocol takes; once the
 	// protocol is found, the flags are checked again (checkDetected).
 	{name: "", form: "USER@HOST[:PORT]", source: true,
-		flags: slices.Concat(serverFlagNames, plaintextFlagNames, []string{"protocol", "delete-after", "pop3-allow-retr", "connections", "checkpoint"})},
+		flags: slices.Concat(serverFlagNames, plaintextFlagNames, throttleFlagNames, []string{"protocol", "delete-after", "pop3-allow-retr", "connections", "checkpoint"})},
 	{name: "mbox", form: "mbox:PATH", source: true, target: true, local: true, flags: []string{"checkpoint"}},
 	{name: "maildir", form: "maildir:PATH", source: true, target: true, local: true, flags: []string{"checkpoint"}},
 	{name: "eml", form: "eml:DIR", target: true, local: true},

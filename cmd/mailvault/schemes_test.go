@@ -19,11 +19,11 @@ var wantSchemes = map[string]struct {
 	source, target, migrateSource bool
 	flags                         string // space-separated
 }{
-	"imaps":   {true, true, true, "login tls timeout protocol connections checkpoint window"},
-	"imap":    {true, true, true, "login tls plaintext timeout protocol connections checkpoint window"},
-	"pop3s":   {true, false, true, "login tls timeout protocol delete-after pop3-allow-retr checkpoint"},
-	"pop3":    {true, false, true, "login tls plaintext timeout protocol delete-after pop3-allow-retr checkpoint"},
-	"":        {true, false, false, "login tls plaintext timeout protocol delete-after pop3-allow-retr connections checkpoint"},
+	"imaps":   {true, true, true, "login tls timeout protocol connections checkpoint window throttle"},
+	"imap":    {true, true, true, "login tls plaintext timeout protocol connections checkpoint window throttle"},
+	"pop3s":   {true, false, true, "login tls timeout protocol delete-after pop3-allow-retr checkpoint throttle"},
+	"pop3":    {true, false, true, "login tls plaintext timeout protocol delete-after pop3-allow-retr checkpoint throttle"},
+	"":        {true, false, false, "login tls plaintext timeout protocol delete-after pop3-allow-retr connections checkpoint throttle"},
 	"mbox":    {true, true, false, "checkpoint"},
 	"maildir": {true, true, false, "checkpoint"},
 	"eml":     {false, true, false, ""},
@@ -41,6 +41,8 @@ func expand(flags string) []string {
 			out = append(out, "ca-file", "tls-skip-verify")
 		case "plaintext":
 			out = append(out, "insecure-plaintext", "i-know-this-sends-my-password-in-clear")
+		case "throttle":
+			out = append(out, "max-bytes-per-day", "throttle-wait")
 		default:
 			out = append(out, f)
 		}
@@ -94,6 +96,8 @@ func TestSchemeFlagsCover(t *testing.T) {
 		// Fleet runs: the configuration file names the sources, and
 		// --config is refused together with a SOURCE (fleet_cli_test.go).
 		"config", "account", "parallel", "metrics",
+		// Folders of any source: IMAP's, local mail's (POP3 has INBOX).
+		"exclude-folder",
 	}
 	app := newApp(nil, nil)
 	for _, name := range []string{"backup", "restore", "migrate"} {
@@ -138,6 +142,10 @@ func flagArgs(t *testing.T, prefix, f, scheme string) []string {
 		return []string{"--checkpoint", "1m"}
 	case "window":
 		return []string{"--window", "8"}
+	case "max-bytes-per-day":
+		return []string{"--max-bytes-per-day", "1GB"}
+	case "throttle-wait":
+		return []string{"--throttle-wait", "1m"}
 	case "password", "admin-password", "oauth2-token":
 		return []string{"--" + prefix + f, "secret-on-the-command-line"}
 	}

@@ -30,6 +30,10 @@ var Profiles = map[string]Profile{
 	"full": {Name: "full", Messages: 20000, Folders: 40, Large: 100},
 	// About 105 MB.
 	"quick": {Name: "quick", Messages: 2000, Folders: 10, Large: 10},
+	// The account of BenchmarkWAN: 5,000 messages, about 350 MB.
+	"wan": {Name: "wan", Messages: 5000, Folders: 20, Large: 40},
+	// A small account to try BenchmarkWAN's harness: about 40 MB.
+	"wan-quick": {Name: "wan-quick", Messages: 500, Folders: 10, Large: 4},
 }
 
 // AllFolders are the folder names, parents before children, "/" as the

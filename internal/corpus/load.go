@@ -24,9 +24,10 @@ const appendWindow = 32
 // LIST "" "". INBOX and folders that already exist are not created.
 //
 // APPENDs are pipelined: up to 32 are in flight before Load waits for the
-// oldest. (go-imap v2 beta.8 sends literals over 4 KiB as synchronizing
-// literals even to LITERAL+ servers, so larger messages still cost a round
-// trip each.) Nothing is sanitized: the first APPEND the server refuses
+// oldest. (Literals go non-synchronizing to LITERAL+ servers, whatever
+// their size, with the go-imap patch in third_party; to LITERAL- servers
+// those over 4 KiB still cost a round trip each.) Nothing is sanitized:
+// the first APPEND the server refuses
 // ends Load with an error naming the message, after the commands in
 // flight have completed. If the server refuses an APPEND before accepting
 // its synchronizing literal (Dovecot does so for OVERQUOTA), go-imap

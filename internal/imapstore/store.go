@@ -94,7 +94,11 @@ func Dial(ctx context.Context, cfg mailconn.Config) (*Store, error) {
 		if err := s.c.WaitGreeting(); err != nil {
 			s.c.Close()
 			if ctx.Err() == nil && !s.wd.TimedOut.Load() {
-				return nil, &connerr.Error{Err: cfg.ClassifyGreeting(err)}
+				ce := &connerr.Error{Err: cfg.ClassifyGreeting(err)}
+				if t := throttleErr("greeting", err, ce); t != nil {
+					return nil, t // "* BYE [UNAVAILABLE] …": a new connection later may be welcome
+				}
+				return nil, ce
 			}
 			return nil, s.connErr(ctx, "greeting", err)
 		}
@@ -120,23 +124,45 @@ func (s *Store) connErrTLS(ctx context.Context, err error) error {
 }
 
 // connErr wraps an error of a command: a NO/BAD answer stays a plain
-// error; a broken connection becomes a connerr.Error.
+// error; a broken connection becomes a connerr.Error. A server's
+// request to slow down (in its answer or in the BYE that closed the
+// connection) becomes a backup.ThrottleError, its daily cap an error
+// wrapping backup.ErrDailyLimit (see throttleErr).
 func (s *Store) connErr(ctx context.Context, what string, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	var te *backup.ThrottleError
+	if errors.As(err, &te) || errors.Is(err, backup.ErrDailyLimit) {
+		return err // classified already (a login)
+	}
 	var ie *imap.Error
 	if errors.As(err, &ie) {
-		return fmt.Errorf("%s: %w", what, err)
+		werr := fmt.Errorf("%s: %w", what, err)
+		if t := throttleErr(what, err, werr); t != nil {
+			return t
+		}
+		return werr
 	}
+	orig := err
+	var bye *imapclient.ByeError
 	if s.wd.TimedOut.Load() {
 		err = fmt.Errorf("%w: no answer for %s during %s (see --timeout)", mailconn.ErrTimeout, s.cfg.Timeout, what)
+	} else if errors.As(err, &bye) {
+		err = fmt.Errorf("%s: server closed the connection: %s", what, strings.TrimSpace("["+string(bye.Code)+"] "+bye.Text))
+		if bye.Code == "" {
+			err = fmt.Errorf("%s: server closed the connection: %s", what, strings.TrimSpace(bye.Text))
+		}
 	} else if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
 		err = fmt.Errorf("%s: server closed the connection", what)
 	} else {
 		err = fmt.Errorf("%s: %w", what, err)
 	}
-	return &connerr.Error{Err: err}
+	ce := &connerr.Error{Err: err}
+	if t := throttleErr(what, orig, ce); t != nil {
+		return t
+	}
+	return ce
 }
 
 func (s *Store) login(ctx context.Context) error {
@@ -159,6 +185,9 @@ func (s *Store) login(ctx context.Context) error {
 		}
 		var ie *imap.Error
 		if errors.As(err, &ie) {
+			if t := throttleErr("login", err, fmt.Errorf("login: %w", err)); t != nil {
+				return t // not a refusal: "NO [UNAVAILABLE] …", "Request is throttled"
+			}
 			// The server's text may echo the user name but never the password.
 			return &auth.RefusedError{Text: ie.Text}
 		}

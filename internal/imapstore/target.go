@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/mailvault/mailvault/formats"
 	"io"
 	"strings"
 	"sync"
@@ -15,6 +14,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/mailvault/mailvault/backup"
+	"github.com/mailvault/mailvault/formats"
 	"github.com/mailvault/mailvault/internal/connerr"
 	"github.com/mailvault/mailvault/internal/mailconn"
 	"github.com/mailvault/mailvault/internal/msghdr"
@@ -39,6 +40,11 @@ type Target struct {
 	// broken is set when the connection was dropped on purpose (an APPEND
 	// whose message could not be read): the next call reconnects.
 	broken bool
+	// Quirks adapt the target to its provider; Warn, if set, is told
+	// about them once.
+	Quirks TargetQuirks
+	Warn   func(msg string)
+	padded int // messages given a final CRLF (Quirks.FinalCRLF)
 }
 
 var (
@@ -48,7 +54,14 @@ var (
 	_ restore.StructureCreator  = (*Target)(nil)
 	_ restore.AppendChecker     = (*Target)(nil)
 	_ restore.KeywordDropper    = (*Target)(nil)
+	_ restore.LabelTarget       = (*Target)(nil)
 )
+
+// Labels reports whether the server's folders are labels sharing messages
+// (Gmail's X-GM-EXT-1): see restore.LabelTarget.
+func (t *Target) Labels() bool {
+	return t.s != nil && t.s.caps.Has("X-GM-EXT-1")
+}
 
 // ackedAppends is what the server answered to the APPENDs into one folder
 // since the engine last asked how many messages it holds.
@@ -202,6 +215,9 @@ func serverWords(ie *imap.Error) string {
 func (t *Target) create(ctx context.Context, name string, opts *imap.CreateOptions) error {
 	if strings.EqualFold(name, "INBOX") {
 		return nil
+	}
+	if err := t.reservedErr(name); err != nil {
+		return err
 	}
 	if err := t.ensure(ctx); err != nil {
 		return err
@@ -551,8 +567,24 @@ func (t *Target) Append(ctx context.Context, folder string, m *restore.Message, 
 		return nil, err
 	}
 	flags, dropped, keywords := t.flagsFor(folder, m.Flags)
+	size := m.Size
+	if lim, ok := t.s.caps.AppendLimit(); ok && lim != nil && m.Size > int64(*lim) {
+		// Refused before a byte goes out (RFC 7889).
+		if _, err := io.Copy(io.Discard, body); err != nil {
+			return nil, fmt.Errorf("read message: %w", err)
+		}
+		return restore.Done{Err: fmt.Errorf("%w: %d bytes, over the server's APPENDLIMIT of %d bytes", restore.ErrRejected, m.Size, *lim)}, nil
+	}
+	if t.Quirks.FinalCRLF {
+		b, n, done, err := t.finalCRLF(body, m.Size)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+		body, size = b, n
+	}
 	err := t.s.do(ctx, func() error {
-		cmd = t.s.c.Append(folder, m.Size, &imap.AppendOptions{Flags: flags, Time: m.InternalDate})
+		cmd = t.s.c.Append(folder, size, &imap.AppendOptions{Flags: flags, Time: m.InternalDate})
 		rt := &readTracker{r: body}
 		_, werr := io.Copy(cmd, rt)
 		if rt.err != nil {
@@ -636,11 +668,16 @@ func (t *Target) keywordsRefused(folder string, keywords bool, ans error) error 
 }
 
 // lost marks a broken connection as restore.ErrConnectionLost, so that
-// the engine checks and retries instead of giving up.
+// the engine checks and retries instead of giving up (after the wait the
+// server asked for, when it closed the connection throttling).
 func lost(err error) error {
 	var ce *connerr.Error
 	if errors.As(err, &ce) {
 		return fmt.Errorf("%w: %w", restore.ErrConnectionLost, err)
+	}
+	var te *backup.ThrottleError
+	if errors.As(err, &te) {
+		return fmt.Errorf("%w: %w", restore.ErrThrottled, err)
 	}
 	return err
 }
@@ -653,6 +690,12 @@ func classifyAppend(err error) error {
 		return nil
 	}
 	text := strings.TrimSpace(ie.Text)
+	switch h, wait, _ := throttleHint(err); h {
+	case hintDaily:
+		return fmt.Errorf("%w: the server says %q; run the same command again in 24 hours to resume", backup.ErrDailyLimit, text)
+	case hintBackoff:
+		return fmt.Errorf("%w: %w", restore.ErrThrottled, &backup.ThrottleError{Wait: wait, Err: errors.New(text)})
+	}
 	switch ie.Code {
 	case imap.ResponseCodeOverQuota, imap.ResponseCodeLimit:
 		if ie.Code == imap.ResponseCodeOverQuota || strings.Contains(strings.ToLower(text), "quota") {

@@ -43,7 +43,7 @@ func TestTargetUnreadableBody(t *testing.T) {
 	}
 	defer tg.Close()
 	start := time.Now()
-	for _, size := range []int{100, 20000} { // a literal sent at once, and one the server asks for
+	for _, size := range []int{100, 20000} { // a literal under 4 KiB, and a larger one
 		good, gm := message(size, size)
 		bad, bm := message(size+1, size)
 		p, err := tg.Append(ctx, "INBOX", gm, bytes.NewReader(good))

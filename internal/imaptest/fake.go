@@ -99,6 +99,23 @@ type FakeOptions struct {
 	// default the fake answers for them as Dovecot 2.3 does: UID and FLAGS,
 	// RFC822.SIZE 0 and an empty BODY[].
 	ExpungedOmit bool
+	// Answer, if set, is asked before the fake handles each command (after
+	// its literals were read): conn is the connection's number (1 for the
+	// first accepted), name the command ("LOGIN", "EXAMINE", "UID FETCH"…)
+	// and n how many commands of that name the fake has received on all
+	// connections, this one included. A non-empty answer replaces the
+	// fake's own: each of its lines ("\r\n" between them) that starts
+	// with "* " is sent as it is, any other with the command's tag in
+	// front ("NO [UNAVAILABLE] try later"); when one is a "* BYE" the
+	// connection is closed after the last line.
+	Answer func(conn int, name string, n int) string
+	// BandwidthCap, if positive, is how many message bytes the fake serves
+	// in FETCH bodies over all connections: a FETCH response with a body
+	// that would go over it is not sent; the fake answers "* BYE
+	// [OVERQUOTA] Account exceeded command or bandwidth limits." (Gmail's
+	// answer) and closes the connection, then and for every later FETCH of
+	// a body.
+	BandwidthCap int64
 }
 
 // Fake is a running scripted IMAP4rev1 server that implements just enough
@@ -127,6 +144,8 @@ type Fake struct {
 	nconns   int
 	tripped  map[string]bool // misbehaviour points already used (HangOnce)
 	closed   bool
+	counts   map[string]int // commands received by name (Answer)
+	served   int64          // body bytes sent (BandwidthCap)
 }
 
 type fakeFolder struct {
@@ -165,6 +184,7 @@ func StartFake(t testing.TB, opts FakeOptions) *Fake {
 		folders: make(map[string]*fakeFolder),
 		conns:   make(map[net.Conn]struct{}),
 		tripped: make(map[string]bool),
+		counts:  make(map[string]int),
 	}
 	src := map[string][]FakeMessage{"INBOX": nil}
 	for name, msgs := range opts.Folders {
@@ -292,9 +312,10 @@ func (f *Fake) acceptLoop() {
 		}
 		f.conns[conn] = struct{}{}
 		f.nconns++
+		num := f.nconns
 		f.wg.Add(1)
 		f.mu.Unlock()
-		go f.serveConn(conn)
+		go f.serveConn(conn, num)
 	}
 }
 
@@ -375,7 +396,7 @@ func (f *Fake) trip(point string) string {
 	return mode
 }
 
-func (f *Fake) serveConn(conn net.Conn) {
+func (f *Fake) serveConn(conn net.Conn, num int) {
 	defer f.wg.Done()
 	defer func() {
 		conn.Close()
@@ -385,6 +406,7 @@ func (f *Fake) serveConn(conn net.Conn) {
 	}()
 	s := &fakeConn{
 		f:    f,
+		num:  num,
 		conn: conn,
 		r:    bufio.NewReader(io.TeeReader(conn, &lineRecorder{log: &f.log})),
 		w:    bufio.NewWriter(conn),
@@ -398,6 +420,7 @@ var errQuit = errors.New("quit")
 // fakeConn is one client connection to the fake.
 type fakeConn struct {
 	f        *Fake
+	num      int // the connection's number, from 1
 	conn     net.Conn
 	r        *bufio.Reader
 	w        *bufio.Writer
@@ -435,6 +458,8 @@ func (s *fakeConn) serve() {
 			s.line("* BYE Selected mailbox was deleted, have to disconnect")
 			_ = s.w.Flush()
 			return
+		} else if ans := s.scripted(cmd); ans != "" {
+			err = s.answer(cmd.tag, ans)
 		} else {
 			err = s.handle(cmd)
 		}
@@ -442,6 +467,50 @@ func (s *fakeConn) serve() {
 			return
 		}
 	}
+}
+
+// scripted returns FakeOptions.Answer's answer to cmd, "" for none.
+func (s *fakeConn) scripted(cmd *fakeCmd) string {
+	if s.f.opts.Answer == nil {
+		return ""
+	}
+	s.f.mu.Lock()
+	s.f.counts[cmd.name]++
+	n := s.f.counts[cmd.name]
+	s.f.mu.Unlock()
+	return s.f.opts.Answer(s.num, cmd.name, n)
+}
+
+// answer sends a scripted answer (see FakeOptions.Answer).
+func (s *fakeConn) answer(tag, ans string) error {
+	bye := false
+	for _, l := range strings.Split(ans, "\r\n") {
+		if strings.HasPrefix(l, "* ") {
+			bye = bye || strings.HasPrefix(strings.ToUpper(l), "* BYE")
+			s.line("%s", l)
+		} else {
+			s.line("%s %s", tag, l)
+		}
+	}
+	if err := s.w.Flush(); err != nil || bye {
+		return errQuit
+	}
+	return nil
+}
+
+// overCap reports whether sending n more body bytes would go over
+// FakeOptions.BandwidthCap; if not, they are counted as served.
+func (s *fakeConn) overCap(n int) bool {
+	if s.f.opts.BandwidthCap <= 0 {
+		return false
+	}
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	if s.f.served+int64(n) > s.f.opts.BandwidthCap {
+		return true
+	}
+	s.f.served += int64(n)
+	return false
 }
 
 // hang flushes what was written and then waits, silent, for the test to end.
@@ -839,6 +908,11 @@ func (s *fakeConn) fetch(cmd *fakeCmd) error {
 		s.f.mu.Unlock()
 		if m.expunged && s.f.opts.ExpungedOmit {
 			continue
+		}
+		if want.body && s.overCap(len(fe.body)) {
+			s.line("* BYE [OVERQUOTA] Account exceeded command or bandwidth limits.")
+			_ = s.w.Flush()
+			return errQuit
 		}
 		var items []string
 		if sendUID {

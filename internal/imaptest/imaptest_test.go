@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -507,14 +508,16 @@ func TestFakeUIDAfterLiteral(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The go-imap hazard: a UID FETCH whose responses carry UID after the
-	// literal delivers nothing, and no error.
+	// go-imap v2.0.0-beta.9 delivered nothing, and no error, for a UID
+	// FETCH whose responses carry UID after the literal (NOTES.md hazard
+	// 1); the patched copy in third_party/go-imap delivers the messages.
 	msgs, err := streamFetch(c, c.Fetch(imap.UIDSetNum(7, 9), peekAll()))
 	if err != nil {
 		t.Fatalf("UID FETCH failed: %v", err)
 	}
-	if len(msgs) != 0 {
-		t.Fatalf("UID FETCH delivered %d messages; the go-imap hazard is gone?", len(msgs))
+	if len(msgs) != 2 || msgs[0].uid != 7 || !bytes.Equal(msgs[0].body, bodyA) || msgs[0].order[0] != "BODY[]" ||
+		msgs[1].uid != 9 || !bytes.Equal(msgs[1].body, bodyB) {
+		t.Fatalf("UID FETCH delivered %+v, want UIDs 7 and 9 with their bodies, body first", msgs)
 	}
 
 	// By sequence number the messages arrive, UID after the body.
@@ -885,5 +888,78 @@ func TestReadServerAndFlagSet(t *testing.T) {
 
 	if got := FlagSet([]string{`\Seen`, "$Label1", `\Recent`, `\Flagged`}); strings.Join(got, " ") != `$label1 \flagged \seen` {
 		t.Errorf("FlagSet = %q", got)
+	}
+}
+
+// TestFakeAnswer: scripted answers replace the fake's own, tagged or
+// untagged, and a BYE closes the connection.
+func TestFakeAnswer(t *testing.T) {
+	opts := fakeOpts()
+	var seen []string
+	var mu sync.Mutex
+	opts.Answer = func(conn int, name string, n int) string {
+		mu.Lock()
+		seen = append(seen, fmt.Sprintf("%d %s %d", conn, name, n))
+		mu.Unlock()
+		switch {
+		case name == "EXAMINE" && n == 1:
+			return "NO [UNAVAILABLE] Request is throttled. Suggested Backoff Time: 250 milliseconds"
+		case name == "EXAMINE" && n == 2:
+			// Late enough that the client has written the NOOP pipelined
+			// after it before it reads the BYE.
+			time.Sleep(200 * time.Millisecond)
+			return "BAD Request is throttled. Suggested Backoff Time: 300 milliseconds\r\n* BYE Connection closed. 14"
+		}
+		return ""
+	}
+	f := StartFake(t, opts)
+	c := dialFake(t, f, "bob", `p"w\d`)
+	_, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait()
+	var ie *imap.Error
+	if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeUnavailable || !strings.Contains(ie.Text, "250 milliseconds") {
+		t.Fatalf("EXAMINE #1 = %v, want the scripted NO", err)
+	}
+	// A command pipelined after the one answered with BYE fails with it.
+	examine := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true})
+	noop := c.Noop()
+	if _, err = examine.Wait(); !errors.As(err, &ie) || ie.Type != imap.StatusResponseTypeBad {
+		t.Fatalf("EXAMINE #2 = %v, want the scripted BAD", err)
+	}
+	var bye *imapclient.ByeError
+	if err = noop.Wait(); !errors.As(err, &bye) || bye.Text != "Connection closed. 14" {
+		t.Fatalf("NOOP after the BYE = %v, want the BYE", err)
+	}
+	c2 := dialFake(t, f, "bob", `p"w\d`)
+	if _, err := c2.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		t.Fatalf("EXAMINE #3 = %v, want the fake's own answer", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"1 LOGIN 1", "1 EXAMINE 1", "1 EXAMINE 2", "2 LOGIN 2", "2 EXAMINE 3"}
+	var got []string
+	for _, s := range seen {
+		if !strings.Contains(s, "CAPABILITY") {
+			got = append(got, s)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Answer asked about %v, want %v", got, want)
+	}
+}
+
+// TestFakeBandwidthCap: once the bodies served reach the cap, FETCH gets
+// Gmail's BYE.
+func TestFakeBandwidthCap(t *testing.T) {
+	opts := fakeOpts()
+	opts.BandwidthCap = int64(len(bodyA)) + 1 // the first body fits, the second does not
+	f := StartFake(t, opts)
+	c := dialFake(t, f, "bob", `p"w\d`)
+	if _, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := streamFetch(c, c.Fetch(imap.UIDSetNum(7, 9), peekAll()))
+	var bye *imapclient.ByeError
+	if !errors.As(err, &bye) || bye.Code != imap.ResponseCodeOverQuota || len(msgs) != 1 || msgs[0].uid != 7 {
+		t.Fatalf("UID FETCH 7,9 = %d messages, %v; want message 7 then the BYE", len(msgs), err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -40,6 +41,9 @@ type MemOptions struct {
 	RequireTLS bool
 	// ImplicitTLS additionally listens with implicit TLS on TLSAddr.
 	ImplicitTLS bool
+	// AppendLimit, if positive, is advertised as APPENDLIMIT=N (RFC 7889)
+	// and enforced.
+	AppendLimit uint32
 }
 
 // MemServer is a running in-memory IMAP server (go-imap's imapmemserver)
@@ -71,6 +75,7 @@ type MemServer struct {
 type memBox struct {
 	subscribed bool
 	specialUse []imap.MailboxAttr
+	noSelect   bool // listed \Noselect, holds nothing (Gmail's "[Gmail]")
 }
 
 // memCaps are the capabilities the in-memory server advertises. UNSELECT,
@@ -91,6 +96,19 @@ var memCaps = imap.CapSet{
 // users. t.Cleanup closes its listeners and connections. Server errors are
 // logged with t.Logf until the test ends.
 func StartMem(t testing.TB, opts MemOptions) *MemServer {
+	t.Helper()
+	return startMem(t, opts, memExt{})
+}
+
+// memExt is how a server built on MemServer (StartGmail) changes it.
+type memExt struct {
+	caps []imap.Cap // advertised in addition to memCaps
+	// wrap, if set, returns the session a connection gets, from the
+	// MemServer's own.
+	wrap func(conn *imapserver.Conn, sess *memSession) imapserver.Session
+}
+
+func startMem(t testing.TB, opts MemOptions, ext memExt) *MemServer {
 	t.Helper()
 	if opts.RequireTLS {
 		opts.TLS = true
@@ -121,12 +139,23 @@ func StartMem(t testing.TB, opts MemOptions) *MemServer {
 		s.CertPool = tm.pool
 	}
 
+	caps := memCaps.Copy()
+	for _, c := range ext.caps {
+		caps[c] = struct{}{}
+	}
 	logger := &testLogger{t: t}
 	srvOpts := &imapserver.Options{
-		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return &memSession{Session: mem.NewSession(), srv: s}, nil, nil
+		NewSession: func(conn *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			sess := &memSession{Session: mem.NewSession(), srv: s}
+			if ext.wrap != nil {
+				return ext.wrap(conn, sess), nil, nil
+			}
+			if opts.AppendLimit > 0 {
+				return &limitedSession{memSession: sess, limit: opts.AppendLimit}, nil, nil
+			}
+			return sess, nil, nil
 		},
-		Caps:         memCaps,
+		Caps:         caps,
 		Logger:       logger,
 		InsecureAuth: !opts.RequireTLS,
 	}
@@ -241,6 +270,14 @@ func Create(t testing.TB, c *imapclient.Client, name string) {
 
 // memSession wraps an imapmemserver session to keep track of folders,
 // subscriptions and special-use attributes, and answers LIST from that.
+// limitedSession advertises and enforces an APPENDLIMIT.
+type limitedSession struct {
+	*memSession
+	limit uint32
+}
+
+func (s *limitedSession) AppendLimit() uint32 { return s.limit }
+
 type memSession struct {
 	imapserver.Session
 	srv  *MemServer
@@ -357,6 +394,9 @@ func (s *memSession) List(w *imapserver.ListWriter, ref string, patterns []strin
 			continue
 		}
 		data := imap.ListData{Mailbox: name, Delim: memDelim}
+		if box.noSelect {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrNoSelect, imap.MailboxAttrHasChildren)
+		}
 		if box.subscribed {
 			data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
 		}
@@ -367,7 +407,7 @@ func (s *memSession) List(w *imapserver.ListWriter, ref string, patterns []strin
 
 	sort.Slice(l, func(i, j int) bool { return l[i].Mailbox < l[j].Mailbox })
 	for i := range l {
-		if options.ReturnStatus != nil {
+		if options.ReturnStatus != nil && !slices.Contains(l[i].Attrs, imap.MailboxAttrNoSelect) {
 			status, err := s.Session.Status(l[i].Mailbox, options.ReturnStatus)
 			if err != nil {
 				continue // deleted meanwhile

@@ -19,8 +19,21 @@ import (
 // EnvVar is the environment variable holding a password.
 const EnvVar = "MAILVAULT_PASSWORD"
 
-// ErrNoPassword means no source gave a password.
+// ErrNoPassword means no source of a password was set.
 var ErrNoPassword = errors.New("no password")
+
+// ErrFailed means the source set gave no password: a password file
+// missing or unreadable, a command that failed, an empty password.
+// Such errors keep their own words and wrap it.
+var ErrFailed = errors.New("the password source failed")
+
+// failed is an error of a password source that failed: its text is the
+// error's own; errors.Is finds ErrFailed and what it wraps.
+type failed struct{ error }
+
+func (f failed) Unwrap() []error { return []error{f.error, ErrFailed} }
+
+func fail(format string, a ...any) error { return failed{fmt.Errorf(format, a...)} }
 
 // Sources are the places a password may come from.
 type Sources struct {
@@ -44,14 +57,14 @@ func (s Sources) Get(ctx context.Context, who string) (string, error) {
 	case s.File != "":
 		fi, err := os.Stat(s.File)
 		if err != nil {
-			return "", fmt.Errorf("password file: %w", err)
+			return "", fail("password file: %w", err)
 		}
 		if fi.Mode().Perm()&0o077 != 0 && s.Warn != nil {
 			s.Warn(fmt.Sprintf("password file %s is readable by other users (chmod 600 it)", s.File))
 		}
 		data, err := os.ReadFile(s.File)
 		if err != nil {
-			return "", fmt.Errorf("password file: %w", err)
+			return "", fail("password file: %w", err)
 		}
 		return nonEmpty(firstLine(string(data)), "password file "+s.File)
 	case s.Getenv != nil && s.Getenv(env) != "":
@@ -65,7 +78,7 @@ func (s Sources) Get(ctx context.Context, who string) (string, error) {
 			if len(msg) > 200 {
 				msg = msg[:200]
 			}
-			return "", fmt.Errorf("password command failed: %v %s", err, msg)
+			return "", fail("password command failed: %v %s", err, msg)
 		}
 		return nonEmpty(firstLine(out.String()), "password command")
 	case s.Stdin != nil && term.IsTerminal(int(s.Stdin.Fd())):
@@ -73,7 +86,7 @@ func (s Sources) Get(ctx context.Context, who string) (string, error) {
 		pw, err := term.ReadPassword(int(s.Stdin.Fd()))
 		fmt.Fprintln(s.Prompt)
 		if err != nil {
-			return "", fmt.Errorf("read password: %w", err)
+			return "", fail("read password: %w", err)
 		}
 		return nonEmpty(string(pw), "prompt")
 	}
@@ -89,7 +102,7 @@ func firstLine(s string) string {
 
 func nonEmpty(pw, from string) (string, error) {
 	if pw == "" {
-		return "", fmt.Errorf("empty password from %s", from)
+		return "", fail("empty password from %s", from)
 	}
 	return pw, nil
 }

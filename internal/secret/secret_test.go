@@ -41,6 +41,11 @@ func TestGet(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
 				t.Errorf("%s: Get() error = %v, want %q", tt.name, err, tt.err)
 			}
+			// Every failure is "no password available" (exit 4): none
+			// set, or the one set failed.
+			if errors.Is(err, ErrNoPassword) == errors.Is(err, ErrFailed) {
+				t.Errorf("%s: Get() error = %v, wraps neither or both of ErrNoPassword and ErrFailed", tt.name, err)
+			}
 			continue
 		}
 		if err != nil || got != tt.want {

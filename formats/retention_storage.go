@@ -1,0 +1,165 @@
+package formats
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// compact, for segments: a segment no kept message needs is deleted; one
+// whose unneeded records exceed the allowed share (or, for erase, that
+// holds an erased record) is copied, live records only, into a new
+// segment of the same folder, which is committed (fsynced, renamed) before
+// the manifests name it; the old one is deleted after the manifests
+// stopped naming it.
+func (s *segmentStorage) compact(c *compaction) error {
+	bySeg := map[string][]*storedRec{}
+	for _, r := range c.recs {
+		bySeg[r.loc.Seg] = append(bySeg[r.loc.Seg], r)
+	}
+	paths := c.idx.segmentPaths()
+	sort.Strings(paths)
+	rd := s.newReader(c.idx)
+	defer rd.close()
+	for _, p := range paths {
+		g := c.idx.segment(p)
+		recs := sortedRecs(bySeg[p])
+		var live, dead int64
+		nlive, forced := 0, false
+		for _, r := range recs {
+			if r.live {
+				live += r.msg.Size
+				nlive++
+			} else {
+				dead += r.msg.Size
+			}
+			forced = forced || r.forced
+		}
+		if nlive == len(recs) || c.onlyForced && !forced {
+			continue
+		}
+		if nlive == 0 {
+			c.newSegs[p] = nil
+			c.remove = append(c.remove, p)
+			for _, r := range recs {
+				c.removed[r.loc] = true
+			}
+			c.res.Deleted++
+			c.res.Freed += g.Size
+			continue
+		}
+		if !c.onlyForced && float64(dead)*100 <= c.maxUnused*float64(live+dead) {
+			c.res.LeftUnused++
+			continue
+		}
+		for _, r := range recs {
+			if !r.live {
+				c.removed[r.loc] = true
+			}
+		}
+		c.res.Rewritten++
+		if c.dryRun {
+			c.res.Freed += g.Size * dead / (live + dead)
+			continue
+		}
+		ng, err := s.copyLive(g, recs, rd, c.moved)
+		if err != nil {
+			return err
+		}
+		c.newSegs[p] = ng
+		c.remove = append(c.remove, p)
+		c.res.Freed += g.Size - ng.Size
+	}
+	return nil
+}
+
+// copyLive writes the live records of g into a new segment next to it and
+// commits it; moved gets their new locations.
+func (s *segmentStorage) copyLive(g *Segment, recs []*storedRec, rd storageReader, moved map[Location]Location) (*Segment, error) {
+	w, err := newSegmentWriter(s.root, rewrittenName(g.Path), s.bufs, s.hook)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Abort()
+	buf := make([]byte, 64<<10)
+	for _, r := range recs {
+		if !r.live {
+			continue
+		}
+		body, err := rd.open(r.msg)
+		if err != nil {
+			return nil, fmt.Errorf("prune: read %s: %w", r.loc, err)
+		}
+		if err := w.BeginRecord(r.msg.InternalDate); err != nil {
+			return nil, err
+		}
+		if _, err := io.CopyBuffer(w, body, buf); err != nil {
+			return nil, fmt.Errorf("prune: copy %s: %w", r.loc, err)
+		}
+		off, _, err := w.EndRecord()
+		if err != nil {
+			return nil, err
+		}
+		moved[r.loc] = Location{Seg: w.Path(), Off: off}
+	}
+	ng, err := w.Commit()
+	if err != nil {
+		return nil, fmt.Errorf("prune: commit %s: %w", w.Path(), err)
+	}
+	return &ng, nil
+}
+
+// rewrittenName names the segment that replaces p: its name (without an
+// earlier rewrite's suffix) with -rRAND.
+func rewrittenName(p string) string {
+	dir, base := path.Split(p)
+	base = strings.TrimSuffix(base, ".mbox.zst")
+	if i := strings.LastIndex(base, "-r"); i >= 0 && len(base)-i == 10 && ValidID(base[i+2:]) {
+		base = base[:i]
+	}
+	return dir + base + "-r" + NewSnapshotID() + ".mbox.zst"
+}
+
+// compact, for Maildir: each message file no kept message needs (for
+// erase: holding an erased message) is deleted, by its current name.
+func (s *maildirStorage) compact(c *compaction) error {
+	var recs []*storedRec
+	for _, r := range c.recs {
+		if !r.live && (!c.onlyForced || r.forced) {
+			recs = append(recs, r)
+		}
+	}
+	scanned := map[string]bool{}
+	for _, r := range sortedRecs(recs) {
+		dir := path.Dir(path.Dir(r.loc.Seg))
+		// Once per folder afresh: flags rename files.
+		names, err := s.names(dir, !scanned[dir])
+		scanned[dir] = true
+		if err != nil {
+			return err
+		}
+		c.removed[r.loc] = true
+		rel, ok := names[MaildirBase(path.Base(r.loc.Seg))]
+		if !ok {
+			continue // already gone (a journal carried out before)
+		}
+		file := dir + "/" + rel
+		fi, err := os.Stat(filepath.Join(s.root, filepath.FromSlash(file)))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("prune: %w", err)
+		}
+		c.remove = append(c.remove, file)
+		c.res.Deleted++
+		c.res.Freed += fi.Size()
+	}
+	return nil
+}
