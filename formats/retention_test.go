@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -223,12 +224,39 @@ func (h *history) checkSnapshots(want []string) {
 			}
 		}
 	}
+	h.checkDeltaDirs(snaps)
 	rep, err := h.a.Verify(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !rep.OK() || len(rep.Orphans) > 0 && !h.allowOrphans {
 		t.Fatalf("verify: problems %v, orphans %v", rep.Problems, rep.Orphans)
+	}
+}
+
+// checkDeltaDirs fails unless every directory in snapshots/ holds the
+// delta files of a version 2 manifest of snaps: a rewrite takes the delta
+// files of the manifests it removes or rewrites (as version 1) with them.
+func (h *history) checkDeltaDirs(snaps []*Snapshot) {
+	t := h.t
+	t.Helper()
+	v2 := map[string]bool{}
+	for _, s := range snaps {
+		if s.Version >= ManifestVersion2 {
+			v2[path.Base(deltaDir(s.Seq, s.ID))] = true
+		}
+	}
+	entries, err := os.ReadDir(filepath.Join(h.a.Root, SnapshotsDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		if !v2[e.Name()] {
+			t.Fatalf("snapshots/%s: delta files no version 2 manifest names are left", e.Name())
+		}
 	}
 }
 
