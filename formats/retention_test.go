@@ -865,3 +865,49 @@ func TestEraseKilledAnywhere(t *testing.T) {
 		}
 	})
 }
+
+// TestRetentionRebuildsIndex: the state index made from the manifests
+// before a rewrite is dropped with it, and the next writer's index is
+// made from the new manifests (forget renumbers, prune moves records).
+func TestRetentionRebuildsIndex(t *testing.T) {
+	forEachStorage(t, func(t *testing.T, opts StorageOptions) {
+		h := newHistory(t, opts, 5)
+		for range 10 {
+			h.run()
+		}
+		check := func(step string) {
+			t.Helper()
+			snaps, err := h.a.Snapshots()
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := Replay(snaps, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ix, err := h.a.OpenIndex(IndexOptions{Dedup: true})
+			if err != nil {
+				t.Fatalf("%s: open the index: %v", step, err)
+			}
+			defer ix.Close()
+			t.Log(step)
+			indexSameState(t, ix, st)
+			checkByHash(t, ix, st)
+		}
+		check("before")
+		if _, err := h.a.Forget(Policy{Last: 3}, time.UTC, false); err != nil {
+			t.Fatal(err)
+		}
+		if h.a.currentIndex() != "" {
+			t.Fatal("forget left the index made from the old manifests")
+		}
+		check("after forget")
+		if _, err := h.a.Prune(PruneOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if h.a.currentIndex() != "" {
+			t.Fatal("prune left the index made from the old manifests")
+		}
+		check("after prune")
+	})
+}
