@@ -37,8 +37,9 @@ import (
 // sharedCopies finds the bytes stored for another folder of the account.
 type sharedCopies interface {
 	// find returns where bytes with SHA-256 sum are stored for another
-	// folder, if a folder may record them now.
-	find(sum string) (location, bool)
+	// folder, if a folder may record them now; an error tells that the
+	// archive's state could not be read.
+	find(sum string) (location, bool, error)
 }
 
 // accountDedup is the run's sharedCopies: the copies this run committed
@@ -60,8 +61,10 @@ type accountDedup struct {
 	// archived are the archive's folders looked in: those this run
 	// synchronises (loaded anyway) and All Mail (\All), which holds every
 	// message a Gmail account has; all of them when All Mail is
-	// synchronised (its new messages are mostly in labels).
-	archived []*formats.FolderState
+	// synchronised (its new messages are mostly in labels). They are
+	// folder ids of the state index, looked up by hash (Index.ByHash).
+	ix       *formats.Index
+	archived []uint32
 	// left counts, per tier (walkOrder), the folders not finished yet;
 	// tierDone[t] is closed when none of tier t is left.
 	left     [tiers]int
@@ -94,19 +97,23 @@ func newAccountDedup(anytime bool) *accountDedup {
 	return d
 }
 
-func (d *accountDedup) find(sum string) (location, bool) {
+func (d *accountDedup) find(sum string) (location, bool, error) {
 	d.mu.Lock()
 	l, ok := d.ready[sum]
 	d.mu.Unlock()
 	if ok {
-		return l, true
+		return l, true, nil
 	}
-	for _, f := range d.archived {
-		if m := f.ByHash(sum); m != nil {
-			return location{m.Seg, m.Off, ""}, true
+	for _, fid := range d.archived {
+		m, err := d.ix.ByHash(fid, sum)
+		if err != nil {
+			return location{}, false, err
+		}
+		if m != nil {
+			return location{m.Seg, m.Off, ""}, true, nil
 		}
 	}
-	return location{}, false
+	return location{}, false, nil
 }
 
 // claim is asked by a folder about to store bytes no copy holds: it
@@ -247,7 +254,7 @@ func (d *accountDedup) settle(r *run, fs *folderSync) error {
 	if fatal != nil {
 		return fatal
 	}
-	msgs := make([]formats.Message, len(fs.deferred))
+	msgs := make([]addedMessage, len(fs.deferred))
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i, dm := range fs.deferred {
@@ -255,10 +262,12 @@ func (d *accountDedup) settle(r *run, fs *folderSync) error {
 		if !ok {
 			return fmt.Errorf("folder %q did not store the bytes of %s after all", dm.owner.info.Name, dm.msg.Key)
 		}
-		msgs[i] = dm.msg
+		msgs[i] = addedMessage{Message: dm.msg}
 		msgs[i].Seg, msgs[i].Off = l.seg, l.off
 	}
-	fs.change.add(msgs)
+	if err := fs.change.add(msgs); err != nil {
+		return err
+	}
 	fs.deferred = nil
 	return nil
 }
@@ -307,23 +316,24 @@ func (r *run) setupShared(todo []*folderJob) {
 		return
 	}
 	d := newAccountDedup(r.opts.Checkpoint <= 0)
-	seen := map[*formats.FolderState]bool{}
-	look := func(f *formats.FolderState) {
-		if f != nil && !seen[f] {
-			seen[f] = true
-			d.archived = append(d.archived, f)
+	d.ix = r.ix
+	seen := map[uint32]bool{}
+	look := func(f *formats.IndexFolder) {
+		if f != nil && !seen[f.ID] {
+			seen[f.ID] = true
+			d.archived = append(d.archived, f.ID)
 		}
 	}
 	all := false
 	for _, j := range todo {
 		look(j.prevState)
-		look(r.st.Folders[j.info.Name])
+		look(r.ix.Folder(j.info.Name))
 		t := walkOrder(j)
 		d.left[t]++
 		all = all || t == tierAll
 	}
-	for _, name := range r.st.FolderNames() {
-		if f := r.st.Folders[name]; all || f.SpecialUse == `\All` {
+	for _, f := range r.ix.Folders() {
+		if all || f.Folder.SpecialUse == `\All` {
 			look(f)
 		}
 	}

@@ -263,7 +263,7 @@ func TestAccountDedupRule(t *testing.T) {
 		d.left[tierFolders], d.left[tierAll] = 1, 1
 		close(d.tierDone[tierFlagged])
 		d.committed(x, map[string]location{"sum": loc})
-		if _, ok := d.find("sum"); ok != anytime {
+		if _, ok, _ := d.find("sum"); ok != anytime {
 			t.Errorf("anytime=%v: found before the folder is done: %v", anytime, ok)
 		}
 		waited := make(chan struct{})
@@ -275,9 +275,9 @@ func TestAccountDedupRule(t *testing.T) {
 		}
 		d.finished(x)
 		<-waited
-		l, ok := d.find("sum")
-		if !ok || l.seg != loc.seg || l.off != loc.off || l.key != "" {
-			t.Errorf("anytime=%v: after the folder is done: %+v, %v; want its location without its key", anytime, l, ok)
+		l, ok, err := d.find("sum")
+		if err != nil || !ok || l.seg != loc.seg || l.off != loc.off || l.key != "" {
+			t.Errorf("anytime=%v: after the folder is done: %+v, %v, %v; want its location without its key", anytime, l, ok, err)
 		}
 		d.finished(all)
 		select {

@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"fmt"
 	"sort"
 
 	"github.com/mailvault/mailvault/formats"
@@ -23,6 +24,10 @@ type pending struct {
 
 // finish hands a folder's outcome to the run: its worker is done with it.
 func (r *run) finish(p pending) {
+	// Its delta files wait for a snapshot without a file open or buffers.
+	if err := p.change.seal(); err != nil {
+		r.setFatal(err)
+	}
 	r.mu.Lock()
 	p.job.out, p.job.done = p, true
 	r.mu.Unlock()
@@ -84,6 +89,7 @@ func (r *run) checkpoint(cur *pending) {
 		Started: r.snap.Started, Finished: now.UTC(), Status: formats.StatusPartial,
 	}
 	var took []*pending
+	var streamed []*formats.DeltaWriter
 	added := 0
 	for _, j := range r.jobs {
 		p := &j.out
@@ -101,7 +107,8 @@ func (r *run) checkpoint(cur *pending) {
 		cp.Folders = append(cp.Folders, f)
 		if !p.change.empty() {
 			cp.Changes = append(cp.Changes, p.change.Change)
-			added += len(p.change.Added)
+			added += records(p.change.adds)
+			streamed = append(streamed, p.change.writers()...)
 		}
 		cp.Segments = append(cp.Segments, p.segs...)
 		took = append(took, p)
@@ -110,16 +117,23 @@ func (r *run) checkpoint(cur *pending) {
 		return
 	}
 	sort.Slice(cp.Segments, func(i, j int) bool { return cp.Segments[i].Path < cp.Segments[j].Path })
-	if err := r.a.Commit(cp); err != nil {
-		// The next checkpoint or the last snapshot holds them.
-		r.opts.Log.Warn("could not commit a checkpoint", "err", err)
+	h, err := r.a.CommitDeltas(cp, streamed)
+	for _, p := range took {
+		// Committed, or used up by the failed commit.
+		p.change.taken()
+		if err == nil {
+			p.segs = nil
+		}
+	}
+	if err != nil {
+		// The records of the delta files it took are lost with it: the
+		// run stops (what it stored is fetched again by the next run).
+		r.fatal = fmt.Errorf("commit a checkpoint: %w", storageErr(err))
+		r.opts.Log.Error("could not commit a checkpoint", "err", err)
 		return
 	}
-	for _, p := range took {
-		p.change.taken()
-		p.segs = nil
-	}
 	r.checkpoints = append(r.checkpoints, cp)
+	r.headers = append(r.headers, h)
 	r.snap.ID, r.snap.Seq, r.snap.Parent = formats.NewSnapshotID(), cp.Seq+1, cp.ID
 	r.opts.hook("checkpoint-committed")
 	r.opts.Log.Info("checkpoint committed", "snapshot", cp.ID, "folders", len(took), "messages", added)

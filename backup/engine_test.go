@@ -790,7 +790,7 @@ func TestNoChangeRunReadsNoOldManifest(t *testing.T) {
 			t.Fatalf("run without cache: added %d stored %d; want 1, 1", res.Added, res.Stored)
 		}
 		checkArchive(t, a, src)
-		if _, err := os.Stat(filepath.Join(a.Root, formats.CacheDir, "index.json")); err != nil {
+		if _, err := os.Stat(filepath.Join(a.Root, formats.CacheDir, "INDEX")); err != nil { // the state index
 			t.Errorf("the cache was not written again: %v", err)
 		}
 	})

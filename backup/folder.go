@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"sort"
 	"sync/atomic"
 
 	"github.com/mailvault/mailvault/formats"
@@ -36,7 +35,7 @@ import (
 // parts of a big folder hand their results to that worker (fetchParts).
 type folderSync struct {
 	pending                       // the folder's record, delta and committed writers
-	prev     *formats.FolderState // the archive's state of the folder (or of its old name); nil for a new one
+	prev     *formats.IndexFolder // the archive's state of the folder (or of its old name); nil for a new one
 	known    *knownMessages
 	fetcher  *fetcher     // stores what this worker's connection fetches
 	partNo   atomic.Int64 // writer part numbers handed out, shared with the parts
@@ -55,113 +54,282 @@ type folderSync struct {
 }
 
 func newFolderSync(r *run, j *folderJob) *folderSync {
-	fs := &folderSync{pending: j.out, prev: j.prevState, known: newKnown()}
-	var archive []*formats.FolderState
-	for _, f := range []*formats.FolderState{j.prevState, r.st.Folders[j.info.Name]} {
-		if f != nil && !slices.Contains(archive, f) {
-			archive = append(archive, f)
+	fs := &folderSync{pending: j.out, prev: j.prevState, known: newKnown(r.ix)}
+	var archive []uint32
+	for _, f := range []*formats.IndexFolder{j.prevState, r.ix.Folder(j.info.Name)} {
+		if f != nil && !slices.Contains(archive, f.ID) {
+			archive = append(archive, f.ID)
 		}
 	}
-	fs.fetcher = &fetcher{name: fs.folder.Name, dir: fs.folder.Dir, partNo: &fs.partNo, out: &writer{}, stored: map[string]location{},
+	fs.fetcher = &fetcher{ix: r.ix, name: fs.folder.Name, dir: fs.folder.Dir, partNo: &fs.partNo, out: &writer{},
 		known: fs.known, archive: archive, poison: map[string]int{}, job: j, deferred: &fs.deferred}
 	return fs
 }
 
 // knownMessages is a folder's "known messages" lookup while it is
 // synchronised: the messages the archive holds as present in the
-// incarnation being synchronised (archived), and the keys this run added
-// to it (added).
+// incarnation being synchronised (archived: read from the state index,
+// less those this run recorded as gone), and the keys this run added to it
+// (added). Nothing of the archived messages is held in memory but a
+// cursor; the keys this run added or dropped are held in compact sets.
 type knownMessages struct {
-	archived map[string]*formats.MessageState
-	added    map[string]bool
+	ix      *formats.Index
+	fid     uint32  // the archived folder's id in the index; 0: none
+	dropped *keySet // archived keys recorded gone by this run
+	added   *keySet // keys this run added (committed writers for a part's view: see parent)
+	parent  *keySet // for a part's view: the folder's added keys
+	// A cursor over the archived messages in key order: a listing comes
+	// in key order, so that lookups are a merge-join, not random reads.
+	cur     *formats.MessageIter
+	curMsg  formats.IndexMessage
+	curOK   bool
+	lastKey string
+	err     error // the first error of the index; the folder fails with it
 }
 
-func newKnown() *knownMessages {
-	return &knownMessages{archived: map[string]*formats.MessageState{}, added: map[string]bool{}}
+func newKnown(ix *formats.Index) *knownMessages {
+	return &knownMessages{ix: ix, dropped: newKeySet(), added: newKeySet()}
 }
 
-// view returns a lookup of the same archived messages with no additions:
-// a part's. The archived messages do not change while parts run.
+// view returns a lookup of the same archived messages with additions of
+// its own (a part's), that also sees what the folder added. The archived
+// messages and the dropped keys do not change while parts run.
 func (k *knownMessages) view() *knownMessages {
-	return &knownMessages{archived: k.archived, added: map[string]bool{}}
+	return &knownMessages{ix: k.ix, fid: k.fid, dropped: k.dropped, added: newKeySet(), parent: k.added}
 }
 
-// load adds the archive's present messages.
-func (k *knownMessages) load(present []*formats.MessageState) {
-	for _, m := range present {
-		k.archived[m.Key] = m
+// load makes the present messages of the archive's folder fid the
+// archived ones.
+func (k *knownMessages) load(fid uint32) {
+	k.close()
+	k.fid = fid
+}
+
+// close releases the cursor.
+func (k *knownMessages) close() {
+	if k.cur != nil {
+		if err := k.cur.Err(); err != nil && k.err == nil {
+			k.err = err
+		}
+		k.cur.Release()
+		k.cur = nil
 	}
+	k.curOK, k.lastKey = false, ""
+}
+
+// rewind starts the cursor again: a new listing starts from the lowest
+// key.
+func (k *knownMessages) rewind() { k.close() }
+
+func (k *knownMessages) next() {
+	m := k.cur.Next()
+	k.curOK = m != nil
+	if m != nil {
+		k.curMsg = *m
+	}
+}
+
+// find returns the archive's latest entry of key (present or gone), or
+// nil.
+func (k *knownMessages) find(key string) *formats.IndexMessage {
+	if k.cur != nil && k.lastKey != "" && formats.CompareKeys(key, k.lastKey) < 0 {
+		// Out of order: one lookup.
+		m, err := k.ix.Get(k.fid, key)
+		if err != nil && k.err == nil {
+			k.err = err
+		}
+		return m
+	}
+	if k.cur == nil {
+		k.cur = k.ix.Messages(k.fid, false)
+		k.next()
+	}
+	for k.curOK && formats.CompareKeys(k.curMsg.Key, key) < 0 {
+		k.next()
+	}
+	k.lastKey = key
+	if k.curOK && k.curMsg.Key == key {
+		m := k.curMsg
+		return &m
+	}
+	return nil
 }
 
 // lookup returns the archive's message under key, if it is present in the
 // incarnation being synchronised.
-func (k *knownMessages) lookup(key string) *formats.MessageState { return k.archived[key] }
+func (k *knownMessages) lookup(key string) *formats.IndexMessage {
+	if k.fid == 0 || k.dropped.has(key) {
+		return nil
+	}
+	if m := k.find(key); m != nil && !m.Gone() {
+		return m
+	}
+	return nil
+}
 
 // has reports whether the folder holds the message under key: archived,
 // or added by this run.
-func (k *knownMessages) has(key string) bool { return k.added[key] || k.archived[key] != nil }
+func (k *knownMessages) has(key string) bool {
+	return k.added.has(key) || k.parent.has(key) || k.lookup(key) != nil
+}
 
 // add records a key the run added.
-func (k *knownMessages) add(key string) { k.added[key] = true }
+func (k *knownMessages) add(key string) { k.added.add(key) }
 
-// dropUnlisted removes the archived keys a complete listing did not name
-// and returns them, sorted: gone from the source.
-func (k *knownMessages) dropUnlisted(listed map[string]bool) []string {
-	var gone []string
-	for key, m := range k.archived {
-		if !listed[key] {
-			gone = append(gone, m.Key)
-			delete(k.archived, key)
+// eachArchived calls fn with each archived message present in the
+// incarnation being synchronised, in key order.
+func (k *knownMessages) eachArchived(fn func(m *formats.IndexMessage) error) error {
+	if k.fid == 0 {
+		return nil
+	}
+	mi := k.ix.Messages(k.fid, false)
+	defer mi.Release()
+	for m := mi.Next(); m != nil; m = mi.Next() {
+		if m.Gone() || k.dropped.has(m.Key) {
+			continue
+		}
+		if err := fn(m); err != nil {
+			return err
 		}
 	}
-	sort.Strings(gone)
-	return gone
+	return mi.Err()
 }
 
-// sample returns up to n archived keys, the lowest first (in key order).
-func (k *knownMessages) sample(n int) []string {
-	keys := make([]string, 0, len(k.archived))
-	for key := range k.archived {
-		keys = append(keys, key)
+// dropUnlisted drops the archived keys a complete listing did not name
+// and calls gone with each: gone from the source.
+func (k *knownMessages) dropUnlisted(listed *keySet, gone func(key string) error) error {
+	var drop []string
+	flush := func() error {
+		for _, key := range drop {
+			k.dropped.add(key)
+			if err := gone(key); err != nil {
+				return err
+			}
+		}
+		drop = drop[:0]
+		return nil
 	}
-	sort.Strings(keys)
-	return keys[:min(n, len(keys))]
+	err := k.eachArchived(func(m *formats.IndexMessage) error {
+		if !listed.has(m.Key) {
+			drop = append(drop, m.Key)
+			if len(drop) >= 1024 {
+				return flush()
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	k.rewind()
+	return flush()
 }
 
-// retire empties the lookup and returns every key it held, sorted: the
+// sample returns up to n archived messages, the lowest first (in key
+// order).
+func (k *knownMessages) sample(n int) ([]formats.IndexMessage, error) {
+	var out []formats.IndexMessage
+	errEnough := errors.New("enough")
+	err := k.eachArchived(func(m *formats.IndexMessage) error {
+		out = append(out, *m)
+		if len(out) >= n {
+			return errEnough
+		}
+		return nil
+	})
+	if err != nil && err != errEnough {
+		return nil, err
+	}
+	return out, nil
+}
+
+// retire empties the lookup and calls fn with every key it held: the
 // folder was re-created.
-func (k *knownMessages) retire() []string {
-	keys := make([]string, 0, len(k.added)+len(k.archived))
-	for key := range k.added {
-		keys = append(keys, key)
+func (k *knownMessages) retire(fn func(key string) error) error {
+	if err := k.eachArchived(func(m *formats.IndexMessage) error { return fn(m.Key) }); err != nil {
+		return err
 	}
-	for key := range k.archived {
-		keys = append(keys, key)
+	if err := k.added.each(fn); err != nil {
+		return err
 	}
-	sort.Strings(keys)
-	*k = *newKnown()
-	return keys
+	k.close()
+	k.fid, k.dropped, k.added = 0, newKeySet(), newKeySet()
+	return nil
 }
 
 // delta is a folder's "delta sink": its changes that no snapshot names
-// yet. The folder's worker adds to it; a checkpoint or the run's last
-// snapshot takes it.
-type delta struct{ formats.Change }
+// yet. The folder's event is in Change; its records go straight to delta
+// files, one writer per kind (added, flag changes, gone keys, applied in
+// that order), so that none is held in memory. The folder's worker adds
+// to it; a checkpoint or the run's last snapshot takes it.
+type delta struct {
+	formats.Change
+	a                 *formats.Archive
+	adds, flags, gone *formats.DeltaWriter
+}
+
+func (d *delta) writer(w **formats.DeltaWriter) (*formats.DeltaWriter, error) {
+	if *w == nil {
+		dw, err := d.a.NewDelta(d.Folder)
+		if err != nil {
+			return nil, storageErr(err)
+		}
+		*w = dw
+	}
+	return *w, nil
+}
 
 // add records messages whose writer committed.
-func (d *delta) add(msgs []formats.Message) { d.Added = append(d.Added, msgs...) }
+func (d *delta) add(msgs []addedMessage) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	w, err := d.writer(&d.adds)
+	if err != nil {
+		return err
+	}
+	for i := range msgs {
+		if err := w.Add(&msgs[i].Message, msgs[i].stored); err != nil {
+			return storageErr(err)
+		}
+	}
+	return nil
+}
 
 // flag records the new flags of an archived message.
-func (d *delta) flag(key string, flags []string) {
-	d.Flags = append(d.Flags, formats.FlagChange{Key: key, Flags: flags})
+func (d *delta) flag(key string, flags []string) error {
+	w, err := d.writer(&d.flags)
+	if err != nil {
+		return err
+	}
+	return storageErr(w.Flags(key, flags))
 }
 
 // dropFlags forgets the flag changes recorded: a new listing records them
 // again, or the folder was re-created.
-func (d *delta) dropFlags() { d.Flags = d.Flags[:0] }
+func (d *delta) dropFlags() {
+	if d.flags != nil {
+		d.flags.Abort()
+		d.flags = nil
+	}
+}
 
-// gone records keys no longer on the source.
-func (d *delta) gone(keys ...string) { d.Gone = append(d.Gone, keys...) }
+// gone records a key no longer on the source.
+func (d *delta) goneKey(key string) error {
+	w, err := d.writer(&d.gone)
+	if err != nil {
+		return err
+	}
+	return storageErr(w.Gone(key))
+}
+
+// dropGone forgets the gone keys recorded.
+func (d *delta) dropGone() {
+	if d.gone != nil {
+		d.gone.Abort()
+		d.gone = nil
+	}
+}
 
 // event records ev, unless the delta has an event already.
 func (d *delta) event(ev string) {
@@ -170,22 +338,65 @@ func (d *delta) event(ev string) {
 	}
 }
 
+func records(w *formats.DeltaWriter) int {
+	if w == nil {
+		return 0
+	}
+	return w.Records()
+}
+
 func (d *delta) empty() bool {
-	return d.Event == "" && len(d.Added)+len(d.Flags)+len(d.Gone) == 0
+	return d.Event == "" && records(d.adds)+records(d.flags)+records(d.gone) == 0
+}
+
+// writers returns the delta's writers holding records, in the order
+// they apply.
+func (d *delta) writers() []*formats.DeltaWriter {
+	var out []*formats.DeltaWriter
+	for _, w := range []*formats.DeltaWriter{d.adds, d.flags, d.gone} {
+		if w != nil {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// seal completes the delta's files: the folder is done, its writers wait
+// for a snapshot without holding files or buffers.
+func (d *delta) seal() error {
+	for _, w := range d.writers() {
+		if err := w.Seal(); err != nil {
+			return storageErr(err)
+		}
+	}
+	return nil
 }
 
 // taken empties the delta once a snapshot committed it.
-func (d *delta) taken() { d.Change = formats.Change{Folder: d.Folder} }
+func (d *delta) taken() {
+	d.Change = formats.Change{Folder: d.Folder}
+	d.adds, d.flags, d.gone = nil, nil, nil
+}
 
 // accept takes a committed writer into the folder: its segment, its
-// messages into the delta, what it stored into the folder's dedup index,
+// messages into the delta, what it stored into the run's dedup records,
 // and its records into the result.
-func (fs *folderSync) accept(r *run, c writerCommit) {
+func (fs *folderSync) accept(r *run, c writerCommit) error {
 	if c.seg != nil {
 		fs.segs = append(fs.segs, *c.seg)
 	}
-	fs.change.add(c.added)
-	fs.fetcher.merge(c.hashes)
+	if err := fs.change.add(c.added); err != nil {
+		return err
+	}
+	if len(c.hashes) > 0 {
+		locs := make(map[string]formats.RunLocation, len(c.hashes))
+		for sum, l := range c.hashes {
+			locs[sum] = formats.RunLocation{Seg: l.seg, Off: l.off, Key: l.key}
+		}
+		if err := r.ix.PutRunHashes(fs.fetcher.dir, locs); err != nil {
+			return storageErr(err)
+		}
+	}
 	if r.shared != nil {
 		r.shared.committed(fs.job, c.hashes)
 	}
@@ -195,6 +406,7 @@ func (fs *folderSync) accept(r *run, c writerCommit) {
 			res.Bytes += c.bytes
 		})
 	}
+	return nil
 }
 
 // commit commits the folder's own writer into the folder.
@@ -203,8 +415,7 @@ func (fs *folderSync) commit(r *run) error {
 	if err != nil {
 		return err
 	}
-	fs.accept(r, c)
-	return nil
+	return fs.accept(r, c)
 }
 
 // run synchronises one folder and hands the outcome to the run.
@@ -214,7 +425,12 @@ func (w *worker) run(j *folderJob) {
 		r.shared.waitEarlier(r.ctx, j)
 	}
 	fs := newFolderSync(r, j)
-	if err := w.syncFolder(fs); err != nil {
+	err := w.syncFolder(fs)
+	fs.known.close()
+	if err == nil && fs.known.err != nil {
+		err = fmt.Errorf("read the archive's state: %w", fs.known.err)
+	}
+	if err != nil {
 		fs.folder.Status = formats.FolderFailed
 		fs.folder.Error = err.Error()
 		// The folder is examined again next run (a failed folder is never
@@ -222,7 +438,7 @@ func (w *worker) run(j *folderJob) {
 		// belong to: the one EXAMINE reported, else the archive's.
 		fs.folder.UIDNext, fs.folder.HighestModSeq = 0, 0
 		if fs.prev != nil && fs.folder.UIDValidity == 0 {
-			fs.folder.UIDValidity = fs.prev.UIDValidity
+			fs.folder.UIDValidity = fs.prev.Folder.UIDValidity
 		}
 		if errors.Is(err, ErrStorage) {
 			r.setFatal(err)
@@ -301,7 +517,9 @@ func (w *worker) syncOnce(fs *folderSync) error {
 	fs.folder.UIDValidity, fs.folder.UIDNext = status.UIDValidity, status.UIDNext
 	fs.folder.Messages, fs.folder.HighestModSeq = status.Messages, status.HighestModSeq
 	if !fs.examined {
-		w.begin(fs, status)
+		if err := w.begin(fs, status); err != nil {
+			return err
+		}
 	}
 
 	want, skipped, err := w.list(fs, status)
@@ -323,25 +541,30 @@ func (w *worker) syncOnce(fs *folderSync) error {
 	if skipped > 0 {
 		r.opts.Log.Warn("leaving out messages that broke the connection twice", "folder", fs.folder.Name, "messages", skipped)
 	}
-	if len(want) == 0 {
+	if fs.known.err != nil {
+		return fmt.Errorf("read the archive's state: %w", fs.known.err)
+	}
+	if want.len() == 0 {
 		if skipped > 0 {
 			return fmt.Errorf("%d %w (each broke the connection)", skipped, errMissing)
 		}
 		return nil
 	}
-	r.opts.Log.Info("fetching", "folder", fs.folder.Name, "messages", len(want))
-	r.opts.progress(Event{Kind: EventFetching, Folder: fs.folder.Name, Messages: len(want)})
+	r.opts.Log.Info("fetching", "folder", fs.folder.Name, "messages", want.len())
+	r.opts.progress(Event{Kind: EventFetching, Folder: fs.folder.Name, Messages: want.len()})
 
-	if w.pool != nil && r.opts.Connections > 1 && len(want) >= splitMin {
+	if w.pool != nil && r.opts.Connections > 1 && want.len() >= splitMin {
 		if err := w.fetchParts(fs, status.UIDValidity, want); err != nil {
 			return err
 		}
-		rest := make([]string, 0, len(want))
-		for _, k := range want {
+		rest := &keyList{}
+		fs.known.rewind()
+		want.each(func(k string) error {
 			if !fs.known.has(k) {
-				rest = append(rest, k)
+				rest.add(k)
 			}
-		}
+			return nil
+		})
 		want = rest
 		if w.src == nil {
 			// The connection broke while fetching a part: reconnect and
@@ -381,25 +604,28 @@ func (w *worker) syncOnce(fs *folderSync) error {
 
 // begin is the folder's first EXAMINE in this run: the archive's present
 // messages become the known ones, or, under a new UIDVALIDITY, gone.
-func (w *worker) begin(fs *folderSync, status FolderStatus) {
+func (w *worker) begin(fs *folderSync, status FolderStatus) error {
 	r := w.r
 	r.count(func(res *Result) { res.Selected++ })
 	fs.examined, fs.validity = true, status.UIDValidity
 	if fs.prev == nil {
-		return
+		return nil
 	}
-	if fs.prev.UIDValidity == status.UIDValidity {
-		fs.known.load(fs.prev.Present())
+	if fs.prev.Folder.UIDValidity == status.UIDValidity {
+		fs.known.load(fs.prev.ID)
 		fs.confirm = fs.change.Event == formats.EventRenamed
-		return
+		return nil
 	}
 	// A new UIDVALIDITY is a new incarnation: every old key is gone; the
 	// messages come back under new keys, deduplicated by hash.
-	for _, m := range fs.prev.Present() {
-		fs.change.gone(m.Key)
+	old := newKnown(r.ix)
+	old.load(fs.prev.ID)
+	if err := old.eachArchived(func(m *formats.IndexMessage) error { return fs.change.goneKey(m.Key) }); err != nil {
+		return err
 	}
 	fs.change.event(formats.EventUIDValidity)
-	r.opts.Log.Warn("UIDVALIDITY changed: messages are fetched again and deduplicated by content", "folder", fs.folder.Name, "old", fs.prev.UIDValidity, "new", status.UIDValidity)
+	r.opts.Log.Warn("UIDVALIDITY changed: messages are fetched again and deduplicated by content", "folder", fs.folder.Name, "old", fs.prev.Folder.UIDValidity, "new", status.UIDValidity)
+	return nil
 }
 
 // list reads what the examined folder holds now. Flag changes of known
@@ -407,25 +633,27 @@ func (w *worker) begin(fs *folderSync, status FolderStatus) {
 // keys the source no longer lists are recorded as gone, and the keys to
 // fetch are returned; skipped counts those left out because they broke the
 // connection twice.
-func (w *worker) list(fs *folderSync, status FolderStatus) (want []string, skipped int, err error) {
+func (w *worker) list(fs *folderSync, status FolderStatus) (want *keyList, skipped int, err error) {
 	r := w.r
-	listed := map[string]bool{}
+	listed := newKeySet()
+	want = &keyList{}
 	poison := fs.fetcher.poison
 	fs.change.dropFlags()
+	fs.known.rewind()
 	each := func(key string, flags []string, flagsKnown bool) error {
-		listed[key] = true
+		listed.add(key)
 		if m := fs.known.lookup(key); m != nil {
 			if !flagsKnown {
 				return nil
 			}
 			flags = formats.NormalizeFlags(flags)
 			if !slices.Equal(m.Flags, flags) {
-				fs.change.flag(m.Key, flags)
+				return fs.change.flag(m.Key, flags)
 			}
 			return nil
 		}
 		if !fs.known.has(key) && poison[key] < 2 {
-			want = append(want, key)
+			want.add(key)
 		}
 		if poison[key] >= 2 {
 			skipped++
@@ -433,29 +661,38 @@ func (w *worker) list(fs *folderSync, status FolderStatus) (want []string, skipp
 		return nil
 	}
 	done := false
-	if cl, ok := w.src.(ChangeLister); ok && fs.prev != nil && fs.prev.UIDValidity == status.UIDValidity &&
-		fs.prev.HighestModSeq != 0 && status.HighestModSeq != 0 && status.HighestModSeq >= fs.prev.HighestModSeq {
-		r.opts.Log.Info("listing only flag changes since the last run (CONDSTORE)", "folder", fs.folder.Name, "modseq", fs.prev.HighestModSeq)
-		done, err = cl.ListChanged(r.ctx, fs.prev.HighestModSeq, each)
+	if cl, ok := w.src.(ChangeLister); ok && fs.prev != nil && fs.prev.Folder.UIDValidity == status.UIDValidity &&
+		fs.prev.Folder.HighestModSeq != 0 && status.HighestModSeq != 0 && status.HighestModSeq >= fs.prev.Folder.HighestModSeq {
+		r.opts.Log.Info("listing only flag changes since the last run (CONDSTORE)", "folder", fs.folder.Name, "modseq", fs.prev.Folder.HighestModSeq)
+		done, err = cl.ListChanged(r.ctx, fs.prev.Folder.HighestModSeq, each)
 	}
 	if !done && err == nil {
 		err = w.src.List(r.ctx, func(key string, flags []string) error { return each(key, flags, true) })
 	}
 	if err != nil {
+		if errors.Is(err, ErrStorage) {
+			return nil, 0, err
+		}
 		return nil, 0, fmt.Errorf("list messages: %w", err)
 	}
+	if fs.known.err != nil {
+		return nil, 0, fmt.Errorf("read the archive's state: %w", fs.known.err)
+	}
 	// Gone since the last run (found once: the first complete listing).
-	fs.change.gone(fs.known.dropUnlisted(listed)...)
+	if err := fs.known.dropUnlisted(listed, fs.change.goneKey); err != nil {
+		return nil, 0, err
+	}
 	return want, skipped, nil
 }
 
 // fetch fetches want in batches over this worker's connection. missing
 // counts the keys the source did not deliver and still lists; expunged,
 // those it no longer lists.
-func (w *worker) fetch(fs *folderSync, want []string) (missing, expunged int, err error) {
+func (w *worker) fetch(fs *folderSync, want *keyList) (missing, expunged int, err error) {
 	r := w.r
-	for start := 0; start < len(want); start += r.opts.BatchSize {
-		batch := want[start:min(start+r.opts.BatchSize, len(want))]
+	fs.known.rewind()
+	for start := 0; start < want.len(); start += r.opts.BatchSize {
+		batch := want.slice(start, min(start+r.opts.BatchSize, want.len()))
 		inBatch := make(map[string]bool, len(batch))
 		for _, k := range batch {
 			inBatch[k] = true
@@ -484,6 +721,10 @@ func (w *worker) fetch(fs *folderSync, want []string) (missing, expunged int, er
 				return err
 			}
 			delivered[m.Key] = true
+			if fs.fetcher.out.full() {
+				// A writer holds a bounded number of messages.
+				return fs.commit(r)
+			}
 			return nil
 		})
 		if err != nil {
@@ -510,14 +751,19 @@ func (w *worker) fetch(fs *folderSync, want []string) (missing, expunged int, er
 func (w *worker) newIncarnation(fs *folderSync, validity uint32) error {
 	old := fs.validity
 	fs.restarts++
-	retired := fs.known.retire()
-	fs.change.gone(retired...)
+	retired := 0
+	if err := fs.known.retire(func(key string) error {
+		retired++
+		return fs.change.goneKey(key)
+	}); err != nil {
+		return err
+	}
 	fs.change.dropFlags()
 	fs.change.event(formats.EventUIDValidity)
 	fs.validity, fs.folder.UIDValidity = validity, validity
 	fs.fetcher.poison = map[string]int{}
 	w.r.opts.Log.Warn("folder deleted and created again during the run (UIDVALIDITY changed): it is fetched again",
-		"folder", fs.folder.Name, "old", old, "new", validity, "fetched from the old folder", len(retired))
+		"folder", fs.folder.Name, "old", old, "new", validity, "fetched from the old folder", retired)
 	if fs.restarts > 1 {
 		return fmt.Errorf("UIDVALIDITY changed again during the run (%d, then %d); the next run fetches the folder", old, validity)
 	}
@@ -538,16 +784,21 @@ const confirmSamples = 3
 // deleted (the bytes of identical messages are still reused).
 func (w *worker) confirmRename(fs *folderSync) (bool, error) {
 	r := w.r
-	keys := fs.known.sample(confirmSamples)
-	if len(keys) == 0 {
+	samples, err := fs.known.sample(confirmSamples)
+	if err != nil {
+		return false, fmt.Errorf("read the archive's state: %w", err)
+	}
+	if len(samples) == 0 {
 		return true, nil // nothing of the old folder is listed: nothing carries over
 	}
 	want := map[string]string{}
-	for _, k := range keys {
-		want[k] = fs.known.lookup(k).SHA256
+	var keys []string
+	for _, m := range samples {
+		want[m.Key] = m.SHA256
+		keys = append(keys, m.Key)
 	}
 	compared, differ := 0, false
-	err := w.src.Fetch(r.ctx, keys, func(m *Message) error {
+	err = w.src.Fetch(r.ctx, keys, func(m *Message) error {
 		sum, ok := want[m.Key]
 		if !ok {
 			_, err := io.Copy(io.Discard, m.Body)
@@ -573,8 +824,10 @@ func (w *worker) confirmRename(fs *folderSync) (bool, error) {
 	// Not a rename: the vanished folder was deleted (all its messages are
 	// kept as gone) and this one is new. Its bytes may still be reused.
 	vanished := fs.change.From
-	fs.known.retire()
-	fs.change.Gone = fs.change.Gone[:0]
+	if err := fs.known.retire(func(string) error { return nil }); err != nil {
+		return false, err
+	}
+	fs.change.dropGone()
 	fs.change.dropFlags()
 	fs.change.Event, fs.change.From = formats.EventCreated, ""
 	fs.prev = nil

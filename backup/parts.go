@@ -26,7 +26,7 @@ const connectionMessages = 100
 // part is a range of a big folder's messages, fetched by whichever worker
 // takes it first.
 type part struct {
-	keys  []string
+	keys  *keyList
 	f     *fetcher // its own writers and dedup index
 	taken atomic.Bool
 }
@@ -49,8 +49,7 @@ type partResult struct {
 // not change while parts run).
 func (fs *folderSync) partFetcher(index int) *fetcher {
 	return &fetcher{
-		name: fs.fetcher.name, dir: fs.fetcher.dir, partNo: &fs.partNo, out: &writer{part: index},
-		stored:  map[string]location{},
+		ix: fs.fetcher.ix, name: fs.fetcher.name, dir: fs.fetcher.dir, partNo: &fs.partNo, out: &writer{part: index},
 		known:   fs.known.view(),
 		archive: fs.fetcher.archive,
 		poison:  map[string]int{},
@@ -65,18 +64,18 @@ func (fs *folderSync) partFetcher(index int) *fetcher {
 // folder and commits checkpoints with them. What a part could not fetch is
 // left for the caller, which fetches it on its own connection; only a
 // storage error is returned.
-func (w *worker) fetchParts(fs *folderSync, validity uint32, want []string) error {
+func (w *worker) fetchParts(fs *folderSync, validity uint32, want *keyList) error {
 	r := w.r
-	k := min(r.opts.Connections, len(want)/partMin)
+	k := min(r.opts.Connections, want.len()/partMin)
 	if k < 2 {
 		return nil
 	}
-	size := (len(want) + k - 1) / k
+	size := (want.len() + k - 1) / k
 	parts := make([]*part, 0, k)
-	for start := 0; start < len(want); start += size {
-		parts = append(parts, &part{keys: want[start:min(start+size, len(want))], f: fs.partFetcher(int(fs.partNo.Add(1)))})
+	for start := 0; start < want.len(); start += size {
+		parts = append(parts, &part{keys: want.sub(start, min(start+size, want.len())), f: fs.partFetcher(int(fs.partNo.Add(1)))})
 	}
-	r.opts.Log.Info("fetching a big folder in parts", "folder", fs.folder.Name, "messages", len(want), "parts", len(parts))
+	r.opts.Log.Info("fetching a big folder in parts", "folder", fs.folder.Name, "messages", want.len(), "parts", len(parts))
 	name := fs.folder.Name
 	results := make(chan partResult)
 	fetch := func(pw *worker, p *part, examined bool) {
@@ -113,7 +112,9 @@ func (w *worker) fetchParts(fs *folderSync, validity uint32, want []string) erro
 		for _, m := range res.batch.added {
 			fs.known.add(m.Key)
 		}
-		fs.accept(r, res.batch)
+		if err := fs.accept(r, res.batch); err != nil {
+			errs = append(errs, err)
+		}
 		if res.done {
 			left--
 			if res.err != nil {
@@ -164,15 +165,15 @@ func (pw *worker) fetchPart(p *part, folder string, validity uint32, examined bo
 		results <- partResult{batch: c, checkpoint: checkpoint}
 		return nil
 	}
-	inPart := make(map[string]bool, len(p.keys))
-	for _, k := range p.keys {
-		inPart[k] = true
-	}
 	var err error
-	for start := 0; start < len(p.keys) && err == nil; start += r.opts.BatchSize {
-		batch := p.keys[start:min(start+r.opts.BatchSize, len(p.keys))]
+	for start := 0; start < p.keys.len() && err == nil; start += r.opts.BatchSize {
+		batch := p.keys.slice(start, min(start+r.opts.BatchSize, p.keys.len()))
+		inBatch := make(map[string]bool, len(batch))
+		for _, k := range batch {
+			inBatch[k] = true
+		}
 		err = pw.src.Fetch(r.ctx, batch, func(m *Message) error {
-			if f.known.has(m.Key) || !inPart[m.Key] {
+			if f.known.has(m.Key) || !inBatch[m.Key] {
 				_, err := io.Copy(io.Discard, m.Body)
 				return err
 			}
@@ -184,9 +185,16 @@ func (pw *worker) fetchPart(p *part, folder string, validity uint32, examined bo
 			if err := r.charge(m.Size); err != nil {
 				return err
 			}
-			return pw.storeCharged(f, m)
+			if err := pw.storeCharged(f, m); err != nil {
+				return err
+			}
+			if f.out.full() {
+				return flush(false)
+			}
+			return nil
 		})
 	}
+	f.known.close()
 	if errors.Is(err, ErrStorage) {
 		return err
 	}

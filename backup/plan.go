@@ -19,12 +19,13 @@ type archivedFolder struct {
 	Deleted bool // recorded as deleted on the source
 }
 
-// archivedFolders returns the folder records of st, without loading any
-// folder's messages.
-func archivedFolders(st *formats.State) map[string]archivedFolder {
-	out := make(map[string]archivedFolder, len(st.Folders))
-	for name, f := range st.Folders {
-		out[name] = archivedFolder{Folder: f.Folder, Deleted: f.Deleted}
+// archivedFolders returns the folder records of the state index, without
+// reading any folder's messages.
+func archivedFolders(ix *formats.Index) map[string]archivedFolder {
+	folders := ix.Folders()
+	out := make(map[string]archivedFolder, len(folders))
+	for _, f := range folders {
+		out[f.Folder.Name] = archivedFolder{Folder: f.Folder, Deleted: f.Deleted}
 	}
 	return out
 }

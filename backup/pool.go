@@ -130,7 +130,7 @@ func jobSize(j *folderJob) int64 {
 	}
 	n := int64(j.info.Status.Messages)
 	if j.prevState != nil {
-		n -= int64(j.prevState.Messages)
+		n -= int64(j.prevState.Folder.Messages)
 	}
 	return n
 }

@@ -2,9 +2,9 @@ package backup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -137,22 +137,23 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 	}
 	defer a.Unlock()
 
-	// The state comes from the cache (folders' messages read only when a
-	// folder is synchronised) plus the manifests committed since; without
-	// a usable cache, from all manifests.
-	st, err := a.LoadState()
+	// The state is the state index (cache/), caught up with the manifests
+	// committed after it, or built from them: messages are read from it
+	// as folders are synchronised, never held whole.
+	ix, err := openIndex(a)
 	if err != nil {
 		return nil, err
 	}
+	defer ix.Close()
 	res := &Result{}
-	if res.Orphans, err = a.RemoveOrphans(st); err != nil {
+	if res.Orphans, err = a.RemoveOrphansIndex(ix); err != nil {
 		return nil, err
 	}
 	if len(res.Orphans) > 0 {
 		opts.Log.Info("removed leftovers of an interrupted run", "files", len(res.Orphans))
 	}
 
-	r := &run{ctx: ctx, a: a, opts: &opts, st: st, res: res}
+	r := &run{ctx: ctx, a: a, opts: &opts, ix: ix, res: res}
 	r.snap = &formats.Snapshot{
 		ID:       formats.NewSnapshotID(),
 		Seq:      1,
@@ -160,8 +161,8 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 		Protocol: opts.Protocol,
 		Started:  opts.now().UTC(),
 	}
-	if st.Snapshot != nil {
-		r.snap.Seq, r.snap.Parent = st.Snapshot.Seq+1, st.Snapshot.ID
+	if ix.Seq() > 0 {
+		r.snap.Seq, r.snap.Parent = ix.Seq()+1, ix.ID()
 	}
 	// Message files are named after the run's first snapshot, whichever
 	// snapshot (a checkpoint or the last) ends up committing them.
@@ -181,7 +182,7 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 	if err != nil {
 		return nil, err
 	}
-	archived := archivedFolders(st)
+	archived := archivedFolders(ix)
 	r.showsAgain = showsAgain(infos)
 	infos = r.excludeFolders(infos, archived)
 	p := makePlan(archived, infos)
@@ -207,25 +208,35 @@ func Run(ctx context.Context, a *formats.Archive, opts Options) (*Result, error)
 	if interrupted || r.fatal != nil || r.snap.Incomplete() {
 		r.snap.Status = formats.StatusPartial
 	}
-	if err := r.st.Err(); err != nil {
-		// A folder's archived messages could not be read: what this run
-		// decided about that folder cannot be trusted.
-		return nil, fmt.Errorf("read the archive's state: %w", err)
+	if r.fatal == nil {
+		// Delta files of folders that ended without sealing them (a
+		// storage error stops the run before).
+		for _, j := range r.jobs {
+			if err := j.out.change.seal(); err != nil {
+				r.setFatal(err)
+			}
+		}
 	}
-	if err := a.Commit(r.snap); err != nil {
+	h, err := a.CommitDeltas(r.snap, r.streamed)
+	if err != nil {
 		if r.fatal != nil {
 			return nil, r.fatal
 		}
 		return nil, fmt.Errorf("commit snapshot: %w", storageErr(err))
 	}
 	res.Snapshot = r.snap
+	r.headers = append(r.headers, h)
 	r.tally()
-	if err := r.applySnapshot(); err != nil {
-		opts.Log.Warn("could not update the state cache", "err", err)
-	} else if err := a.AfterCommit(r.st, append(r.checkpoints, r.snap)); err != nil {
-		// Flags in file names, the state cache: failing here damages
-		// nothing (the next run reads the manifests).
+	// The index follows the committed manifests; failing here damages
+	// nothing (the next run catches it up, or builds it again).
+	if err := ix.CatchUp(); err != nil {
+		opts.Log.Warn("could not update the state index", "err", err)
+		ix.Drop()
+	} else if err := a.AfterCommitIndex(ix, r.runSeq); err != nil {
 		opts.Log.Warn("could not finish after the commit", "err", err)
+	}
+	if err := ix.ClearRunHashes(); err != nil {
+		opts.Log.Warn("could not update the state index", "err", err)
 	}
 	if opts.Delete && r.fatal == nil && !interrupted {
 		if ctx.Err() != nil {
@@ -265,8 +276,8 @@ func (r *run) failures() string {
 
 // tally sets the result's message counts and failed folders from the
 // snapshots the run committed (its checkpoints and its last one): what the
-// archive holds now. Stored and Bytes were counted as the writers holding
-// them committed.
+// archive holds now, as their headers count the records. Stored and Bytes
+// were counted as the writers holding them committed.
 func (r *run) tally() {
 	res := r.res
 	res.Added, res.Gone, res.FlagChanges, res.Failed = 0, 0, 0, nil
@@ -275,61 +286,44 @@ func (r *run) tally() {
 			res.Failed = append(res.Failed, f.Name)
 		}
 	}
-	gone, flagged := map[string]bool{}, map[string]bool{}
-	for _, s := range append(slices.Clone(r.checkpoints), r.snap) {
-		for _, c := range s.Changes {
-			res.Added += len(c.Added)
-			for _, k := range c.Gone {
-				if id := c.Folder + "\x00" + k; !gone[id] {
-					gone[id] = true
-					res.Gone++
-				}
-			}
-			for _, fc := range c.Flags {
-				if id := c.Folder + "\x00" + fc.Key; !flagged[id] {
-					flagged[id] = true
-					res.FlagChanges++
-				}
-			}
-			if f := r.st.Folders[c.Folder]; c.Event == formats.EventDeleted && f != nil {
-				res.Gone += len(f.Present())
+	for _, h := range r.headers {
+		for _, d := range h.Deltas {
+			res.Added += d.Added
+			res.Gone += d.Gone
+			res.FlagChanges += d.FlagChanges
+			if f := r.ix.Folder(d.Folder); d.Event == formats.EventDeleted && f != nil && !f.Deleted {
+				// Every message present before is gone (the index is
+				// not caught up yet).
+				res.Gone += int(f.Present)
 			}
 		}
 	}
-}
-
-// applySnapshot brings r.st to the committed snapshot (after the run's
-// checkpoints), once.
-func (r *run) applySnapshot() error {
-	if r.st.Snapshot == r.snap {
-		return nil
-	}
-	for _, cp := range r.checkpoints {
-		if err := r.st.Apply(cp); err != nil {
-			return err
-		}
-	}
-	return r.st.Apply(r.snap)
 }
 
 // deleteArchived deletes from the source what the committed archive holds
 // and what is old enough, then ends the session so that the deletion takes
-// effect. Only folders synchronised in this run are touched.
+// effect. Only folders synchronised in this run are touched. r.ix is at
+// the committed snapshot.
 func (r *run) deleteArchived() error {
 	d, ok := r.src.(Deleter)
 	if !ok {
 		return nil
 	}
-	snaps, err := r.a.Snapshots()
+	if r.ix.Seq() != r.snap.Seq {
+		return fmt.Errorf("the state index is not at snapshot %s", r.snap.ID)
+	}
+	files, err := r.a.ListSnapshots()
 	if err != nil {
 		return err
 	}
-	finished := map[string]time.Time{r.snap.ID: r.snap.Finished}
-	for _, s := range snaps {
-		finished[s.ID] = s.Finished
-	}
-	if err := r.applySnapshot(); err != nil {
-		return err
+	finished := make([]time.Time, len(files)+1)
+	for _, sf := range files {
+		m, err := r.a.OpenManifest(sf)
+		if err != nil {
+			return err
+		}
+		finished[sf.Seq] = m.Header().Finished
+		m.Close()
 	}
 	cutoff := r.opts.now().Add(-r.opts.DeleteAfter)
 	var keys []string
@@ -337,10 +331,23 @@ func (r *run) deleteArchived() error {
 		if f.Status != formats.FolderOK && f.Status != formats.FolderUnchanged {
 			continue
 		}
-		for _, m := range r.st.Folders[f.Name].Present() {
+		xf := r.ix.Folder(f.Name)
+		if xf == nil {
+			continue
+		}
+		mi := r.ix.Messages(xf.ID, false)
+		for m := mi.Next(); m != nil; m = mi.Next() {
+			if m.Gone() || m.AddedIn <= 0 || m.AddedIn >= len(finished) {
+				continue
+			}
 			if t := finished[m.AddedIn]; !t.IsZero() && !t.After(cutoff) {
 				keys = append(keys, m.Key)
 			}
+		}
+		err := mi.Err()
+		mi.Release()
+		if err != nil {
+			return err
 		}
 	}
 	if len(keys) == 0 {
@@ -360,12 +367,32 @@ func (r *run) deleteArchived() error {
 	return nil
 }
 
+// openIndex opens the archive's state index for a writing run; an index
+// that fails while it is caught up is dropped and built again once.
+func openIndex(a *formats.Archive) (*formats.Index, error) {
+	opts := formats.IndexOptions{Dedup: true}
+	ix, err := a.OpenIndex(opts)
+	var ie *formats.IndexError
+	if errors.As(err, &ie) {
+		a.DropIndex()
+		ix, err = a.OpenIndex(opts)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the archive's state: %w", err)
+	}
+	if err := ix.ClearRunHashes(); err != nil {
+		ix.Close()
+		return nil, fmt.Errorf("read the archive's state: %w", err)
+	}
+	return ix, nil
+}
+
 // run is the state of one backup run.
 type run struct {
 	ctx  context.Context
 	a    *formats.Archive
 	opts *Options
-	st   *formats.State
+	ix   *formats.Index // the archive's state at the run's start (caught up after its commit)
 	res  *Result
 	snap *formats.Snapshot
 	src  Source // the connection that listed the folders
@@ -381,7 +408,12 @@ type run struct {
 	ckMu           sync.Mutex
 	lastCheckpoint time.Time
 	checkpoints    []*formats.Snapshot
-	jobs           []*folderJob // every listed folder, set before workers start
+	// headers are the run's committed manifests (checkpoints, then the
+	// last), whose entries count the records; streamed are the delta
+	// writers of the last snapshot.
+	headers  []*formats.Header
+	streamed []*formats.DeltaWriter
+	jobs     []*folderJob // every listed folder, set before workers start
 	// fatal, once set, stops the run: the archive cannot be written.
 	fatal error
 	// notRenamed are vanished folders the plan took for renamed ones whose
@@ -460,7 +492,7 @@ type folderJob struct {
 	folderPlan
 	// prevState is the archive's state of the folder the plan carries on
 	// (folderPlan.prev); nil for a new folder.
-	prevState *formats.FolderState
+	prevState *formats.IndexFolder
 	// Under run.mu: done is set once a worker finished with the folder, ok
 	// or failed; out is then its outcome (record, delta and committed
 	// writers no checkpoint took). A folder that is not synchronised has its
@@ -477,9 +509,9 @@ func (r *run) walk(p plan) {
 	for _, fp := range p.folders {
 		j := &folderJob{folderPlan: fp}
 		if fp.prev != "" {
-			j.prevState = r.st.Folders[fp.prev]
+			j.prevState = r.ix.Folder(fp.prev)
 		}
-		j.out = pending{job: j, folder: fp.folder, change: delta{fp.change}}
+		j.out = pending{job: j, folder: fp.folder, change: delta{Change: fp.change, a: r.a}}
 		if fp.change.Event == formats.EventRenamed {
 			r.opts.Log.Info("folder renamed", "from", fp.change.From, "to", fp.info.Name)
 		}
@@ -493,7 +525,7 @@ func (r *run) walk(p plan) {
 	for _, j := range jobs {
 		if j.action == actSync && !j.done {
 			// Interrupted: keep what the archive knew.
-			if known := r.st.Folders[j.info.Name]; known != nil {
+			if known := r.ix.Folder(j.info.Name); known != nil {
 				f := known.Folder
 				f.Status = formats.FolderFailed
 				f.Error = "not reached: run stopped"
@@ -504,6 +536,7 @@ func (r *run) walk(p plan) {
 		r.snap.Folders = append(r.snap.Folders, j.out.folder)
 		if !j.out.change.empty() { // what no checkpoint holds
 			r.snap.Changes = append(r.snap.Changes, j.out.change.Change)
+			r.streamed = append(r.streamed, j.out.change.writers()...)
 		}
 		r.snap.Segments = append(r.snap.Segments, j.out.segs...)
 	}

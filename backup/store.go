@@ -23,18 +23,18 @@ import (
 // folder's worker has one, and so has each part of a big folder. Only the
 // goroutine fetching uses it.
 type fetcher struct {
+	ix     *formats.Index
 	name   string        // the folder's name, for progress events
 	dir    string        // the folder's directory in the archive
 	partNo *atomic.Int64 // writer part numbers handed out, shared by the folder's fetchers
 	out    *writer       // the open writer
-	// stored is what this fetcher stored in this run, by SHA-256.
-	stored map[string]location
 	// known tells the keys on the source the folder holds: archived, or
 	// added by this fetcher.
 	known *knownMessages
-	// archive is the archive's state of the folder (under this name and,
-	// when renamed, the old one): its bytes are not stored again.
-	archive []*formats.FolderState
+	// archive is the archive's folders (their ids in the state index)
+	// under this name and, when renamed, the old one: their bytes are not
+	// stored again.
+	archive []uint32
 	// poison counts, per key, the connections lost while that message was
 	// read: a message that breaks the connection every time is left out
 	// (and reported) so that the rest of the folder is still backed up.
@@ -55,16 +55,6 @@ func (f *fetcher) poisoned() bool {
 	return false
 }
 
-// merge adds what another fetcher of the folder stored (a part's
-// committed writer) to this one's record, keeping what it has.
-func (f *fetcher) merge(stored map[string]location) {
-	for sum, l := range stored {
-		if _, ok := f.stored[sum]; !ok {
-			f.stored[sum] = l
-		}
-	}
-}
-
 // location is where a message's bytes are stored, and the key it was
 // stored for.
 type location struct {
@@ -74,19 +64,43 @@ type location struct {
 }
 
 // duplicate returns where the bytes with SHA-256 sum are stored already:
-// by this fetcher in this run, else in the archive's folder. present tells
-// whether the message stored with them is on the source now.
-func (f *fetcher) duplicate(sum string) (dup *location, present bool) {
-	if l, ok := f.stored[sum]; ok {
-		return &l, f.known.has(l.key)
+// by this fetcher's open writer, by the folder's committed writers in this
+// run (on disk: Index.RunHash), else in the archive's folder. present
+// tells whether the message stored with them is on the source now.
+func (f *fetcher) duplicate(sum string) (dup *location, present bool, err error) {
+	if l, ok := f.out.hashes[sum]; ok {
+		return &l, f.known.has(l.key), nil
 	}
-	for _, a := range f.archive {
-		if d := a.ByHash(sum); d != nil {
-			return &location{d.Seg, d.Off, d.Key}, !d.Gone && f.known.lookup(d.Key) != nil
+	rl, err := f.ix.RunHash(f.dir, sum)
+	if err != nil {
+		return nil, false, err
+	}
+	if rl != nil {
+		return &location{rl.Seg, rl.Off, rl.Key}, f.known.has(rl.Key), nil
+	}
+	for _, fid := range f.archive {
+		d, err := f.ix.ByHash(fid, sum)
+		if err != nil {
+			return nil, false, err
+		}
+		if d != nil {
+			return &location{d.Seg, d.Off, d.Key}, !d.Gone() && f.known.lookup(d.Key) != nil, nil
 		}
 	}
-	return nil, false
+	return nil, false, nil
 }
+
+// addedMessage is a message recorded through a writer; stored tells that
+// the writer stored its bytes (else it is a duplicate).
+type addedMessage struct {
+	formats.Message
+	stored bool
+}
+
+// writerMessages bounds the messages one writer holds before it is
+// committed (a new writer, a new segment, follows): what it holds in
+// memory until then does not grow with the folder.
+var writerMessages = 2000
 
 // writer is an open record writer of a folder (the folder's own, or a
 // part's) with the messages recorded through it: the folder's delta gets
@@ -94,7 +108,7 @@ func (f *fetcher) duplicate(sum string) (dup *location, present bool) {
 type writer struct {
 	rw     formats.RecordWriter // nil until a message comes
 	part   int                  // the part number its files are named with
-	added  []formats.Message    // recorded, in order, not yet committed
+	added  []addedMessage       // recorded, in order, not yet committed
 	hashes map[string]location  // what it stored, by SHA-256
 	// since is when its oldest message not yet committed was recorded
 	// (zero: none); stored and bytes count the records it holds.
@@ -102,6 +116,10 @@ type writer struct {
 	stored int
 	bytes  int64
 }
+
+// full reports whether the writer holds writerMessages messages: it must
+// be committed.
+func (w *writer) full() bool { return len(w.added) >= writerMessages }
 
 func (w *writer) records() int {
 	if w.rw == nil {
@@ -124,7 +142,7 @@ func (w *writer) abort() {
 // the count and bytes of its records, which the result is credited with.
 type writerCommit struct {
 	seg    *formats.Segment
-	added  []formats.Message
+	added  []addedMessage
 	hashes map[string]location
 	stored int
 	bytes  int64
@@ -201,11 +219,18 @@ func (w *worker) store(f *fetcher, m *Message) error {
 	}
 	// The same bytes already stored in this folder (in this run, before, or
 	// under its old name) are not stored again.
-	dup, present := f.duplicate(sum)
+	dup, present, err := f.duplicate(sum)
+	if err != nil {
+		out.rw.AbortRecord()
+		return storageErr(fmt.Errorf("look up %s in the archive's state: %w", m.Key, err))
+	}
 	var later *folderJob // storing these bytes now: recorded once it is done
 	if dup == nil && r.shared != nil {
 		// Stored for another folder of the account (account.go).
-		if l, ok := sharedCopies(r.shared).find(sum); ok {
+		if l, ok, err := sharedCopies(r.shared).find(sum); err != nil {
+			out.rw.AbortRecord()
+			return storageErr(fmt.Errorf("look up %s in the archive's state: %w", m.Key, err))
+		} else if ok {
 			dup, present = &l, true
 		} else if o, ok := r.shared.claim(sum, f.job, f.deferred != nil); ok {
 			later = o
@@ -234,7 +259,6 @@ func (w *worker) store(f *fetcher, m *Message) error {
 		}
 		msg.Seg, msg.Off = loc, off
 		l := location{loc, off, m.Key}
-		f.stored[sum] = l
 		if out.hashes == nil {
 			out.hashes = map[string]location{}
 		}
@@ -243,7 +267,7 @@ func (w *worker) store(f *fetcher, m *Message) error {
 		out.bytes += n
 	}
 	if later == nil {
-		out.added = append(out.added, msg)
+		out.added = append(out.added, addedMessage{Message: msg, stored: dup == nil})
 	}
 	f.known.add(m.Key)
 	if out.since.IsZero() {

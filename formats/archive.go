@@ -292,15 +292,20 @@ func probeWritable(dir, root string) error {
 func (a *Archive) SetSource(src SourceIdentity) error {
 	cfg := a.Config
 	cfg.Source = &src
-	data, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := writeFileAtomic(filepath.Join(a.Root, ConfigFile), append(data, '\n'), nil); err != nil {
+	if err := a.writeConfig(cfg); err != nil {
 		return unwritable("record source in", ConfigFile, err)
 	}
 	a.Config = cfg
 	return nil
+}
+
+// writeConfig writes mailvault.json atomically.
+func (a *Archive) writeConfig(cfg Config) error {
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(a.Root, ConfigFile), append(data, '\n'), nil)
 }
 
 // LockInfo is written into the lock file by its holder.
@@ -384,14 +389,23 @@ func (a *Archive) NewSegment(dir string, seq int, id string) (*SegmentWriter, er
 	return newSegmentWriter(a.Root, rel, &a.bufs, a.hook)
 }
 
-// Commit writes s as a committed manifest: to a temporary file, fsynced,
-// renamed into place, directory fsynced. Every segment it names must have
-// been committed before.
+// Commit writes s as a committed manifest (version 2: its changes go to
+// delta files, fsynced, then the header: to a temporary file, fsynced,
+// renamed into place, directory fsynced). Every segment it names must have
+// been committed before. It is CommitDeltas without streamed records.
 //
 // A snapshot that records an error or a failed folder is committed as
 // partial, whatever its Status said.
 func (a *Archive) Commit(s *Snapshot) error {
-	s.Version = FormatVersion
+	_, err := a.CommitDeltas(s, nil)
+	return err
+}
+
+// CommitV1 writes s as a version 1 manifest (one file holding every
+// record), as mailvault up to format version 1 did: for tests and tools
+// that make archives of the old format.
+func (a *Archive) CommitV1(s *Snapshot) error {
+	s.Version = ManifestVersion1
 	s.settleStatus()
 	if err := s.validate(); err != nil {
 		return fmt.Errorf("formats: refusing to commit an invalid snapshot: %w", err)
@@ -502,6 +516,9 @@ func (a *Archive) ReadSnapshot(sf SnapshotFile) (*Snapshot, error) {
 		return nil, fmt.Errorf("%w: snapshot %s: manifest too large", ErrCorrupt, sf.ID)
 	}
 	s, err := DecodeSnapshot(data)
+	if err == errManifest2 {
+		s, err = a.readSnapshot2(sf)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", sf.ID, err)
 	}
@@ -538,17 +555,29 @@ func (a *Archive) Snapshots() ([]*Snapshot, error) {
 // marked as filled. The caller must hold the lock.
 // It returns the paths removed, relative to the root.
 func (a *Archive) RemoveOrphans(st *State) ([]string, error) {
-	orphans, marks, err := a.orphans(st, true)
+	return a.removeOrphans(st)
+}
+
+// removeOrphans is RemoveOrphans with what the committed manifests name
+// from idx.
+func (a *Archive) removeOrphans(idx index) ([]string, error) {
+	orphans, marks, err := a.orphans(idx, true)
 	if err != nil {
 		return nil, err
 	}
-	// Marks go last: a run stopped half-way looks again next time.
-	for _, rel := range append(orphans, marks...) {
+	return orphans, a.removePaths(append(orphans, marks...))
+}
+
+// removePaths removes files (and emptied directories) relative to the
+// root, in order: marks go last, so a run stopped half-way looks again
+// next time.
+func (a *Archive) removePaths(rels []string) error {
+	for _, rel := range rels {
 		if err := os.Remove(filepath.Join(a.Root, filepath.FromSlash(rel))); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("remove %s: %w", rel, err)
+			return fmt.Errorf("remove %s: %w", rel, err)
 		}
 	}
-	return orphans, nil
+	return nil
 }
 
 // Orphans lists files under folders/ and snapshots/ that no committed
@@ -562,7 +591,7 @@ func (a *Archive) Orphans(st *State) ([]string, error) {
 // orphans is Orphans. With marked, the storage may look only where its
 // writers left marks (a Maildir archive's folders whose cur/ a run filled
 // since the last check); the marks found are returned apart.
-func (a *Archive) orphans(st *State, marked bool) (out, marks []string, err error) {
+func (a *Archive) orphans(st index, marked bool) (out, marks []string, err error) {
 	snaps, err := os.ReadDir(filepath.Join(a.Root, SnapshotsDir))
 	if err != nil {
 		return nil, nil, err
@@ -572,6 +601,11 @@ func (a *Archive) orphans(st *State, marked bool) (out, marks []string, err erro
 			out = append(out, SnapshotsDir+"/"+e.Name())
 		}
 	}
+	deltas, err := a.deltaOrphans(snaps)
+	if err != nil {
+		return nil, nil, err
+	}
+	out = append(out, deltas...)
 	o, marks, err := a.store.orphans(st, marked)
 	if err != nil {
 		return nil, nil, err

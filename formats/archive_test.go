@@ -118,7 +118,7 @@ func TestManifestDamage(t *testing.T) {
 		"empty":     func(b []byte) []byte { return nil },
 		"bit flip":  func(b []byte) []byte { c := bytes.Clone(b); c[len(c)-40] ^= 1; return c },
 		"newer": func(b []byte) []byte {
-			return bytes.Replace(b, []byte(`"mailvault_manifest":1`), []byte(`"mailvault_manifest":9`), 1)
+			return bytes.Replace(b, []byte(`"mailvault_manifest":2`), []byte(`"mailvault_manifest":9`), 1)
 		},
 	} {
 		os.WriteFile(files[0].Path, mutate(orig), 0o600)
@@ -135,9 +135,9 @@ func TestManifestDamage(t *testing.T) {
 
 func TestOpenNewerArchive(t *testing.T) {
 	root := t.TempDir()
-	os.WriteFile(filepath.Join(root, ConfigFile), []byte(`{"format":"mailvault","version":2,"storage":"mbox","compression":"zstd"}`), 0o600)
+	os.WriteFile(filepath.Join(root, ConfigFile), []byte(`{"format":"mailvault","version":3,"storage":"mbox","compression":"zstd"}`), 0o600)
 	if _, err := Open(root); !errors.Is(err, ErrNewerVersion) {
-		t.Fatalf("Open(version 2) error = %v, want ErrNewerVersion", err)
+		t.Fatalf("Open(version 3) error = %v, want ErrNewerVersion", err)
 	}
 	other := t.TempDir()
 	os.WriteFile(filepath.Join(other, "notes.txt"), []byte("x"), 0o600)

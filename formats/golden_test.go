@@ -47,9 +47,9 @@ func goldenSnapshot() *Snapshot {
 	}
 }
 
-// TestGoldenManifest pins the bytes a manifest is written as, and checks
-// that the golden bytes decode to the same snapshot. A golden file of an
-// older version is never rewritten: it stays as a decoder test.
+// TestGoldenManifest pins the bytes a version 1 manifest is written as
+// (EncodeSnapshot, the version 1 encoder), and checks that the golden bytes
+// decode to the same snapshot.
 func TestGoldenManifest(t *testing.T) {
 	path := filepath.Join("testdata", "golden", "manifest-v1.json")
 	s := goldenSnapshot()
@@ -57,7 +57,7 @@ func TestGoldenManifest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *update && FormatVersion == 1 {
+	if *update {
 		if err := os.WriteFile(path, got, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -66,7 +66,7 @@ func TestGoldenManifest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if FormatVersion == 1 && !bytes.Equal(got, want) {
+	if !bytes.Equal(got, want) {
 		t.Errorf("EncodeSnapshot() =\n%s\nwant (%s)\n%s", got, path, want)
 	}
 	dec, err := DecodeSnapshot(want)
@@ -76,4 +76,85 @@ func TestGoldenManifest(t *testing.T) {
 	if !reflect.DeepEqual(dec, s) {
 		t.Errorf("DecodeSnapshot(%s) =\n%+v\nwant\n%+v", path, dec, s)
 	}
+}
+
+// TestGoldenManifestV2 pins the bytes of a version 2 manifest: the header
+// and its delta files as CommitDeltas writes them for the golden snapshot,
+// and checks that the golden files read back (ReadSnapshot) to the same
+// snapshot. Rewrite with -update only for a deliberate format change.
+func TestGoldenManifestV2(t *testing.T) {
+	dir := filepath.Join("testdata", "golden", "manifest-v2")
+	a, err := Create(filepath.Join(t.TempDir(), "vault"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.CommitDeltas(goldenSnapshot(), nil); err != nil {
+		t.Fatal(err)
+	}
+	got := treeFiles(t, filepath.Join(a.Root, SnapshotsDir))
+	if *update {
+		os.RemoveAll(dir)
+		for rel, b := range got {
+			os.MkdirAll(filepath.Dir(filepath.Join(dir, rel)), 0o755)
+			if err := os.WriteFile(filepath.Join(dir, rel), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := treeFiles(t, dir)
+	if len(want) == 0 {
+		t.Fatalf("no golden files in %s", dir)
+	}
+	for rel, b := range want {
+		if !bytes.Equal(got[rel], b) {
+			t.Errorf("%s: written\n%q\nwant (%s)\n%q", rel, got[rel], dir, b)
+		}
+	}
+	for rel := range got {
+		if want[rel] == nil {
+			t.Errorf("%s written, not in %s", rel, dir)
+		}
+	}
+	// The golden files read back as the snapshot.
+	b, err := Create(filepath.Join(t.TempDir(), "read"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rel, data := range want {
+		p := filepath.Join(b.Root, SnapshotsDir, rel)
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		os.WriteFile(p, data, 0o600)
+	}
+	files, err := b.ListSnapshots()
+	if err != nil || len(files) != 1 {
+		t.Fatalf("ListSnapshots = %v, %v", files, err)
+	}
+	dec, err := b.ReadSnapshot(files[0])
+	if err != nil {
+		t.Fatalf("ReadSnapshot(%s) = %v", dir, err)
+	}
+	s := goldenSnapshot()
+	s.Version = ManifestVersion2
+	if !reflect.DeepEqual(dec, s) {
+		t.Errorf("ReadSnapshot(%s) =\n%+v\nwant\n%+v", dir, dec, s)
+	}
+}
+
+// treeFiles returns every file under dir by its slash path relative to it.
+func treeFiles(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, p)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[filepath.ToSlash(rel)] = b
+		return nil
+	})
+	return out
 }

@@ -1028,16 +1028,15 @@ func (ix *Index) Apply(m *ManifestReader) error {
 			return err
 		}
 	}
-	seen := map[string]bool{} // folders whose first entry was passed
-	for i := 0; i < pos.Delta; i++ {
-		seen[h.Deltas[i].Folder] = true
-	}
 	for i := pos.Delta; i < len(h.Deltas); i++ {
 		d := &h.Deltas[i]
-		first := !seen[d.Folder]
-		seen[d.Folder] = true
+		// A version 2 manifest has a folder's event on its first entry;
+		// a version 1 manifest a retention rewrite folded may have one on
+		// a later change of the folder (created, ..., deleted), applied
+		// in order as a replay does.
+		event := d.Event != ""
 		if !pos.Event {
-			if first {
+			if event {
 				if err := ix.applyEvent(h, d); err != nil {
 					return err
 				}
@@ -1054,7 +1053,7 @@ func (ix *Index) Apply(m *ManifestReader) error {
 		if err := ix.applyRecords(m, i, h, f, pos); err != nil {
 			return err
 		}
-		if first && d.Event == EventDeleted {
+		if d.Event == EventDeleted {
 			if err := ix.flush(); err != nil {
 				return err
 			}

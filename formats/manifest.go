@@ -14,9 +14,16 @@ import (
 	"time"
 )
 
-// FormatVersion is the archive format this package reads and writes.
-// Archives and manifests with a higher version are refused.
-const FormatVersion = 1
+// FormatVersion is the archive format this package writes (in
+// mailvault.json; its manifests are version 2, ManifestVersion2). It
+// reads every version up to it; archives and manifests with a higher
+// version are refused.
+const FormatVersion = 2
+
+// ManifestVersion1 is the manifest version with the records inside the
+// manifest (mailvault up to format version 1); it is still read, and
+// WriteSnapshot still writes it (tests, tools).
+const ManifestVersion1 = 1
 
 // Errors callers classify.
 var (
@@ -174,7 +181,7 @@ func WriteSnapshot(w io.Writer, s *Snapshot) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	h := sha256.New()
 	body := io.MultiWriter(bw, h)
-	fmt.Fprintf(bw, `{"mailvault_manifest":%d,"snapshot":`, FormatVersion)
+	fmt.Fprintf(bw, `{"mailvault_manifest":%d,"snapshot":`, ManifestVersion1)
 	head := *s
 	head.Changes = nil
 	b, err := json.Marshal(&head)
@@ -227,15 +234,23 @@ func writeChange(w io.Writer, c *Change) error {
 	return err
 }
 
-// DecodeSnapshot parses and validates a manifest file. Damage gives an
-// error wrapping ErrCorrupt; a newer format gives ErrNewerVersion.
+// errManifest2 is DecodeSnapshot's answer for a version 2 manifest, whose
+// records are in delta files (Archive.ReadSnapshot reads those).
+var errManifest2 = fmt.Errorf("%w: a version 2 manifest is read with its delta files (Archive.ReadSnapshot, OpenManifest)", ErrNewerVersion)
+
+// DecodeSnapshot parses and validates a version 1 manifest file. Damage
+// gives an error wrapping ErrCorrupt; a newer format gives
+// ErrNewerVersion.
 func DecodeSnapshot(data []byte) (*Snapshot, error) {
 	var env envelope
 	if err := json.Unmarshal(data, &env); err != nil {
 		return nil, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
 	}
-	if env.Manifest > FormatVersion {
-		return nil, fmt.Errorf("%w: manifest version %d, this mailvault reads up to %d", ErrNewerVersion, env.Manifest, FormatVersion)
+	if env.Manifest == ManifestVersion2 {
+		return nil, errManifest2
+	}
+	if env.Manifest > ManifestVersion2 {
+		return nil, fmt.Errorf("%w: manifest version %d, this mailvault reads up to %d", ErrNewerVersion, env.Manifest, ManifestVersion2)
 	}
 	if env.Manifest < 1 || len(env.Snapshot) == 0 {
 		return nil, fmt.Errorf("%w: manifest: missing version or snapshot", ErrCorrupt)
@@ -253,8 +268,8 @@ func DecodeSnapshot(data []byte) (*Snapshot, error) {
 	if err := json.Unmarshal(compact.Bytes(), &s); err != nil {
 		return nil, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
 	}
-	if s.Version > FormatVersion {
-		return nil, fmt.Errorf("%w: snapshot version %d, this mailvault reads up to %d", ErrNewerVersion, s.Version, FormatVersion)
+	if s.Version > ManifestVersion1 {
+		return nil, fmt.Errorf("%w: snapshot version %d, this mailvault reads up to %d", ErrNewerVersion, s.Version, ManifestVersion2)
 	}
 	if err := s.validate(); err != nil {
 		return nil, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)

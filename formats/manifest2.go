@@ -157,6 +157,8 @@ type DeltaWriter struct {
 	buf    []byte // uncompressed bytes of the frame being filled
 	d      Delta
 	err    error
+	sealed bool // Seal was called: the file is complete
+	placed bool // Commit was called
 }
 
 // deltaNames serialises the choice of delta file names.
@@ -267,41 +269,69 @@ func (w *DeltaWriter) Gone(key string) error {
 	return nil
 }
 
-// Commit makes the records durable as a delta file of snapshot seq/id:
-// the file is completed, fsynced, renamed to its final name (the first
-// free one of DeltaName(folder, 1), DeltaName(folder, 2), …) and its
-// directory fsynced. It returns the header's entry for it (without an
-// event; the caller sets Event and From). A writer with no records
-// writes no file: the entry has no Path. The writer cannot be used after
-// Commit.
-func (w *DeltaWriter) Commit(seq int, id string) (Delta, error) {
+// Seal completes the file and makes it durable under its temporary
+// name: the last frame is written, the file fsynced and closed, and the
+// writer's buffers and encoder released, so that a writer waiting for
+// its snapshot holds no file and little memory. No record can be added
+// after it; Commit still places the file. Sealing twice is a no-op.
+func (w *DeltaWriter) Seal() error {
+	if w.sealed {
+		return nil
+	}
 	if w.f == nil {
-		return Delta{}, errors.New("formats: delta writer used after commit")
+		return errors.New("formats: delta writer used after commit")
 	}
 	if w.d.Records == 0 {
 		w.Abort()
-		return Delta{Folder: w.folder}, nil
+		w.sealed = true
+		return nil
 	}
 	if err := w.flushFrame(); err != nil {
 		w.Abort()
-		return Delta{}, err
+		return err
 	}
 	if err := w.out.Flush(); err != nil {
 		w.Abort()
-		return Delta{}, fmt.Errorf("write delta file: %w", err)
+		return fmt.Errorf("write delta file: %w", err)
 	}
 	if err := w.f.Sync(); err != nil {
 		w.Abort()
-		return Delta{}, fmt.Errorf("sync delta file: %w", err)
+		return fmt.Errorf("sync delta file: %w", err)
 	}
 	if err := w.f.Close(); err != nil {
 		w.f = nil
 		os.Remove(w.tmp)
-		return Delta{}, fmt.Errorf("close delta file: %w", err)
+		return fmt.Errorf("close delta file: %w", err)
 	}
 	w.f = nil
 	w.enc.Close()
+	w.enc, w.buf, w.out = nil, nil, nil
 	w.d.Size, w.d.SHA256 = w.size, hex.EncodeToString(w.h.Sum(nil))
+	w.sealed = true
+	if w.err == nil {
+		w.err = errors.New("formats: delta writer sealed")
+	}
+	return nil
+}
+
+// Commit makes the records durable as a delta file of snapshot seq/id:
+// the file is completed, fsynced (Seal), renamed to its final name (the
+// first free one of DeltaName(folder, 1), DeltaName(folder, 2), …) and
+// its directory fsynced. It returns the header's entry for it (without an
+// event; the caller sets Event and From). A writer with no records
+// writes no file: the entry has no Path. The writer cannot be used after
+// Commit.
+func (w *DeltaWriter) Commit(seq int, id string) (Delta, error) {
+	if w.placed {
+		return Delta{}, errors.New("formats: delta writer used after commit")
+	}
+	if err := w.Seal(); err != nil {
+		return Delta{}, err
+	}
+	w.placed = true
+	if w.d.Records == 0 {
+		return Delta{Folder: w.folder}, nil
+	}
 	rel, err := w.a.placeDelta(w.tmp, w.folder, seq, id)
 	if err != nil {
 		os.Remove(w.tmp)
@@ -310,6 +340,10 @@ func (w *DeltaWriter) Commit(seq int, id string) (Delta, error) {
 	w.d.Path = rel
 	return w.d, nil
 }
+
+// Counts returns the writer's records so far by kind, as the header's
+// entry will count them.
+func (w *DeltaWriter) Counts() Delta { return w.d }
 
 // placeDelta renames a completed delta file into the snapshot's
 // directory under the first free name, and fsyncs what it changed.
@@ -349,6 +383,8 @@ func (w *DeltaWriter) Abort() {
 	if w.f != nil {
 		w.f.Close()
 		w.f = nil
+		os.Remove(w.tmp)
+	} else if w.sealed && !w.placed {
 		os.Remove(w.tmp)
 	}
 	if w.enc != nil {

@@ -148,7 +148,9 @@ func (a *Archive) commitRewrite(command string, snaps []*Snapshot, changed map[s
 		if !changed[s.ID] {
 			continue
 		}
-		s.Version = FormatVersion
+		// Written whole, as a version 1 manifest (one file; a version 2
+		// snapshot's delta directory goes once it is installed).
+		s.Version = ManifestVersion1
 		if err := s.validate(); err != nil {
 			return fmt.Errorf("formats: refusing to write an invalid snapshot %s: %w", s.ID, err)
 		}
@@ -177,10 +179,12 @@ func (a *Archive) finishRewrite() error {
 		return err
 	}
 	keep := map[string]bool{}
+	keepDeltas := map[string]bool{} // delta directories of manifests kept as they are
 	for _, s := range p.Snapshots {
 		final := snapshotFileName(s.Seq, s.ID)
 		keep[final] = true
 		if !s.New {
+			keepDeltas[path.Base(deltaDir(s.Seq, s.ID))] = true
 			continue
 		}
 		if err := os.Rename(a.snapPath(final+".new"), a.snapPath(final)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -203,6 +207,17 @@ func (a *Archive) finishRewrite() error {
 				return fmt.Errorf("remove manifest %s: %w", n, err)
 			}
 			a.hook("rewrite-removed-manifest")
+		}
+	}
+	// The delta files of version 2 manifests removed or rewritten (a
+	// rewritten manifest is a version 1 file that names none): no
+	// manifest reads them any more.
+	for _, e := range entries {
+		if n := e.Name(); e.IsDir() && !keepDeltas[n] {
+			if err := os.RemoveAll(a.snapPath(n)); err != nil {
+				return fmt.Errorf("remove the delta files %s: %w", n, err)
+			}
+			a.hook("rewrite-removed-deltas")
 		}
 	}
 	if err := syncDir(dir); err != nil {

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -223,12 +224,39 @@ func (h *history) checkSnapshots(want []string) {
 			}
 		}
 	}
+	h.checkDeltaDirs(snaps)
 	rep, err := h.a.Verify(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !rep.OK() || len(rep.Orphans) > 0 && !h.allowOrphans {
 		t.Fatalf("verify: problems %v, orphans %v", rep.Problems, rep.Orphans)
+	}
+}
+
+// checkDeltaDirs fails unless every directory in snapshots/ holds the
+// delta files of a version 2 manifest of snaps: a rewrite takes the delta
+// files of the manifests it removes or rewrites (as version 1) with them.
+func (h *history) checkDeltaDirs(snaps []*Snapshot) {
+	t := h.t
+	t.Helper()
+	v2 := map[string]bool{}
+	for _, s := range snaps {
+		if s.Version >= ManifestVersion2 {
+			v2[path.Base(deltaDir(s.Seq, s.ID))] = true
+		}
+	}
+	entries, err := os.ReadDir(filepath.Join(h.a.Root, SnapshotsDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		if !v2[e.Name()] {
+			t.Fatalf("snapshots/%s: delta files no version 2 manifest names are left", e.Name())
+		}
 	}
 }
 
@@ -835,5 +863,51 @@ func TestEraseKilledAnywhere(t *testing.T) {
 				t.Fatalf("kill at %s: erasures %v, %v", point, recs, err)
 			}
 		}
+	})
+}
+
+// TestRetentionRebuildsIndex: the state index made from the manifests
+// before a rewrite is dropped with it, and the next writer's index is
+// made from the new manifests (forget renumbers, prune moves records).
+func TestRetentionRebuildsIndex(t *testing.T) {
+	forEachStorage(t, func(t *testing.T, opts StorageOptions) {
+		h := newHistory(t, opts, 5)
+		for range 10 {
+			h.run()
+		}
+		check := func(step string) {
+			t.Helper()
+			snaps, err := h.a.Snapshots()
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := Replay(snaps, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ix, err := h.a.OpenIndex(IndexOptions{Dedup: true})
+			if err != nil {
+				t.Fatalf("%s: open the index: %v", step, err)
+			}
+			defer ix.Close()
+			t.Log(step)
+			indexSameState(t, ix, st)
+			checkByHash(t, ix, st)
+		}
+		check("before")
+		if _, err := h.a.Forget(Policy{Last: 3}, time.UTC, false); err != nil {
+			t.Fatal(err)
+		}
+		if h.a.currentIndex() != "" {
+			t.Fatal("forget left the index made from the old manifests")
+		}
+		check("after forget")
+		if _, err := h.a.Prune(PruneOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if h.a.currentIndex() != "" {
+			t.Fatal("prune left the index made from the old manifests")
+		}
+		check("after prune")
 	})
 }

@@ -25,7 +25,7 @@ func TestSnapshotStatusFollowsFolders(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := &Snapshot{Version: FormatVersion, ID: NewSnapshotID(), Seq: 1, Source: "mem://test", Protocol: "imap",
+			s := &Snapshot{Version: ManifestVersion1, ID: NewSnapshotID(), Seq: 1, Source: "mem://test", Protocol: "imap",
 				Started: now, Finished: now, Status: StatusComplete, Folders: tt.folders, Errors: tt.errs}
 			// As an old mailvault wrote it: bytes that say complete.
 			data, err := EncodeSnapshot(s)

@@ -31,7 +31,18 @@ func (r *VerifyReport) OK() bool { return len(r.Problems) == 0 }
 // checked (after each segment, or every few hundred message files).
 func (a *Archive) Verify(progress func(seg string, done, total int)) (*VerifyReport, error) {
 	rep := &VerifyReport{}
-	snaps, err := a.Snapshots()
+	files, err := a.ListSnapshots()
+	if err != nil {
+		if errors.Is(err, ErrCorrupt) {
+			rep.Problems = append(rep.Problems, err.Error())
+			return rep, nil
+		}
+		return nil, err
+	}
+	// A temporary index with every message's location, built by streaming
+	// every manifest (their checksums, chain and records are checked as
+	// they are applied): nothing holds the archive's messages in memory.
+	ix, err := a.readIndex(0, true)
 	if err != nil {
 		if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNewerVersion) {
 			rep.Problems = append(rep.Problems, err.Error())
@@ -39,20 +50,102 @@ func (a *Archive) Verify(progress func(seg string, done, total int)) (*VerifyRep
 		}
 		return nil, err
 	}
-	rep.Snapshots = len(snaps)
-	st, err := Replay(snaps, "")
-	if err != nil {
-		rep.Problems = append(rep.Problems, err.Error())
-		return rep, nil
+	defer ix.Close()
+	rep.Snapshots = len(files)
+	v := &indexView{ix: ix}
+	if ss, ok := a.store.(*segmentStorage); ok {
+		err = ss.verifyIndex(ix, rep, progress)
+	} else {
+		err = a.store.verify(v, rep, progress)
 	}
-	if err := a.store.verify(st, rep, progress); err != nil {
-		return nil, err
+	if err == nil {
+		rep.Orphans, _, err = a.orphans(v, false)
 	}
-	rep.Orphans, err = a.Orphans(st)
+	if err == nil {
+		err = v.err
+	}
 	if err != nil {
 		return nil, err
 	}
 	return rep, nil
+}
+
+// verifyIndex is verify with the records read from an index with
+// locations, segment by segment in path order: only one segment's
+// records are held at a time.
+func (s *segmentStorage) verifyIndex(ix *Index, rep *VerifyReport, progress func(string, int, int)) error {
+	var segs []*Segment
+	if err := ix.Segments(func(g *Segment) error {
+		segs = append(segs, &Segment{Path: g.Path})
+		return nil
+	}); err != nil {
+		return err
+	}
+	next := 0
+	check := func(path string, byOff map[int64]*Message) error {
+		g, err := ix.Segment(path)
+		if err != nil {
+			return err
+		}
+		n, b, probs := s.verifySegment(g, byOff)
+		rep.Segments++
+		rep.Messages += n
+		rep.Bytes += b
+		rep.Problems = append(rep.Problems, probs...)
+		if progress != nil {
+			progress(path, rep.Segments, len(segs))
+		}
+		return nil
+	}
+	// Segments up to path (those before it hold no record).
+	upTo := func(path string, byOff map[int64]*Message) error {
+		for next < len(segs) && segs[next].Path < path {
+			if err := check(segs[next].Path, nil); err != nil {
+				return err
+			}
+			next++
+		}
+		if next < len(segs) && segs[next].Path == path {
+			next++
+			return check(path, byOff)
+		}
+		return nil
+	}
+	cur := ""
+	byOff := map[int64]*Message{}
+	err := ix.Locations(func(l *IndexLocation) error {
+		if (Location{Seg: l.Seg, Off: l.Off}).isFile() || validMaildirPath(l.Seg) {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s (message %s): not a segment of this mbox archive", l.Seg, l.Key))
+			return nil
+		}
+		if l.Seg != cur {
+			if cur != "" {
+				if err := upTo(cur, byOff); err != nil {
+					return err
+				}
+			}
+			cur, byOff = l.Seg, map[int64]*Message{}
+		}
+		if l.Conflict {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s offset %d: two different messages recorded at one place", l.Seg, l.Off))
+		}
+		byOff[l.Off] = &Message{Key: l.Key, SHA256: l.SHA256, Size: l.Size, Seg: l.Seg, Off: l.Off}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if cur != "" {
+		if err := upTo(cur, byOff); err != nil {
+			return err
+		}
+	}
+	for ; next < len(segs); next++ {
+		if err := check(segs[next].Path, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // verifySegment checks one committed segment: its checksum, its frame

@@ -196,7 +196,7 @@ func Select(snaps []*formats.Snapshot, sel Selection) (*Selected, error) {
 		}
 	}
 	sort.Slice(out.Folders, func(i, j int) bool { return out.Folders[i].Folder.Name < out.Folders[j].Folder.Name })
-	if err := matchedSomething(st, sel, folderHit, includeHit, deletedFolders, candidates); err != nil {
+	if err := matchedSomething(stateFolders(st), st.Snapshot.ID, sel, folderHit, includeHit, deletedFolders, candidates); err != nil {
 		return nil, err
 	}
 	if was != nil && deleted == 0 {
@@ -219,7 +219,7 @@ func Select(snaps []*formats.Snapshot, sel Selection) (*Selected, error) {
 // matchedSomething returns an error naming each --folder and --include
 // that matched no folder of the snapshot, or saying that the folder
 // selection as a whole left no folder.
-func matchedSomething(st *formats.State, sel Selection, folderHit, includeHit []bool, deletedFolders []string, candidates int) error {
+func matchedSomething(folders []formats.Folder, snapID string, sel Selection, folderHit, includeHit []bool, deletedFolders []string, candidates int) error {
 	var missing []string
 	for i, hit := range folderHit {
 		if hit {
@@ -227,9 +227,9 @@ func matchedSomething(st *formats.State, sel Selection, folderHit, includeHit []
 		}
 		want := sel.Folders[i]
 		msg := fmt.Sprintf("no folder %q", want)
-		for _, name := range st.FolderNames() {
-			if strings.EqualFold(name, want) || strings.EqualFold(slashName(st.Folders[name].Folder), want) {
-				msg += fmt.Sprintf(" (did you mean %q?)", name)
+		for _, f := range folders {
+			if strings.EqualFold(f.Name, want) || strings.EqualFold(slashName(f), want) {
+				msg += fmt.Sprintf(" (did you mean %q?)", f.Name)
 				break
 			}
 		}
@@ -241,15 +241,24 @@ func matchedSomething(st *formats.State, sel Selection, folderHit, includeHit []
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("%w: %s in snapshot %s (see 'mailvault ls ARCHIVE')", ErrSelection, strings.Join(missing, ", "), st.Snapshot.ID)
+		return fmt.Errorf("%w: %s in snapshot %s (see 'mailvault ls ARCHIVE')", ErrSelection, strings.Join(missing, ", "), snapID)
 	}
 	if candidates > 0 || len(sel.Folders) == 0 && len(sel.Include) == 0 && len(sel.Exclude) == 0 {
 		return nil
 	}
 	if len(deletedFolders) > 0 {
-		return fmt.Errorf("%w: %s deleted on the server by snapshot %s: choose an earlier --snapshot", ErrSelection, folderList(deletedFolders), st.Snapshot.ID)
+		return fmt.Errorf("%w: %s deleted on the server by snapshot %s: choose an earlier --snapshot", ErrSelection, folderList(deletedFolders), snapID)
 	}
-	return fmt.Errorf("%w: no folder of snapshot %s is left by the folder selection (--folder, --include, --exclude)", ErrSelection, st.Snapshot.ID)
+	return fmt.Errorf("%w: no folder of snapshot %s is left by the folder selection (--folder, --include, --exclude)", ErrSelection, snapID)
+}
+
+// stateFolders returns the folders of st by name.
+func stateFolders(st *formats.State) []formats.Folder {
+	out := make([]formats.Folder, 0, len(st.Folders))
+	for _, name := range st.FolderNames() {
+		out = append(out, st.Folders[name].Folder)
+	}
+	return out
 }
 
 // folderList names a few folders for an error message.

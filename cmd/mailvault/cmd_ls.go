@@ -60,6 +60,9 @@ func runLs(root string, sel restore.Selection, messages, asJSON bool, e *env) er
 	if err != nil {
 		return err
 	}
+	if sel.DeletedSince == "" {
+		return runLsIndex(a, root, sel, messages, asJSON, e)
+	}
 	snaps, err := a.Snapshots()
 	if err != nil {
 		return err
@@ -133,6 +136,101 @@ func runLs(root string, sel restore.Selection, messages, asJSON bool, e *env) er
 				row = append([]string{truncate(printable(sf.Folder.Name), 30)}, row...)
 			}
 			tw.add(row...)
+		}
+	}
+	return tw.write(e.stdout)
+}
+
+// runLsIndex is ls without --deleted-since: from a state index at the
+// chosen snapshot (the archive's own when it is there, else a temporary
+// one built from the manifests), folders from its counts, messages
+// streamed in key order: nothing holds a folder's messages.
+func runLsIndex(a *formats.Archive, root string, sel restore.Selection, messages, asJSON bool, e *env) error {
+	heads, err := a.Headers()
+	if err != nil {
+		return err
+	}
+	snaps := make([]*formats.Snapshot, len(heads))
+	for i, h := range heads {
+		snaps[i] = &h.Snapshot
+	}
+	id, err := restore.ResolveSnapshot(snaps, sel.Snapshot, sel.AsOf)
+	if err != nil {
+		return err
+	}
+	seq := 0
+	for _, h := range heads {
+		if h.ID == id {
+			seq = h.Seq
+		}
+	}
+	ix, err := a.ReadIndex(seq)
+	if err != nil {
+		return err
+	}
+	defer ix.Close()
+	listing, err := restore.SelectIndex(ix, sel)
+	if err != nil {
+		return err
+	}
+	if len(sel.Folders) == 1 && len(listing.Folders) == 0 && messages {
+		if ix.Folder(sel.Folders[0]) == nil {
+			return usagef("no folder %q in the archive (see 'mailvault ls %s')", sel.Folders[0], root)
+		}
+	}
+	var tw table
+	enc := json.NewEncoder(e.stdout)
+	if !messages {
+		if !asJSON {
+			tw.add("FOLDER", "MESSAGES", "SIZE", "GONE", "ROLE", "STATUS")
+		}
+		for _, f := range listing.Folders {
+			status := f.Folder.Status
+			if f.Deleted {
+				status = "deleted"
+			}
+			if asJSON {
+				enc.Encode(map[string]any{"folder": f.Folder.Name, "messages": f.Present, "size": f.Bytes, "gone": f.Gone, "special_use": f.Folder.SpecialUse, "status": status})
+				continue
+			}
+			tw.add(printable(f.Folder.Name), strconv.FormatInt(f.Present, 10), humanBytes(f.Bytes), strconv.FormatInt(f.Gone, 10), f.Folder.SpecialUse, status)
+		}
+		return tw.write(e.stdout)
+	}
+	many := len(listing.Folders) > 1
+	if !asJSON {
+		head := []string{"KEY", "DATE", "FROM", "SUBJECT", "SIZE", "FLAGS"}
+		if many {
+			head = append([]string{"FOLDER"}, head...)
+		}
+		tw.add(head...)
+	}
+	for _, f := range listing.Folders {
+		err := listing.Each(f, func(m *formats.MessageState) error {
+			if asJSON {
+				return enc.Encode(struct {
+					Folder string `json:"folder"`
+					formats.Message
+					Gone bool `json:"gone,omitempty"`
+				}{f.Folder.Name, m.Message, m.Gone})
+			}
+			flags := strings.Join(m.Flags, " ")
+			if m.Gone {
+				flags = strings.TrimSpace("(gone) " + flags)
+			}
+			row := []string{m.Key, m.InternalDate.Local().Format("2006-01-02 15:04"),
+				truncate(printable(m.From), 30), truncate(printable(m.Subject), 50), humanBytes(m.Size), flags}
+			if many {
+				row = append([]string{truncate(printable(f.Folder.Name), 30)}, row...)
+			}
+			tw.add(row...)
+			if tw.len() >= lsFlushRows {
+				return tw.flush(e.stdout)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return tw.write(e.stdout)

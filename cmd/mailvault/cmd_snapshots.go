@@ -52,12 +52,13 @@ type snapshotLine struct {
 	Quota []formats.Quota `json:"quota,omitempty"`
 }
 
-// summarize is the line of snapshot s, which stored the given bytes.
-func summarize(s *formats.Snapshot, stored int64) snapshotLine {
-	l := snapshotLine{ID: s.ID, Started: s.Started, Finished: s.Finished, Status: s.Status, Source: s.Source, Folders: len(s.Folders), Errors: s.Errors, Bytes: stored, Quota: s.Quota}
-	for _, c := range s.Changes {
-		l.Added += len(c.Added)
-		l.Gone += len(c.Gone)
+// summarize is the line of snapshot h (a header, without records: its
+// entries count them), which stored the given bytes.
+func summarize(h *formats.Header, stored int64) snapshotLine {
+	l := snapshotLine{ID: h.ID, Started: h.Started, Finished: h.Finished, Status: h.Status, Source: h.Source, Folders: len(h.Folders), Errors: h.Errors, Bytes: stored, Quota: h.Quota}
+	for _, d := range h.Deltas {
+		l.Added += d.Added
+		l.Gone += d.Gone
 	}
 	return l
 }
@@ -67,11 +68,15 @@ func runSnapshots(root string, asJSON bool, e *env) error {
 	if err != nil {
 		return err
 	}
-	snaps, err := a.Snapshots()
+	// Headers only: the records are never read (counts are in them).
+	snaps, err := a.Headers()
 	if err != nil {
 		return err
 	}
-	stored := a.StoredBytes(snaps)
+	stored, err := a.HeaderStoredBytes(snaps)
+	if err != nil {
+		return err
+	}
 	if asJSON {
 		enc := json.NewEncoder(e.stdout)
 		for i, s := range snaps {

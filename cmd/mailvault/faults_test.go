@@ -263,7 +263,7 @@ func TestUsageAndArchiveErrors(t *testing.T) {
 		data       []byte
 	}{
 		{"truncated manifest", "corrupt", orig[:len(orig)/2]},
-		{"newer manifest", "newer mailvault", []byte(strings.Replace(string(orig), `"mailvault_manifest":1`, `"mailvault_manifest":2`, 1))},
+		{"newer manifest", "newer mailvault", []byte(strings.Replace(string(orig), fmt.Sprintf(`"mailvault_manifest":%d`, formats.ManifestVersion2), `"mailvault_manifest":9`, 1))},
 	}
 	for _, d := range damage {
 		os.WriteFile(manifests[0], d.data, 0o600)
@@ -277,7 +277,7 @@ func TestUsageAndArchiveErrors(t *testing.T) {
 	os.WriteFile(manifests[0], orig, 0o600)
 	cfg := filepath.Join(vault, formats.ConfigFile)
 	data, _ := os.ReadFile(cfg)
-	os.WriteFile(cfg, []byte(strings.Replace(string(data), `"version": 1`, `"version": 7`, 1)), 0o600)
+	os.WriteFile(cfg, []byte(strings.Replace(string(data), fmt.Sprintf(`"version": %d`, formats.FormatVersion), `"version": 7`, 1)), 0o600)
 	if code, _, errs := runCLI(t, pwEnv, "backup", url, vault, "--insecure-plaintext"); code != exitArchive || !strings.Contains(errs, "upgrade mailvault") {
 		t.Errorf("newer archive format: exit %d %q, want %d and advice to upgrade", code, errs, exitArchive)
 	}

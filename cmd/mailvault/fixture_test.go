@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -151,6 +152,9 @@ func TestWriteFixtures(t *testing.T) {
 }
 
 func gitHead(t *testing.T) string {
+	if out, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output(); err == nil {
+		return strings.TrimSpace(string(out))
+	}
 	b, err := os.ReadFile("../../.git/HEAD")
 	if err != nil {
 		return "unknown commit"

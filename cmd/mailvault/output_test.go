@@ -235,8 +235,9 @@ func TestBackupSummaryIsWhatWasCommitted(t *testing.T) {
 	}
 	// The text summary says the same.
 	code, out, _ = runCLI(t, pwEnv, "backup", url, vault, "--insecure-plaintext")
-	snaps, _ = a.Snapshots()
-	last := summarize(snaps[len(snaps)-1], a.StoredBytes(snaps)[len(snaps)-1])
+	heads, _ := a.Headers()
+	stored, _ := a.HeaderStoredBytes(heads)
+	last := summarize(heads[len(heads)-1], stored[len(heads)-1])
 	want := fmt.Sprintf("snapshot %s %s: %d folders (", last.ID, last.Status, last.Folders)
 	if code != exitPartial || !strings.HasPrefix(out, want) || !strings.Contains(out, "1 failed") {
 		t.Errorf("text summary %q, want it to start %q and count 1 failed folder", out, want)

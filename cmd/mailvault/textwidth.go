@@ -53,12 +53,28 @@ func truncate(s string, n int) string {
 // table lays out rows in columns padded by display width (text/tabwriter
 // counts runes, so a CJK cell shifts the columns after it). The last cell
 // of a row is not padded.
-type table struct{ rows [][]string }
+// table lays out rows in columns. A long listing is written in blocks
+// (flush): the widths of a block are at least those of the blocks before,
+// so that columns stay aligned as far as the rows seen allow, and no
+// listing is held whole.
+type table struct {
+	rows   [][]string
+	widths []int
+}
 
 func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
 
-func (t *table) write(w io.Writer) error {
-	var widths []int
+// lsFlushRows is how many rows a streamed listing holds before it writes
+// them.
+const lsFlushRows = 2000
+
+func (t *table) len() int { return len(t.rows) }
+
+func (t *table) write(w io.Writer) error { return t.flush(w) }
+
+// flush writes the rows added so far and forgets them.
+func (t *table) flush(w io.Writer) error {
+	widths := t.widths
 	for _, row := range t.rows {
 		for i, c := range row[:max(len(row)-1, 0)] {
 			if i == len(widths) {
@@ -67,6 +83,7 @@ func (t *table) write(w io.Writer) error {
 			widths[i] = max(widths[i], displayWidth(c))
 		}
 	}
+	t.widths = widths
 	var b strings.Builder
 	for _, row := range t.rows {
 		for i, c := range row {
@@ -77,6 +94,7 @@ func (t *table) write(w io.Writer) error {
 		}
 		b.WriteByte('\n')
 	}
+	t.rows = t.rows[:0]
 	_, err := io.WriteString(w, b.String())
 	return err
 }
