@@ -68,7 +68,7 @@ func (a *Archive) Forget(p Policy, loc *time.Location, dryRun bool) (*ForgetResu
 	if dryRun || n == 0 {
 		return res, nil
 	}
-	chain, changed, st, err := foldChain(snaps, keep)
+	chain, changed, _, err := foldChain(snaps, keep)
 	if err != nil {
 		return nil, err
 	}
@@ -76,9 +76,8 @@ func (a *Archive) Forget(p Policy, loc *time.Location, dryRun bool) (*ForgetResu
 		return nil, err
 	}
 	res.Forgotten, res.Rewritten = n, len(changed)
-	// The state cache is derived: a failure only costs the next run a
-	// replay.
-	_ = a.SaveStateCache(st)
+	// The state index (cache/) went with the rewrite; the next writer
+	// rebuilds it from the new manifests.
 	return res, nil
 }
 

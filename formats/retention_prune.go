@@ -259,10 +259,8 @@ func (a *Archive) compactArchive(command string, selected func(folder string, m 
 	if res.StoredAfter, err = a.storedSize(); err != nil {
 		return nil, err
 	}
-	if st2, err := Replay(chain, ""); err == nil {
-		// Derived: a failure costs the next run a replay.
-		_ = a.SaveStateCache(st2)
-	}
+	// The state index (cache/) went with the rewrite; the next writer
+	// rebuilds it from the new manifests.
 	return res, nil
 }
 
