@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/syndtr/goleveldb/leveldb"
 	lverrors "github.com/syndtr/goleveldb/leveldb/errors"
@@ -548,9 +549,15 @@ func (ix *Index) Segment(path string) (*Segment, error) {
 
 // segCache keeps the last segments looked up: a reader goes through one
 // segment's messages at a time, and a segment's frame table can be large.
-type segCache struct{ list []*Segment }
+// Readers on several goroutines share it.
+type segCache struct {
+	mu   sync.Mutex
+	list []*Segment
+}
 
 func (c *segCache) get(path string) *Segment {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for i, g := range c.list {
 		if g.Path == path {
 			c.list[0], c.list[i] = c.list[i], c.list[0]
@@ -561,6 +568,8 @@ func (c *segCache) get(path string) *Segment {
 }
 
 func (c *segCache) put(g *Segment) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if len(c.list) < 8 {
 		c.list = append(c.list, g)
 	} else {

@@ -1,6 +1,7 @@
 package formats
 
 import (
+	"fmt"
 	"io"
 )
 
@@ -9,7 +10,8 @@ import (
 // a FolderState lists them) are read in one pass over what stores them;
 // any other order works too. It is not safe for concurrent use.
 type MessageReader struct {
-	r storageReader
+	r    storageReader
+	view *indexView // the index it reads through, if any
 }
 
 // NewMessageReader returns a reader of the messages of st.
@@ -17,11 +19,26 @@ func (a *Archive) NewMessageReader(st *State) *MessageReader {
 	return &MessageReader{r: a.store.newReader(st)}
 }
 
+// NewIndexMessageReader returns a reader of the messages a state index
+// names (see Archive.ReadIndex). Readers of one index may be used on
+// several goroutines, each its own reader.
+func (a *Archive) NewIndexMessageReader(ix *Index) *MessageReader {
+	v := &indexView{ix: ix}
+	return &MessageReader{r: a.store.newReader(v), view: v}
+}
+
 // Open returns a reader of m's exact bytes, valid until the next Open or
 // Close. It fails with ErrCorrupt if the stored record is damaged or
 // shorter than recorded; it does not check the hash (see Verify).
 func (r *MessageReader) Open(m *Message) (io.Reader, error) {
-	return r.r.open(m)
+	body, err := r.r.open(m)
+	if r.view != nil && r.view.err != nil {
+		// The index could not say where the message is: that is not a
+		// damaged archive.
+		err, r.view.err = r.view.err, nil
+		return nil, fmt.Errorf("message %s: %w", m.Key, err)
+	}
+	return body, err
 }
 
 // Close releases the open files and the decompressor.

@@ -91,8 +91,9 @@ type FolderPlan struct {
 	// target shows them there once a label holds them.
 	ByLabels  int    `json:"shown_by_labels,omitempty"`
 	Error     string `json:"error,omitempty"` // why the folder could not be restored, or not all of it
-	msgs      []*formats.MessageState
-	toLabels  []*formats.MessageState // left to the labels (leaveToLabels)
+	sf        *SelectedFolder             // its messages (nil for structure)
+	role      string                      // the archived folder's special use
+	toLabels  bool                        // messages a label restores are left to it (leaveToLabels)
 	failed    bool
 	done      int   // messages handled, for the progress line
 	doneBytes int64 // their bytes
@@ -193,15 +194,13 @@ func Run(ctx context.Context, a *formats.Archive, sel *Selected, t Target, opts 
 	opts.Map.TargetDelim, opts.Map.TargetPrefix = rep.TargetNamespace.Delimiter, rep.TargetNamespace.Prefix
 	opts.Map.Target = existing
 	if opts.Map.Source == (Namespace{}) {
-		opts.Map.Source, rep.ArchiveNamespaceFrom = ArchiveNamespace(sel.State)
+		opts.Map.Source, rep.ArchiveNamespaceFrom = ArchiveNamespace(sel.Snapshot, sel.Archived)
 	} else {
 		rep.ArchiveNamespaceFrom = NamespaceGiven
 	}
 	rep.ArchiveNamespace = opts.Map.Source
 	if opts.Map.Archived == nil {
-		for _, name := range sel.State.FolderNames() {
-			opts.Map.Archived = append(opts.Map.Archived, sel.State.Folders[name].Folder)
-		}
+		opts.Map.Archived = sel.Archived
 	}
 	mapper := NewFolderMapper(opts.Map)
 	exists := map[string]bool{}    // folders that can hold messages
@@ -225,7 +224,7 @@ func Run(ctx context.Context, a *formats.Archive, sel *Selected, t Target, opts 
 	for _, sf := range sel.Folders {
 		target, how := mapper.Map(sf.Folder)
 		fp := &FolderPlan{Source: sf.Folder.Name, Target: target, How: how, Create: !exists[target],
-			Messages: len(sf.Messages), Bytes: sf.Bytes, msgs: sf.Messages}
+			Messages: sf.Messages, Bytes: sf.Bytes, sf: sf, role: sf.Folder.SpecialUse}
 		if role := mapper.Role(sf.Folder); fp.Create && canUse && role != "" && !hasRole[role] && how == MapSame {
 			fp.SpecialUse, hasRole[role] = role, true
 		}
@@ -247,18 +246,14 @@ func Run(ctx context.Context, a *formats.Archive, sel *Selected, t Target, opts 
 		rep.Folders = append(rep.Folders, structurePlans(mapper, sel.Structure, rep.Folders, exists, structure, rep.TargetNamespace)...)
 	}
 	warnShared(rep.Folders, opts.Log)
-	left := leaveToLabels(t, rep.Folders, func(source string) string {
-		if f := sel.State.Folders[source]; f != nil {
-			return f.SpecialUse
-		}
-		return ""
-	}, opts.Log)
-	r := &runner{ctx: ctx, a: a, st: sel.State, t: t, opts: &opts, rep: rep, exists: exists}
-	if left {
-		r.onTarget = map[string]bool{}
+	r := &runner{ctx: ctx, a: a, sel: sel, t: t, opts: &opts, rep: rep, exists: exists}
+	if err := r.leaveToLabels(); err != nil {
+		return nil, err
 	}
 	r.run()
-	r.shownByLabels()
+	if err := r.shownByLabels(); err != nil && r.err == nil {
+		r.err = err
+	}
 	rep.Elapsed = time.Since(start)
 	rep.finish()
 	err = r.err
@@ -371,7 +366,7 @@ func (rep *Report) finish() {
 type runner struct {
 	ctx  context.Context
 	a    *formats.Archive
-	st   *formats.State
+	sel  *Selected
 	t    Target
 	opts *Options
 	rep  *Report
@@ -391,10 +386,13 @@ type runner struct {
 	warned   int
 	prog     Progress
 	progress chan Progress // to the goroutine that calls Options.Progress
+	// inLabels are the SHA-256 of the messages the plans of label folders
+	// restore, when All Mail's messages are left to the labels
+	// (labels.go); nil otherwise. Read-only once workers run.
+	inLabels map[[32]byte]struct{}
 	// onTarget are the SHA-256 of the messages the target acknowledged or
-	// held, when All Mail's messages are left to the labels (labels.go);
-	// nil otherwise. Under mu.
-	onTarget map[string]bool
+	// held, when inLabels is set. Under mu.
+	onTarget map[[32]byte]struct{}
 }
 
 // worker restores folders over one target connection.
@@ -414,19 +412,18 @@ type inflight struct {
 	fr  *folderRun
 	m   *formats.MessageState
 	msg *Message
+	pos int // the message's place in the folder's selection (Selected.Each)
 	p   Pending
 }
 
-// folderRun is one folder being restored over one connection.
+// folderRun is one folder being restored over one connection. Nothing in
+// it grows with the folder: after a lost connection, the messages found
+// present or stored before the one whose answer was lost are read from
+// the selection again (holds).
 type folderRun struct {
-	fp *FolderPlan
-	// accounted are the messages found present or stored so far, in
-	// order: after a lost connection they are matched against the
-	// folder first, so that the copies they account for are not taken
-	// for the one whose answer was lost.
-	accounted []*Message
-	acked     int  // appends the target acknowledged in this run
-	rebased   bool // the folder was created again meanwhile: its count before is void
+	fp      *FolderPlan
+	acked   int  // appends the target acknowledged in this run
+	rebased bool // the folder was created again meanwhile: its count before is void
 }
 
 // fail ends the run with err (the first error wins): workers send nothing
@@ -575,7 +572,7 @@ func (r *runner) folders() {
 	var g errgroup.Group
 	workers := make([]*worker, n)
 	for i := range workers {
-		w := &worker{reader: r.a.NewMessageReader(r.st)}
+		w := &worker{reader: r.sel.NewReader(r.a)}
 		workers[i] = w
 		if i == 0 {
 			w.t = r.t
@@ -671,27 +668,9 @@ func (r *runner) folder(w *worker, fp *FolderPlan) error {
 			return fmt.Errorf("read target folder %q: %w", fp.Target, err)
 		}
 	}
-	var todo []inflight
-	for _, m := range fp.msgs {
-		msg := toMessage(m)
-		if r.identify(w, idx, m, msg) {
-			r.present(fr, m, msg)
-			continue
-		}
-		todo = append(todo, inflight{fr: fr, m: m, msg: msg})
-	}
-	if r.opts.DryRun || len(todo) == 0 {
-		return nil
-	}
+	defer idx.Close()
 	checker, _ := w.t.(AppendChecker)
-	before := -1
-	if checker != nil && r.exists[fp.Target] {
-		n, err := checker.Held(r.ctx, fp.Target)
-		if err != nil {
-			return fmt.Errorf("count the messages of target folder %q: %w", fp.Target, err)
-		}
-		before = n
-	}
+	before, counted := -1, false
 	var queue []inflight
 	var err error
 	failed := func(e error) {
@@ -700,16 +679,44 @@ func (r *runner) folder(w *worker, fp *FolderPlan) error {
 			r.fail(e) // the other workers stop sending at once
 		}
 	}
-	for _, f := range todo {
+	pos := -1
+	ierr := r.sel.Each(fp.sf, func(m *formats.MessageState) error {
+		pos++
 		if r.stopped() || r.folderFailed(fp) {
-			break
+			return errStop
 		}
+		if r.leftToLabels(fp, m) {
+			return nil
+		}
+		msg := toMessage(m)
+		if r.identify(w, idx, m, msg) {
+			r.present(fr, m)
+			return nil
+		}
+		if ierr := idx.Err(); ierr != nil {
+			return fmt.Errorf("read target folder %q: %w", fp.Target, ierr)
+		}
+		if r.opts.DryRun {
+			return nil
+		}
+		if !counted {
+			// Before the first append: what the folder held.
+			counted = true
+			if checker != nil && r.exists[fp.Target] {
+				n, herr := checker.Held(r.ctx, fp.Target)
+				if herr != nil {
+					return fmt.Errorf("count the messages of target folder %q: %w", fp.Target, herr)
+				}
+				before = n
+			}
+		}
+		f := inflight{fr: fr, m: m, msg: msg, pos: pos}
 		p, aerr := r.append(w, fp, f.m, f.msg)
 		if failed(aerr); aerr != nil {
-			break
+			return errStop
 		}
 		if p == nil {
-			continue
+			return nil
 		}
 		f.p = p
 		queue = append(queue, f)
@@ -717,9 +724,13 @@ func (r *runner) folder(w *worker, fp *FolderPlan) error {
 			serr := r.settle(w, queue[0])
 			queue = queue[1:]
 			if failed(serr); serr != nil {
-				break
+				return errStop
 			}
 		}
+		return nil
+	})
+	if ierr != nil && ierr != errStop {
+		failed(ierr)
 	}
 	// Even when the run is stopping: what the target accepted counts.
 	for _, f := range queue {
@@ -913,11 +924,8 @@ func (r *runner) settle(w *worker, f inflight) error {
 	fp.StoredBytes += f.m.Size
 	r.rep.Stored++
 	r.rep.StoredBytes += f.m.Size
-	if r.onTarget != nil {
-		r.onTarget[f.m.SHA256] = true
-	}
+	r.markOnTarget(f.m)
 	f.fr.acked++
-	f.fr.accounted = append(f.fr.accounted, f.msg)
 	r.mu.Unlock()
 	r.advance(fp, f.m, &r.prog.Stored)
 	if r.opts.Hook != nil {
@@ -927,28 +935,50 @@ func (r *runner) settle(w *worker, f inflight) error {
 }
 
 // holds reads the folder again after a lost connection and reports
-// whether it holds f's message beyond the copies the messages accounted
-// for so far take.
+// whether it holds f's message beyond the copies taken by the messages
+// before it in the selection that were found present or stored (every
+// one before it is settled: answers are taken in order); the rejected
+// and unreadable ones took none.
 func (r *runner) holds(w *worker, f inflight) (bool, error) {
-	idx, err := w.t.Index(r.ctx, f.fr.fp.Target)
+	fp := f.fr.fp
+	idx, err := w.t.Index(r.ctx, fp.Target)
 	if err != nil {
 		return false, err
 	}
-	for _, a := range f.fr.accounted {
-		idx.Take(a)
+	defer idx.Close()
+	r.mu.Lock()
+	skip := map[string]bool{}
+	for _, x := range fp.Rejected {
+		skip[x.Key] = true
 	}
-	return r.identify(w, idx, f.m, f.msg), nil
+	for _, x := range fp.Unreadable {
+		skip[x.Key] = true
+	}
+	r.mu.Unlock()
+	pos := -1
+	err = r.sel.Each(fp.sf, func(m *formats.MessageState) error {
+		if pos++; pos >= f.pos {
+			return errStop
+		}
+		if skip[m.Key] || r.leftToLabels(fp, m) {
+			return nil
+		}
+		r.identify(w, idx, m, toMessage(m))
+		return nil
+	})
+	if err != nil && err != errStop {
+		return false, err
+	}
+	held := r.identify(w, idx, f.m, f.msg)
+	return held, idx.Err()
 }
 
-func (r *runner) present(fr *folderRun, m *formats.MessageState, msg *Message) {
+func (r *runner) present(fr *folderRun, m *formats.MessageState) {
 	r.mu.Lock()
 	fr.fp.Present++
 	r.rep.Present++
 	r.rep.PresentBytes += m.Size
-	if r.onTarget != nil {
-		r.onTarget[m.SHA256] = true
-	}
-	fr.accounted = append(fr.accounted, msg)
+	r.markOnTarget(m)
 	r.mu.Unlock()
 	r.advance(fr.fp, m, &r.prog.Present)
 }

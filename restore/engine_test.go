@@ -26,6 +26,9 @@ type archiveBuilder struct {
 	state map[string][]formats.Message // folder -> present messages
 	n     int
 	delim string // the folders' delimiter, "/" unless set
+	// extra are folders every later snapshot lists besides those with
+	// messages (\Noselect structure).
+	extra []formats.Folder
 }
 
 type msgSpec struct {
@@ -126,6 +129,7 @@ func (b *archiveBuilder) snapshot(started time.Time, msgs []msgSpec, gone map[st
 			s.Changes = append(s.Changes, *c)
 		}
 	}
+	s.Folders = append(s.Folders, b.extra...)
 	if err := b.a.Commit(s); err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +330,7 @@ func (m *memTarget) Close() error { return nil }
 
 func restoreAll(t *testing.T, b *archiveBuilder, sel Selection, tg *memTarget, opts Options) (*Report, error) {
 	t.Helper()
-	selected, err := Select(b.snaps, sel)
+	selected, err := selectT(t, b.a, sel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,7 +439,7 @@ func TestSelection(t *testing.T) {
 	}, nil, nil)
 	b.snapshot(day.AddDate(0, 0, 1), []msgSpec{{"INBOX", body(4, "later"), nil, day.AddDate(0, 0, 1)}}, map[string][]string{"INBOX": {"1:1"}, "Work": {"1:3"}}, nil)
 	count := func(sel Selection) int {
-		s, err := Select(b.snaps, sel)
+		s, err := selectT(t, b.a, sel)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -464,10 +468,10 @@ func TestSelection(t *testing.T) {
 			t.Errorf("%s: %d messages, want %d", tt.name, got, tt.want)
 		}
 	}
-	if _, err := Select(b.snaps, Selection{Snapshot: "ffffffff"}); !errors.Is(err, ErrSelection) {
+	if _, err := selectT(t, b.a, Selection{Snapshot: "ffffffff"}); !errors.Is(err, ErrSelection) {
 		t.Errorf("unknown snapshot: %v", err)
 	}
-	if _, err := Select(b.snaps, Selection{AsOf: day.AddDate(-1, 0, 0)}); !errors.Is(err, ErrSelection) {
+	if _, err := selectT(t, b.a, Selection{AsOf: day.AddDate(-1, 0, 0)}); !errors.Is(err, ErrSelection) {
 		t.Errorf("--as-of before any snapshot: %v", err)
 	}
 	// --into keeps the structure below the new folder.
@@ -552,7 +556,7 @@ func TestRestoreParallel(t *testing.T) {
 		}
 	}
 	b.snapshot(day, msgs, nil, nil)
-	selected, err := Select(b.snaps, Selection{})
+	selected, err := selectT(t, b.a, Selection{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -601,3 +605,13 @@ func TestRestoreParallel(t *testing.T) {
 }
 
 func noSleep(context.Context, time.Duration) error { return nil }
+
+// selectT is Select with the selection closed when the test ends.
+func selectT(t *testing.T, a *formats.Archive, sel Selection) (*Selected, error) {
+	t.Helper()
+	s, err := Select(a, sel)
+	if s != nil {
+		t.Cleanup(func() { s.Close() })
+	}
+	return s, err
+}

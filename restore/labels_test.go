@@ -25,7 +25,7 @@ func TestLeaveToLabels(t *testing.T) {
 		{"INBOX", m1, nil, day}, {"Work", m2, nil, day},
 		{all, m1, nil, day}, {all, m2, nil, day}, {all, m3, nil, day},
 	}, nil, map[string]string{all: `\All`})
-	selected, err := Select(b.snaps, Selection{})
+	selected, err := selectT(t, b.a, Selection{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,20 +15,19 @@ const (
 )
 
 // ArchiveNamespace returns the personal namespace the archived folder
-// names of a snapshot are in, and how it was learned. A backup records the
+// names of a snapshot (its folders) are in, and how it was learned. A backup records the
 // source's namespace in the snapshot (formats.Snapshot.Namespace). For an
 // archive made before it did, the namespace is derived from the names:
 // when every folder but INBOX is below "INBOX." with delimiter "." (Courier,
 // Cyrus with Debian's settings), the prefix is "INBOX."; otherwise it is
 // "" with the folders' delimiter.
-func ArchiveNamespace(st *formats.State) (Namespace, string) {
-	if st.Snapshot != nil && st.Snapshot.Namespace != nil {
-		return *st.Snapshot.Namespace, NamespaceRecorded
+func ArchiveNamespace(snap *formats.Snapshot, folders []formats.Folder) (Namespace, string) {
+	if snap != nil && snap.Namespace != nil {
+		return *snap.Namespace, NamespaceRecorded
 	}
 	below, other := 0, 0
 	delim := ""
-	for _, name := range st.FolderNames() {
-		f := st.Folders[name].Folder
+	for _, f := range folders {
 		if delim == "" && f.Delimiter != "" {
 			delim = f.Delimiter
 		}

@@ -149,11 +149,7 @@ func TestArchiveNamespace(t *testing.T) {
 	}
 	for _, tt := range tests {
 		snap := &formats.Snapshot{ID: "s1", Seq: 1, Status: formats.StatusComplete, Namespace: tt.recorded, Folders: tt.folders}
-		st, err := formats.Replay([]*formats.Snapshot{snap}, "s1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, from := ArchiveNamespace(st)
+		got, from := ArchiveNamespace(snap, tt.folders)
 		if got != tt.want || from != tt.wantFrom {
 			t.Errorf("%s: ArchiveNamespace = %+v, %s; want %+v, %s", tt.desc, got, from, tt.want, tt.wantFrom)
 		}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -35,10 +34,14 @@ type Selection struct {
 var ErrSelection = errors.New("restore: bad selection")
 
 // Selected is the result of a selection: the snapshot and the chosen
-// messages per archived folder.
+// messages per archived folder. The messages are not held in memory: they
+// are read from the state index at the chosen snapshot (Each), in key
+// order, as often as needed. Close releases the index.
 type Selected struct {
 	Snapshot *formats.Snapshot
-	State    *formats.State
+	// Archived are every folder of the snapshot (deleted ones too), by
+	// name: the folder mapping and the archive's namespace look at them.
+	Archived []formats.Folder
 	Folders  []*SelectedFolder // sorted by name
 	// Structure are the archived folders that hold no messages, only
 	// other folders (IMAP \Noselect), chosen by the folder filters of a
@@ -49,22 +52,91 @@ type Selected struct {
 	// of the chosen folders was deleted in between: an answer, not an
 	// error.
 	NothingDeleted bool
+
+	ix    *formats.Index
+	sel   Selection
+	since int // DeletedSince: the sequence number of that snapshot
 }
 
-// SelectedFolder is one archived folder and its chosen messages.
+// SelectedFolder is one archived folder and how many of its messages are
+// chosen.
 type SelectedFolder struct {
 	Folder   formats.Folder
-	Messages []*formats.MessageState
-	Bytes    int64
+	Messages int   // chosen
+	Bytes    int64 // their size
+	// The folder at the chosen snapshot, whatever is chosen: its present
+	// messages and their size, the messages kept as gone, and whether it
+	// was deleted on the server.
+	Present, PresentBytes, Gone int64
+	Deleted                     bool
+	id                          uint32 // in the index
 }
 
 // Count returns the number of messages and bytes selected.
 func (s *Selected) Count() (msgs int, bytes int64) {
 	for _, f := range s.Folders {
-		msgs += len(f.Messages)
+		msgs += f.Messages
 		bytes += f.Bytes
 	}
 	return
+}
+
+// Has reports whether the snapshot has a folder of that name.
+func (s *Selected) Has(name string) bool {
+	for _, f := range s.Archived {
+		if f.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Close releases the state index the selection reads from.
+func (s *Selected) Close() error {
+	if s == nil || s.ix == nil {
+		return nil
+	}
+	err := s.ix.Close()
+	s.ix = nil
+	return err
+}
+
+// NewReader returns a reader of the selected messages' bytes; readers of
+// one selection may be used on several goroutines, each its own.
+func (s *Selected) NewReader(a *formats.Archive) *formats.MessageReader {
+	return a.NewIndexMessageReader(s.ix)
+}
+
+// Each calls fn with each chosen message of sf, in key order (older
+// entries of a key that was added again before it), until fn returns an
+// error, which Each returns. fn may keep the message. It is safe to call
+// from several goroutines at once.
+func (s *Selected) Each(sf *SelectedFolder, fn func(m *formats.MessageState) error) error {
+	mi := s.ix.Messages(sf.id, true)
+	defer mi.Release()
+	for m := mi.Next(); m != nil; m = mi.Next() {
+		if !s.chosen(m) {
+			continue
+		}
+		ms := &formats.MessageState{Message: m.Message, Gone: m.Gone()}
+		if !messageWanted(ms, s.sel) {
+			continue
+		}
+		if err := fn(ms); err != nil {
+			return err
+		}
+	}
+	return mi.Err()
+}
+
+// chosen applies the snapshot part of the selection to one entry: present
+// at the chosen snapshot (or gone too, with All), or, for DeletedSince,
+// present at that snapshot and gone by the chosen one.
+func (s *Selected) chosen(m *formats.IndexMessage) bool {
+	if s.since > 0 {
+		return m.Gone() && m.GoneIn > s.since && m.AddedIn <= s.since
+	}
+	return !m.Gone() || s.sel.All
 }
 
 // ResolveSnapshot returns the id of the snapshot sel chooses.
@@ -113,55 +185,77 @@ func slashName(f formats.Folder) string {
 	return strings.ReplaceAll(f.Name, f.Delimiter, "/")
 }
 
-// Select applies sel to an archive's snapshots.
-func Select(snaps []*formats.Snapshot, sel Selection) (*Selected, error) {
+// Select applies sel to an archive: it reads the state index at the chosen
+// snapshot (the archive's own when it is there, else a temporary one built
+// by streaming the manifests) and counts what is chosen, folder by folder,
+// without holding any folder's messages. The caller must Close the result.
+func Select(a *formats.Archive, sel Selection) (*Selected, error) {
 	for _, p := range append(append([]string{}, sel.Include...), sel.Exclude...) {
 		if _, err := path.Match(p, ""); err != nil {
 			return nil, fmt.Errorf("%w: pattern %q: %v", ErrSelection, p, err)
 		}
 	}
+	heads, err := a.Headers()
+	if err != nil {
+		return nil, err
+	}
+	snaps := make([]*formats.Snapshot, len(heads))
+	for i, h := range heads {
+		snaps[i] = &h.Snapshot
+	}
 	id, err := ResolveSnapshot(snaps, sel.Snapshot, sel.AsOf)
 	if err != nil {
 		return nil, err
 	}
-	st, err := formats.Replay(snaps, id)
+	var snap *formats.Snapshot
+	for _, s := range snaps {
+		if s.ID == id {
+			snap = s
+		}
+	}
+	since := 0
+	if sel.DeletedSince != "" {
+		sid, err := ResolveSnapshot(snaps, sel.DeletedSince, time.Time{})
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range snaps {
+			if s.ID == sid {
+				since = s.Seq
+			}
+		}
+		if since > snap.Seq {
+			return nil, fmt.Errorf("%w: --deleted-since %s is newer than the chosen snapshot %s", ErrSelection, sid, id)
+		}
+	}
+	ix, err := a.ReadIndex(snap.Seq)
 	if err != nil {
 		return nil, err
 	}
-	// For --deleted-since: what was present in that snapshot.
-	var was map[string]map[string]bool
-	if sel.DeletedSince != "" {
-		since, err := ResolveSnapshot(snaps, sel.DeletedSince, time.Time{})
-		if err != nil {
-			return nil, err
-		}
-		old, err := formats.Replay(snaps, since)
-		if err != nil {
-			return nil, err
-		}
-		if old.Snapshot.Seq > st.Snapshot.Seq {
-			return nil, fmt.Errorf("%w: --deleted-since %s is newer than the chosen snapshot %s", ErrSelection, since, id)
-		}
-		was = map[string]map[string]bool{}
-		for name, f := range old.Folders {
-			keys := map[string]bool{}
-			for _, m := range f.Present() {
-				keys[m.Key] = true
-			}
-			was[name] = keys
-		}
+	out := &Selected{Snapshot: snap, ix: ix, sel: sel, since: since}
+	if err := out.choose(); err != nil {
+		ix.Close()
+		return nil, err
 	}
-	out := &Selected{Snapshot: st.Snapshot, State: st}
+	return out, nil
+}
+
+// choose fills in the chosen folders and their counts.
+func (out *Selected) choose() error {
+	sel, was := out.sel, out.since > 0
+	all := out.ix.Folders()
+	for _, f := range all {
+		out.Archived = append(out.Archived, f.Folder)
+	}
 	// What each --folder and --include matched, to name the ones that
 	// matched nothing: a typo must not restore nothing and succeed.
 	folderHit := make([]bool, len(sel.Folders))
 	includeHit := make([]bool, len(sel.Include))
 	var deletedFolders []string
 	candidates, deleted := 0, 0
-	for _, name := range st.FolderNames() {
-		f := st.Folders[name]
-		if f.Status == formats.FolderNoSelect && len(f.Archived) == 0 {
-			if was == nil && !hasMessageFilter(sel) && (!f.Deleted || sel.All) && folderWanted(f.Folder, sel, nil, nil) {
+	for _, f := range all {
+		if f.Folder.Status == formats.FolderNoSelect && f.Present+f.Gone == 0 {
+			if !was && !hasMessageFilter(sel) && (!f.Deleted || sel.All) && folderWanted(f.Folder, sel, nil, nil) {
 				out.Structure = append(out.Structure, f.Folder)
 			}
 			continue
@@ -169,51 +263,58 @@ func Select(snaps []*formats.Snapshot, sel Selection) (*Selected, error) {
 		if !folderWanted(f.Folder, sel, folderHit, includeHit) {
 			continue
 		}
-		if was == nil && f.Deleted && !sel.All {
-			deletedFolders = append(deletedFolders, f.Name)
+		if !was && f.Deleted && !sel.All {
+			deletedFolders = append(deletedFolders, f.Folder.Name)
 			continue
 		}
 		candidates++
-		sf := &SelectedFolder{Folder: f.Folder}
-		for _, m := range f.Archived {
-			if was != nil {
-				if !m.Gone || !was[name][m.Key] {
+		sf := &SelectedFolder{Folder: f.Folder, id: f.ID, Present: f.Present, PresentBytes: f.Bytes, Gone: f.Gone, Deleted: f.Deleted}
+		if !was && !sel.All && !hasMessageFilter(sel) {
+			// Every present message: the index counts them.
+			sf.Messages, sf.Bytes = int(f.Present), f.Bytes
+		} else {
+			mi := out.ix.Messages(f.ID, true)
+			for m := mi.Next(); m != nil; m = mi.Next() {
+				if !out.chosen(m) {
 					continue
 				}
-				deleted++
-			} else if m.Gone && !sel.All {
-				continue
+				if was {
+					deleted++
+				}
+				ms := formats.MessageState{Message: m.Message, Gone: m.Gone()}
+				if messageWanted(&ms, sel) {
+					sf.Messages++
+					sf.Bytes += m.Size
+				}
 			}
-			if !messageWanted(m, sel) {
-				continue
+			err := mi.Err()
+			mi.Release()
+			if err != nil {
+				return err
 			}
-			sf.Messages = append(sf.Messages, m)
-			sf.Bytes += m.Size
 		}
 		// Whole folders are restored with their structure, empty ones too.
-		if len(sf.Messages) > 0 || (was == nil && !hasMessageFilter(sel)) {
+		if sf.Messages > 0 || (!was && !hasMessageFilter(sel)) {
 			out.Folders = append(out.Folders, sf)
 		}
 	}
-	sort.Slice(out.Folders, func(i, j int) bool { return out.Folders[i].Folder.Name < out.Folders[j].Folder.Name })
-	if err := matchedSomething(stateFolders(st), st.Snapshot.ID, sel, folderHit, includeHit, deletedFolders, candidates); err != nil {
-		return nil, err
+	if err := matchedSomething(out.Archived, out.Snapshot.ID, sel, folderHit, includeHit, deletedFolders, candidates); err != nil {
+		return err
 	}
-	if was != nil && deleted == 0 {
+	if was && deleted == 0 {
 		out.NothingDeleted = true
-		return out, nil
+		return nil
 	}
 	if len(out.Folders) == 0 && hasMessageFilter(sel) {
 		var names []string
-		for _, name := range st.FolderNames() {
-			f := st.Folders[name]
-			if folderWanted(f.Folder, sel, nil, nil) && (!f.Deleted || sel.All || was != nil) {
-				names = append(names, f.Name)
+		for _, f := range all {
+			if folderWanted(f.Folder, sel, nil, nil) && (!f.Deleted || sel.All || was) {
+				names = append(names, f.Folder.Name)
 			}
 		}
-		return nil, fmt.Errorf("%w: no message in %s of snapshot %s matches %s", ErrSelection, folderList(names), st.Snapshot.ID, describeFilters(sel))
+		return fmt.Errorf("%w: no message in %s of snapshot %s matches %s", ErrSelection, folderList(names), out.Snapshot.ID, describeFilters(sel))
 	}
-	return out, nil
+	return nil
 }
 
 // matchedSomething returns an error naming each --folder and --include
@@ -250,15 +351,6 @@ func matchedSomething(folders []formats.Folder, snapID string, sel Selection, fo
 		return fmt.Errorf("%w: %s deleted on the server by snapshot %s: choose an earlier --snapshot", ErrSelection, folderList(deletedFolders), snapID)
 	}
 	return fmt.Errorf("%w: no folder of snapshot %s is left by the folder selection (--folder, --include, --exclude)", ErrSelection, snapID)
-}
-
-// stateFolders returns the folders of st by name.
-func stateFolders(st *formats.State) []formats.Folder {
-	out := make([]formats.Folder, 0, len(st.Folders))
-	for _, name := range st.FolderNames() {
-		out = append(out, st.Folders[name].Folder)
-	}
-	return out
 }
 
 // folderList names a few folders for an error message.
@@ -369,3 +461,6 @@ func containsFold(s, sub string) bool {
 func normalizeMessageID(s string) string {
 	return strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(s), "<"), ">")
 }
+
+// errStop ends an iteration early.
+var errStop = errors.New("stop")

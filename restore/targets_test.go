@@ -182,7 +182,7 @@ func TestRestoreThrottleInterrupted(t *testing.T) {
 	b.snapshot(day, []msgSpec{{"INBOX", body(1, ""), nil, day}}, nil, nil)
 	tg := newMemTarget()
 	tg.throttle = 100
-	selected, err := Select(b.snaps, Selection{})
+	selected, err := selectT(t, b.a, Selection{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +240,7 @@ func TestRestoreSlowProgressDoesNotStall(t *testing.T) {
 		return &countingTarget{lockedTarget{mu: &mu, m: tg}, stored}, nil
 	}
 	first := &countingTarget{lockedTarget{mu: &mu, m: tg}, stored}
-	selected, err := Select(b.snaps, Selection{})
+	selected, err := selectT(t, b.a, Selection{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,17 +272,16 @@ func TestRestoreSlowProgressDoesNotStall(t *testing.T) {
 // CREATE-SPECIAL-USE.
 func TestRestoreStructureAndSpecialUse(t *testing.T) {
 	b := newBuilder(t)
-	s := b.snapshot(day, []msgSpec{
+	// Two \Noselect folders: one empty, one the parent of Lists/go.
+	for _, name := range []string{"Projects", "Lists"} {
+		b.extra = append(b.extra, formats.Folder{Name: name, Delimiter: "/", Dir: formats.FolderDir(name), Status: formats.FolderNoSelect})
+	}
+	b.snapshot(day, []msgSpec{
 		{"INBOX", body(1, ""), nil, day},
 		{"Sent", body(2, ""), nil, day},
 		{"Lists/go", body(3, ""), nil, day},
 	}, nil, map[string]string{"Sent": RoleSent})
-	// Add two \Noselect folders to the latest snapshot: one empty, one
-	// the parent of Lists/go.
-	for _, name := range []string{"Projects", "Lists"} {
-		s.Folders = append(s.Folders, formats.Folder{Name: name, Delimiter: "/", Dir: formats.FolderDir(name), Status: formats.FolderNoSelect})
-	}
-	sel, err := Select(b.snaps, Selection{})
+	sel, err := selectT(t, b.a, Selection{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,7 +63,7 @@ func TestRestoreThrottleSuggested(t *testing.T) {
 			}
 			b.snapshot(day, msgs, nil, nil)
 			tg := &slowTarget{memTarget: newMemTarget(), left: 1, wait: 7 * time.Second, lost: lost}
-			selected, err := Select(b.snaps, Selection{})
+			selected, err := selectT(t, b.a, Selection{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -84,7 +84,7 @@ func TestRestoreThrottleSuggestedInterrupted(t *testing.T) {
 	b := newBuilder(t)
 	b.snapshot(day, []msgSpec{{"INBOX", body(1, ""), nil, day}, {"INBOX", body(2, ""), nil, day}}, nil, nil)
 	tg := &slowTarget{memTarget: newMemTarget(), left: 1, wait: time.Hour}
-	selected, err := Select(b.snaps, Selection{})
+	selected, err := selectT(t, b.a, Selection{})
 	if err != nil {
 		t.Fatal(err)
 	}

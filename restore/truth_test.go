@@ -49,7 +49,7 @@ func TestSelectionMatchesNothing(t *testing.T) {
 		{"nothing deleted is an answer", Selection{DeletedSince: s2.ID}, nil},
 	}
 	for _, tt := range tests {
-		s, err := Select(b.snaps, tt.sel)
+		s, err := selectT(t, b.a, tt.sel)
 		if tt.want == nil {
 			if err != nil {
 				t.Errorf("%s: Select = %v, want no error", tt.name, err)
@@ -66,11 +66,11 @@ func TestSelectionMatchesNothing(t *testing.T) {
 			}
 		}
 	}
-	s, err := Select(b.snaps, Selection{DeletedSince: s2.ID})
+	s, err := selectT(t, b.a, Selection{DeletedSince: s2.ID})
 	if err != nil || !s.NothingDeleted {
 		t.Errorf("deleted since the chosen snapshot: %v, NothingDeleted %v; want it set", err, s != nil && s.NothingDeleted)
 	}
-	s, err = Select(b.snaps, Selection{DeletedSince: s1.ID})
+	s, err = selectT(t, b.a, Selection{DeletedSince: s1.ID})
 	if err != nil || s.NothingDeleted {
 		t.Errorf("deleted since the first snapshot: %v, NothingDeleted %v; want false (one was deleted)", err, s != nil && s.NothingDeleted)
 	}
@@ -302,7 +302,7 @@ func TestRestoreOverQuotaCountsWhatTheTargetTook(t *testing.T) {
 		tg.quotaBytes = 9000
 		var mu sync.Mutex
 		open := func(context.Context) (Target, error) { return &lockedTarget{mu: &mu, m: tg}, nil }
-		selected, err := Select(b.snaps, Selection{})
+		selected, err := selectT(t, b.a, Selection{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailvault/mailvault/formats"
+	"github.com/mailvault/mailvault/restore"
 )
 
 func catCommand() *cli.Command {
@@ -41,33 +43,80 @@ EXAMPLES:
 }
 
 func runCat(root, folder, key, snap string, e *env) error {
-	a, _, st, err := openState(root, snap)
+	a, err := formats.Open(root)
 	if err != nil {
 		return err
 	}
-	f := st.Folders[folder]
+	heads, err := a.Headers()
+	if err != nil {
+		return err
+	}
+	if len(heads) == 0 {
+		return fmt.Errorf("archive %s has no snapshots yet", root)
+	}
+	snaps := make([]*formats.Snapshot, len(heads))
+	for i, h := range heads {
+		snaps[i] = &h.Snapshot
+	}
+	id, err := restore.ResolveSnapshot(snaps, snap, time.Time{})
+	if err != nil {
+		return err
+	}
+	seq := 0
+	for _, s := range snaps {
+		if s.ID == id {
+			seq = s.Seq
+		}
+	}
+	// The state index at that snapshot: one lookup, or one pass over the
+	// folder for a hash prefix; nothing holds the folder.
+	ix, err := a.ReadIndex(seq)
+	if err != nil {
+		return err
+	}
+	defer ix.Close()
+	f := ix.Folder(folder)
 	if f == nil {
 		return usagef("no folder %q in the archive", folder)
 	}
-	m := f.Lookup(key)
-	if m == nil && len(key) >= 8 && !strings.Contains(key, ":") {
-		for _, c := range f.Archived {
-			if strings.HasPrefix(c.SHA256, strings.ToLower(key)) {
-				if m != nil && m.SHA256 != c.SHA256 {
-					return usagef("hash prefix %q is ambiguous in %q", key, folder)
-				}
-				m = c
+	found, err := ix.Get(f.ID, key)
+	if err != nil {
+		return err
+	}
+	var m *formats.Message
+	if found != nil {
+		m = &found.Message
+	} else if len(key) >= 8 && !strings.Contains(key, ":") {
+		prefix := strings.ToLower(key)
+		mi := ix.Messages(f.ID, true)
+		for c := mi.Next(); c != nil; c = mi.Next() {
+			if !strings.HasPrefix(c.SHA256, prefix) {
+				continue
 			}
+			if m != nil && m.SHA256 != c.SHA256 {
+				mi.Release()
+				return usagef("hash prefix %q is ambiguous in %q", key, folder)
+			}
+			if m == nil {
+				c := c.Message
+				m = &c
+			}
+		}
+		err := mi.Err()
+		mi.Release()
+		if err != nil {
+			return err
 		}
 	}
 	if m == nil {
 		return usagef("no message %q in folder %q (see 'mailvault ls %s %s --all')", key, folder, root, folder)
 	}
-	r, err := a.OpenMessage(st, &m.Message)
+	mr := a.NewIndexMessageReader(ix)
+	defer mr.Close()
+	r, err := mr.Open(m)
 	if err != nil {
 		return err
 	}
-	defer r.Close()
 	h := sha256.New()
 	if _, err := io.Copy(io.MultiWriter(e.stdout, h), r); err != nil {
 		return err

@@ -55,29 +55,25 @@ EXAMPLES:
 	}
 }
 
+// runLs lists from a state index at the chosen snapshot (the archive's
+// own when it is there, else a temporary one built from the manifests):
+// folders from its counts, messages streamed in key order; nothing holds
+// a folder's messages.
 func runLs(root string, sel restore.Selection, messages, asJSON bool, e *env) error {
 	a, err := formats.Open(root)
 	if err != nil {
 		return err
 	}
-	if sel.DeletedSince == "" {
-		return runLsIndex(a, root, sel, messages, asJSON, e)
-	}
-	snaps, err := a.Snapshots()
+	selected, err := restore.Select(a, sel)
 	if err != nil {
 		return err
 	}
-	selected, err := restore.Select(snaps, sel)
-	if err != nil {
-		return err
-	}
+	defer selected.Close()
 	if selected.NothingDeleted {
 		e.notice("nothing was deleted on the server between snapshot " + sel.DeletedSince + " and snapshot " + selected.Snapshot.ID)
 	}
-	if len(sel.Folders) == 1 && len(selected.Folders) == 0 && messages {
-		if selected.State.Folders[sel.Folders[0]] == nil {
-			return usagef("no folder %q in the archive (see 'mailvault ls %s')", sel.Folders[0], root)
-		}
+	if len(sel.Folders) == 1 && len(selected.Folders) == 0 && messages && !selected.Has(sel.Folders[0]) {
+		return usagef("no folder %q in the archive (see 'mailvault ls %s')", sel.Folders[0], root)
 	}
 	var tw table
 	enc := json.NewEncoder(e.stdout)
@@ -85,26 +81,16 @@ func runLs(root string, sel restore.Selection, messages, asJSON bool, e *env) er
 		if !asJSON {
 			tw.add("FOLDER", "MESSAGES", "SIZE", "GONE", "ROLE", "STATUS")
 		}
-		for _, sf := range selected.Folders {
-			f := selected.State.Folders[sf.Folder.Name]
-			n, gone, size := 0, 0, int64(0)
-			for _, m := range f.Archived {
-				if m.Gone {
-					gone++
-				} else {
-					n++
-					size += m.Size
-				}
-			}
-			status := f.Status
+		for _, f := range selected.Folders {
+			status := f.Folder.Status
 			if f.Deleted {
 				status = "deleted"
 			}
 			if asJSON {
-				enc.Encode(map[string]any{"folder": f.Name, "messages": n, "size": size, "gone": gone, "special_use": f.SpecialUse, "status": status})
+				enc.Encode(map[string]any{"folder": f.Folder.Name, "messages": f.Present, "size": f.PresentBytes, "gone": f.Gone, "special_use": f.Folder.SpecialUse, "status": status})
 				continue
 			}
-			tw.add(printable(f.Name), strconv.Itoa(n), humanBytes(size), strconv.Itoa(gone), f.SpecialUse, status)
+			tw.add(printable(f.Folder.Name), strconv.FormatInt(f.Present, 10), humanBytes(f.PresentBytes), strconv.FormatInt(f.Gone, 10), f.Folder.SpecialUse, status)
 		}
 		return tw.write(e.stdout)
 	}
@@ -116,97 +102,8 @@ func runLs(root string, sel restore.Selection, messages, asJSON bool, e *env) er
 		}
 		tw.add(head...)
 	}
-	for _, sf := range selected.Folders {
-		for _, m := range sf.Messages {
-			if asJSON {
-				enc.Encode(struct {
-					Folder string `json:"folder"`
-					formats.Message
-					Gone bool `json:"gone,omitempty"`
-				}{sf.Folder.Name, m.Message, m.Gone})
-				continue
-			}
-			flags := strings.Join(m.Flags, " ")
-			if m.Gone {
-				flags = strings.TrimSpace("(gone) " + flags)
-			}
-			row := []string{m.Key, m.InternalDate.Local().Format("2006-01-02 15:04"),
-				truncate(printable(m.From), 30), truncate(printable(m.Subject), 50), humanBytes(m.Size), flags}
-			if many {
-				row = append([]string{truncate(printable(sf.Folder.Name), 30)}, row...)
-			}
-			tw.add(row...)
-		}
-	}
-	return tw.write(e.stdout)
-}
-
-// runLsIndex is ls without --deleted-since: from a state index at the
-// chosen snapshot (the archive's own when it is there, else a temporary
-// one built from the manifests), folders from its counts, messages
-// streamed in key order: nothing holds a folder's messages.
-func runLsIndex(a *formats.Archive, root string, sel restore.Selection, messages, asJSON bool, e *env) error {
-	heads, err := a.Headers()
-	if err != nil {
-		return err
-	}
-	snaps := make([]*formats.Snapshot, len(heads))
-	for i, h := range heads {
-		snaps[i] = &h.Snapshot
-	}
-	id, err := restore.ResolveSnapshot(snaps, sel.Snapshot, sel.AsOf)
-	if err != nil {
-		return err
-	}
-	seq := 0
-	for _, h := range heads {
-		if h.ID == id {
-			seq = h.Seq
-		}
-	}
-	ix, err := a.ReadIndex(seq)
-	if err != nil {
-		return err
-	}
-	defer ix.Close()
-	listing, err := restore.SelectIndex(ix, sel)
-	if err != nil {
-		return err
-	}
-	if len(sel.Folders) == 1 && len(listing.Folders) == 0 && messages {
-		if ix.Folder(sel.Folders[0]) == nil {
-			return usagef("no folder %q in the archive (see 'mailvault ls %s')", sel.Folders[0], root)
-		}
-	}
-	var tw table
-	enc := json.NewEncoder(e.stdout)
-	if !messages {
-		if !asJSON {
-			tw.add("FOLDER", "MESSAGES", "SIZE", "GONE", "ROLE", "STATUS")
-		}
-		for _, f := range listing.Folders {
-			status := f.Folder.Status
-			if f.Deleted {
-				status = "deleted"
-			}
-			if asJSON {
-				enc.Encode(map[string]any{"folder": f.Folder.Name, "messages": f.Present, "size": f.Bytes, "gone": f.Gone, "special_use": f.Folder.SpecialUse, "status": status})
-				continue
-			}
-			tw.add(printable(f.Folder.Name), strconv.FormatInt(f.Present, 10), humanBytes(f.Bytes), strconv.FormatInt(f.Gone, 10), f.Folder.SpecialUse, status)
-		}
-		return tw.write(e.stdout)
-	}
-	many := len(listing.Folders) > 1
-	if !asJSON {
-		head := []string{"KEY", "DATE", "FROM", "SUBJECT", "SIZE", "FLAGS"}
-		if many {
-			head = append([]string{"FOLDER"}, head...)
-		}
-		tw.add(head...)
-	}
-	for _, f := range listing.Folders {
-		err := listing.Each(f, func(m *formats.MessageState) error {
+	for _, f := range selected.Folders {
+		err := selected.Each(f, func(m *formats.MessageState) error {
 			if asJSON {
 				return enc.Encode(struct {
 					Folder string `json:"folder"`

@@ -253,14 +253,11 @@ func runRestore(ctx context.Context, o restoreOptions, e *env) (err error) {
 	if err != nil {
 		return err
 	}
-	snaps, err := a.Snapshots()
+	sel, err := restore.Select(a, o.sel)
 	if err != nil {
 		return err
 	}
-	sel, err := restore.Select(snaps, o.sel)
-	if err != nil {
-		return err
-	}
+	defer sel.Close()
 	if sel.NothingDeleted {
 		rep = &restore.Report{Snapshot: sel.Snapshot.ID, DryRun: o.dryRun, Status: restore.StatusComplete}
 		if !o.quiet {

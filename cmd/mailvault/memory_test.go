@@ -1,9 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-imap/v2"
 
 	"github.com/mailvault/mailvault/internal/imaptest"
 )
@@ -115,22 +118,47 @@ func TestMemoryBounded(t *testing.T) {
 	}
 	url := "imap://alice@" + srv.Addr
 	const mib = 1 << 20
+	out := t.TempDir()
+	var asOf, first string
 	for _, step := range []struct {
 		name  string
-		argv  []string
+		argv  func() []string
 		bound uint64
+		after func(stdout string)
 	}{
-		{"first backup", []string{"backup", url, vault, "--insecure-plaintext"}, 48 * mib},
-		{"no-change backup", []string{"backup", url, vault, "--insecure-plaintext"}, 18 * mib},
-		{"snapshots", []string{"snapshots", vault}, 8 * mib},
-		{"ls INBOX", []string{"ls", vault, "INBOX"}, 16 * mib},
-		{"verify", []string{"verify", vault}, 40 * mib},
+		{"first backup", argv("backup", url, vault, "--insecure-plaintext"), 48 * mib, nil},
+		{"no-change backup", argv("backup", url, vault, "--insecure-plaintext"), 18 * mib, func(string) {
+			asOf = time.Now().UTC().Format(time.RFC3339Nano)
+		}},
+		{"snapshots", argv("snapshots", vault, "--json"), 8 * mib, func(stdout string) {
+			var s struct{ ID string }
+			json.Unmarshal([]byte(strings.SplitN(stdout, "\n", 2)[0]), &s)
+			first = s.ID
+		}},
+		{"ls INBOX", argv("ls", vault, "INBOX"), 16 * mib, nil},
+		{"verify", argv("verify", vault), 40 * mib, nil},
+		{"restore to mbox", argv("restore", vault, "mbox:"+filepath.Join(out, "mbox"), "--folder", "INBOX", "-q"), 24 * mib, func(string) {
+			// Half of the folder deleted on the server.
+			uids := make([]imap.UID, 0, n/2)
+			for u := 1; u <= n/2; u++ {
+				uids = append(uids, imap.UID(u))
+			}
+			srv.Expunge("INBOX", uids...)
+		}},
+		{"backup, half deleted", argv("backup", url, vault, "--insecure-plaintext"), 24 * mib, nil},
+		{"restore --deleted-since", func() []string {
+			return []string{"restore", vault, "mbox:" + filepath.Join(out, "deleted"), "--deleted-since", first, "-q"}
+		}, 24 * mib, nil},
+		{"restore --as-of", func() []string {
+			return []string{"restore", vault, "mbox:" + filepath.Join(out, "asof"), "--as-of", asOf, "-q"}
+		}, 24 * mib, nil},
 	} {
-		var errb bytes.Buffer
+		var errb, outb bytes.Buffer
 		code := 0
+		argv := step.argv()
 		start, cpu0 := time.Now(), cpuTime()
 		peak := heapPeak(t, func() {
-			code = run(append([]string{"mailvault"}, step.argv...), nil, io.Discard, &errb, env)
+			code = run(append([]string{"mailvault"}, argv...), nil, &outb, &errb, env)
 		})
 		t.Logf("%s: %.1f MiB live heap peak above the baseline, %.1f s (%.1f s of CPU, the server's included)",
 			step.name, float64(peak)/(1<<20), time.Since(start).Seconds(), (cpuTime() - cpu0).Seconds())
@@ -141,5 +169,38 @@ func TestMemoryBounded(t *testing.T) {
 			t.Errorf("%s: live heap peak %.1f MiB above the baseline, want at most %.1f MiB (per-message state held in memory?)",
 				step.name, float64(peak)/mib, float64(step.bound)/mib)
 		}
+		if step.after != nil {
+			step.after(outb.String())
+		}
 	}
+	// The restores restored what was chosen: all of INBOX, the
+	// deleted half, all of it as of the second snapshot.
+	for dir, want := range map[string]int{"mbox/INBOX.mbox": n, "deleted/INBOX.mbox": n / 2, "asof/INBOX.mbox": n} {
+		if got := countMbox(t, filepath.Join(out, dir)); got != want {
+			t.Errorf("%s holds %d messages, want %d", dir, got, want)
+		}
+	}
+}
+
+// argv returns a fixed command line.
+func argv(a ...string) func() []string { return func() []string { return a } }
+
+// countMbox counts the "From " lines that start messages in an mbox file.
+func countMbox(t *testing.T, path string) int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Error(err)
+		return -1
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "From ") {
+			n++
+		}
+	}
+	return n
 }
