@@ -89,11 +89,11 @@ type FolderPlan struct {
 	// ByLabels counts the messages of an All Mail (\All) folder left to
 	// the labels on a target whose folders are labels (LabelTarget): the
 	// target shows them there once a label holds them.
-	ByLabels  int    `json:"shown_by_labels,omitempty"`
-	Error     string `json:"error,omitempty"` // why the folder could not be restored, or not all of it
-	sf        *SelectedFolder             // its messages (nil for structure)
-	role      string                      // the archived folder's special use
-	toLabels  bool                        // messages a label restores are left to it (leaveToLabels)
+	ByLabels  int             `json:"shown_by_labels,omitempty"`
+	Error     string          `json:"error,omitempty"` // why the folder could not be restored, or not all of it
+	sf        *SelectedFolder // its messages (nil for structure)
+	role      string          // the archived folder's special use
+	toLabels  bool            // messages a label restores are left to it (leaveToLabels)
 	failed    bool
 	done      int   // messages handled, for the progress line
 	doneBytes int64 // their bytes
