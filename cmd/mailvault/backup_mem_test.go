@@ -13,6 +13,7 @@ import (
 	"github.com/mailvault/mailvault/formats"
 	"github.com/mailvault/mailvault/internal/archivetest"
 	"github.com/mailvault/mailvault/internal/imaptest"
+	"github.com/mailvault/mailvault/restore"
 )
 
 var edgeBodies = map[string]string{
@@ -208,4 +209,30 @@ func TestCatVerifyRepair(t *testing.T) {
 	if code != exitArchive || !strings.Contains(out, "problem:") || !strings.Contains(errs, "checksum mismatch") {
 		t.Errorf("verify of a damaged segment: exit %d stdout %q stderr %q", code, out, errs)
 	}
+}
+
+// openState opens an archive read-only and replays it to the snapshot
+// named by sel: "" or "latest" for the last one, else an id or a unique
+// prefix of one.
+func openState(root, sel string) (*formats.Archive, []*formats.Snapshot, *formats.State, error) {
+	a, err := formats.Open(root)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	snaps, err := a.Snapshots()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if len(snaps) == 0 {
+		return nil, nil, nil, fmt.Errorf("archive %s has no snapshots yet", root)
+	}
+	id, err := restore.ResolveSnapshot(snaps, sel, time.Time{})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st, err := formats.Replay(snaps, id)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return a, snaps, st, nil
 }

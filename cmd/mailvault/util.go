@@ -3,10 +3,6 @@ package main
 import (
 	"fmt"
 	"strings"
-	"time"
-
-	"github.com/mailvault/mailvault/formats"
-	"github.com/mailvault/mailvault/restore"
 )
 
 func humanBytes(n int64) string {
@@ -31,30 +27,4 @@ func printable(s string) string {
 		}
 		return r
 	}, s)
-}
-
-// openState opens an archive read-only and replays it to the snapshot
-// named by sel: "" or "latest" for the last one, else an id or a unique
-// prefix of one.
-func openState(root, sel string) (*formats.Archive, []*formats.Snapshot, *formats.State, error) {
-	a, err := formats.Open(root)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	snaps, err := a.Snapshots()
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	if len(snaps) == 0 {
-		return nil, nil, nil, fmt.Errorf("archive %s has no snapshots yet", root)
-	}
-	id, err := restore.ResolveSnapshot(snaps, sel, time.Time{})
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	st, err := formats.Replay(snaps, id)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return a, snaps, st, nil
 }
