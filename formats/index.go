@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/syndtr/goleveldb/leveldb"
 	lverrors "github.com/syndtr/goleveldb/leveldb/errors"
@@ -262,7 +263,8 @@ func (a *Archive) readIndex(seq int, locations bool) (*Index, error) {
 			ix.Close()
 		}
 	}
-	dir, err := os.MkdirTemp("", "mailvault-index-")
+	removeStaleTempIndexes(os.TempDir(), time.Hour)
+	dir, err := os.MkdirTemp("", tempIndexPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("temporary index: %w", err)
 	}
@@ -277,6 +279,39 @@ func (a *Archive) readIndex(seq int, locations bool) (*Index, error) {
 		return nil, err
 	}
 	return ix, nil
+}
+
+// tempIndexPrefix starts the names of readers' temporary indexes.
+const tempIndexPrefix = "mailvault-index-"
+
+// removeStaleTempIndexes removes the temporary indexes that a reader
+// killed before it could remove them left in dir: those older than minAge
+// whose store no process holds (leveldb keeps an flock on state/LOCK while
+// a store is open; the kernel drops it when the process dies).
+func removeStaleTempIndexes(dir string, minAge time.Duration) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), tempIndexPrefix) {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || time.Since(info.ModTime()) < minAge {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		f, err := os.OpenFile(filepath.Join(path, "state", "LOCK"), os.O_RDWR, 0)
+		if err == nil {
+			ok, _ := tryLock(f)
+			f.Close() // drops the lock taken
+			if !ok {
+				continue // open in a running process
+			}
+		}
+		os.RemoveAll(path)
+	}
 }
 
 // currentIndex is the directory name cache/INDEX holds, or "".

@@ -814,3 +814,52 @@ func sameLocations(t testing.TB, ix *Index, snaps []*Snapshot) {
 		t.Errorf("Locations: %d places, the state has %d", n, len(want))
 	}
 }
+
+// TestRemoveStaleTempIndexes: a temporary index left by a killed reader
+// is removed by the next reader that builds one; one a live reader holds
+// open, and a young one, are kept.
+func TestRemoveStaleTempIndexes(t *testing.T) {
+	c := newChain(3)
+	for i := 0; i < 2; i++ {
+		c.next()
+	}
+	a, err := Create(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewSource(1))
+	for _, s := range c.snaps {
+		commitAs(t, a, s, true, r)
+	}
+	dir := t.TempDir()
+	t.Setenv("TMPDIR", dir)
+	held, err := a.ReadIndex(0) // a live reader's
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	stale := filepath.Join(dir, tempIndexPrefix+"killed")
+	if err := os.MkdirAll(filepath.Join(stale, "state"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(stale, "state", "LOCK"), nil, 0o644)
+	young := filepath.Join(dir, tempIndexPrefix+"young")
+	os.MkdirAll(young, 0o700)
+	old := time.Now().Add(-2 * time.Hour)
+	os.Chtimes(stale, old, old)
+	os.Chtimes(held.dir, old, old)
+	ix, err := a.ReadIndex(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix.Close()
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the killed reader's index is still there: %v", err)
+	}
+	if _, err := os.Stat(held.dir); err != nil {
+		t.Errorf("the live reader's index was removed: %v", err)
+	}
+	if _, err := os.Stat(young); err != nil {
+		t.Errorf("a young index was removed: %v", err)
+	}
+}
