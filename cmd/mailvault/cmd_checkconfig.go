@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -79,6 +80,10 @@ type checkResult struct {
 	State   string          `json:"archive_state,omitempty"` // new, or N snapshots
 	Quota   []formats.Quota `json:"quota,omitempty"`
 	Error   string          `json:"error,omitempty"`
+	// Exclude and Retention are the account's exclude_folders and
+	// retention policy (keep_*, prune) as the file resolves them.
+	Exclude   []string `json:"exclude_folders,omitempty"`
+	Retention string   `json:"retention"`
 }
 
 func runCheckConfig(ctx context.Context, cfg *config.Config, accounts []*config.Account, parallel int, quiet bool, log *slog.Logger, e *env) error {
@@ -139,7 +144,8 @@ func runCheckConfig(ctx context.Context, cfg *config.Config, accounts []*config.
 
 // checkAccount logs in to an account's server and checks its archive.
 func checkAccount(ctx context.Context, ls *limits, a *config.Account) checkResult {
-	r := checkResult{Account: a.Name, Source: a.Source.String(), Login: a.Describe(), Archive: a.Archive}
+	r := checkResult{Account: a.Name, Source: a.Source.String(), Login: a.Describe(), Archive: a.Archive,
+		Exclude: a.Exclude, Retention: a.Retention.String()}
 	fail := func(err error) checkResult {
 		r.Error = strings.TrimPrefix(oneLine(err), "mailvault: ")
 		return r
@@ -194,6 +200,16 @@ func printCheck(e *env, r checkResult) {
 		if q.Resource == "STORAGE" && q.Limit > 0 {
 			line += fmt.Sprintf("; quota %s of %s", humanBytes(q.Used<<10), humanBytes(q.Limit<<10))
 		}
+	}
+	if len(r.Exclude) > 0 {
+		quoted := make([]string, len(r.Exclude))
+		for i, p := range r.Exclude {
+			quoted[i] = strconv.Quote(p)
+		}
+		line += "; excluding " + strings.Join(quoted, ", ")
+	}
+	if r.Retention != "none" {
+		line += "; retention " + r.Retention
 	}
 	fmt.Fprintln(e.stdout, line)
 }

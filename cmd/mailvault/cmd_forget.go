@@ -112,21 +112,52 @@ func policyFlags(c *cli.Context) (formats.Policy, error) {
 }
 
 func runForget(root string, p formats.Policy, dryRun, quiet bool, po *formats.PruneOptions, e *env) error {
-	a, err := formats.Open(root)
+	// The decisions are printed before prune starts.
+	printed := func(res *formats.ForgetResult) { printForget(root, res, dryRun, quiet, po != nil, e) }
+	_, pr, err := forgetArchive(root, p, dryRun, po, printed)
 	if err != nil {
 		return err
+	}
+	if pr != nil {
+		printPrune(e, pr, po.DryRun)
+	}
+	return nil
+}
+
+// forgetArchive is forget (and, with po, prune) on the archive at root:
+// under the archive's lock (none on a dry run), with the failpoint hook,
+// the calendar rules in the local time zone. forgot, when not nil, gets
+// the forget result before prune starts. The prune result is nil when po
+// is nil or on a dry run. 'mailvault forget' and a fleet run's retention
+// both go through it.
+func forgetArchive(root string, p formats.Policy, dryRun bool, po *formats.PruneOptions, forgot func(*formats.ForgetResult)) (*formats.ForgetResult, *formats.PruneResult, error) {
+	a, err := formats.Open(root)
+	if err != nil {
+		return nil, nil, err
 	}
 	a.Hook = failpoint.Hook()
 	if !dryRun {
 		if err := a.Lock("forget"); err != nil {
-			return err
+			return nil, nil, err
 		}
 		defer a.Unlock()
 	}
 	res, err := a.Forget(p, time.Local, dryRun)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
+	if forgot != nil {
+		forgot(res)
+	}
+	if dryRun || po == nil {
+		return res, nil, nil
+	}
+	pr, err := a.Prune(*po)
+	return res, pr, err
+}
+
+// printForget prints forget's decisions (unless quiet) and its summary.
+func printForget(root string, res *formats.ForgetResult, dryRun, quiet, pruning bool, e *env) {
 	n := 0
 	for i, d := range res.Decisions {
 		verb := "keep"
@@ -143,15 +174,11 @@ func runForget(root string, p formats.Policy, dryRun, quiet bool, po *formats.Pr
 	total := len(res.Decisions)
 	if dryRun {
 		fmt.Fprintf(e.stdout, "would forget %d of %d snapshots (dry run: nothing changed)\n", n, total)
-		return nil
+		return
 	}
 	fmt.Fprintf(e.stdout, "forgot %d of %d snapshots, %d manifests rewritten", res.Forgotten, total, res.Rewritten)
-	if res.Forgotten > 0 && po == nil {
+	if res.Forgotten > 0 && !pruning {
 		fmt.Fprintf(e.stdout, "; 'mailvault prune %s' frees the space only they used", root)
 	}
 	fmt.Fprintln(e.stdout)
-	if po != nil {
-		return prune(a, *po, e)
-	}
-	return nil
 }

@@ -302,7 +302,8 @@ func (f *fleet) backupAccount(ctx context.Context, a *config.Account) (r report.
 	}()
 	log := f.o.log.With("account", a.Name)
 	res, err := f.run(ctx, a, log)
-	if res != nil && res.Snapshot != nil {
+	committed := res != nil && res.Snapshot != nil
+	if committed {
 		s := res.Snapshot
 		r.Status, r.Snapshot = s.Status, s.ID
 		if err != nil && r.Status == report.StatusComplete {
@@ -311,12 +312,54 @@ func (f *fleet) backupAccount(ctx context.Context, a *config.Account) (r report.
 		r.Added, r.Gone, r.FlagChanges, r.BytesStored = res.Added, res.Gone, res.FlagChanges, res.Bytes
 		r.Quota = append([]formats.Quota(nil), s.Quota...)
 	}
+	var why []string
 	if err != nil {
-		r.Error = strings.TrimPrefix(oneLine(err), "mailvault: ")
+		why = append(why, strings.TrimPrefix(oneLine(err), "mailvault: "))
+	}
+	// Retention follows a backup that committed a snapshot, complete or
+	// partial: forget keeps the newest snapshot and counts complete ones
+	// only, so a partial run never costs a complete snapshot its place. A
+	// run that committed nothing changes nothing forget would decide.
+	if committed && a.Retention.Apply() && ctx.Err() == nil {
+		retain(a, &r, log)
+		if r.RetentionError != "" {
+			r.Status = report.StatusFailed
+			why = append(why, "retention: "+r.RetentionError)
+		}
+	}
+	if len(why) > 0 {
+		r.Error = strings.Join(why, "; ")
 		// Its line on stdout and the run's error say it; -v logs it too.
 		log.Info("account not complete", "status", r.Status, "err", r.Error)
 	}
 	return r
+}
+
+// retain applies the account's retention to its archive after a backup,
+// as 'mailvault forget --prune' would (the archive's lock held, taken
+// again after the backup released it), and records in r what it did or
+// why it failed.
+func retain(a *config.Account, r *report.Account, log *slog.Logger) {
+	var po *formats.PruneOptions
+	if a.Retention.Prune {
+		po = &formats.PruneOptions{MaxUnused: a.Retention.MaxUnused}
+	}
+	fr, pr, err := forgetArchive(a.Archive, a.Retention.Policy, false, po, nil)
+	if fr != nil {
+		r.SnapshotsForgotten = fr.Forgotten
+	}
+	if pr != nil {
+		r.BytesFreed = pr.StoredBefore - pr.StoredAfter
+	}
+	if err != nil {
+		step := "forget"
+		if fr != nil {
+			step = "prune"
+		}
+		r.RetentionError = step + ": " + strings.TrimPrefix(oneLine(err), "mailvault: ")
+		return
+	}
+	log.Info("retention", "policy", a.Retention.String(), "forgotten", r.SnapshotsForgotten, "bytes_freed", r.BytesFreed)
 }
 
 // run is one account's backup: its share of its server's connections,
@@ -368,6 +411,7 @@ func (f *fleet) run(ctx context.Context, a *config.Account, log *slog.Logger) (*
 		Connections: lease.n,
 		Checkpoint:  checkpoint,
 		Progress:    bar.progress(),
+		Exclude:     a.Exclude,
 	})
 }
 
@@ -494,6 +538,12 @@ func (f *fleet) printAccount(r report.Account) {
 	for _, q := range r.Quota {
 		if q.Resource == "STORAGE" && q.Limit > 0 {
 			line += fmt.Sprintf(", quota %s of %s", humanBytes(q.Used<<10), humanBytes(q.Limit<<10))
+		}
+	}
+	if r.SnapshotsForgotten > 0 || r.BytesFreed != 0 {
+		line += fmt.Sprintf(", forgot %d snapshots", r.SnapshotsForgotten)
+		if r.BytesFreed != 0 {
+			line += ", freed " + humanBytes(r.BytesFreed)
 		}
 	}
 	if r.Error != "" {

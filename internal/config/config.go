@@ -82,9 +82,14 @@ type Account struct {
 	// Storage is the storage of a new archive; empty fields are the
 	// archive's, or the default.
 	Storage formats.StorageOptions
-	Server  *Server // nil when no [[server]] names its host
-	Login   Login
-	Line    int
+	// Exclude are the exclude_folders patterns (backup.Options.Exclude);
+	// nil when no table gives the key.
+	Exclude []string
+	// Retention is what a run does to the archive after a backup.
+	Retention Retention
+	Server    *Server // nil when no [[server]] names its host
+	Login     Login
+	Line      int
 	// Auth is how the account logs in, set by ResolveSecrets.
 	Auth *auth.Auth
 }
@@ -172,6 +177,7 @@ type serverInfo struct {
 	s         *Server
 	t         *table
 	caFile    string
+	keep      keeping // [defaults] with the server's keys applied
 	adminUser string
 	admin     SecretRef
 }
@@ -272,11 +278,15 @@ func (p *parser) build(raw *rawFile) (*Config, error) {
 	c := &Config{Path: p.file}
 	d := p.l.defaults
 	var base tuning
+	var baseKeep keeping
 	archiveRoot := ""
 	if d != nil {
 		var err error
 		rd := raw.Defaults
 		if base, err = p.tuning(d, base, rd.CAFile, rd.Connections, rd.Timeout, rd.Checkpoint, rd.Format, rd.Compress); err != nil {
+			return nil, err
+		}
+		if baseKeep, err = p.keeping(d, baseKeep, rd.rawKeep); err != nil {
 			return nil, err
 		}
 		if d.has("archive_root") {
@@ -309,6 +319,10 @@ func (p *parser) build(raw *rawFile) (*Config, error) {
 			return nil, p.errf(t.at("host"), "host %q is given twice (first at line %d)", rs.Host, prev.t.at("host"))
 		}
 		si := &serverInfo{s: &Server{Host: host, Line: t.line}, t: t, adminUser: rs.AdminUser}
+		var err error
+		if si.keep, err = p.keeping(t, baseKeep, rs.rawKeep); err != nil {
+			return nil, err
+		}
 		if t.has("max_connections") {
 			if rs.MaxConnections < 1 {
 				return nil, p.errf(t.at("max_connections"), "max_connections must be at least 1, not %d", rs.MaxConnections)
@@ -321,7 +335,6 @@ func (p *parser) build(raw *rawFile) (*Config, error) {
 			}
 			si.caFile = p.path(rs.CAFile)
 		}
-		var err error
 		if si.admin, err = p.secret(t, "admin_password", rs.AdminPasswordFile, rs.AdminPasswordEnv, rs.AdminPasswordCommand); err != nil {
 			return nil, err
 		}
@@ -378,6 +391,17 @@ func (p *parser) build(raw *rawFile) (*Config, error) {
 		}
 		a.CAFile, a.Connections, a.Timeout = tun.caFile, tun.connections, tun.timeout
 		a.Checkpoint, a.CheckpointSet, a.Storage = tun.checkpoint, tun.ckSet, tun.storage
+		keep := baseKeep
+		if si != nil {
+			keep = si.keep
+		}
+		if keep, err = p.keeping(t, keep, ra.rawKeep); err != nil {
+			return nil, err
+		}
+		if t.has("prune") && keep.retention.Prune && !keep.retention.Apply() {
+			return nil, p.errf(t.at("prune"), "account %q: prune = true needs a keep_* rule (here, in its [[server]] or in [defaults]): retention runs only with a policy", ra.Name)
+		}
+		a.Exclude, a.Retention = keep.exclude, keep.retention
 
 		switch {
 		case t.has("archive"):

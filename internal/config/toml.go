@@ -29,6 +29,7 @@ type rawDefaults struct {
 	Compress    string `toml:"compress"`
 	Checkpoint  string `toml:"checkpoint"`
 	Parallel    int64  `toml:"parallel"`
+	rawKeep
 }
 
 type rawServer struct {
@@ -39,6 +40,7 @@ type rawServer struct {
 	AdminPasswordFile    string `toml:"admin_password_file"`
 	AdminPasswordEnv     string `toml:"admin_password_env"`
 	AdminPasswordCommand string `toml:"admin_password_command"`
+	rawKeep
 }
 
 type rawAccount struct {
@@ -61,6 +63,24 @@ type rawAccount struct {
 	Format               string `toml:"format"`
 	Compress             string `toml:"compress"`
 	Checkpoint           string `toml:"checkpoint"`
+	rawKeep
+}
+
+// rawKeep are the keys of which folders an account leaves out and which
+// snapshots it keeps, given in any table. The counts and max_unused take
+// more than one type (4 or "unlimited"; 10 or 12.5): parser.keeping
+// checks them.
+type rawKeep struct {
+	ExcludeFolders []string `toml:"exclude_folders"`
+	KeepLast       any      `toml:"keep_last"`
+	KeepHourly     any      `toml:"keep_hourly"`
+	KeepDaily      any      `toml:"keep_daily"`
+	KeepWeekly     any      `toml:"keep_weekly"`
+	KeepMonthly    any      `toml:"keep_monthly"`
+	KeepYearly     any      `toml:"keep_yearly"`
+	KeepWithin     string   `toml:"keep_within"`
+	Prune          bool     `toml:"prune"`
+	MaxUnused      any      `toml:"max_unused"`
 }
 
 // Table kinds, as written in the file.
@@ -123,10 +143,24 @@ var known = map[string][]string{
 }
 
 func tags(v any) []string {
-	t := reflect.TypeOf(v)
-	out := make([]string, 0, t.NumField())
+	var out []string
+	for _, f := range fields(reflect.TypeOf(v)) {
+		out = append(out, f.Tag.Get("toml"))
+	}
+	return out
+}
+
+// fields are the fields of a raw struct, those of embedded structs (as
+// the decoder sees them) included.
+func fields(t reflect.Type) []reflect.StructField {
+	var out []reflect.StructField
 	for i := range t.NumField() {
-		out = append(out, t.Field(i).Tag.Get("toml"))
+		f := t.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			out = append(out, fields(f.Type)...)
+			continue
+		}
+		out = append(out, f)
 	}
 	return out
 }
@@ -259,16 +293,19 @@ func decode(file string, data []byte, l *layout) (*rawFile, error) {
 // wantType describes the value a key takes.
 func wantType(key string) string {
 	for _, v := range []any{rawDefaults{}, rawServer{}, rawAccount{}} {
-		t := reflect.TypeOf(v)
-		for i := range t.NumField() {
-			if t.Field(i).Tag.Get("toml") != key {
+		for _, f := range fields(reflect.TypeOf(v)) {
+			if f.Tag.Get("toml") != key {
 				continue
 			}
-			switch t.Field(i).Type.Kind() {
+			switch f.Type.Kind() {
 			case reflect.String:
 				return `a string in quotes, e.g. ` + key + ` = "…"`
 			case reflect.Int64:
 				return "a whole number, e.g. " + key + " = 4"
+			case reflect.Bool:
+				return "true or false, e.g. " + key + " = true"
+			case reflect.Slice:
+				return `a list of strings in quotes, e.g. ` + key + ` = ["…", "…"]`
 			}
 		}
 	}

@@ -23,7 +23,7 @@ import (
 const (
 	StatusComplete = "complete" // a complete snapshot was committed
 	StatusPartial  = "partial"  // a snapshot was committed, but something was not backed up
-	StatusFailed   = "failed"   // nothing was committed
+	StatusFailed   = "failed"   // nothing was committed, or the retention after the backup failed
 )
 
 // Report is the JSON report of a fleet run. Finished is nil while the run
@@ -53,6 +53,12 @@ type Account struct {
 	// Quota is GETQUOTAROOT "INBOX" as the server answered it; null when
 	// the server has no QUOTA or nothing was read.
 	Quota []formats.Quota `json:"quota"`
+	// The retention after the backup (the account's keep_* policy, then
+	// prune when asked): snapshots forgotten, bytes prune freed (measured
+	// on disk), and why it failed ("" when it succeeded or did not run).
+	SnapshotsForgotten int    `json:"snapshots_forgotten"`
+	BytesFreed         int64  `json:"bytes_freed"`
+	RetentionError     string `json:"retention_error"`
 	// Finished is when the account's run ended (for the metrics).
 	Finished time.Time `json:"-"`
 }
@@ -185,6 +191,14 @@ func writeMetrics(w io.Writer, r *Report, success map[string]float64) {
 		{"mailvault_last_run_bytes_stored", "Bytes of message data the account's last run stored.", func(a Account) float64 { return float64(a.BytesStored) }},
 		{"mailvault_last_run_messages_added", "Messages the account's last run added to its archive.", func(a Account) float64 { return float64(a.Added) }},
 		{"mailvault_last_run_messages_gone", "Messages the account's last run found gone from the server.", func(a Account) float64 { return float64(a.Gone) }},
+		{"mailvault_last_run_snapshots_forgotten", "Snapshots the retention after the account's last run forgot.", func(a Account) float64 { return float64(a.SnapshotsForgotten) }},
+		{"mailvault_last_run_bytes_freed", "Bytes the retention (prune) after the account's last run freed.", func(a Account) float64 { return float64(a.BytesFreed) }},
+		{"mailvault_last_run_retention_failed", "1 when the retention (forget, prune) after the account's last run failed, else 0.", func(a Account) float64 {
+			if a.RetentionError != "" {
+				return 1
+			}
+			return 0
+		}},
 	}
 	for _, m := range perAccount {
 		family(m.name, "gauge", m.help)

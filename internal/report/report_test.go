@@ -21,10 +21,13 @@ func sample() *Report {
 		Accounts: []Account{
 			{Name: "alice", Source: "imaps://alice@mail.example.com:993", Archive: "/b/alice", Status: StatusComplete, Snapshot: "1a2b3c4d",
 				Added: 12, Gone: 1, FlagChanges: 3, BytesStored: 34567, DurationS: 12.5, Finished: start.Add(20 * time.Second),
+				SnapshotsForgotten: 2, BytesFreed: 4096,
 				Quota: []formats.Quota{{Root: "User quota", Resource: "STORAGE", Used: 120, Limit: 10240}}},
 			{Name: "bob", Source: "imaps://bob@mail.example.com:993", Archive: "/b/bob", Status: StatusFailed,
 				Error: "authentication failed for bob", DurationS: 0.2, Finished: start.Add(time.Second)},
 			{Name: `we"ird\name`, Source: "pop3s://x@h:995", Archive: "/b/w", Status: StatusPartial, Snapshot: "5e6f7a8b", Finished: start.Add(80 * time.Second)},
+			{Name: "dave", Source: "imaps://dave@h:993", Archive: "/b/dave", Status: StatusFailed, Snapshot: "9c0d1e2f", Added: 1,
+				Error: "retention: forget: lock archive: denied", RetentionError: "forget: lock archive: denied", Finished: start.Add(85 * time.Second)},
 		},
 	}
 }
@@ -46,7 +49,7 @@ func TestJSONFields(t *testing.T) {
 			t.Errorf("report has no %q", k)
 		}
 	}
-	want := []string{"archive", "added", "bytes_stored", "duration_s", "error", "flag_changes", "gone", "name", "quota", "snapshot", "source", "status"}
+	want := []string{"archive", "added", "bytes_freed", "bytes_stored", "duration_s", "error", "flag_changes", "gone", "name", "quota", "retention_error", "snapshot", "snapshots_forgotten", "source", "status"}
 	sort.Strings(want)
 	for _, a := range doc["accounts"].([]any) {
 		var keys []string
@@ -131,7 +134,12 @@ func TestMetrics(t *testing.T) {
 		"mailvault_last_run_duration_seconds{account=\"alice\"} 12.5\n",
 		"mailvault_quota_used{account=\"alice\",root=\"User quota\",resource=\"STORAGE\"} 120\n",
 		"mailvault_quota_limit{account=\"alice\",root=\"User quota\",resource=\"STORAGE\"} 10240\n",
-		"mailvault_fleet_accounts{status=\"failed\"} 1\n",
+		"mailvault_last_run_snapshots_forgotten{account=\"alice\"} 2\n",
+		"mailvault_last_run_bytes_freed{account=\"alice\"} 4096\n",
+		"mailvault_last_run_retention_failed{account=\"alice\"} 0\n",
+		"mailvault_last_run_retention_failed{account=\"dave\"} 1\n",
+		"mailvault_last_run_status{account=\"dave\",status=\"failed\"} 1\n",
+		"mailvault_fleet_accounts{status=\"failed\"} 2\n",
 		"mailvault_fleet_last_run_duration_seconds 90\n",
 	} {
 		if !strings.Contains(text, want) {
