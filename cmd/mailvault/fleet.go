@@ -412,6 +412,8 @@ func (f *fleet) run(ctx context.Context, a *config.Account, log *slog.Logger) (*
 		Checkpoint:  checkpoint,
 		Progress:    bar.progress(),
 		Exclude:     a.Exclude,
+		// The provider's daily download limit (Gmail), as a single backup.
+		MaxBytesPerDay: providerBudget(a.Source, log),
 	})
 }
 

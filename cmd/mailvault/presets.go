@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -119,11 +120,20 @@ func (o *backupOptions) throttling(c *cli.Context) error {
 // dailyBudget is the byte budget of a run: --max-bytes-per-day, else the
 // daily download limit of the source's provider (Gmail), said once.
 func (o *backupOptions) dailyBudget() int64 {
-	if o.maxBytesSet || !strings.HasPrefix(o.source.Scheme, "imap") {
+	if o.maxBytesSet {
 		return o.maxBytesPerDay
 	}
-	if p := provider.ByHost(o.source.Host); p != nil && p.Quirks.DailyDownload > 0 {
-		o.log.Info(fmt.Sprintf("%s lets IMAP download %s a day: the backup stops there and the next run continues (--max-bytes-per-day changes it, 0 removes it)",
+	return providerBudget(o.source, o.log)
+}
+
+// providerBudget is the daily download limit of the source's provider
+// (Gmail), said once in log; 0 for none.
+func providerBudget(source *mailurl.URL, log *slog.Logger) int64 {
+	if !strings.HasPrefix(source.Scheme, "imap") {
+		return 0
+	}
+	if p := provider.ByHost(source.Host); p != nil && p.Quirks.DailyDownload > 0 {
+		log.Info(fmt.Sprintf("%s lets IMAP download %s a day: the backup stops there and the next run continues (--max-bytes-per-day changes it, 0 removes it)",
 			p.Name, humanBytes(p.Quirks.DailyDownload)))
 		return p.Quirks.DailyDownload
 	}
