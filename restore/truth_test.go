@@ -321,3 +321,36 @@ func TestRestoreOverQuotaCountsWhatTheTargetTook(t *testing.T) {
 		}
 	}
 }
+
+// TestDeletedSinceAcrossRename: messages deleted from a folder renamed
+// between the two snapshots are chosen by --deleted-since (the old
+// selection compared the two snapshots' folders by name and found none).
+func TestDeletedSinceAcrossRename(t *testing.T) {
+	b := newBuilder(t)
+	s1 := b.snapshot(day, []msgSpec{
+		{"Old", body(1, ""), nil, day}, {"Old", body(2, ""), nil, day}, {"Old", body(3, ""), nil, day},
+	}, nil, nil)
+	// The folder renamed to New on the server, and message 1:2 deleted.
+	s2 := &formats.Snapshot{ID: formats.NewSnapshotID(), Seq: 2, Parent: s1.ID, Source: "imap://test", Protocol: "imap",
+		Status: formats.StatusComplete, Started: day.AddDate(0, 0, 1), Finished: day.AddDate(0, 0, 1),
+		Folders: []formats.Folder{{Name: "New", Delimiter: "/", Dir: formats.FolderDir("Old"), Status: formats.FolderOK}},
+		Changes: []formats.Change{{Folder: "New", Event: formats.EventRenamed, From: "Old", Gone: []string{"1:2"}}}}
+	if err := b.a.Commit(s2); err != nil {
+		t.Fatal(err)
+	}
+	s, err := selectT(t, b.a, Selection{DeletedSince: s1.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.NothingDeleted || len(s.Folders) != 1 || s.Folders[0].Folder.Name != "New" || s.Folders[0].Messages != 1 {
+		t.Fatalf("selected %+v (nothing deleted: %v), want New with 1 message", s.Folders, s.NothingDeleted)
+	}
+	var keys []string
+	s.Each(s.Folders[0], func(m *formats.MessageState) error {
+		keys = append(keys, m.Key)
+		return nil
+	})
+	if strings.Join(keys, ",") != "1:2" {
+		t.Errorf("chose %v, want 1:2", keys)
+	}
+}
