@@ -43,6 +43,9 @@ import (
 //	MAILVAULT_SCALE_STEP_TIMEOUT  a command still running after this long is
 //	                              killed, its row says so and the rest of
 //	                              that size is skipped (default 30m)
+//	MAILVAULT_SCALE_IMAP_TIMEOUT  the same for the restores to IMAP alone (a
+//	                              restore's rate and memory show in minutes;
+//	                              900,000 appends to Dovecot take hours)
 //	MAILVAULT_SCALE_OUT           the results file (default
 //	                              bench-scale-results.txt at the repository root)
 //	MAILVAULT_BENCH_BIN           a mailvault binary instead of building one
@@ -81,7 +84,8 @@ type scaleSuite struct {
 	launcher    string // internal/bench/maxrss, built
 	outPath     string
 	stepTimeout time.Duration
-	extraEnv    []string // MAILVAULT_SCALE_ENV
+	imapTimeout time.Duration // MAILVAULT_SCALE_IMAP_TIMEOUT: restores to IMAP
+	extraEnv    []string      // MAILVAULT_SCALE_ENV
 	started     time.Time
 
 	mu     sync.Mutex
@@ -109,8 +113,17 @@ func BenchmarkScale(b *testing.B) {
 		}
 		timeout = d
 	}
+	imapTimeout := time.Duration(0)
+	if v := os.Getenv("MAILVAULT_SCALE_IMAP_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			b.Fatalf("MAILVAULT_SCALE_IMAP_TIMEOUT=%q: want a duration such as 5m", v)
+		}
+		imapTimeout = d
+	}
 	_, self, _, _ := runtime.Caller(0)
 	s := &scaleSuite{
+		imapTimeout: imapTimeout,
 		root:        filepath.Clean(filepath.Join(filepath.Dir(self), "..", "..")),
 		stepTimeout: timeout,
 		started:     time.Now(),
@@ -469,7 +482,11 @@ func (s *scaleSuite) runSize(b *testing.B, n int) {
 
 // killedAt notes how far a command killed after the step timeout got.
 func (z *scaleSize) killedAt(what string, done, want int) {
-	z.note("%s was killed after %v with %d of %d messages in the target (%.0f msgs/s)", what, z.stepTimeout, done, want, float64(done)/z.stepTimeout.Seconds())
+	timeout := z.stepTimeout
+	if z.imapTimeout > 0 && strings.Contains(what, "to imaps") {
+		timeout = z.imapTimeout
+	}
+	z.note("%s was killed after %v with %d of %d messages in the target (%.0f msgs/s)", what, timeout, done, want, float64(done)/timeout.Seconds())
 }
 
 // note records and prints a line about how this size's account was made.
@@ -546,7 +563,11 @@ func (z *scaleSize) measure(name string, msgs int, stdout io.Writer, partialOK b
 	}
 	var timedOut atomic.Bool
 	exited := make(chan struct{})
-	timer := time.AfterFunc(z.stepTimeout, func() {
+	timeout := z.stepTimeout
+	if z.imapTimeout > 0 && strings.Contains(name, "to imaps") {
+		timeout = z.imapTimeout
+	}
+	timer := time.AfterFunc(timeout, func() {
 		timedOut.Store(true)
 		// Kill mailvault, so that the launcher still reports its peak
 		// RSS and CPU time; then, if need be, the whole group.
@@ -573,7 +594,7 @@ func (z *scaleSize) measure(name string, msgs int, stdout io.Writer, partialOK b
 			row.rss, row.cpu = l.rss, l.cpu
 		}
 		row.srvCPU = z.dovecotCPU(srv0)
-		row.note = fmt.Sprintf("KILLED after %v", z.stepTimeout)
+		row.note = fmt.Sprintf("KILLED after %v", timeout)
 		z.addRow(row)
 		return measured{stdout: out.String(), stderr: l.stderr, code: -1}
 	}
