@@ -3,9 +3,13 @@ package restore
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"hash"
 	"io"
 	"time"
+
+	"github.com/syndtr/goleveldb/leveldb"
+	"github.com/syndtr/goleveldb/leveldb/iterator"
 )
 
 // SizeTolerance is how much the size of a message a target holds may
@@ -51,14 +55,66 @@ type IndexEntry struct {
 //     after the header, trailing line ends ignored) and the same
 //     INTERNALDATE.
 //
-// Rules 3 and 4 need the target's INTERNALDATE; a target that keeps none
-// matches by rules 1 and 2 only.
+// Among the copies a rule matches, Take takes the first one added that is
+// not taken yet (for rule 3: the first among the closest sizes). Rules 3
+// and 4 need the target's INTERNALDATE; a target that keeps none matches
+// by rules 1 and 2 only.
+//
+// Memory: an index keeps its entries in memory up to IndexMemoryEntries
+// (20,000), then moves them to a store on disk (goleveldb, in a
+// temporary directory os.TempDir()/mailvault-tindex-*) and answers the
+// same from there: its memory is then about 4 MB and a bit per entry
+// (125 KB for a million). Close removes the directory: whoever drops an
+// index must close it (an adapter that fails after building one, the
+// engine when it is done with a folder). The directory of a process
+// killed before it could is removed by the next index that goes to disk
+// under the same temporary directory, once it is an hour old and no
+// process holds its store.
+//
+// Errors: Add, AddEntry, Take, Has and NeedsBodyHash have no error
+// result. When the disk store fails (the temporary directory cannot be
+// made, the disk is full, a read fails) or the index is used after Close,
+// the index records the first error, which Err returns, and from then on
+// matches nothing (Take, Has and NeedsBodyHash report false) and ignores
+// what is added. A false Take is then no proof that the folder lacks the
+// message: the caller checks Err after its Takes and before appending
+// what they did not match, and gives the folder up if it is not nil.
+// Adapters check it once they have built an index: Target.Index returns
+// the error (and closes the index) rather than a spoiled index.
+//
+// An Index is not safe for concurrent use.
 type Index struct {
+	n      int // entries added
+	bodies int // entries added that rule 4 can match
+	err    error
+	closed bool
+
+	// In memory, until the index holds more than IndexMemoryEntries.
 	entries []indexEntry
 	byID    map[string][]int
 	bySHA   map[string][]int
 	byBody  map[string][]int
+
+	// On disk, after (index_disk.go).
+	dir      string
+	db       *leveldb.DB
+	it       iterator.Iterator // reads db; nil after a write
+	batch    leveldb.Batch     // keys not yet in db
+	puts     int               // keys in batch
+	unsorted int               // keys written since db was last compacted
+	taken    []uint64          // a bit per entry: taken
+	// cursors: for a prefix of keys, the sequence number before which
+	// every entry under it is taken (a few, for many copies).
+	cursors map[string]uint64
+	seq     uint64 // of the next entry
 }
+
+// IndexMemoryEntries is how many entries an Index keeps in memory before
+// it moves them to disk. At about 230 bytes an entry, 20,000 are 4.6 MB,
+// no more than the disk store costs. It is a variable for tests (of the
+// adapters too), which lower it to put small indexes on disk; it is read
+// when an entry is added, so it must not change while indexes are built.
+var IndexMemoryEntries = 20_000
 
 type indexEntry struct {
 	IndexEntry
@@ -78,6 +134,22 @@ func (x *Index) Add(messageID string, size int64, sha string) {
 
 // AddEntry records a message the folder holds.
 func (x *Index) AddEntry(e IndexEntry) {
+	x.n++
+	if !x.usable() {
+		return
+	}
+	if e.BodySHA256 != "" && e.MessageID == "" {
+		x.bodies++
+	}
+	if x.db == nil && len(x.entries) >= IndexMemoryEntries {
+		if x.spill(); x.err != nil {
+			return
+		}
+	}
+	if x.db != nil {
+		x.diskAdd(e)
+		return
+	}
 	i := len(x.entries)
 	x.entries = append(x.entries, indexEntry{IndexEntry: e})
 	if e.MessageID != "" {
@@ -92,11 +164,54 @@ func (x *Index) AddEntry(e IndexEntry) {
 }
 
 // Len returns the number of entries added.
-func (x *Index) Len() int { return len(x.entries) }
+func (x *Index) Len() int { return x.n }
+
+// Err returns the first error of the disk store (or of a use after
+// Close), nil if none: see Index.
+func (x *Index) Err() error {
+	if x == nil {
+		return nil
+	}
+	return x.err
+}
+
+// Close releases the index: it removes its temporary directory when it
+// went to disk. Closing an index in memory, a nil one or one closed
+// already does nothing more. An index is not used after Close (Take
+// reports false and Err an error).
+func (x *Index) Close() error {
+	if x == nil || x.closed {
+		return nil
+	}
+	x.closed = true
+	x.entries, x.byID, x.bySHA, x.byBody = nil, nil, nil, nil
+	return x.diskClose()
+}
+
+var errIndexClosed = errors.New("restore: target index used after Close")
+
+// usable reports whether the index can be used, recording the use of a
+// closed one as its error.
+func (x *Index) usable() bool {
+	if x.closed && x.err == nil {
+		x.err = errIndexClosed
+	}
+	return x.err == nil
+}
 
 // Take reports whether the folder holds a copy of m not yet matched, and
 // marks that copy as matched (see Index for the rules).
 func (x *Index) Take(m *Message) bool {
+	if !x.usable() {
+		return false
+	}
+	if x.db != nil {
+		d, ok := x.diskFind(m)
+		if ok {
+			x.setTaken(d.seq)
+		}
+		return ok
+	}
 	i := x.find(m)
 	if i < 0 {
 		return false
@@ -107,14 +222,26 @@ func (x *Index) Take(m *Message) bool {
 
 // Has reports whether the folder holds a copy of m not yet matched,
 // without marking it.
-func (x *Index) Has(m *Message) bool { return x.find(m) >= 0 }
+func (x *Index) Has(m *Message) bool {
+	if !x.usable() {
+		return false
+	}
+	if x.db != nil {
+		_, ok := x.diskFind(m)
+		return ok
+	}
+	return x.find(m) >= 0
+}
 
 // NeedsBodyHash reports whether m, a message without a Message-ID whose
 // bytes the folder does not hold, could match a rewritten copy by rule 4:
 // the caller then sets m.BodySHA256 and calls Take.
 func (x *Index) NeedsBodyHash(m *Message) bool {
-	if m.MessageID != "" || m.BodySHA256 != "" || m.InternalDate.IsZero() || len(x.byBody) == 0 {
+	if m.MessageID != "" || m.BodySHA256 != "" || m.InternalDate.IsZero() || x.bodies == 0 || !x.usable() {
 		return false
+	}
+	if x.db != nil {
+		return x.diskNeedsBodyHash(m)
 	}
 	if x.first(x.bySHA[m.SHA256], func(*indexEntry) bool { return m.SHA256 != "" }) >= 0 {
 		return false

@@ -1,20 +1,93 @@
 package restore
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
 )
 
-// TestIndexTake: the identity rules, in order, with copies counted.
-func TestIndexTake(t *testing.T) {
-	d := time.Date(2024, 1, 2, 10, 0, 0, 0, time.FixedZone("-0500", -5*3600))
-	wall := time.Date(2024, 1, 2, 10, 0, 0, 0, time.UTC) // Mailutils: the wall clock, zone forced to +0000
-	utc := d.UTC()
-	msg := func(id string, size int64, sha string, date time.Time) *Message {
-		return &Message{MessageID: id, Size: size, SHA256: sha, InternalDate: date}
+// indexModes are the ways an Index keeps its entries: in memory, on disk
+// from the first entry, and in memory until a second entry moves the
+// first one to disk.
+var indexModes = []struct {
+	name      string
+	threshold int
+}{
+	{"memory", 1 << 30},
+	{"disk", 0},
+	{"spill", 1},
+}
+
+// forEachIndexMode runs f once per mode, with the spill threshold set
+// for it and the temporary directories under a directory of the test's
+// own, which the test checks is left empty.
+func forEachIndexMode(t *testing.T, f func(t *testing.T)) {
+	for _, mode := range indexModes {
+		t.Run(mode.name, func(t *testing.T) {
+			setIndexThreshold(t, mode.threshold)
+			tmp := t.TempDir()
+			t.Setenv("TMPDIR", tmp)
+			t.Cleanup(func() { // after the indexes' Close
+				if ents, err := os.ReadDir(tmp); err != nil || len(ents) != 0 {
+					t.Errorf("temporary directory after Close: %v, %v; want it empty", ents, err)
+				}
+			})
+			f(t)
+		})
 	}
-	tests := []struct {
+}
+
+func setIndexThreshold(t *testing.T, n int) {
+	old := IndexMemoryEntries
+	IndexMemoryEntries = n
+	t.Cleanup(func() { IndexMemoryEntries = old })
+}
+
+// newTestIndex returns an index of held, closed when the test ends.
+func newTestIndex(t *testing.T, held []IndexEntry) *Index {
+	x := NewIndex()
+	t.Cleanup(func() {
+		if err := x.Close(); err != nil {
+			t.Errorf("Close() = %v", err)
+		}
+	})
+	for _, e := range held {
+		x.AddEntry(e)
+	}
+	return x
+}
+
+// checkIndexMode checks that x is on disk when it holds more entries
+// than the threshold, in memory otherwise.
+func checkIndexMode(t *testing.T, x *Index) {
+	t.Helper()
+	if err := x.Err(); err != nil {
+		t.Fatalf("Err() = %v", err)
+	}
+	if got, want := x.dir != "", x.Len() > IndexMemoryEntries; got != want {
+		t.Fatalf("index of %d entries on disk = %v, want %v", x.Len(), got, want)
+	}
+}
+
+var (
+	testDate = time.Date(2024, 1, 2, 10, 0, 0, 0, time.FixedZone("-0500", -5*3600))
+	testWall = time.Date(2024, 1, 2, 10, 0, 0, 0, time.UTC) // Mailutils: the wall clock, zone forced to +0000
+)
+
+func testMsg(id string, size int64, sha string, date time.Time) *Message {
+	return &Message{MessageID: id, Size: size, SHA256: sha, InternalDate: date}
+}
+
+// indexTakeTests are the identity rules, in order, with copies counted.
+var indexTakeTests = func() []struct {
+	desc  string
+	held  []IndexEntry
+	take  []*Message
+	wants []bool
+} {
+	d, wall, utc, msg := testDate, testWall, testDate.UTC(), testMsg
+	return []struct {
 		desc  string
 		held  []IndexEntry
 		take  []*Message
@@ -48,40 +121,89 @@ func TestIndexTake(t *testing.T) {
 			[]*Message{{SHA256: "s", Size: 40, BodySHA256: "b1", InternalDate: d}}, []bool{false}},
 		{"no Message-ID, no body hash asked", []IndexEntry{{SHA256: "zz", Size: 50, BodySHA256: "b1", InternalDate: d}},
 			[]*Message{{SHA256: "s", Size: 40, InternalDate: d}}, []bool{false}},
+		{"same bytes before the Message-ID", []IndexEntry{{MessageID: "<a@x>", Size: 100}, {MessageID: "<b@x>", Size: 100, SHA256: "aa"}},
+			[]*Message{msg("<a@x>", 100, "aa", d), msg("<b@x>", 100, "bb", d), msg("<a@x>", 100, "cc", d)}, []bool{true, false, true}},
+		{"a copy taken by its bytes is not taken again by its Message-ID", []IndexEntry{{MessageID: "<a@x>", Size: 100, SHA256: "aa", InternalDate: d}},
+			[]*Message{msg("", 100, "aa", d), msg("<a@x>", 100, "s", d), msg("<a@x>", 120, "s", d)}, []bool{true, false, false}},
+		{"a body copy taken by its body is not taken again by its bytes", []IndexEntry{{SHA256: "zz", Size: 50, BodySHA256: "b1", InternalDate: d}},
+			[]*Message{{SHA256: "s", Size: 40, BodySHA256: "b1", InternalDate: d}, msg("", 50, "zz", d)}, []bool{true, false}},
+		{"a Message-ID without a match does not fall back to the body", []IndexEntry{{SHA256: "zz", Size: 50, BodySHA256: "b1", InternalDate: d}},
+			[]*Message{{MessageID: "<a@x>", SHA256: "s", Size: 40, BodySHA256: "b1", InternalDate: d}}, []bool{false}},
+		{"the same Message-ID, sizes on both sides of the archived one", []IndexEntry{{MessageID: "<a@x>", Size: 1030, InternalDate: d}, {MessageID: "<a@x>", Size: 980, InternalDate: d}, {MessageID: "<a@x>", Size: 1020, InternalDate: d}},
+			[]*Message{msg("<a@x>", 1000, "s", d), msg("<a@x>", 1000, "s", d), msg("<a@x>", 1000, "s", d), msg("<a@x>", 1000, "s", d)}, []bool{true, true, true, false}},
+		{"the smallest size and the greatest at the edges of the tolerance", []IndexEntry{{MessageID: "<a@x>", Size: 0, InternalDate: d}, {MessageID: "<a@x>", Size: 2 * SizeTolerance, InternalDate: d}},
+			[]*Message{msg("<a@x>", SizeTolerance, "s", d), msg("<a@x>", SizeTolerance, "s", d), msg("<a@x>", SizeTolerance, "s", d)}, []bool{true, true, false}},
+		{"odd bytes in a Message-ID", []IndexEntry{{MessageID: "<a\x00\xff@x>", Size: 10}, {MessageID: "<a\x00", Size: 10}},
+			[]*Message{msg("<a\x00\xff@x>", 10, "s", d), msg("<a\x00", 10, "s", d), msg("<a\x00\xff@x>", 10, "s", d)}, []bool{true, true, false}},
 	}
-	for _, tt := range tests {
-		x := NewIndex()
-		for _, e := range tt.held {
-			x.AddEntry(e)
-		}
-		for i, m := range tt.take {
-			if got := x.Take(m); got != tt.wants[i] {
-				t.Errorf("%s: Take #%d = %v, want %v", tt.desc, i+1, got, tt.wants[i])
+}()
+
+func TestIndexTake(t *testing.T) {
+	forEachIndexMode(t, func(t *testing.T) {
+		for _, tt := range indexTakeTests {
+			x := newTestIndex(t, tt.held)
+			checkIndexMode(t, x)
+			for i, m := range tt.take {
+				has := x.Has(m)
+				if got := x.Take(m); got != tt.wants[i] || has != got {
+					t.Errorf("%s: Has, Take #%d = %v, %v, want %v", tt.desc, i+1, has, got, tt.wants[i])
+				}
+			}
+			if err := x.Err(); err != nil {
+				t.Errorf("%s: Err() = %v", tt.desc, err)
+			}
+			if x.Len() != len(tt.held) {
+				t.Errorf("%s: Len() = %d, want %d", tt.desc, x.Len(), len(tt.held))
 			}
 		}
-	}
+	})
 }
 
 // TestIndexNeedsBodyHash: the body of an archived message without a
 // Message-ID is read only when a copy held could match it by body.
 func TestIndexNeedsBodyHash(t *testing.T) {
 	d := time.Date(2024, 1, 2, 10, 0, 0, 0, time.UTC)
-	x := NewIndex()
-	x.AddEntry(IndexEntry{SHA256: "zz", Size: 50, BodySHA256: "b1", InternalDate: d})
-	x.AddEntry(IndexEntry{SHA256: "aa", Size: 50})
-	for _, tt := range []struct {
-		m    Message
-		want bool
-	}{
-		{Message{SHA256: "s", InternalDate: d}, true},
-		{Message{SHA256: "aa", InternalDate: d}, false},                    // held byte for byte
-		{Message{SHA256: "s", InternalDate: d.Add(time.Hour)}, false},      // no copy of that date
-		{Message{SHA256: "s", InternalDate: d, MessageID: "<a@x>"}, false}, // known by Message-ID
-	} {
-		if got := x.NeedsBodyHash(&tt.m); got != tt.want {
-			t.Errorf("NeedsBodyHash(%+v) = %v, want %v", tt.m, got, tt.want)
+	wall := time.Date(2024, 1, 2, 10, 0, 0, 0, time.FixedZone("+0200", 2*3600)) // the same wall clock
+	forEachIndexMode(t, func(t *testing.T) {
+		x := newTestIndex(t, []IndexEntry{
+			{SHA256: "zz", Size: 50, BodySHA256: "b1", InternalDate: d},
+			{SHA256: "aa", Size: 50},
+			{MessageID: "<b@x>", SHA256: "bb", Size: 50, BodySHA256: "b2", InternalDate: d.Add(2 * time.Hour)}, // has a Message-ID: not by body
+			{SHA256: "cc", Size: 50, BodySHA256: "b3"},                                                         // no date
+		})
+		checkIndexMode(t, x)
+		for _, tt := range []struct {
+			m    Message
+			want bool
+		}{
+			{Message{SHA256: "s", InternalDate: d}, true},
+			{Message{SHA256: "s", InternalDate: d.Add(999 * time.Millisecond)}, true}, // the same second
+			{Message{SHA256: "s", InternalDate: wall}, true},                          // the same wall clock
+			{Message{SHA256: "s", InternalDate: d.In(time.FixedZone("+0200", 2*3600))}, true},
+			{Message{SHA256: "aa", InternalDate: d}, false},                    // held byte for byte
+			{Message{SHA256: "s", InternalDate: d.Add(time.Hour)}, false},      // no copy of that date
+			{Message{SHA256: "s", InternalDate: d.Add(2 * time.Hour)}, false},  // only a copy with a Message-ID
+			{Message{SHA256: "s", InternalDate: d, MessageID: "<a@x>"}, false}, // known by Message-ID
+			{Message{SHA256: "s", InternalDate: d, BodySHA256: "b1"}, false},   // hashed already
+			{Message{SHA256: "s"}, false},                                      // no date
+		} {
+			if got := x.NeedsBodyHash(&tt.m); got != tt.want {
+				t.Errorf("NeedsBodyHash(%+v) = %v, want %v", tt.m, got, tt.want)
+			}
 		}
-	}
+		// Once the copy is taken, no message needs its body hashed.
+		if !x.Take(&Message{SHA256: "s", InternalDate: d, BodySHA256: "b1"}) {
+			t.Fatal("Take of the body copy = false")
+		}
+		if x.NeedsBodyHash(&Message{SHA256: "s", InternalDate: d}) {
+			t.Error("NeedsBodyHash after the copy was taken = true")
+		}
+		// A copy taken by its bytes is no longer one to hash for.
+		y := newTestIndex(t, []IndexEntry{{SHA256: "zz", Size: 50, BodySHA256: "b1", InternalDate: d}, {SHA256: "yy", Size: 50}})
+		if !y.Take(&Message{SHA256: "zz", InternalDate: d}) || y.NeedsBodyHash(&Message{SHA256: "s", InternalDate: d}) {
+			t.Error("NeedsBodyHash after the body copy was taken by its bytes = true")
+		}
+	})
 }
 
 func TestBodyHash(t *testing.T) {

@@ -22,7 +22,11 @@ type Target interface {
 	CreateFolder(ctx context.Context, name string) error
 	// Index returns what a folder already holds, to skip messages a
 	// previous or interrupted restore put there. A folder that does not
-	// exist has an empty index.
+	// exist has an empty index. The index streams into NewIndex's (which
+	// goes to disk past IndexMemoryEntries): an adapter holds nothing per
+	// message of the folder while it builds it. It returns an error, not
+	// the index, when the index's Err is not nil; the caller closes the
+	// index it gets.
 	Index(ctx context.Context, folder string) (*Index, error)
 	// Append stores one message. body yields exactly m.Size bytes and must
 	// be consumed before Append returns. The returned Pending reports the

@@ -233,8 +233,21 @@ func TestTargetAppendsKept(t *testing.T) {
 // TestTargetIndexRewritten: what the target holds is recognised as what
 // was appended, also where the server rewrites messages (GNU Mailutils
 // adds header fields; Cyrus replaces 8-bit header bytes; Courier adds a
-// final CRLF), and messages without a Message-ID too.
+// final CRLF), and messages without a Message-ID too; with the index in
+// memory and on disk.
 func TestTargetIndexRewritten(t *testing.T) {
+	for _, mode := range []struct {
+		name      string
+		threshold int
+	}{{"memory", restore.IndexMemoryEntries}, {"disk", 1}} {
+		old := restore.IndexMemoryEntries
+		restore.IndexMemoryEntries = mode.threshold
+		t.Run(mode.name, testTargetIndexRewritten) // returns when its parallel subtests are done
+		restore.IndexMemoryEntries = old
+	}
+}
+
+func testTargetIndexRewritten(t *testing.T) {
 	realServers(t, func(t *testing.T, s realServer) {
 		tg := s.dial(t)
 		ctx := context.Background()
@@ -260,6 +273,7 @@ func TestTargetIndexRewritten(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer idx.Close()
 		for i, m := range msgs {
 			if idx.NeedsBodyHash(m) {
 				m.BodySHA256, _ = restore.BodyHash(strings.NewReader(bodies[i]))
@@ -271,6 +285,9 @@ func TestTargetIndexRewritten(t *testing.T) {
 		extra := &restore.Message{InternalDate: date, Size: int64(len(bodies[3])), SHA256: sha(bodies[3])}
 		if idx.NeedsBodyHash(extra) || idx.Take(extra) {
 			t.Errorf("%s: a third copy taken for one the folder holds", s.kind)
+		}
+		if err := idx.Err(); err != nil {
+			t.Errorf("%s: Index: %v", s.kind, err)
 		}
 	})
 }

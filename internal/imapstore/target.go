@@ -9,7 +9,6 @@ import (
 	"io"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -344,12 +343,15 @@ func (t *Target) unselect(ctx context.Context) error {
 
 // Index implements restore.Target: it EXAMINEs the folder (read-only)
 // and reads every message's Message-ID, size and INTERNALDATE, and the
-// SHA-256 and body hash of those without a Message-ID.
+// SHA-256 and body hash of those without a Message-ID. It streams what
+// the server sends into the index (which goes to disk past
+// restore.IndexMemoryEntries): it holds nothing per message but the UIDs
+// of those without a Message-ID, as ranges.
 func (t *Target) Index(ctx context.Context, folder string) (*restore.Index, error) {
-	idx := restore.NewIndex()
 	if err := t.ensure(ctx); err != nil {
 		return nil, err
 	}
+	idx := restore.NewIndex()
 	err := t.s.do(ctx, func() error {
 		sd, err := t.examine(ctx, folder)
 		if err != nil || sd == nil {
@@ -360,62 +362,89 @@ func (t *Target) Index(ctx context.Context, folder string) (*restore.Index, erro
 		}
 		return t.unselect(ctx)
 	})
-	return idx, err
+	if err == nil {
+		err = idx.Err()
+	}
+	if err != nil {
+		idx.Close()
+		return nil, err
+	}
+	return idx, nil
 }
 
-// indexExamined reads the examined folder into idx.
+// indexExamined reads the examined folder into idx. It stops early when
+// idx fails (the caller reports idx.Err).
 func (t *Target) indexExamined(ctx context.Context, idx *restore.Index, sd *imap.SelectData) error {
 	if sd.NumMessages == 0 {
 		return nil
 	}
 	hdr := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-ID"}, Peek: true}
-	msgs, err := t.s.c.Fetch(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, &imap.FetchOptions{
+	cmd := t.s.c.Fetch(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, &imap.FetchOptions{
 		UID: true, RFC822Size: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{hdr},
-	}).Collect()
-	if err != nil {
-		return t.s.connErr(ctx, "read target folder", err)
-	}
-	var noID imap.UIDSet
-	dates := map[imap.UID]time.Time{}
-	for _, m := range msgs {
-		id := msghdr.MessageID(m.FindBodySection(hdr))
-		if id == "" {
-			noID.AddNum(m.UID)
-			dates[m.UID] = m.InternalDate
-			continue
-		}
-		idx.AddEntry(restore.IndexEntry{MessageID: id, Size: m.RFC822Size, InternalDate: m.InternalDate})
-	}
-	if len(noID) == 0 {
-		return nil
-	}
-	// Messages without a Message-ID are known by their content.
-	cmd := t.s.c.Fetch(noID, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+	})
 	defer cmd.Close()
-	for {
-		msg := cmd.Next()
-		if msg == nil {
-			break
-		}
-		var uid imap.UID
-		for {
-			item := msg.Next()
-			if item == nil {
-				break
-			}
+	var noID imap.UIDSet
+	for msg := cmd.Next(); msg != nil && idx.Err() == nil; msg = cmd.Next() {
+		var (
+			uid    imap.UID
+			e      restore.IndexEntry
+			header []byte
+		)
+		for item := msg.Next(); item != nil; item = msg.Next() {
 			switch it := item.(type) {
 			case imapclient.FetchItemDataUID:
 				uid = it.UID
+			case imapclient.FetchItemDataRFC822Size:
+				e.Size = it.Size
+			case imapclient.FetchItemDataInternalDate:
+				e.InternalDate = it.Time
 			case imapclient.FetchItemDataBodySection:
-				if it.Literal == nil {
+				if it.Literal == nil || !it.MatchCommand(hdr) {
+					continue
+				}
+				b, err := io.ReadAll(io.LimitReader(it.Literal, maxIndexHeader))
+				if err != nil {
+					return t.s.connErr(ctx, "read target folder", err)
+				}
+				header = b
+			}
+		}
+		if e.MessageID = msghdr.MessageID(header); e.MessageID == "" {
+			noID.AddNum(uid)
+			continue
+		}
+		idx.AddEntry(e)
+	}
+	if err := cmd.Close(); err != nil {
+		return t.s.connErr(ctx, "read target folder", err)
+	}
+	if len(noID) == 0 || idx.Err() != nil {
+		return nil
+	}
+	// Messages without a Message-ID are known by their content.
+	body := &imap.FetchItemBodySection{Peek: true}
+	cmd = t.s.c.Fetch(noID, &imap.FetchOptions{UID: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{body}})
+	defer cmd.Close()
+	for msg := cmd.Next(); msg != nil && idx.Err() == nil; msg = cmd.Next() {
+		var e restore.IndexEntry
+		read := false
+		for item := msg.Next(); item != nil; item = msg.Next() {
+			switch it := item.(type) {
+			case imapclient.FetchItemDataInternalDate:
+				e.InternalDate = it.Time
+			case imapclient.FetchItemDataBodySection:
+				if it.Literal == nil || !it.MatchCommand(body) {
 					continue
 				}
 				h, bh := sha256.New(), restore.NewBodyHasher()
 				if _, err := io.Copy(io.MultiWriter(h, bh), it.Literal); err != nil {
 					return t.s.connErr(ctx, "read target message", err)
 				}
-				idx.AddEntry(restore.IndexEntry{Size: it.Literal.Size(), SHA256: hex.EncodeToString(h.Sum(nil)), InternalDate: dates[uid], BodySHA256: bh.Sum()})
+				e.Size, e.SHA256, e.BodySHA256, read = it.Literal.Size(), hex.EncodeToString(h.Sum(nil)), bh.Sum(), true
 			}
+		}
+		if read {
+			idx.AddEntry(e)
 		}
 	}
 	if err := cmd.Close(); err != nil {
@@ -423,6 +452,10 @@ func (t *Target) indexExamined(ctx context.Context, idx *restore.Index, sd *imap
 	}
 	return nil
 }
+
+// maxIndexHeader bounds the bytes of the Message-ID header field read
+// for the index (a server sends a few dozen).
+const maxIndexHeader = 64 << 10
 
 // Held implements restore.AppendChecker: the number of messages a fresh
 // EXAMINE reports. (STATUS would do, but GNU Mailutils answers it with

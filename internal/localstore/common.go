@@ -3,6 +3,7 @@ package localstore
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -150,6 +151,48 @@ func headerEnd(buf []byte) bool {
 
 // messageID is the Message-ID of a raw header, read as the backup reads it.
 func messageID(raw []byte) string { return msghdr.MessageID(raw) }
+
+// eachDirEntry calls f with each entry of dir, read a batch at a time (a
+// folder may hold a million files, which os.ReadDir would hold at once),
+// in the directory's order. It stops at the first error of f, or when
+// ctx is done.
+func eachDirEntry(ctx context.Context, dir string, f func(fs.DirEntry) error) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	for {
+		ents, err := d.ReadDir(256)
+		for _, e := range ents {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := f(e); err != nil {
+				return err
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// built returns idx, or the error that spoiled it (err, else the index's
+// own: its disk store failed), closing it.
+func built(idx *restore.Index, err error) (*restore.Index, error) {
+	if err == nil {
+		err = idx.Err()
+	}
+	if err != nil {
+		idx.Close()
+		return nil, err
+	}
+	return idx, nil
+}
 
 // indexFile adds one message file to idx: its Message-ID and size, and
 // its SHA-256 when it has no Message-ID.

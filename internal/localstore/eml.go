@@ -146,31 +146,22 @@ func (e *EML) CreateFolder(ctx context.Context, name string) error {
 // Index implements restore.Target: Message-ID and size of every .eml
 // file of the folder, and the SHA-256 of those without a Message-ID.
 func (e *EML) Index(ctx context.Context, folder string) (*restore.Index, error) {
-	idx := restore.NewIndex()
 	d, err := e.dir(folder)
 	if err != nil {
 		return nil, err
 	}
-	ents, err := os.ReadDir(d)
-	if errors.Is(err, fs.ErrNotExist) {
-		return idx, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	for _, ent := range ents {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
+	idx := restore.NewIndex()
+	err = eachDirEntry(ctx, d, func(ent fs.DirEntry) error {
 		n := ent.Name()
 		if ent.IsDir() || strings.HasPrefix(n, ".") || !strings.HasSuffix(strings.ToLower(n), emlExt) {
-			continue
+			return nil
 		}
-		if err := indexFile(idx, filepath.Join(d, n)); err != nil {
-			return nil, err
-		}
+		return indexFile(idx, filepath.Join(d, n))
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		err = nil
 	}
-	return idx, nil
+	return built(idx, err)
 }
 
 // emlName is the file name of a message: INTERNALDATE in UTC, the first

@@ -305,32 +305,23 @@ func (md *Maildir) createFolder(name string) error {
 // Index implements restore.Target: Message-ID and size of every file in
 // cur/ and new/, and the SHA-256 of those without a Message-ID.
 func (md *Maildir) Index(ctx context.Context, folder string) (*restore.Index, error) {
-	idx := restore.NewIndex()
 	dir, err := md.path(folder)
 	if err != nil {
 		return nil, err
 	}
+	idx := restore.NewIndex()
 	for _, sub := range []string{"cur", "new"} {
-		ents, err := os.ReadDir(filepath.Join(dir, sub))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range ents {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
+		err := eachDirEntry(ctx, filepath.Join(dir, sub), func(e fs.DirEntry) error {
 			if strings.HasPrefix(e.Name(), ".") || e.IsDir() {
-				continue
+				return nil
 			}
-			if err := indexFile(idx, filepath.Join(dir, sub, e.Name())); err != nil {
-				return nil, err
-			}
+			return indexFile(idx, filepath.Join(dir, sub, e.Name()))
+		})
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return built(idx, err)
 		}
 	}
-	return idx, nil
+	return built(idx, nil)
 }
 
 // folder returns the state of a folder Append writes to, reading its

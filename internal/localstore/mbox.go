@@ -186,14 +186,13 @@ func (mb *Mbox) createFolder(name string) error {
 // message, or the message plus the newline the writer added after a
 // message without a final newline: both identities are recorded.
 func (mb *Mbox) Index(ctx context.Context, folder string) (*restore.Index, error) {
-	idx := restore.NewIndex()
 	p, err := mb.file(folder)
 	if err != nil {
 		return nil, err
 	}
 	f, err := os.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return idx, nil
+		return restore.NewIndex(), nil
 	}
 	if err != nil {
 		return nil, err
@@ -207,10 +206,11 @@ func (mb *Mbox) Index(ctx context.Context, folder string) (*restore.Index, error
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
+	idx := restore.NewIndex()
 	if err := scanMbox(ctx, io.NewSectionReader(f, 0, end), idx); err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
+		return built(idx, fmt.Errorf("%s: %w", p, err))
 	}
-	return idx, nil
+	return built(idx, nil)
 }
 
 // open makes folder's file the one Append writes to, syncing and closing

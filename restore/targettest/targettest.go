@@ -26,6 +26,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -68,6 +70,8 @@ func Run(t *testing.T, tg Target) {
 	t.Run("Append", r.appendMessages)
 	t.Run("Index", r.index)
 	t.Run("Copies", r.copies)
+	t.Run("IndexOnDisk", r.indexOnDisk)
+	t.Run("IndexError", r.indexError)
 	t.Run("AppendToMissingFolder", r.missingFolder)
 	t.Run("UnreadableBody", r.unreadable)
 	t.Run("HostileNames", r.hostile)
@@ -78,6 +82,8 @@ type runner struct {
 	tg Target
 	// appended is what the Append subtest stored, per folder.
 	appended map[string][]msg
+	// copied is what the Copies subtest stored in its folder.
+	copied []msg
 }
 
 // msg is a message the suite restores.
@@ -383,6 +389,7 @@ func (r *runner) index(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Index(%q): %v", f, err)
 		}
+		defer closeIndex(t, idx)
 		for _, m := range msgs {
 			rm := m.restoreMessage()
 			if !idx.Has(rm) || !idx.Take(rm) {
@@ -402,6 +409,16 @@ func (r *runner) index(t *testing.T) {
 		if idx.Has(other) {
 			t.Errorf("Index(%q) takes a message of another size for %q", f, subject(m.body))
 		}
+		if err := idx.Err(); err != nil {
+			t.Errorf("Index(%q).Err() = %v", f, err)
+		}
+	}
+}
+
+func closeIndex(t *testing.T, idx *restore.Index) {
+	t.Helper()
+	if err := idx.Close(); err != nil {
+		t.Errorf("Index.Close: %v", err)
 	}
 }
 
@@ -421,12 +438,22 @@ func (r *runner) copies(t *testing.T) {
 	if err := tg.Close(); err != nil {
 		t.Fatal(err)
 	}
-	tg = r.open(t, ctx)
+	r.copied = []msg{twice, twice, noID}
+	r.checkCopies(t)
+}
+
+// checkCopies checks a new session's Index of the folder Copies.
+func (r *runner) checkCopies(t *testing.T) {
+	ctx := r.ctx(t)
+	f := "Copies"
+	tg := r.open(t, ctx)
 	idx, err := tg.Index(ctx, f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	copies, want := 2, []msg{twice, twice, noID}
+	defer closeIndex(t, idx)
+	twice, noID := r.copied[0], r.copied[2]
+	copies, want := 2, r.copied
 	tw := twice.restoreMessage()
 	n := 0
 	for idx.Take(tw) {
@@ -439,7 +466,73 @@ func (r *runner) copies(t *testing.T) {
 	if !idx.Take(ni) || idx.Take(ni) {
 		t.Errorf("Index(%q) does not know the message without a Message-ID (by its SHA-256) exactly once", f)
 	}
+	if err := idx.Err(); err != nil {
+		t.Errorf("Index(%q).Err() = %v", f, err)
+	}
 	checkStored(t, f, r.tg.Contents(t)[f], want, r.tg.Flags)
+}
+
+// indexOnDisk: Index and Copies again, with every index on disk (as for
+// a folder of a million messages): the same answers, and Close removes
+// the index's files.
+func (r *runner) indexOnDisk(t *testing.T) {
+	if r.appended == nil || r.copied == nil {
+		t.Skip("Append or Copies failed")
+	}
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	old := restore.IndexMemoryEntries
+	restore.IndexMemoryEntries = 0
+	t.Cleanup(func() { restore.IndexMemoryEntries = old })
+	t.Run("Index", r.index)
+	t.Run("Copies", r.checkCopies)
+	if left, _ := filepath.Glob(filepath.Join(tmp, "mailvault-tindex-*")); len(left) != 0 {
+		t.Errorf("index directories left after Close: %v", left)
+	}
+	// The indexes were on disk: a new one is there until it is closed.
+	ctx := r.ctx(t)
+	idx, err := r.open(t, ctx).Index(ctx, "Copies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if made, _ := filepath.Glob(filepath.Join(tmp, "mailvault-tindex-*")); len(made) != 1 {
+		t.Errorf("index directories of an index on disk: %v, want one", made)
+	}
+	closeIndex(t, idx)
+}
+
+// indexError: when an index cannot go to disk, Index fails; it does not
+// return an index that matches nothing (the engine would append every
+// message again).
+func (r *runner) indexError(t *testing.T) {
+	if r.copied == nil {
+		t.Skip("Copies failed")
+	}
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TMPDIR", file) // no directory can be made in it
+	old := restore.IndexMemoryEntries
+	restore.IndexMemoryEntries = 0
+	t.Cleanup(func() { restore.IndexMemoryEntries = old })
+	ctx := r.ctx(t)
+	tg := r.open(t, ctx)
+	idx, err := tg.Index(ctx, "Copies")
+	if err == nil {
+		idx.Close()
+		t.Fatal("Index with no room for the index on disk: no error")
+	}
+	// The session is still usable.
+	restore.IndexMemoryEntries = old
+	idx, err = tg.Index(ctx, "Copies")
+	if err != nil {
+		t.Fatalf("Index after a failed one: %v", err)
+	}
+	if !idx.Take(r.copied[2].restoreMessage()) {
+		t.Error("Index after a failed one does not know the message without a Message-ID")
+	}
+	closeIndex(t, idx)
 }
 
 // missingFolder: an Append to a folder never created either stores the
