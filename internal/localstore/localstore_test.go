@@ -1213,3 +1213,42 @@ func TestBadBody(t *testing.T) {
 		}
 	}
 }
+
+// TestMaildirNamesBounded: the names a folder's state keeps are bounded
+// (maxKnownNames): a folder with more files keeps none, and appends do
+// not add any, so a restore into a folder of a million messages holds no
+// name per message; every message still gets a file of its own.
+func TestMaildirNamesBounded(t *testing.T) {
+	old := maxKnownNames
+	maxKnownNames = 20
+	defer func() { maxKnownNames = old }()
+	root := t.TempDir()
+	md, err := NewMaildir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := md.Prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		os.WriteFile(filepath.Join(root, "cur", fmt.Sprintf("%d.old.host,S=3:2,S", i)), []byte("old"), 0o600)
+	}
+	for i := 0; i < 30; i++ {
+		body := []byte(fmt.Sprintf("Subject: %d\r\n\r\nbody\r\n", i))
+		p, err := md.Append(ctx, "INBOX", &restore.Message{Size: int64(len(body))}, bytes.NewReader(body))
+		if err == nil {
+			err = p.Wait()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := md.folders[normalize("INBOX")]
+	if f == nil || len(f.names) != 0 {
+		t.Fatalf("folder state keeps %d names, want none past the bound", len(f.names))
+	}
+	if ents, _ := os.ReadDir(filepath.Join(root, "cur")); len(ents) != 80 {
+		t.Errorf("cur/ holds %d files, want 80", len(ents))
+	}
+}

@@ -344,17 +344,48 @@ func (md *Maildir) folder(folder string) (*maildirFolder, error) {
 	if f.keywords, err = formats.ReadMaildirKeywords(filepath.Join(dir, keywordsFile)); err != nil {
 		return nil, err
 	}
-	for _, sub := range []string{"cur", "new"} {
-		ents, err := os.ReadDir(filepath.Join(dir, sub))
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range ents {
-			f.names[formats.MaildirBase(e.Name())] = true
-		}
+	if err := f.readNames(); err != nil {
+		return nil, err
 	}
 	md.folders[key] = f
 	return f, nil
+}
+
+// maxKnownNames bounds the existing file names a folder's state keeps.
+// Past it no name is kept: a new name holds the second, the microsecond,
+// the pid, a sequence number and 32 random bits (newUnique), and publish
+// never replaces a file, so memory stays flat for a folder of any size.
+var maxKnownNames = 100000
+
+// readNames reads the unique base names in cur/ and new/, a batch at a
+// time, up to maxKnownNames.
+func (f *maildirFolder) readNames() error {
+	for _, sub := range []string{"cur", "new"} {
+		d, err := os.Open(filepath.Join(f.dir, sub))
+		if err != nil {
+			return err
+		}
+		for {
+			ents, err := d.ReadDir(256)
+			for _, e := range ents {
+				f.names[formats.MaildirBase(e.Name())] = true
+			}
+			if len(f.names) > maxKnownNames {
+				d.Close()
+				f.names = map[string]bool{}
+				return nil
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				d.Close()
+				return err
+			}
+		}
+		d.Close()
+	}
+	return nil
 }
 
 // letters returns the info flags of a message ("DFPRST" letters, then
@@ -455,7 +486,9 @@ func (md *Maildir) append(f *maildirFolder, m *restore.Message, body io.Reader) 
 	if err != nil {
 		return err
 	}
-	f.names[base] = true
+	if len(f.names) > 0 && len(f.names) < maxKnownNames {
+		f.names[base] = true
+	}
 	md.dropped += dropped
 	return md.dirs.mark(curDir)
 }
