@@ -447,27 +447,48 @@ const publishMark = ".mailvault-published"
 
 // folderOrphans lists what interrupted runs left in a Maildir archive's
 // folder directory: every file in tmp/, and files in cur/ and new/ whose
-// unique base no committed manifest names. Other files (dovecot-keywords,
-// or index files of a server reading the archive) are left alone.
-func (s *maildirStorage) folderOrphans(dir string, named map[string]bool) ([]string, error) {
+// unique base no committed manifest names (named). Other files
+// (dovecot-keywords, or index files of a server reading the archive) are
+// left alone. The directories are read a batch at a time.
+func (s *maildirStorage) folderOrphans(dir string, named func(dir, base string) (bool, error)) ([]string, error) {
 	var out []string
 	for _, sub := range []string{"tmp", "new", "cur"} {
-		entries, err := os.ReadDir(filepath.Join(s.root, FoldersDir, dir, sub))
+		d, err := os.Open(filepath.Join(s.root, FoldersDir, dir, sub))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		for _, e := range entries {
-			rel := FoldersDir + "/" + dir + "/" + sub + "/" + e.Name()
-			if e.IsDir() {
-				continue
+		for {
+			entries, rerr := d.ReadDir(256)
+			for _, e := range entries {
+				if e.IsDir() {
+					continue
+				}
+				rel := FoldersDir + "/" + dir + "/" + sub + "/" + e.Name()
+				if sub == "tmp" {
+					out = append(out, rel)
+					continue
+				}
+				ok, err := named(dir, MaildirBase(e.Name()))
+				if err != nil {
+					d.Close()
+					return nil, err
+				}
+				if !ok {
+					out = append(out, rel)
+				}
 			}
-			if sub == "tmp" || !named[FoldersDir+"/"+dir+"/"+MaildirBase(e.Name())] {
-				out = append(out, rel)
+			if rerr == io.EOF {
+				break
+			}
+			if rerr != nil {
+				d.Close()
+				return nil, rerr
 			}
 		}
+		d.Close()
 	}
 	sort.Strings(out)
 	return out, nil
@@ -481,7 +502,7 @@ func (s *maildirStorage) orphans(idx index, marked bool) (out, marks []string, e
 	if err != nil {
 		return nil, nil, err
 	}
-	var named map[string]bool
+	var named func(dir, base string) (bool, error)
 	for _, d := range dirs {
 		if !d.IsDir() {
 			continue
@@ -503,9 +524,7 @@ func (s *maildirStorage) orphans(idx index, marked bool) (out, marks []string, e
 			continue
 		}
 		if named == nil {
-			// Which files are named is in the messages: a lazy state
-			// (LoadState) reads them all here.
-			if named, err = namedFiles(idx); err != nil {
+			if named, err = namedLookup(idx); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -536,9 +555,13 @@ func (s *maildirStorage) tmpFiles(dir string) ([]string, error) {
 	return out, nil
 }
 
-// namedFiles returns the set of message files idx names, as
-// folders/DIR/<unique base>.
-func namedFiles(idx index) (map[string]bool, error) {
+// namedLookup returns how to ask whether a message file is named by idx:
+// a lookup in a state index with locations (nothing held per file), or,
+// for a State, the set of the files it names.
+func namedLookup(idx index) (func(dir, base string) (bool, error), error) {
+	if v, ok := idx.(*indexView); ok && v.ix.meta.Locations {
+		return v.ix.HasFile, nil
+	}
 	named := map[string]bool{}
 	err := idx.eachStored(func(m *Message) error {
 		if m.Location().isFile() {
@@ -547,7 +570,9 @@ func namedFiles(idx index) (map[string]bool, error) {
 		}
 		return nil
 	})
-	return named, err
+	return func(dir, base string) (bool, error) {
+		return named[FoldersDir+"/"+dir+"/"+base], nil
+	}, err
 }
 
 // syncEach fsyncs n files one by one.
