@@ -487,6 +487,11 @@ func TestAfterCommit(t *testing.T) {
 		if err != nil || !rep.OK() || len(rep.Orphans) != 0 || rep.Messages != 4 {
 			t.Fatalf("Verify after AfterCommit = %+v, %v", rep, err)
 		}
+		// Renamed files were found by the name their flags give, without
+		// reading any folder's names (which would hold one per file).
+		if ms, ok := a2.store.(*maildirStorage); ok && len(ms.files.dirs) != 0 {
+			t.Errorf("reading and verifying scanned the directories of %d folders", len(ms.files.dirs))
+		}
 
 		// Again: nothing left to do.
 		if err := a2.AfterCommit(st, []*Snapshot{s2}); err != nil {
@@ -494,6 +499,42 @@ func TestAfterCommit(t *testing.T) {
 		}
 		if again := storedTree(t, root); fmt.Sprint(again) != fmt.Sprint(after) {
 			t.Errorf("a second AfterCommit changed stored files")
+		}
+
+		// A second change of message 0's flags: its file is no longer under
+		// the name the manifest recorded; it is found and renamed again.
+		s3 := &Snapshot{ID: NewSnapshotID(), Seq: s2.Seq + 1, Parent: s2.ID, Source: "imap://test", Protocol: "imap", Status: StatusComplete,
+			Folders: s2.Folders, Changes: []Change{{Folder: "INBOX", Flags: []FlagChange{{Key: added[0].Key, Flags: []string{`\Flagged`}}}}}}
+		if err := a2.Commit(s3); err != nil {
+			t.Fatal(err)
+		}
+		snaps, _ = a2.Snapshots()
+		st3, err := Replay(snaps, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a2.AfterCommit(st3, []*Snapshot{s3}); err != nil {
+			t.Fatalf("third AfterCommit: %v", err)
+		}
+		if opts.Storage == StorageMaildir {
+			kw, _ := ReadMaildirKeywords(filepath.Join(root, FoldersDir, "INBOX", MaildirKeywordsFile))
+			found := 0
+			for p := range storedTree(t, root) {
+				if MaildirBase(path.Base(p)) != MaildirBase(path.Base(added[0].Seg)) {
+					continue
+				}
+				found++
+				_, info, _ := strings.Cut(path.Base(p), ":2,")
+				if got := kw.Flags(info); fmt.Sprint(got) != fmt.Sprint([]string{`\Flagged`}) {
+					t.Errorf("message 0 after a second change: file %q has flags %v, want [\\Flagged]", p, got)
+				}
+			}
+			if found != 1 {
+				t.Errorf("message 0 has %d files after a second change, want 1", found)
+			}
+		}
+		if rep, err := a2.Verify(nil); err != nil || !rep.OK() || rep.Messages != 4 {
+			t.Fatalf("Verify after a second change = %+v, %v", rep, err)
 		}
 	})
 }

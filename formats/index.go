@@ -730,6 +730,7 @@ type IndexLocation struct {
 	SHA256 string // of the message recorded there
 	Size   int64
 	Key    string // a message recorded there (the first in key order)
+	FID    uint32 // the folder of that message
 	// Conflict: another message recorded at the same place has other
 	// content (a damaged manifest).
 	Conflict bool
@@ -774,7 +775,8 @@ func (ix *Index) Locations(fn func(l *IndexLocation) error) error {
 		if err != nil {
 			return ixErr(err)
 		}
-		l = IndexLocation{Seg: string(k[:i]), Off: int64(binary.BigEndian.Uint64(k[i+1 : i+9])), SHA256: sha, Size: size, Key: key}
+		l = IndexLocation{Seg: string(k[:i]), Off: int64(binary.BigEndian.Uint64(k[i+1 : i+9])), SHA256: sha, Size: size, Key: key,
+			FID: binary.BigEndian.Uint32(k[i+9 : i+13])}
 		have = true
 	}
 	if err := it.Error(); err != nil {

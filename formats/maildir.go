@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -344,14 +345,25 @@ func (w *maildirWriter) release() {
 type maildirFiles struct {
 	mu   sync.Mutex
 	dirs map[string]map[string]string // folders/DIR → base → "cur/NAME" or "new/NAME"
+	// keywords are the folders' dovecot-keywords as first read (a stale
+	// one only makes flagName miss).
+	keywords map[string]MaildirKeywords
 }
 
-// openFile opens the message file loc names, or the file with the same
-// unique base in cur/ or new/ of its folder.
-func (s *maildirStorage) openFile(loc string) (*os.File, error) {
+// openFile opens the message file of m: the one its location names, the
+// one its flags name now (a flag change renames the file, see syncFlags),
+// or, failing both, the file with the same unique base in cur/ or new/
+// of its folder (which reads the directory's names once).
+func (s *maildirStorage) openFile(m *Message) (*os.File, error) {
+	loc := m.Seg
 	f, err := os.Open(filepath.Join(s.root, filepath.FromSlash(loc)))
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return f, err
+	}
+	if now := s.flagName(m); now != "" && now != loc {
+		if f, nerr := os.Open(filepath.Join(s.root, filepath.FromSlash(now))); nerr == nil {
+			return f, nil
+		}
 	}
 	dir := path.Dir(path.Dir(loc))
 	base := MaildirBase(path.Base(loc))
@@ -365,6 +377,34 @@ func (s *maildirStorage) openFile(loc string) (*os.File, error) {
 		}
 	}
 	return nil, err
+}
+
+// flagName is the name syncFlags gives m's file for its flags, "" when
+// it cannot tell.
+func (s *maildirStorage) flagName(m *Message) string {
+	if !m.Location().isFile() {
+		return ""
+	}
+	dir := path.Dir(path.Dir(m.Seg))
+	s.files.mu.Lock()
+	kw, ok := s.files.keywords[dir]
+	s.files.mu.Unlock()
+	if !ok {
+		k, err := ReadMaildirKeywords(filepath.Join(s.root, filepath.FromSlash(dir), MaildirKeywordsFile))
+		if err != nil {
+			return ""
+		}
+		kw = k
+		s.files.mu.Lock()
+		if s.files.keywords == nil {
+			s.files.keywords = map[string]MaildirKeywords{}
+		}
+		s.files.keywords[dir] = kw
+		s.files.mu.Unlock()
+	}
+	k := slices.Clone(kw)
+	info, _, _ := k.Info(m.Flags)
+	return fmt.Sprintf("%s/cur/%s,S=%d:2,%s", dir, MaildirBase(path.Base(m.Seg)), m.Size, info)
 }
 
 // names returns the unique bases in cur/ and new/ of a folder directory,
@@ -414,8 +454,8 @@ func (s *maildirStorage) content(f *os.File, dec **zstd.Decoder) (io.Reader, err
 
 // verifyFile checks one stored message file against its manifest entry,
 // reading it whole.
-func (s *maildirStorage) verifyFile(loc string, m *Message, dec **zstd.Decoder) (int64, error) {
-	f, err := s.openFile(loc)
+func (s *maildirStorage) verifyFile(m *Message, dec **zstd.Decoder) (int64, error) {
+	f, err := s.openFile(m)
 	if err != nil {
 		return 0, err
 	}
@@ -436,6 +476,52 @@ func (s *maildirStorage) verifyFile(loc string, m *Message, dec **zstd.Decoder) 
 		return n, errors.New("SHA-256 mismatch")
 	}
 	return n, nil
+}
+
+// verifyIndex is verify with the files read from a state index with
+// locations, one at a time in name order: nothing is held per file.
+func (s *maildirStorage) verifyIndex(ix *Index, rep *VerifyReport, progress func(string, int, int)) error {
+	total := 0
+	if err := ix.Locations(func(*IndexLocation) error { total++; return nil }); err != nil {
+		return err
+	}
+	var dec *zstd.Decoder
+	defer func() {
+		if dec != nil {
+			dec.Close()
+		}
+	}()
+	i := 0
+	return ix.Locations(func(l *IndexLocation) error {
+		i++
+		if progress != nil && (i%256 == 0 || i == total) {
+			defer progress(l.Seg, i, total)
+		}
+		if !validMaildirPath(l.Seg) || l.Off != 0 {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s (message %s): not a message file of this Maildir archive", l.Seg, l.Key))
+			return nil
+		}
+		if l.Conflict {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: two different messages recorded in one file", l.Seg))
+			return nil
+		}
+		// The file as recorded, with the flags it has now: the entry of
+		// the message recorded there, when it is still this file.
+		m := &Message{Key: l.Key, SHA256: l.SHA256, Size: l.Size, Seg: l.Seg}
+		if e, err := ix.Get(l.FID, l.Key); err != nil {
+			return err
+		} else if e != nil && e.Location().isFile() && path.Dir(e.Seg) == path.Dir(l.Seg) && MaildirBase(path.Base(e.Seg)) == path.Base(l.Seg) {
+			m.Seg, m.Flags = e.Seg, e.Flags
+		}
+		n, err := s.verifyFile(m, &dec)
+		rep.Bytes += n
+		if err != nil {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s (message %s): %v", m.Seg, m.Key, err))
+		} else {
+			rep.Messages++
+		}
+		return nil
+	})
 }
 
 // publishMark, in a Maildir archive's folder directory, says that a run
@@ -604,6 +690,11 @@ func (s *maildirStorage) syncFlags(changed iter.Seq[storedFlags]) (int, error) {
 	renamed := 0
 	kws := map[string]*MaildirKeywords{}
 	touched := map[string]bool{}
+	// The files not under their recorded name (renamed by an earlier
+	// change), by folder directory: found by reading the directory once,
+	// a batch at a time. What is kept grows with the changes, not with
+	// the folder.
+	pending := map[string]map[string]string{} // folders/DIR → base → wanted "cur/NAME"
 	for m := range changed {
 		if !m.loc.isFile() {
 			continue
@@ -624,33 +715,93 @@ func (s *maildirStorage) syncFlags(changed iter.Seq[storedFlags]) (int, error) {
 			if err := writeFileAtomic(filepath.Join(absDir, MaildirKeywordsFile), kw.Encode(), nil); err != nil {
 				return renamed, err
 			}
+			s.files.mu.Lock()
+			delete(s.files.keywords, dir)
+			s.files.mu.Unlock()
 		}
-		names, err := s.names(dir, false)
+		base := MaildirBase(path.Base(m.loc.Seg))
+		want := fmt.Sprintf("cur/%s,S=%d:2,%s", base, m.size, info)
+		recorded := "cur/" + path.Base(m.loc.Seg)
+		if recorded == want {
+			if _, err := os.Stat(filepath.Join(absDir, filepath.FromSlash(want))); err == nil {
+				continue
+			}
+		} else {
+			err := os.Rename(filepath.Join(absDir, filepath.FromSlash(recorded)), filepath.Join(absDir, filepath.FromSlash(want)))
+			if err == nil {
+				touched[absDir] = true
+				renamed++
+				continue
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				return renamed, err
+			}
+		}
+		if pending[dir] == nil {
+			pending[dir] = map[string]string{}
+		}
+		pending[dir][base] = want
+	}
+	for dir, wants := range pending {
+		absDir := filepath.Join(s.root, filepath.FromSlash(dir))
+		n, err := renameTo(absDir, wants)
+		renamed += n
+		if n > 0 {
+			touched[absDir] = true
+		}
 		if err != nil {
 			return renamed, err
 		}
-		base := MaildirBase(path.Base(m.loc.Seg))
-		cur, ok := names[base]
-		if !ok {
-			continue
-		}
-		want := fmt.Sprintf("cur/%s,S=%d:2,%s", base, m.size, info)
-		if cur == want {
-			continue
-		}
-		if err := os.Rename(filepath.Join(absDir, filepath.FromSlash(cur)), filepath.Join(absDir, filepath.FromSlash(want))); err != nil {
-			return renamed, err
-		}
-		s.files.mu.Lock()
-		names[base] = want
-		s.files.mu.Unlock()
-		touched[absDir] = true
-		renamed++
 	}
 	for d := range touched {
+		s.files.mu.Lock()
+		delete(s.files.dirs, path.Join(FoldersDir, filepath.Base(d)))
+		s.files.mu.Unlock()
 		if err := syncDir(filepath.Join(d, "cur")); err != nil {
 			return renamed, err
 		}
+	}
+	return renamed, nil
+}
+
+// renameTo reads cur/ and new/ of a folder directory a batch at a time
+// and renames each file whose unique base wants names to that name.
+func renameTo(absDir string, wants map[string]string) (int, error) {
+	renamed := 0
+	for _, sub := range []string{"cur", "new"} {
+		d, err := os.Open(filepath.Join(absDir, sub))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return renamed, err
+		}
+		for len(wants) > 0 {
+			entries, rerr := d.ReadDir(256)
+			for _, e := range entries {
+				base := MaildirBase(e.Name())
+				want, ok := wants[base]
+				if !ok {
+					continue
+				}
+				delete(wants, base)
+				if cur := sub + "/" + e.Name(); cur != want {
+					if err := os.Rename(filepath.Join(absDir, filepath.FromSlash(cur)), filepath.Join(absDir, filepath.FromSlash(want))); err != nil {
+						d.Close()
+						return renamed, err
+					}
+					renamed++
+				}
+			}
+			if rerr == io.EOF {
+				break
+			}
+			if rerr != nil {
+				d.Close()
+				return renamed, rerr
+			}
+		}
+		d.Close()
 	}
 	return renamed, nil
 }
@@ -688,7 +839,7 @@ func (r *maildirReader) open(m *Message) (io.Reader, error) {
 	if !m.Location().isFile() {
 		return nil, fmt.Errorf("%w: message %s: %s is not a message file of this Maildir archive", ErrCorrupt, m.Key, m.Seg)
 	}
-	f, err := r.s.openFile(m.Seg)
+	f, err := r.s.openFile(m)
 	if err != nil {
 		return nil, fmt.Errorf("message %s: %w", m.Key, err)
 	}
@@ -722,6 +873,9 @@ func (s *maildirStorage) verify(idx index, rep *VerifyReport, progress func(stri
 	for _, p := range idx.segmentPaths() {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("%s: a segment in a Maildir archive", p))
 	}
+	if v, ok := idx.(*indexView); ok && v.ix.meta.Locations {
+		return s.verifyIndex(v.ix, rep, progress)
+	}
 	files := map[string]*Message{}
 	err := idx.eachStored(func(m *Message) error {
 		if !m.Location().isFile() {
@@ -754,7 +908,7 @@ func (s *maildirStorage) verify(idx index, rep *VerifyReport, progress func(stri
 	}()
 	for i, loc := range locs {
 		m := files[loc]
-		n, err := s.verifyFile(loc, m, &dec)
+		n, err := s.verifyFile(m, &dec)
 		rep.Bytes += n
 		if err != nil {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("%s (message %s): %v", loc, m.Key, err))
