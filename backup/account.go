@@ -3,6 +3,7 @@ package backup
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/mailvault/mailvault/formats"
@@ -14,18 +15,32 @@ import (
 // manifest records the message, so the archive knows every folder it was
 // in; the entries of all but the first point at the one stored copy. A
 // folder's own duplicates are found first (fetcher.duplicate); this is the
-// lookup the store step asks next (run.shared).
+// lookup the store step asks next (accountDedup.lookup).
 //
 // A manifest may only name a location that it, or a snapshot before it,
-// commits. The copies found here are therefore: the archive's (committed
-// by earlier runs), and what this run's writers committed for folders that
-// are done, whose segments every later checkpoint and the last snapshot
-// carry. Without checkpoints the run commits one snapshot holding every
-// folder it started, so a committed writer of a folder still in progress
-// may be named at once. Folders fetched at the same time: the first to
-// read some bytes claims them and stores them; another that reads them
-// keeps its message aside (deferredMsg) and records it, with that copy's
-// location, once the first folder is done (settle).
+// commits. The copies found here are the archive's (committed by earlier
+// runs) and this run's, whose writers committed them (their segments are
+// fsynced; the state index keeps them by SHA-256 under accountScope, on
+// disk). Without checkpoints the run commits one snapshot holding every
+// folder it started, so any of this run's committed copies may be named at
+// once. With checkpoints, a folder in progress names only the copies that
+// a checkpoint committed already, its own, and those of finished folders
+// that the next checkpoint takes (closedLocked).
+//
+// Folders fetched at the same time: the first writer to read some bytes
+// claims them (claims) and stores them; another folder that reads them
+// keeps its message aside (deferredMsg) and goes on fetching: it never
+// waits for another folder while it fetches. Its deferred messages are
+// added to its delta once the copy may be named (resolve: after its
+// writers commit, and when many wait). At its end, after committing its
+// own writers (so that it holds no claim), it waits only for the claims
+// of other writers to be committed, and asks them to commit soon
+// (writer.wanted): a writer commits without waiting for anything, so these
+// waits form no cycle. A copy it may not name yet (with checkpoints: the
+// writer's folder is still in progress) is added all the same, and the
+// folder carries that segment as a dependency (pending.deps): a checkpoint
+// takes a finished folder only together with, or after, the segments it
+// depends on; the run's last snapshot takes every folder.
 //
 // Folders are walked in tiers (walkOrder): All Mail after the others, so
 // that its own copies are the messages no other folder shows.
@@ -33,29 +48,42 @@ import (
 // Only storages that reuse the bytes of a message still on the source do
 // this (the mbox segments, formats.Archive.ReuseStored): a Maildir archive
 // keeps a file per message in each folder, for Maildir readers.
+//
+// Memory: claims holds a SHA-256 per record of the open writers (at most
+// writerMessages each, one writer per connection); uncommitted a path per
+// segment no checkpoint commits yet; doneDeps a few segment paths per
+// finished folder; each folder's deferred messages are bounded by
+// deferMessages between passes (resolve asks the writers holding them to
+// commit). The run's copies themselves are in the state index, on disk.
 
-// sharedCopies finds the bytes stored for another folder of the account.
-type sharedCopies interface {
-	// find returns where bytes with SHA-256 sum are stored for another
-	// folder, if a folder may record them now; an error tells that the
-	// archive's state could not be read.
-	find(sum string) (location, bool, error)
-}
+// accountScope is the scope of the run's copies in the state index
+// (Index.PutRunHashes): every folder looks there. A folder directory never
+// starts with "/" (formats.FolderDir).
+const accountScope = "/account"
 
-// accountDedup is the run's sharedCopies: the copies this run committed
-// and the archive's folders that may hold the same bytes.
+// deferMessages is how many deferred messages a folder holds before it
+// looks which of them it may record (resolve) and asks the writers holding
+// the others to commit.
+var deferMessages = 2000
+
+// copyState is what accountDedup.lookup found for some bytes.
+type copyState int
+
+const (
+	copyNone  copyState = iota // no copy: the caller stores them (it claimed them)
+	copyHere                   // a copy the folder may name now
+	copyLater                  // another writer stores them, or a copy the folder may not name yet: defer
+)
+
+// accountDedup is the run's dedup across folders: the copies this run
+// committed and the archive's folders that may hold the same bytes.
 type accountDedup struct {
-	mu sync.Mutex
 	// inRun: this run's copies are kept for the other folders, which
-	// costs a hash per message of the run; only when the account lists
-	// folders that show the others' messages again (All Mail, Starred:
-	// Gmail; run.showsAgain), even excluded ones. Otherwise only the
-	// archive's copies are found.
+	// costs a hash per message of the run (on disk); only when the
+	// account lists folders that show the others' messages again (All
+	// Mail, Starred: Gmail; run.showsAgain), even excluded ones.
+	// Otherwise only the archive's copies are found.
 	inRun bool
-	// ready are this run's copies that may be named; held are the copies
-	// committed for folders still in progress (with checkpoints).
-	ready map[string]location
-	held  map[*folderJob]map[string]location
 	// anytime: no checkpoints, every committed copy may be named.
 	anytime bool
 	// archived are the archive's folders looked in: those this run
@@ -69,143 +97,343 @@ type accountDedup struct {
 	// tierDone[t] is closed when none of tier t is left.
 	left     [tiers]int
 	tierDone [tiers]chan struct{}
-	// The folders of a tier run at once. claimed names, by SHA-256, the
-	// folder in progress that stores those bytes (from the moment it read
-	// them); another folder that reads them defers its message
-	// (deferredMsg) until that folder is done, instead of storing them
-	// again, unless the wait would close a cycle of waits (waits: who
-	// waits for whom). done[j] is closed when j's folder finishes.
-	claimed map[string]*folderJob
-	waits   map[*folderJob]map[*folderJob]bool
-	done    map[*folderJob]chan struct{}
+
+	mu sync.Mutex
+	// claims are the bytes, by SHA-256, that a writer read and stores and
+	// has not committed yet: the writer.
+	claims map[string]*writer
+	// uncommitted are this run's committed segments that no checkpoint
+	// commits yet, with their folder (with checkpoints only).
+	uncommitted map[string]*folderJob
+	// doneDeps are the finished folders no checkpoint took yet, with the
+	// segments of other folders their delta names that no checkpoint
+	// committed when they finished (pending.deps).
+	doneDeps map[*folderJob][]string
+	// closed caches closedLocked while version is closedAt.
+	closed            map[*folderJob]bool
+	version, closedAt int
+	// changed is closed, and replaced, when claims end or the run stops:
+	// a folder waiting at its end looks at its deferred messages again.
+	changed chan struct{}
 }
 
-// deferredMsg is a message whose bytes another folder in progress is
-// storing: it is added to its folder once that one is done, with the
-// location of that copy.
+// deferredMsg is a message whose bytes another writer stores: it is added
+// to its folder once the copy may be named. loc is the copy, once
+// committed (nil while a writer holds the bytes).
 type deferredMsg struct {
-	msg   formats.Message
-	owner *folderJob
+	msg formats.Message
+	loc *location
 }
 
 func newAccountDedup(anytime bool) *accountDedup {
-	d := &accountDedup{ready: map[string]location{}, held: map[*folderJob]map[string]location{}, anytime: anytime,
-		claimed: map[string]*folderJob{}, waits: map[*folderJob]map[*folderJob]bool{}, done: map[*folderJob]chan struct{}{}}
+	d := &accountDedup{anytime: anytime, claims: map[string]*writer{}, uncommitted: map[string]*folderJob{},
+		doneDeps: map[*folderJob][]string{}, changed: make(chan struct{}), closedAt: -1}
 	for t := range d.tierDone {
 		d.tierDone[t] = make(chan struct{})
 	}
 	return d
 }
 
-func (d *accountDedup) find(sum string) (location, bool, error) {
-	d.mu.Lock()
-	l, ok := d.ready[sum]
-	d.mu.Unlock()
-	if ok {
-		return l, true, nil
-	}
+// lookup finds where bytes with SHA-256 sum, read by f, are stored for
+// another folder or by another writer: a copy f may name now (copyHere),
+// one it must defer to (copyLater, with the copy when it is committed), or
+// none (copyNone): f stores them, and its writer claims them until it
+// commits (or aborts). An error tells that the archive's state could not
+// be read.
+func (d *accountDedup) lookup(sum string, f *fetcher) (location, copyState, error) {
 	for _, fid := range d.archived {
 		m, err := d.ix.ByHash(fid, sum)
 		if err != nil {
-			return location{}, false, err
+			return location{}, copyNone, err
 		}
 		if m != nil {
-			return location{m.Seg, m.Off, ""}, true, nil
+			return location{m.Seg, m.Off, ""}, copyHere, nil
 		}
 	}
-	return location{}, false, nil
-}
-
-// claim is asked by a folder about to store bytes no copy holds: it
-// returns the folder in progress already storing them, when j's may wait
-// for it (canWait, and no cycle of waits); otherwise j's folder stores
-// them, and claims them.
-func (d *accountDedup) claim(sum string, j *folderJob, canWait bool) (*folderJob, bool) {
 	if !d.inRun {
-		return nil, false
+		return location{}, copyNone, nil
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	o, ok := d.claimed[sum]
-	switch {
-	case !ok:
-		d.claimed[sum] = j
-	case o != j && canWait && !d.reaches(o, j):
-		if d.waits[j] == nil {
-			d.waits[j] = map[*folderJob]bool{}
-		}
-		d.waits[j][o] = true
-		return o, true
+	// Claims first: a writer puts its copies in the index before its
+	// claims end (committed), so bytes not claimed now and stored by
+	// this run are found there. (f's own writer holds them when a part's
+	// writer committed them and the folder did not take that commit in
+	// yet: fetcher.duplicate does not find them then.)
+	if d.claims[sum] != nil {
+		return location{}, copyLater, nil
 	}
-	return nil, false
+	rl, err := d.ix.RunHash(accountScope, sum)
+	if err != nil {
+		return location{}, copyNone, err
+	}
+	if rl != nil {
+		l := location{rl.Seg, rl.Off, ""}
+		if d.nameableLocked(l.seg, f.job) {
+			return l, copyHere, nil
+		}
+		return l, copyLater, nil
+	}
+	d.claims[sum] = f.out
+	f.out.dedup = d
+	return location{}, copyNone, nil
 }
 
-// reaches reports whether from waits, directly or not, for to; d.mu is
-// held.
-func (d *accountDedup) reaches(from, to *folderJob) bool {
-	seen := map[*folderJob]bool{}
-	var walk func(j *folderJob) bool
-	walk = func(j *folderJob) bool {
-		if j == to {
-			return true
+// nameableLocked reports whether folder j may name a location in seg (a
+// segment this run committed) in its delta now; d.mu is held.
+func (d *accountDedup) nameableLocked(seg string, j *folderJob) bool {
+	if d.anytime {
+		return true
+	}
+	o, ok := d.uncommitted[seg]
+	if !ok || o == j {
+		return true // committed by a checkpoint, or j's own
+	}
+	return d.closedLocked()[o]
+}
+
+// closedLocked returns the finished folders that the next checkpoint
+// takes whatever else it takes (see takeable); d.mu is held.
+func (d *accountDedup) closedLocked() map[*folderJob]bool {
+	if d.closedAt != d.version {
+		in := make(map[*folderJob]bool, len(d.doneDeps))
+		for j := range d.doneDeps {
+			in[j] = true
 		}
-		if seen[j] {
-			return false
-		}
-		seen[j] = true
-		for k := range d.waits[j] {
-			if walk(k) {
-				return true
+		d.pruneLocked(in, func(j *folderJob) []string { return d.doneDeps[j] })
+		d.closed, d.closedAt = in, d.version
+	}
+	return d.closed
+}
+
+// pruneLocked removes from in the folders depending on a segment that no
+// checkpoint committed and whose folder is not in in, until none is left;
+// d.mu is held.
+func (d *accountDedup) pruneLocked(in map[*folderJob]bool, deps func(*folderJob) []string) {
+	for again := true; again; {
+		again = false
+		for j := range in {
+			for _, seg := range deps(j) {
+				if o, ok := d.uncommitted[seg]; ok && !in[o] {
+					delete(in, j)
+					again = true
+					break
+				}
 			}
 		}
-		return false
 	}
-	return walk(from)
 }
 
-// committed records the copies a writer of job's folder committed.
-func (d *accountDedup) committed(j *folderJob, hashes map[string]location) {
-	if len(hashes) == 0 || !d.inRun {
+// takeable removes from in (the folders a checkpoint would take: the
+// finished ones and the caller's in progress) those whose delta names a
+// segment the checkpoint would not commit; deps returns a folder's.
+func (d *accountDedup) takeable(in map[*folderJob]bool, deps func(*folderJob) []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.pruneLocked(in, deps)
+}
+
+// checkpointed records a committed checkpoint: its segments, and the
+// finished folders it took.
+func (d *accountDedup) checkpointed(segs []formats.Segment, took []*folderJob) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, g := range segs {
+		delete(d.uncommitted, g.Path)
+	}
+	for _, j := range took {
+		delete(d.doneDeps, j)
+	}
+	d.version++
+}
+
+// committed records what a writer of folder j committed: its segment, and
+// its copies, which other folders find from now on; the writer's claims
+// end.
+func (d *accountDedup) committed(j *folderJob, c writerCommit) error {
+	if !d.inRun {
+		return nil
+	}
+	if c.seg != nil && !d.anytime {
+		d.mu.Lock()
+		d.uncommitted[c.seg.Path] = j
+		d.mu.Unlock()
+	}
+	if len(c.hashes) > 0 {
+		locs := make(map[string]formats.RunLocation, len(c.hashes))
+		for sum, l := range c.hashes {
+			locs[sum] = formats.RunLocation{Seg: l.seg, Off: l.off}
+		}
+		if err := d.ix.PutRunHashes(accountScope, locs); err != nil {
+			d.release(c.w, c.hashes)
+			return storageErr(err)
+		}
+	}
+	d.release(c.w, c.hashes)
+	return nil
+}
+
+// release ends w's claims on the bytes in hashes: committed, or not
+// stored after all.
+func (d *accountDedup) release(w *writer, hashes map[string]location) {
+	if w == nil || len(hashes) == 0 {
 		return
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	dst := d.ready
-	if !d.anytime {
-		if dst = d.held[j]; dst == nil {
-			dst = map[string]location{}
-			d.held[j] = dst
+	for sum := range hashes {
+		if d.claims[sum] == w {
+			delete(d.claims, sum)
 		}
 	}
-	for sum, l := range hashes {
-		if _, ok := dst[sum]; !ok {
-			l.key = "" // another folder's key: never this folder's
-			dst[sum] = l
-		}
-	}
+	d.wakeLocked()
 }
 
-// finished makes the copies of job's folder, now done, available, and
-// counts it as done for the folders waiting for it and those of later
-// tiers.
-func (d *accountDedup) finished(j *folderJob) {
+// releaseOne ends w's claim on one message's bytes, which it did not store.
+func (d *accountDedup) releaseOne(w *writer, sum string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for sum, l := range d.held[j] {
-		if _, ok := d.ready[sum]; !ok {
-			d.ready[sum] = l
+	if d.claims[sum] == w {
+		delete(d.claims, sum)
+	}
+	d.wakeLocked()
+}
+
+// wake makes the folders waiting at their end look again (the run
+// stops).
+func (d *accountDedup) wake() {
+	d.mu.Lock()
+	d.wakeLocked()
+	d.mu.Unlock()
+}
+
+func (d *accountDedup) wakeLocked() {
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+// resolve adds to fs's delta the deferred messages whose copy the folder
+// may name now. With final (the folder fetched all it will), it adds every
+// message whose copy is committed, and the segments it may not name yet
+// become the folder's dependencies. It returns the writers that still hold
+// the bytes of the others, the folders whose segments hold the copies not
+// added yet, how many messages no writer stored after all (their claims
+// ended without a copy: the run cannot write), and a channel closed when
+// claims end.
+func (d *accountDedup) resolve(fs *folderSync, final bool) (holders []*writer, owners []*folderJob, lost int, changed <-chan struct{}, err error) {
+	var add []addedMessage
+	d.mu.Lock()
+	changed = d.changed
+	keep := fs.deferred[:0]
+	for _, dm := range fs.deferred {
+		if dm.loc == nil {
+			if w := d.claims[dm.msg.SHA256]; w != nil {
+				if !slices.Contains(holders, w) {
+					holders = append(holders, w)
+				}
+				keep = append(keep, dm)
+				continue
+			}
+			rl, rerr := d.ix.RunHash(accountScope, dm.msg.SHA256)
+			if rerr != nil {
+				d.mu.Unlock()
+				return nil, nil, 0, nil, fmt.Errorf("look up %s in the archive's state: %w", dm.msg.Key, rerr)
+			}
+			if rl == nil {
+				lost++
+				keep = append(keep, dm)
+				continue
+			}
+			dm.loc = &location{rl.Seg, rl.Off, ""}
+		}
+		if ok := d.nameableLocked(dm.loc.seg, fs.job); ok || final {
+			if !ok && !slices.Contains(fs.deps, dm.loc.seg) {
+				fs.deps = append(fs.deps, dm.loc.seg)
+			}
+			m := addedMessage{Message: dm.msg}
+			m.Seg, m.Off = dm.loc.seg, dm.loc.off
+			add = append(add, m)
+			continue
+		}
+		if o := d.uncommitted[dm.loc.seg]; o != nil && !slices.Contains(owners, o) {
+			owners = append(owners, o)
+		}
+		keep = append(keep, dm)
+	}
+	d.mu.Unlock()
+	clear(fs.deferred[len(keep):])
+	fs.deferred = keep
+	return holders, owners, lost, changed, fs.change.add(add)
+}
+
+// tidy records the deferred messages fs may record now; when many are
+// left, it asks the writers holding their bytes to commit, and the
+// folders holding their copies to take a checkpoint.
+func (d *accountDedup) tidy(fs *folderSync) error {
+	if len(fs.deferred) == 0 {
+		return nil
+	}
+	holders, owners, _, _, err := d.resolve(fs, false)
+	if err != nil {
+		return err
+	}
+	if len(fs.deferred) >= deferMessages {
+		for _, w := range holders {
+			w.wanted.Store(true)
+		}
+		for _, o := range owners {
+			o.checkpointWanted.Store(true)
 		}
 	}
-	delete(d.held, j)
-	for sum, o := range d.claimed {
-		if o == j {
-			delete(d.claimed, sum) // committed (ready), or not stored
+	fs.deferNext = len(fs.deferred) + deferMessages
+	return nil
+}
+
+// settle adds a folder's deferred messages to its delta once the writers
+// holding their bytes committed them: called at the folder's end, after
+// it committed its own writers. It waits only for writers that commit
+// without waiting (see above), and asks them to commit soon. When the run
+// stops first, or a writer did not store the bytes after all (the archive
+// cannot be written), it returns why: the folder fails, and the next run
+// fetches what was not added.
+func (d *accountDedup) settle(r *run, fs *folderSync) error {
+	for len(fs.deferred) > 0 {
+		holders, _, lost, changed, err := d.resolve(fs, true)
+		if err != nil {
+			return err
+		}
+		if lost > 0 {
+			return fmt.Errorf("%d messages whose bytes another folder read were not stored by it", lost)
+		}
+		if len(fs.deferred) == 0 {
+			break
+		}
+		for _, w := range holders {
+			w.wanted.Store(true)
+		}
+		r.opts.hook("deferred-wait")
+		select {
+		case <-changed:
+		case <-r.ctx.Done():
+			return r.ctx.Err()
+		}
+		r.mu.Lock()
+		fatal := r.fatal
+		r.mu.Unlock()
+		if fatal != nil {
+			return fatal
 		}
 	}
-	delete(d.waits, j)
-	if ch := d.done[j]; ch != nil {
-		close(ch)
-	}
+	return nil
+}
+
+// finished records a folder as done, with the segments it depends on,
+// and counts it as done for the folders of later tiers.
+func (d *accountDedup) finished(j *folderJob, deps []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.doneDeps[j] = slices.Clone(deps)
+	d.version++
 	if t := walkOrder(j); d.left[t] > 0 {
 		if d.left[t]--; d.left[t] == 0 {
 			close(d.tierDone[t])
@@ -223,59 +451,12 @@ func (d *accountDedup) waitEarlier(ctx context.Context, j *folderJob) {
 			return
 		}
 	}
-	d.mu.Lock()
-	d.done[j] = make(chan struct{})
-	d.mu.Unlock()
-}
-
-// settle adds a folder's deferred messages to its delta once the folders
-// storing their bytes are done (their records are then committed, in
-// every later checkpoint and in the last snapshot), with the location of
-// that copy. When the run stops first, cannot write, or a folder did not
-// store the bytes after all, it adds none and returns why: the folder
-// fails, and the next run fetches them.
-func (d *accountDedup) settle(r *run, fs *folderSync) error {
-	if len(fs.deferred) == 0 {
-		return nil
-	}
-	for _, dm := range fs.deferred {
-		d.mu.Lock()
-		ch := d.done[dm.owner]
-		d.mu.Unlock()
-		select {
-		case <-ch:
-		case <-r.ctx.Done():
-			return r.ctx.Err()
-		}
-	}
-	r.mu.Lock()
-	fatal := r.fatal
-	r.mu.Unlock()
-	if fatal != nil {
-		return fatal
-	}
-	msgs := make([]addedMessage, len(fs.deferred))
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for i, dm := range fs.deferred {
-		l, ok := d.ready[dm.msg.SHA256]
-		if !ok {
-			return fmt.Errorf("folder %q did not store the bytes of %s after all", dm.owner.info.Name, dm.msg.Key)
-		}
-		msgs[i] = addedMessage{Message: dm.msg}
-		msgs[i].Seg, msgs[i].Off = l.seg, l.off
-	}
-	if err := fs.change.add(msgs); err != nil {
-		return err
-	}
-	fs.deferred = nil
-	return nil
 }
 
 // The tiers folders are walked in: a tier starts once the folders of the
 // earlier ones are done, and records the copies they stored. The folders
-// of a tier run at once (over several connections); those of the same
-// tier may each store a message they share.
+// of a tier run at once (over several connections) and defer to each
+// other's copies.
 const (
 	tierFolders = iota // labels, and every folder on other servers
 	tierFlagged        // \Flagged (Gmail's Starred): a subset of the others

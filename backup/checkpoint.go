@@ -20,6 +20,10 @@ type pending struct {
 	folder formats.Folder
 	change delta
 	segs   []formats.Segment
+	// deps are segments of other folders in progress that the delta names
+	// (a finished folder's, see account.go): a checkpoint takes the
+	// folder with them or after them.
+	deps []string
 }
 
 // finish hands a folder's outcome to the run: its worker is done with it.
@@ -32,7 +36,7 @@ func (r *run) finish(p pending) {
 	p.job.out, p.job.done = p, true
 	r.mu.Unlock()
 	if r.shared != nil {
-		r.shared.finished(p.job)
+		r.shared.finished(p.job, p.deps)
 	}
 	r.opts.progress(Event{Kind: EventFolderDone, Folder: p.job.info.Name})
 }
@@ -88,16 +92,35 @@ func (r *run) checkpoint(cur *pending) {
 		Source: r.opts.Source, Protocol: r.opts.Protocol, Namespace: r.snap.Namespace, Quota: r.snap.Quota,
 		Started: r.snap.Started, Finished: now.UTC(), Status: formats.StatusPartial,
 	}
+	// The finished folders and cur, less those naming segments the
+	// checkpoint would not commit (account.go).
+	take := map[*folderJob]bool{}
+	for _, j := range r.jobs {
+		if j.done || (cur != nil && cur.job == j) {
+			take[j] = true
+		}
+	}
+	if r.shared != nil {
+		r.shared.takeable(take, func(j *folderJob) []string {
+			if j.done {
+				return j.out.deps
+			}
+			return cur.deps
+		})
+	}
 	var took []*pending
+	var tookDone []*folderJob
 	var streamed []*formats.DeltaWriter
 	added := 0
 	for _, j := range r.jobs {
+		if !take[j] {
+			continue
+		}
 		p := &j.out
 		if !j.done {
-			if cur == nil || cur.job != j {
-				continue
-			}
 			p = cur
+		} else {
+			tookDone = append(tookDone, j)
 		}
 		f := p.folder
 		if !j.done {
@@ -122,7 +145,7 @@ func (r *run) checkpoint(cur *pending) {
 		// Committed, or used up by the failed commit.
 		p.change.taken()
 		if err == nil {
-			p.segs = nil
+			p.segs, p.deps = nil, nil
 		}
 	}
 	if err != nil {
@@ -130,7 +153,13 @@ func (r *run) checkpoint(cur *pending) {
 		// run stops (what it stored is fetched again by the next run).
 		r.fatal = fmt.Errorf("commit a checkpoint: %w", storageErr(err))
 		r.opts.Log.Error("could not commit a checkpoint", "err", err)
+		if r.shared != nil {
+			r.shared.wake()
+		}
 		return
+	}
+	if r.shared != nil {
+		r.shared.checkpointed(cp.Segments, tookDone)
 	}
 	r.checkpoints = append(r.checkpoints, cp)
 	r.headers = append(r.headers, h)

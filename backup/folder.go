@@ -48,13 +48,16 @@ type folderSync struct {
 	// run); restarts counts such re-creations.
 	validity uint32
 	restarts int
-	// deferred are messages whose bytes a folder that started earlier is
-	// storing: added once it is done (accountDedup.settle).
-	deferred []deferredMsg
+	// deferred are messages whose bytes another writer of the run stores:
+	// added once the folder may name that copy (account.go); deferNext is
+	// how many make the folder look at them before its end
+	// (accountDedup.tidy).
+	deferred  []deferredMsg
+	deferNext int
 }
 
 func newFolderSync(r *run, j *folderJob) *folderSync {
-	fs := &folderSync{pending: j.out, prev: j.prevState, known: newKnown(r.ix)}
+	fs := &folderSync{pending: j.out, prev: j.prevState, known: newKnown(r.ix), deferNext: deferMessages}
 	var archive []uint32
 	for _, f := range []*formats.IndexFolder{j.prevState, r.ix.Folder(j.info.Name)} {
 		if f != nil && !slices.Contains(archive, f.ID) {
@@ -385,20 +388,25 @@ func (fs *folderSync) accept(r *run, c writerCommit) error {
 	if c.seg != nil {
 		fs.segs = append(fs.segs, *c.seg)
 	}
-	if err := fs.change.add(c.added); err != nil {
-		return err
-	}
-	if len(c.hashes) > 0 {
+	err := fs.change.add(c.added)
+	if err == nil && len(c.hashes) > 0 {
 		locs := make(map[string]formats.RunLocation, len(c.hashes))
 		for sum, l := range c.hashes {
 			locs[sum] = formats.RunLocation{Seg: l.seg, Off: l.off, Key: l.key}
 		}
-		if err := r.ix.PutRunHashes(fs.fetcher.dir, locs); err != nil {
-			return storageErr(err)
-		}
+		err = storageErr(r.ix.PutRunHashes(fs.fetcher.dir, locs))
 	}
 	if r.shared != nil {
-		r.shared.committed(fs.job, c.hashes)
+		if err != nil {
+			r.shared.release(c.w, c.hashes) // no folder names them
+			return err
+		}
+		if err := r.shared.committed(fs.job, c); err != nil {
+			return err
+		}
+	}
+	if err != nil {
+		return err
 	}
 	if c.stored > 0 || c.bytes > 0 {
 		r.count(func(res *Result) {
@@ -409,13 +417,26 @@ func (fs *folderSync) accept(r *run, c writerCommit) error {
 	return nil
 }
 
-// commit commits the folder's own writer into the folder.
+// commit commits the folder's own writer into the folder, and records
+// the deferred messages it may record now.
 func (fs *folderSync) commit(r *run) error {
 	c, err := fs.fetcher.out.commit(&fs.partNo)
 	if err != nil {
 		return err
 	}
-	return fs.accept(r, c)
+	if err := fs.accept(r, c); err != nil {
+		return err
+	}
+	return fs.tidy(r)
+}
+
+// tidy records the deferred messages the folder may record now
+// (accountDedup.tidy).
+func (fs *folderSync) tidy(r *run) error {
+	if r.shared == nil {
+		return nil
+	}
+	return r.shared.tidy(fs)
 }
 
 // run synchronises one folder and hands the outcome to the run.
@@ -475,6 +496,13 @@ func (w *worker) syncFolder(fs *folderSync) error {
 			}
 		}
 		err = w.syncOnce(fs)
+		if err != nil && fs.fetcher.out.wanted.Load() {
+			// Another folder waits for bytes this writer holds: not
+			// through a reconnection or a backoff.
+			if cerr := fs.commit(r); cerr != nil {
+				return cerr
+			}
+		}
 		if errors.Is(err, errRecreated) {
 			attempt-- // not a failure: the new folder is fetched (newIncarnation bounds this)
 			continue
@@ -703,14 +731,17 @@ func (w *worker) fetch(fs *folderSync, want *keyList) (missing, expunged int, er
 				_, err := io.Copy(io.Discard, m.Body)
 				return err
 			}
-			if r.flushDue(fs.fetcher.out) {
+			if commit, checkpoint := r.flushWanted(fs.fetcher.out, fs.job); commit {
 				// Commit what this folder holds so far, with the run's
 				// finished folders, before this message (maybe a long one
-				// on a slow link) is read.
+				// on a slow link) is read. (Or only the writer: another
+				// folder waits for bytes it holds.)
 				if err := fs.commit(r); err != nil {
 					return err
 				}
-				r.checkpoint(&fs.pending)
+				if checkpoint {
+					r.checkpoint(&fs.pending)
+				}
 			}
 			if err := r.charge(m.Size); err != nil {
 				return err
@@ -724,6 +755,9 @@ func (w *worker) fetch(fs *folderSync, want *keyList) (missing, expunged int, er
 			if fs.fetcher.out.full() {
 				// A writer holds a bounded number of messages.
 				return fs.commit(r)
+			}
+			if len(fs.deferred) >= fs.deferNext {
+				return fs.tidy(r)
 			}
 			return nil
 		})

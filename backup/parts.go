@@ -38,6 +38,7 @@ func (p *part) take() bool { return p.taken.CompareAndSwap(false, true) }
 // done, with the storage error that stopped the part, if any.
 type partResult struct {
 	batch      writerCommit
+	deferred   []deferredMsg // the messages of the part whose bytes another writer stores
 	checkpoint bool
 	done       bool
 	err        error
@@ -50,10 +51,11 @@ type partResult struct {
 func (fs *folderSync) partFetcher(index int) *fetcher {
 	return &fetcher{
 		ix: fs.fetcher.ix, name: fs.fetcher.name, dir: fs.fetcher.dir, partNo: &fs.partNo, out: &writer{part: index},
-		known:   fs.known.view(),
-		archive: fs.fetcher.archive,
-		poison:  map[string]int{},
-		job:     fs.job,
+		known:    fs.known.view(),
+		archive:  fs.fetcher.archive,
+		poison:   map[string]int{},
+		job:      fs.job,
+		deferred: new([]deferredMsg),
 	}
 }
 
@@ -112,7 +114,13 @@ func (w *worker) fetchParts(fs *folderSync, validity uint32, want *keyList) erro
 		for _, m := range res.batch.added {
 			fs.known.add(m.Key)
 		}
+		for _, dm := range res.deferred {
+			fs.known.add(dm.msg.Key)
+		}
+		fs.deferred = append(fs.deferred, res.deferred...)
 		if err := fs.accept(r, res.batch); err != nil {
+			errs = append(errs, err)
+		} else if err := fs.tidy(r); err != nil {
 			errs = append(errs, err)
 		}
 		if res.done {
@@ -162,7 +170,8 @@ func (pw *worker) fetchPart(p *part, folder string, validity uint32, examined bo
 		if err != nil {
 			return err
 		}
-		results <- partResult{batch: c, checkpoint: checkpoint}
+		results <- partResult{batch: c, deferred: *f.deferred, checkpoint: checkpoint}
+		*f.deferred = nil
 		return nil
 	}
 	var err error
@@ -177,8 +186,8 @@ func (pw *worker) fetchPart(p *part, folder string, validity uint32, examined bo
 				_, err := io.Copy(io.Discard, m.Body)
 				return err
 			}
-			if r.flushDue(f.out) {
-				if err := flush(true); err != nil {
+			if commit, checkpoint := r.flushWanted(f.out, f.job); commit {
+				if err := flush(checkpoint); err != nil {
 					return err
 				}
 			}
@@ -188,7 +197,7 @@ func (pw *worker) fetchPart(p *part, folder string, validity uint32, examined bo
 			if err := pw.storeCharged(f, m); err != nil {
 				return err
 			}
-			if f.out.full() {
+			if f.out.full() || len(*f.deferred) >= deferMessages {
 				return flush(false)
 			}
 			return nil

@@ -23,7 +23,9 @@ type Options struct {
 	Dial     Dialer
 	Log      *slog.Logger // nil: discard
 	// Hook, when set, is called at named points ("message-stored",
-	// "body-chunk", and the archive's own points); crash tests use it.
+	// "body-chunk", "checkpoint-committed", "deferred-wait": a folder at
+	// its end waits for bytes another writer holds; and the archive's own
+	// points); crash tests use it.
 	Hook func(point string)
 	// Connections is how many connections may synchronise folders at
 	// once (each folder over one); 0 means 1.
@@ -484,6 +486,9 @@ func (r *run) setFatal(err error) {
 		r.fatal = err
 	}
 	r.mu.Unlock()
+	if r.shared != nil {
+		r.shared.wake() // folders waiting for bytes another one holds
+	}
 }
 
 // folderJob is one listed folder: planned in name order, synchronised by
@@ -499,6 +504,10 @@ type folderJob struct {
 	// planned record there from the start.
 	done bool
 	out  pending
+	// checkpointWanted asks the folder's fetchers to commit their writers
+	// with a checkpoint at the next message: another folder waits for a
+	// segment of this one to be committed by one (account.go).
+	checkpointWanted atomic.Bool
 }
 
 // walk carries out the plan: it synchronises the folders that need it,

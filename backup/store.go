@@ -39,9 +39,10 @@ type fetcher struct {
 	// read: a message that breaks the connection every time is left out
 	// (and reported) so that the rest of the folder is still backed up.
 	poison map[string]int
-	// job is the folder's; deferred, for the folder's own fetcher (not a
-	// part's), takes the messages whose bytes another folder in progress
-	// is storing (account.go).
+	// job is the folder's; deferred takes the messages whose bytes
+	// another writer of the run is storing (account.go): the folder's, or
+	// for a part's fetcher the part's, handed to the folder with its
+	// writers.
 	job      *folderJob
 	deferred *[]deferredMsg
 }
@@ -115,6 +116,11 @@ type writer struct {
 	since  time.Time
 	stored int
 	bytes  int64
+	// dedup holds claims of the writer on the bytes it stores (account.go);
+	// wanted asks the fetcher using it to commit it at the next message:
+	// a folder waits for bytes it holds.
+	dedup  *accountDedup
+	wanted atomic.Bool
 }
 
 // full reports whether the writer holds writerMessages messages: it must
@@ -134,6 +140,20 @@ func (w *writer) abort() {
 		w.rw.Abort()
 		w.rw = nil
 	}
+	if w.dedup != nil {
+		w.dedup.release(w, w.hashes) // not stored after all
+	}
+	w.hashes = nil
+}
+
+// flushWanted tells whether the writer of folder j must be committed
+// before the next message, and with a checkpoint: Options.Checkpoint
+// (flushDue); or another folder waits for bytes the writer holds
+// (wanted), or for a segment of j to be committed by a checkpoint
+// (folderJob.checkpointWanted).
+func (r *run) flushWanted(w *writer, j *folderJob) (commit, checkpoint bool) {
+	checkpoint = r.flushDue(w) || j.checkpointWanted.Swap(false)
+	return checkpoint || w.wanted.Load(), checkpoint
 }
 
 // writerCommit is what a writer's commit hands to its folder: the segment it
@@ -141,6 +161,7 @@ func (w *writer) abort() {
 // messages recorded through it, in order, what it stored by SHA-256, and
 // the count and bytes of its records, which the result is credited with.
 type writerCommit struct {
+	w      *writer
 	seg    *formats.Segment
 	added  []addedMessage
 	hashes map[string]location
@@ -156,13 +177,17 @@ type writerCommit struct {
 // stays open. If the commit fails it returns only the error: no snapshot
 // names the messages the writer held.
 func (w *writer) commit(partNo *atomic.Int64) (writerCommit, error) {
-	c := writerCommit{added: w.added, hashes: w.hashes, stored: w.stored, bytes: w.bytes}
+	c := writerCommit{w: w, added: w.added, hashes: w.hashes, stored: w.stored, bytes: w.bytes}
 	w.added, w.hashes, w.stored, w.bytes, w.since = nil, nil, 0, 0, time.Time{}
+	w.wanted.Store(false)
 	if w.records() == 0 {
 		return c, nil
 	}
 	seg, err := w.rw.Commit()
 	if err != nil {
+		if w.dedup != nil {
+			w.dedup.release(w, c.hashes)
+		}
 		return writerCommit{}, storageErr(err)
 	}
 	c.seg, w.rw, w.part = seg, nil, int(partNo.Add(1))
@@ -224,16 +249,26 @@ func (w *worker) store(f *fetcher, m *Message) error {
 		out.rw.AbortRecord()
 		return storageErr(fmt.Errorf("look up %s in the archive's state: %w", m.Key, err))
 	}
-	var later *folderJob // storing these bytes now: recorded once it is done
+	deferred, claimed := false, false
+	var later *location // the copy deferred to, when committed
 	if dup == nil && r.shared != nil {
-		// Stored for another folder of the account (account.go).
-		if l, ok, err := sharedCopies(r.shared).find(sum); err != nil {
+		// Stored for another folder of the account, or being stored by
+		// another writer (account.go).
+		l, st, err := r.shared.lookup(sum, f)
+		if err != nil {
 			out.rw.AbortRecord()
 			return storageErr(fmt.Errorf("look up %s in the archive's state: %w", m.Key, err))
-		} else if ok {
+		}
+		switch st {
+		case copyHere:
 			dup, present = &l, true
-		} else if o, ok := r.shared.claim(sum, f.job, f.deferred != nil); ok {
-			later = o
+		case copyLater:
+			deferred = true
+			if l.seg != "" {
+				later = &l
+			}
+		default:
+			claimed = r.shared.inRun
 		}
 	}
 	if dup != nil && !r.a.ReuseStored(present) {
@@ -242,11 +277,11 @@ func (w *worker) store(f *fetcher, m *Message) error {
 		dup = nil
 	}
 	switch {
-	case later != nil:
+	case deferred:
 		if err := out.rw.AbortRecord(); err != nil {
 			return storageErr(err)
 		}
-		*f.deferred = append(*f.deferred, deferredMsg{msg: msg, owner: later})
+		*f.deferred = append(*f.deferred, deferredMsg{msg: msg, loc: later})
 	case dup != nil:
 		if err := out.rw.AbortRecord(); err != nil {
 			return storageErr(err)
@@ -255,6 +290,9 @@ func (w *worker) store(f *fetcher, m *Message) error {
 	default:
 		loc, off, err := out.rw.EndRecord()
 		if err != nil {
+			if claimed {
+				r.shared.releaseOne(out, sum)
+			}
 			return storageErr(fmt.Errorf("store %s: %w", m.Key, err))
 		}
 		msg.Seg, msg.Off = loc, off
@@ -266,7 +304,7 @@ func (w *worker) store(f *fetcher, m *Message) error {
 		out.stored++
 		out.bytes += n
 	}
-	if later == nil {
+	if !deferred {
 		out.added = append(out.added, addedMessage{Message: msg, stored: dup == nil})
 	}
 	f.known.add(m.Key)
