@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/syndtr/goleveldb/leveldb"
 )
 
 func TestKeyOrder(t *testing.T) {
@@ -861,5 +863,52 @@ func TestRemoveStaleTempIndexes(t *testing.T) {
 	}
 	if _, err := os.Stat(young); err != nil {
 		t.Errorf("a young index was removed: %v", err)
+	}
+}
+
+// TestIndexLookupsDoNotCompact: a run looks up a key in the hash index
+// for nearly every message it stores, most of them missing; those lookups
+// must not make leveldb compact (a seek compaction rewrites a table and
+// its overlaps each time a hundred lookups went through it: they tripled
+// what a first backup rewrote).
+func TestIndexLookupsDoNotCompact(t *testing.T) {
+	a, err := Create(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := a.OpenIndex(IndexOptions{Dedup: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	r := rand.New(rand.NewSource(1))
+	sum := func() string {
+		var b [32]byte
+		r.Read(b[:])
+		return hex.EncodeToString(b[:])
+	}
+	// Several tables of the run's hashes, as writers commit (random keys:
+	// every table overlaps the others).
+	for batch := 0; batch < 25; batch++ {
+		locs := map[string]RunLocation{}
+		for i := 0; i < 2000; i++ {
+			locs[sum()] = RunLocation{Seg: "folders/INBOX/00000001-00000000-0001.mbox.zst", Off: int64(i) << 12, Key: fmt.Sprintf("7:%d", batch*2000+i)}
+		}
+		if err := ix.PutRunHashes("INBOX", locs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 20000; i++ {
+		if l, err := ix.RunHash("INBOX", sum()); err != nil || l != nil {
+			t.Fatalf("RunHash of a new sum = %v, %v", l, err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // a triggered compaction runs in the background
+	var st leveldb.DBStats
+	if err := ix.hdb.Stats(&st); err != nil {
+		t.Fatal(err)
+	}
+	if st.SeekComp != 0 {
+		t.Errorf("lookups caused %d seek compactions, want none", st.SeekComp)
 	}
 }
