@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,8 +27,26 @@ import (
 // above what was live before: what fn retained at its worst, without the
 // garbage a GC had not collected yet. GC runs often (GOGC 20) so that the
 // peak is sampled finely.
-func heapPeak(t *testing.T, fn func()) uint64 {
+//
+// With MAILVAULT_MEMTEST_PROFILE=DIR (for measurements), profile names a
+// step: DIR/NAME.heap is a heap profile taken at the peak (written again
+// each time the peak grows by 1 MiB) and DIR/NAME.cpu a CPU profile of fn.
+func heapPeak(t *testing.T, profile string, fn func()) uint64 {
 	t.Helper()
+	dir := os.Getenv("MAILVAULT_MEMTEST_PROFILE")
+	if dir != "" {
+		name := filepath.Join(dir, strings.ReplaceAll(profile, " ", "_"))
+		f, err := os.Create(name + ".cpu")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+		profile = name + ".heap"
+	}
 	old := debug.SetGCPercent(20)
 	defer debug.SetGCPercent(old)
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
@@ -37,7 +56,14 @@ func heapPeak(t *testing.T, fn func()) uint64 {
 	}
 	runtime.GC()
 	base := live()
-	var peak uint64
+	if dir != "" {
+		runtime.GC() // the profile shows the heap as of the last two cycles
+		if f, err := os.Create(strings.TrimSuffix(profile, ".heap") + ".base.heap"); err == nil {
+			pprof.Lookup("heap").WriteTo(f, 0)
+			f.Close()
+		}
+	}
+	var peak, dumped uint64
 	stop, done := make(chan struct{}), make(chan struct{})
 	var mu sync.Mutex
 	go func() {
@@ -51,6 +77,13 @@ func heapPeak(t *testing.T, fn func()) uint64 {
 			case <-tick.C:
 				mu.Lock()
 				peak = max(peak, live())
+				if dir != "" && peak > dumped+1<<20 {
+					dumped = peak
+					if f, err := os.Create(profile); err == nil {
+						pprof.Lookup("heap").WriteTo(f, 0)
+						f.Close()
+					}
+				}
 				mu.Unlock()
 			}
 		}
@@ -99,6 +132,13 @@ func TestMemoryBounded(t *testing.T) {
 	if v := os.Getenv("MAILVAULT_MEMTEST_MESSAGES"); v != "" { // for measurements at other sizes
 		fmt.Sscan(v, &n)
 	}
+	steps := 0                                              // all
+	if v := os.Getenv("MAILVAULT_MEMTEST_STEPS"); v != "" { // the first steps only, for measurements
+		fmt.Sscan(v, &steps)
+	}
+	if os.Getenv("MAILVAULT_MEMTEST_PROFILE") != "" {
+		runtime.MemProfileRate = 32 << 10 // finer heap profiles than the default 512 KiB
+	}
 	msgs := make([]imaptest.FakeMessage, n)
 	for i := range msgs {
 		msgs[i] = imaptest.FakeMessage{
@@ -120,7 +160,7 @@ func TestMemoryBounded(t *testing.T) {
 	const mib = 1 << 20
 	out := t.TempDir()
 	var asOf, first string
-	for _, step := range []struct {
+	for i, step := range []struct {
 		name  string
 		argv  func() []string
 		bound uint64
@@ -153,12 +193,18 @@ func TestMemoryBounded(t *testing.T) {
 			return []string{"restore", vault, "mbox:" + filepath.Join(out, "asof"), "--as-of", asOf, "-q"}
 		}, 24 * mib, nil},
 	} {
-		var errb, outb bytes.Buffer
+		if steps > 0 && i >= steps {
+			return
+		}
+		// What a command prints is counted, not kept (ls prints a line per
+		// message: a buffer of it would be measured as the command's heap).
+		var errb bytes.Buffer
+		outb := &headWriter{max: 64 << 10}
 		code := 0
 		argv := step.argv()
 		start, cpu0 := time.Now(), cpuTime()
-		peak := heapPeak(t, func() {
-			code = run(append([]string{"mailvault"}, argv...), nil, &outb, &errb, env)
+		peak := heapPeak(t, step.name, func() {
+			code = run(append([]string{"mailvault"}, argv...), nil, outb, &errb, env)
 		})
 		t.Logf("%s: %.1f MiB live heap peak above the baseline, %.1f s (%.1f s of CPU, the server's included)",
 			step.name, float64(peak)/(1<<20), time.Since(start).Seconds(), (cpuTime() - cpu0).Seconds())
@@ -181,6 +227,21 @@ func TestMemoryBounded(t *testing.T) {
 		}
 	}
 }
+
+// headWriter keeps the first max bytes written to it and drops the rest.
+type headWriter struct {
+	max int
+	buf bytes.Buffer
+}
+
+func (w *headWriter) Write(p []byte) (int, error) {
+	if room := w.max - w.buf.Len(); room > 0 {
+		w.buf.Write(p[:min(room, len(p))])
+	}
+	return len(p), nil
+}
+
+func (w *headWriter) String() string { return w.buf.String() }
 
 // argv returns a fixed command line.
 func argv(a ...string) func() []string { return func() []string { return a } }
