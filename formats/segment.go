@@ -467,7 +467,19 @@ type recordReader struct {
 }
 
 func newRecordReader(r io.Reader, startOff int64) *recordReader {
-	in := &countingReader{r: bufio.NewReaderSize(r, 64<<10), n: startOff}
+	var br *bufio.Reader
+	return newRecordReaderBuf(r, startOff, &br)
+}
+
+// newRecordReaderBuf is newRecordReader with its read buffer kept in
+// *br, reused by the next reader given the same br.
+func newRecordReaderBuf(r io.Reader, startOff int64, br **bufio.Reader) *recordReader {
+	if *br == nil {
+		*br = bufio.NewReaderSize(r, 64<<10)
+	} else {
+		(*br).Reset(r)
+	}
+	in := &countingReader{r: *br, n: startOff}
 	return &recordReader{in: in, unq: NewUnquoteReader(in)}
 }
 
