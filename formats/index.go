@@ -147,6 +147,7 @@ type Index struct {
 	b        *ixBatch
 	hb       *leveldb.Batch
 	dirty    map[uint32]bool // folders changed in the pending batch
+	runSeen  *runFilter      // the run's own hashes (PutRunHashes), with the hash index
 }
 
 // IndexOptions say what a writer's index must hold.
@@ -866,6 +867,7 @@ func (ix *Index) openHash() error {
 		return ixErr(err)
 	}
 	ix.hdb = hdb
+	ix.runSeen = newRunFilter()
 	want := hashMeta{Archive: ix.meta.Archive, Seq: ix.meta.Seq, ID: ix.meta.ID}
 	var have hashMeta
 	if b, err := hdb.Get([]byte{ixMeta}, nil); err == nil && json.Unmarshal(b, &have) == nil && have == want {

@@ -912,3 +912,52 @@ func TestIndexLookupsDoNotCompact(t *testing.T) {
 		t.Errorf("lookups caused %d seek compactions, want none", st.SeekComp)
 	}
 }
+
+// TestRunHashFilter: RunHash finds what PutRunHashes recorded (under its
+// scope only), and looks up no sum the run did not store: the store is
+// not read for those (here it is closed, which a lookup would report).
+func TestRunHashFilter(t *testing.T) {
+	a, err := Create(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := a.OpenIndex(IndexOptions{Dedup: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	r := rand.New(rand.NewSource(2))
+	sum := func() string {
+		var b [32]byte
+		r.Read(b[:])
+		return hex.EncodeToString(b[:])
+	}
+	locs := map[string]RunLocation{}
+	for i := 0; i < 5000; i++ {
+		locs[sum()] = RunLocation{Seg: "folders/INBOX/x.mbox.zst", Off: int64(i), Key: fmt.Sprintf("7:%d", i)}
+	}
+	if err := ix.PutRunHashes("INBOX", locs); err != nil {
+		t.Fatal(err)
+	}
+	for s, want := range locs {
+		if got, err := ix.RunHash("INBOX", s); err != nil || got == nil || *got != want {
+			t.Fatalf("RunHash(INBOX, %s) = %v, %v; want %v", s, got, err, want)
+		}
+		if got, err := ix.RunHash("Sent", s); err != nil || got != nil {
+			t.Fatalf("RunHash(Sent, %s) = %v, %v; want nothing", s, got, err)
+		}
+	}
+	if err := ix.hdb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	looked := 0
+	for i := 0; i < 10000; i++ {
+		if _, err := ix.RunHash("INBOX", sum()); err != nil {
+			looked++
+		}
+	}
+	// 4 probes in 8 Mi bits holding 5,000 sums: about 1e-8 false positives.
+	if looked > 0 {
+		t.Errorf("%d of 10,000 sums the run never stored were looked up in the store", looked)
+	}
+}
