@@ -961,3 +961,137 @@ func TestRunHashFilter(t *testing.T) {
 		t.Errorf("%d of 10,000 sums the run never stored were looked up in the store", looked)
 	}
 }
+
+// TestIndexAppliesInterleavedAddsWithoutLookups: a big folder fetched in
+// parts commits ascending runs of keys that interleave; applying them
+// must not look each key up (it looked up three in four: every key below
+// the greatest added so far), and a key added twice is still refused.
+func TestIndexAppliesInterleavedAddsWithoutLookups(t *testing.T) {
+	seg := Segment{Path: FoldersDir + "/INBOX/00000001-00000000.mbox.zst", Size: 10, SHA256: strings.Repeat("0", 64),
+		USize: 1 << 30, Records: 4000, Frames: [][2]int64{{0, 0}}}
+	date := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+	msg := func(uid int) Message {
+		s := sha256.Sum256([]byte(fmt.Sprint(uid)))
+		return Message{Key: fmt.Sprintf("9:%d", uid), SHA256: hex.EncodeToString(s[:]), Size: 10, InternalDate: date, Seg: seg.Path, Off: int64(uid) * 100}
+	}
+	// Four parts of 1,000 keys, committed 100 at a time in turns.
+	var added []Message
+	for chunk := 0; chunk < 10; chunk++ {
+		for p := 0; p < 4; p++ {
+			for i := 0; i < 100; i++ {
+				added = append(added, msg(p*1000+chunk*100+i+1))
+			}
+		}
+	}
+	snap := func(added []Message) *Snapshot {
+		return &Snapshot{ID: "00000001", Seq: 1, Source: "imap://test", Protocol: "imap", Status: StatusComplete,
+			Started: date, Finished: date,
+			Folders:  []Folder{{Name: "INBOX", Dir: FolderDir("INBOX"), Status: FolderOK, Messages: uint32(len(added))}},
+			Changes:  []Change{{Folder: "INBOX", Added: added}},
+			Segments: []Segment{seg}}
+	}
+	var lookups int
+	indexLookupHook = func() { lookups++ }
+	defer func() { indexLookupHook = nil }()
+	for _, v2 := range []bool{false, true} {
+		a, err := Create(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		commitAs(t, a, snap(added), v2, rand.New(rand.NewSource(1)))
+		lookups = 0
+		ix, err := a.OpenIndex(IndexOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := ix.Folder("INBOX")
+		if f == nil || f.Present != 4000 {
+			t.Fatalf("v2=%v: folder %+v, want 4000 messages present", v2, f)
+		}
+		mi := ix.Messages(f.ID, false)
+		n := 0
+		for m := mi.Next(); m != nil; m = mi.Next() {
+			n++
+			if want := fmt.Sprintf("9:%d", n); m.Key != want {
+				t.Fatalf("v2=%v: key %d is %s, want %s", v2, n, m.Key, want)
+			}
+		}
+		mi.Release()
+		ix.Close()
+		if n != 4000 || lookups != 0 {
+			t.Errorf("v2=%v: %d messages in the index, %d keys looked up; want 4000 and none", v2, n, lookups)
+		}
+		// The same with a key of the first part added again after the
+		// others: refused.
+		b, err := Create(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		commitAs(t, b, snap(append(slices.Clone(added), msg(150))), v2, rand.New(rand.NewSource(1)))
+		if ix, err := b.OpenIndex(IndexOptions{}); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("v2=%v: OpenIndex with a key added twice = %v, want ErrCorrupt", v2, err)
+			if err == nil {
+				ix.Close()
+			}
+		}
+	}
+}
+
+func TestAddedKeys(t *testing.T) {
+	enc := func(uid uint32) []byte { return AppendKey(nil, fmt.Sprintf("9:%d", uid)) }
+	for _, tc := range []struct {
+		name   string
+		before uint32 // 0: none
+		keys   []uint32
+		isNew  []bool
+	}{
+		{"ascending", 0, []uint32{1, 2, 3, 10}, []bool{true, true, true, true}},
+		{"not after the folder's last key", 5, []uint32{3, 5, 6}, []bool{false, false, true}},
+		{"interleaved runs", 0, []uint32{1, 2, 5001, 5002, 3, 4, 5003}, []bool{true, true, true, true, true, true, true}},
+		{"added twice", 0, []uint32{1, 2, 5001, 2}, []bool{true, true, true, false}},
+		{"descending", 0, []uint32{3000, 2000, 1000, 2000}, []bool{true, true, true, false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := &addedKeys{}
+			if tc.before != 0 {
+				a.before, a.last = enc(tc.before), enc(tc.before)
+			}
+			for i, k := range tc.keys {
+				if got := a.isNew(enc(k)); got != tc.isNew[i] {
+					t.Errorf("key %d: isNew = %v, want %v", k, got, tc.isNew[i])
+				}
+			}
+		})
+	}
+	t.Run("other keys", func(t *testing.T) {
+		a := &addedKeys{}
+		for i, tc := range []struct {
+			key string
+			new bool
+		}{{"b", true}, {"c", true}, {"a", false}, {"c", false}, {"d", true}} {
+			if got := a.isNew(AppendKey(nil, tc.key)); got != tc.new {
+				t.Errorf("%d: isNew(%q) = %v, want %v", i, tc.key, got, tc.new)
+			}
+		}
+	})
+	t.Run("full", func(t *testing.T) {
+		// Sparse UIDs: a chunk each, until they are too many; then only
+		// keys after every key added are new, and a key added twice
+		// is never taken for new.
+		a := &addedKeys{}
+		for k := uint32(1); k <= maxAddedChunks; k++ {
+			if !a.isNew(enc(k * addedChunkBits)) {
+				t.Fatalf("key %d not new", k*addedChunkBits)
+			}
+		}
+		if a.isNew(enc(1)) || a.isNew(enc(2)) || a.isNew(enc(addedChunkBits)) {
+			t.Error("with the chunks full a key before the last is taken for new")
+		}
+		if !a.isNew(enc((maxAddedChunks + 1) * addedChunkBits)) {
+			t.Error("a key after every key added is not new")
+		}
+		if len(a.chunks) > maxAddedChunks {
+			t.Errorf("%d chunks, want at most %d", len(a.chunks), maxAddedChunks)
+		}
+	})
+}
