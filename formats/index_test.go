@@ -1095,3 +1095,51 @@ func TestAddedKeys(t *testing.T) {
 		}
 	})
 }
+
+// TestIndexCompactsLevel0Late: level 0 of the index's stores is compacted
+// at 8 tables, not leveldb's 4 (random keys: each such compaction rewrites
+// most of level 1).
+func TestIndexCompactsLevel0Late(t *testing.T) {
+	a, err := Create(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := a.OpenIndex(IndexOptions{Dedup: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	r := rand.New(rand.NewSource(3))
+	var st leveldb.DBStats
+	for flush := 0; flush < 32; flush++ {
+		// About a write buffer (1 MiB) of the run's hashes, then a wait
+		// for the store to flush and compact what it must.
+		locs := map[string]RunLocation{}
+		for i := 0; i < 10000; i++ {
+			var b [32]byte
+			r.Read(b[:])
+			locs[hex.EncodeToString(b[:])] = RunLocation{Seg: "folders/INBOX/00000001-00000000-0001.mbox.zst", Off: int64(i) << 12, Key: fmt.Sprintf("7:%d", flush*10000+i)}
+		}
+		if err := ix.PutRunHashes("INBOX", locs); err != nil {
+			t.Fatal(err)
+		}
+		for wait := 0; wait < 100; wait++ {
+			if err := ix.hdb.Stats(&st); err != nil {
+				t.Fatal(err)
+			}
+			if st.LevelTablesCounts == nil || st.LevelTablesCounts[0] < 8 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if err := ix.hdb.Stats(&st); err != nil {
+		t.Fatal(err)
+	}
+	// 32 batches of a write buffer or more, each a level-0 table: at 4
+	// tables leveldb compacted level 0 14 times here, at 8 7 times.
+	t.Logf("%d level-0 compactions for 32 tables", st.Level0Comp)
+	if st.Level0Comp > 10 {
+		t.Errorf("%d level-0 compactions for 32 tables, want at most 10 (one per 8 tables, and some slack)", st.Level0Comp)
+	}
+}
