@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -228,4 +229,76 @@ func TestCreateAfterInterruptedCreate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestVerifyAllocatesLittlePerMessage: verify reuses its buffers from one
+// message to the next (it allocated a 32 KiB copy buffer per message: the
+// garbage collector's work was half of its CPU on a big archive).
+func TestVerifyAllocatesLittlePerMessage(t *testing.T) {
+	a, err := Create(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 4000
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		bodies[i] = []byte(fmt.Sprintf("Subject: %d\r\n\r\n%s\r\n", i, strings.Repeat("x", i%300)))
+	}
+	writeSnapshot(t, a, nil, "INBOX", bodies, 0)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	rep, err := a.Verify(nil)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Messages != n {
+		t.Fatalf("verify: %d messages, problems %v", rep.Messages, rep.Problems)
+	}
+	per := float64(after.TotalAlloc-before.TotalAlloc) / n
+	t.Logf("verify allocated %.0f bytes per message", per)
+	if per > 8<<10 {
+		t.Errorf("verify allocated %.0f bytes per message, want at most 8 KiB", per)
+	}
+}
+
+// TestSegmentEncoderMemory: what a segment writer keeps for the next one
+// (its compressor and buffers, pooled per concurrent writer) stays small:
+// without WithLowerEncoderMem the compressor's history alone was twice
+// the frame size.
+func TestSegmentEncoderMemory(t *testing.T) {
+	a, err := Create(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := bigBody(64<<10, 7)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	w, err := a.NewWriter(FolderDir("INBOX"), 1, NewSnapshotID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 48; i++ { // 3 MiB: three frames
+		if err := w.BeginRecord(time.Now(), nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(body); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := w.EndRecord(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	kept := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("a segment writer keeps %.2f MiB for the next one", float64(kept)/(1<<20))
+	if kept > 7<<19 {
+		t.Errorf("a segment writer keeps %.2f MiB for the next one, want at most 3.5", float64(kept)/(1<<20))
+	}
+	runtime.KeepAlive(a)
 }

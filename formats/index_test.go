@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/syndtr/goleveldb/leveldb"
 )
 
 func TestKeyOrder(t *testing.T) {
@@ -861,5 +863,283 @@ func TestRemoveStaleTempIndexes(t *testing.T) {
 	}
 	if _, err := os.Stat(young); err != nil {
 		t.Errorf("a young index was removed: %v", err)
+	}
+}
+
+// TestIndexLookupsDoNotCompact: a run looks up a key in the hash index
+// for nearly every message it stores, most of them missing; those lookups
+// must not make leveldb compact (a seek compaction rewrites a table and
+// its overlaps each time a hundred lookups went through it: they tripled
+// what a first backup rewrote).
+func TestIndexLookupsDoNotCompact(t *testing.T) {
+	a, err := Create(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := a.OpenIndex(IndexOptions{Dedup: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	r := rand.New(rand.NewSource(1))
+	sum := func() string {
+		var b [32]byte
+		r.Read(b[:])
+		return hex.EncodeToString(b[:])
+	}
+	// Several tables of the run's hashes, as writers commit (random keys:
+	// every table overlaps the others).
+	for batch := 0; batch < 25; batch++ {
+		locs := map[string]RunLocation{}
+		for i := 0; i < 2000; i++ {
+			locs[sum()] = RunLocation{Seg: "folders/INBOX/00000001-00000000-0001.mbox.zst", Off: int64(i) << 12, Key: fmt.Sprintf("7:%d", batch*2000+i)}
+		}
+		if err := ix.PutRunHashes("INBOX", locs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 20000; i++ {
+		if l, err := ix.RunHash("INBOX", sum()); err != nil || l != nil {
+			t.Fatalf("RunHash of a new sum = %v, %v", l, err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // a triggered compaction runs in the background
+	var st leveldb.DBStats
+	if err := ix.hdb.Stats(&st); err != nil {
+		t.Fatal(err)
+	}
+	if st.SeekComp != 0 {
+		t.Errorf("lookups caused %d seek compactions, want none", st.SeekComp)
+	}
+}
+
+// TestRunHashFilter: RunHash finds what PutRunHashes recorded (under its
+// scope only), and looks up no sum the run did not store: the store is
+// not read for those (here it is closed, which a lookup would report).
+func TestRunHashFilter(t *testing.T) {
+	a, err := Create(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := a.OpenIndex(IndexOptions{Dedup: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	r := rand.New(rand.NewSource(2))
+	sum := func() string {
+		var b [32]byte
+		r.Read(b[:])
+		return hex.EncodeToString(b[:])
+	}
+	locs := map[string]RunLocation{}
+	for i := 0; i < 5000; i++ {
+		locs[sum()] = RunLocation{Seg: "folders/INBOX/x.mbox.zst", Off: int64(i), Key: fmt.Sprintf("7:%d", i)}
+	}
+	if err := ix.PutRunHashes("INBOX", locs); err != nil {
+		t.Fatal(err)
+	}
+	for s, want := range locs {
+		if got, err := ix.RunHash("INBOX", s); err != nil || got == nil || *got != want {
+			t.Fatalf("RunHash(INBOX, %s) = %v, %v; want %v", s, got, err, want)
+		}
+		if got, err := ix.RunHash("Sent", s); err != nil || got != nil {
+			t.Fatalf("RunHash(Sent, %s) = %v, %v; want nothing", s, got, err)
+		}
+	}
+	if err := ix.hdb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	looked := 0
+	for i := 0; i < 10000; i++ {
+		if _, err := ix.RunHash("INBOX", sum()); err != nil {
+			looked++
+		}
+	}
+	// 4 probes in 8 Mi bits holding 5,000 sums: about 1e-8 false positives.
+	if looked > 0 {
+		t.Errorf("%d of 10,000 sums the run never stored were looked up in the store", looked)
+	}
+}
+
+// TestIndexAppliesInterleavedAddsWithoutLookups: a big folder fetched in
+// parts commits ascending runs of keys that interleave; applying them
+// must not look each key up (it looked up three in four: every key below
+// the greatest added so far), and a key added twice is still refused.
+func TestIndexAppliesInterleavedAddsWithoutLookups(t *testing.T) {
+	seg := Segment{Path: FoldersDir + "/INBOX/00000001-00000000.mbox.zst", Size: 10, SHA256: strings.Repeat("0", 64),
+		USize: 1 << 30, Records: 4000, Frames: [][2]int64{{0, 0}}}
+	date := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+	msg := func(uid int) Message {
+		s := sha256.Sum256([]byte(fmt.Sprint(uid)))
+		return Message{Key: fmt.Sprintf("9:%d", uid), SHA256: hex.EncodeToString(s[:]), Size: 10, InternalDate: date, Seg: seg.Path, Off: int64(uid) * 100}
+	}
+	// Four parts of 1,000 keys, committed 100 at a time in turns.
+	var added []Message
+	for chunk := 0; chunk < 10; chunk++ {
+		for p := 0; p < 4; p++ {
+			for i := 0; i < 100; i++ {
+				added = append(added, msg(p*1000+chunk*100+i+1))
+			}
+		}
+	}
+	snap := func(added []Message) *Snapshot {
+		return &Snapshot{ID: "00000001", Seq: 1, Source: "imap://test", Protocol: "imap", Status: StatusComplete,
+			Started: date, Finished: date,
+			Folders:  []Folder{{Name: "INBOX", Dir: FolderDir("INBOX"), Status: FolderOK, Messages: uint32(len(added))}},
+			Changes:  []Change{{Folder: "INBOX", Added: added}},
+			Segments: []Segment{seg}}
+	}
+	var lookups int
+	indexLookupHook = func() { lookups++ }
+	defer func() { indexLookupHook = nil }()
+	for _, v2 := range []bool{false, true} {
+		a, err := Create(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		commitAs(t, a, snap(added), v2, rand.New(rand.NewSource(1)))
+		lookups = 0
+		ix, err := a.OpenIndex(IndexOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := ix.Folder("INBOX")
+		if f == nil || f.Present != 4000 {
+			t.Fatalf("v2=%v: folder %+v, want 4000 messages present", v2, f)
+		}
+		mi := ix.Messages(f.ID, false)
+		n := 0
+		for m := mi.Next(); m != nil; m = mi.Next() {
+			n++
+			if want := fmt.Sprintf("9:%d", n); m.Key != want {
+				t.Fatalf("v2=%v: key %d is %s, want %s", v2, n, m.Key, want)
+			}
+		}
+		mi.Release()
+		ix.Close()
+		if n != 4000 || lookups != 0 {
+			t.Errorf("v2=%v: %d messages in the index, %d keys looked up; want 4000 and none", v2, n, lookups)
+		}
+		// The same with a key of the first part added again after the
+		// others: refused.
+		b, err := Create(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		commitAs(t, b, snap(append(slices.Clone(added), msg(150))), v2, rand.New(rand.NewSource(1)))
+		if ix, err := b.OpenIndex(IndexOptions{}); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("v2=%v: OpenIndex with a key added twice = %v, want ErrCorrupt", v2, err)
+			if err == nil {
+				ix.Close()
+			}
+		}
+	}
+}
+
+func TestAddedKeys(t *testing.T) {
+	enc := func(uid uint32) []byte { return AppendKey(nil, fmt.Sprintf("9:%d", uid)) }
+	for _, tc := range []struct {
+		name   string
+		before uint32 // 0: none
+		keys   []uint32
+		isNew  []bool
+	}{
+		{"ascending", 0, []uint32{1, 2, 3, 10}, []bool{true, true, true, true}},
+		{"not after the folder's last key", 5, []uint32{3, 5, 6}, []bool{false, false, true}},
+		{"interleaved runs", 0, []uint32{1, 2, 5001, 5002, 3, 4, 5003}, []bool{true, true, true, true, true, true, true}},
+		{"added twice", 0, []uint32{1, 2, 5001, 2}, []bool{true, true, true, false}},
+		{"descending", 0, []uint32{3000, 2000, 1000, 2000}, []bool{true, true, true, false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := &addedKeys{}
+			if tc.before != 0 {
+				a.before, a.last = enc(tc.before), enc(tc.before)
+			}
+			for i, k := range tc.keys {
+				if got := a.isNew(enc(k)); got != tc.isNew[i] {
+					t.Errorf("key %d: isNew = %v, want %v", k, got, tc.isNew[i])
+				}
+			}
+		})
+	}
+	t.Run("other keys", func(t *testing.T) {
+		a := &addedKeys{}
+		for i, tc := range []struct {
+			key string
+			new bool
+		}{{"b", true}, {"c", true}, {"a", false}, {"c", false}, {"d", true}} {
+			if got := a.isNew(AppendKey(nil, tc.key)); got != tc.new {
+				t.Errorf("%d: isNew(%q) = %v, want %v", i, tc.key, got, tc.new)
+			}
+		}
+	})
+	t.Run("full", func(t *testing.T) {
+		// Sparse UIDs: a chunk each, until they are too many; then only
+		// keys after every key added are new, and a key added twice
+		// is never taken for new.
+		a := &addedKeys{}
+		for k := uint32(1); k <= maxAddedChunks; k++ {
+			if !a.isNew(enc(k * addedChunkBits)) {
+				t.Fatalf("key %d not new", k*addedChunkBits)
+			}
+		}
+		if a.isNew(enc(1)) || a.isNew(enc(2)) || a.isNew(enc(addedChunkBits)) {
+			t.Error("with the chunks full a key before the last is taken for new")
+		}
+		if !a.isNew(enc((maxAddedChunks + 1) * addedChunkBits)) {
+			t.Error("a key after every key added is not new")
+		}
+		if len(a.chunks) > maxAddedChunks {
+			t.Errorf("%d chunks, want at most %d", len(a.chunks), maxAddedChunks)
+		}
+	})
+}
+
+// TestIndexCompactsLevel0Late: level 0 of the index's stores is compacted
+// at 8 tables, not leveldb's 4 (random keys: each such compaction rewrites
+// most of level 1).
+func TestIndexCompactsLevel0Late(t *testing.T) {
+	a, err := Create(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := a.OpenIndex(IndexOptions{Dedup: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	r := rand.New(rand.NewSource(3))
+	var st leveldb.DBStats
+	for flush := 0; flush < 32; flush++ {
+		// About a write buffer (1 MiB) of the run's hashes, then a wait
+		// for the store to flush and compact what it must.
+		locs := map[string]RunLocation{}
+		for i := 0; i < 10000; i++ {
+			var b [32]byte
+			r.Read(b[:])
+			locs[hex.EncodeToString(b[:])] = RunLocation{Seg: "folders/INBOX/00000001-00000000-0001.mbox.zst", Off: int64(i) << 12, Key: fmt.Sprintf("7:%d", flush*10000+i)}
+		}
+		if err := ix.PutRunHashes("INBOX", locs); err != nil {
+			t.Fatal(err)
+		}
+		for wait := 0; wait < 100; wait++ {
+			if err := ix.hdb.Stats(&st); err != nil {
+				t.Fatal(err)
+			}
+			if st.LevelTablesCounts == nil || st.LevelTablesCounts[0] < 8 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if err := ix.hdb.Stats(&st); err != nil {
+		t.Fatal(err)
+	}
+	// 32 batches of a write buffer or more, each a level-0 table: at 4
+	// tables leveldb compacted level 0 14 times here, at 8 7 times.
+	t.Logf("%d level-0 compactions for 32 tables", st.Level0Comp)
+	if st.Level0Comp > 10 {
+		t.Errorf("%d level-0 compactions for 32 tables, want at most 10 (one per 8 tables, and some slack)", st.Level0Comp)
 	}
 }

@@ -1,12 +1,14 @@
 package formats
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/syndtr/goleveldb/leveldb"
 	"github.com/syndtr/goleveldb/leveldb/util"
@@ -62,6 +64,7 @@ func (ix *Index) PutRunHashes(scope string, locs map[string]RunLocation) error {
 		if err != nil {
 			return err
 		}
+		ix.runSeen.add(k)
 		e := valEnc{}
 		e.str(l.Seg)
 		e.varint(l.Off)
@@ -80,6 +83,9 @@ func (ix *Index) RunHash(scope, sum string) (*RunLocation, error) {
 	k, err := runHashKey(scope, sum)
 	if err != nil {
 		return nil, err
+	}
+	if !ix.runSeen.has(k) {
+		return nil, nil // stored by no writer of this run: no lookup
 	}
 	v, err := ix.hdb.Get(k, nil)
 	if errors.Is(err, leveldb.ErrNotFound) {
@@ -102,6 +108,7 @@ func (ix *Index) ClearRunHashes() error {
 	if ix.hdb == nil {
 		return nil
 	}
+	ix.runSeen.clear()
 	it := ix.hdb.NewIterator(util.BytesPrefix([]byte{ixRunHash}), nil)
 	defer it.Release()
 	var b leveldb.Batch
@@ -118,6 +125,67 @@ func (ix *Index) ClearRunHashes() error {
 		return ixErr(err)
 	}
 	return ixErr(ix.hdb.Write(&b, nil))
+}
+
+// runFilter is a Bloom filter of the run's own hashes (their keys in the
+// hash index), of a fixed size: RunHash looks up only the sums a writer
+// of the run may have stored. Nearly every message a run stores is new,
+// and those lookups of missing keys were the biggest cost of a first
+// backup after the fetch itself (9 µs each at 200,000 messages, growing
+// with the store's levels). 1 MiB and 4 probes: 2.4 % false positives at
+// a million sums, 0.2 % at 250,000; more sums only mean more lookups.
+// Safe for concurrent use.
+type runFilter struct {
+	bits []atomic.Uint64
+}
+
+const runFilterBits = 8 << 20
+
+func newRunFilter() *runFilter { return &runFilter{bits: make([]atomic.Uint64, runFilterBits/64)} }
+
+// probes calls fn with the filter's bit positions for key: its last 32
+// bytes are a SHA-256 (random), what comes before is mixed in by FNV-1a.
+func (f *runFilter) probes(key []byte, fn func(bit uint64) bool) bool {
+	h := uint64(14695981039346656037) // FNV-1a
+	for _, c := range key[:len(key)-32] {
+		h = (h ^ uint64(c)) * 1099511628211
+	}
+	sum := key[len(key)-32:]
+	a := binary.LittleEndian.Uint64(sum) ^ h
+	b := binary.LittleEndian.Uint64(sum[8:]) | 1
+	for i := uint64(0); i < 4; i++ {
+		if !fn((a + i*b) % runFilterBits) {
+			return false
+		}
+	}
+	return true
+}
+
+func (f *runFilter) add(key []byte) {
+	if f == nil {
+		return
+	}
+	f.probes(key, func(bit uint64) bool {
+		f.bits[bit/64].Or(1 << (bit % 64))
+		return true
+	})
+}
+
+// has reports whether key may have been added (always, without a filter).
+func (f *runFilter) has(key []byte) bool {
+	if f == nil {
+		return true
+	}
+	return f.probes(key, func(bit uint64) bool { return f.bits[bit/64].Load()&(1<<(bit%64)) != 0 })
+}
+
+func (f *runFilter) clear() {
+	if f == nil {
+		return
+	}
+	for i := range f.bits {
+		f.bits[i].Store(0)
+	}
 }
 
 // indexView is the storage's view (index) of what the state index

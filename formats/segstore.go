@@ -129,8 +129,10 @@ func (s *segmentStorage) verify(idx index, rep *VerifyReport, progress func(stri
 	}
 	paths := idx.segmentPaths()
 	sort.Strings(paths)
+	vb := &verifyBuffers{}
+	defer vb.close()
 	for i, p := range paths {
-		n, b, probs := s.verifySegment(idx.segment(p), recs[p])
+		n, b, probs := s.verifySegment(idx.segment(p), recs[p], vb)
 		rep.Segments++
 		rep.Messages += n
 		rep.Bytes += b

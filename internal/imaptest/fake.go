@@ -254,9 +254,13 @@ func (f *Fake) Expunge(folder string, uids ...imap.UID) int {
 		return 0
 	}
 	n := 0
+	drop := make(map[imap.UID]bool, len(uids))
+	for _, u := range uids {
+		drop[u] = true
+	}
 	kept := fd.msgs[:0:0]
 	for _, m := range fd.msgs {
-		if slices.Contains(uids, m.uid) {
+		if drop[m.uid] {
 			m.expunged = true
 			n++
 			continue
@@ -753,7 +757,7 @@ func (s *fakeConn) selectFolder(cmd *fakeCmd) error {
 	flags := append([]string(nil), fakeSystemFlags...)
 	if fd != nil {
 		exists, validity, uidNext = uint32(len(fd.msgs)), fd.uidValidity, fd.uidNext
-		s.view, s.viewOf = slices.Clone(fd.msgs), fd
+		s.view, s.viewOf = sharedView(fd.msgs), fd
 		for _, m := range fd.msgs {
 			for _, fl := range m.flags {
 				if !hasFlag(flags, fl) {
@@ -1098,17 +1102,28 @@ func (s *fakeConn) expunge() {
 func (s *fakeConn) syncView() {
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
+	own := false
 	for i := len(s.view) - 1; i >= 0; i-- {
 		if s.view[i].expunged {
+			if !own { // the view shares the folder's array: copied before it changes
+				s.view, own = slices.Clone(s.view), true
+			}
 			s.line("* %d EXPUNGE", i+1)
 			s.view = slices.Delete(s.view, i, i+1)
 		}
 	}
 	if s.viewOf != nil && len(s.viewOf.msgs) > len(s.view) {
-		s.view = slices.Clone(s.viewOf.msgs)
+		s.view = sharedView(s.viewOf.msgs)
 		s.line("* %d EXISTS", len(s.view))
 	}
 }
+
+// sharedView is a session's view of a folder's messages that shares
+// their array (nothing changes an array in place once a session sees it:
+// an expunge makes a new one, syncView copies before deleting), so that
+// sessions of a big folder do not each hold a copy: a memory measurement
+// of a client (TestMemoryBounded) would count the server's copies.
+func sharedView(msgs []*fakeMsg) []*fakeMsg { return msgs[:len(msgs):len(msgs)] }
 
 // viewDeleted reports whether the selected folder was deleted (Recreate).
 func (s *fakeConn) viewDeleted() bool {
