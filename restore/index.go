@@ -175,6 +175,20 @@ func (x *Index) Err() error {
 	return x.err
 }
 
+// Built is how a target's Index method ends: it returns x, or the error
+// that spoiled its building (err, else x's own: its disk store failed),
+// closing x.
+func (x *Index) Built(err error) (*Index, error) {
+	if err == nil {
+		err = x.Err()
+	}
+	if err != nil {
+		x.Close()
+		return nil, err
+	}
+	return x, nil
+}
+
 // Close releases the index: it removes its temporary directory when it
 // went to disk. Closing an index in memory, a nil one or one closed
 // already does nothing more. An index is not used after Close (Take

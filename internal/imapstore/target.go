@@ -362,14 +362,7 @@ func (t *Target) Index(ctx context.Context, folder string) (*restore.Index, erro
 		}
 		return t.unselect(ctx)
 	})
-	if err == nil {
-		err = idx.Err()
-	}
-	if err != nil {
-		idx.Close()
-		return nil, err
-	}
-	return idx, nil
+	return idx.Built(err)
 }
 
 // indexExamined reads the examined folder into idx. It stops early when

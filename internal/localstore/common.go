@@ -181,19 +181,6 @@ func eachDirEntry(ctx context.Context, dir string, f func(fs.DirEntry) error) er
 	}
 }
 
-// built returns idx, or the error that spoiled it (err, else the index's
-// own: its disk store failed), closing it.
-func built(idx *restore.Index, err error) (*restore.Index, error) {
-	if err == nil {
-		err = idx.Err()
-	}
-	if err != nil {
-		idx.Close()
-		return nil, err
-	}
-	return idx, nil
-}
-
 // indexFile adds one message file to idx: its Message-ID and size, and
 // its SHA-256 when it has no Message-ID.
 func indexFile(idx *restore.Index, path string) error {

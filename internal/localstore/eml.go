@@ -161,7 +161,7 @@ func (e *EML) Index(ctx context.Context, folder string) (*restore.Index, error) 
 	if errors.Is(err, fs.ErrNotExist) {
 		err = nil
 	}
-	return built(idx, err)
+	return idx.Built(err)
 }
 
 // emlName is the file name of a message: INTERNALDATE in UTC, the first

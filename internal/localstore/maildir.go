@@ -318,10 +318,10 @@ func (md *Maildir) Index(ctx context.Context, folder string) (*restore.Index, er
 			return indexFile(idx, filepath.Join(dir, sub, e.Name()))
 		})
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return built(idx, err)
+			return idx.Built(err)
 		}
 	}
-	return built(idx, nil)
+	return idx.Built(nil)
 }
 
 // folder returns the state of a folder Append writes to, reading its

@@ -208,9 +208,9 @@ func (mb *Mbox) Index(ctx context.Context, folder string) (*restore.Index, error
 	}
 	idx := restore.NewIndex()
 	if err := scanMbox(ctx, io.NewSectionReader(f, 0, end), idx); err != nil {
-		return built(idx, fmt.Errorf("%s: %w", p, err))
+		return idx.Built(fmt.Errorf("%s: %w", p, err))
 	}
-	return built(idx, nil)
+	return idx.Built(nil)
 }
 
 // open makes folder's file the one Append writes to, syncing and closing
