@@ -872,21 +872,9 @@ func TestRemoveStaleTempIndexes(t *testing.T) {
 // its overlaps each time a hundred lookups went through it: they tripled
 // what a first backup rewrote).
 func TestIndexLookupsDoNotCompact(t *testing.T) {
-	a, err := Create(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ix, err := a.OpenIndex(IndexOptions{Dedup: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ix.Close()
+	ix := newDedupIndex(t)
 	r := rand.New(rand.NewSource(1))
-	sum := func() string {
-		var b [32]byte
-		r.Read(b[:])
-		return hex.EncodeToString(b[:])
-	}
+	sum := func() string { return randomSum(r) }
 	// Several tables of the run's hashes, as writers commit (random keys:
 	// every table overlaps the others).
 	for batch := 0; batch < 25; batch++ {
@@ -917,21 +905,9 @@ func TestIndexLookupsDoNotCompact(t *testing.T) {
 // scope only), and looks up no sum the run did not store: the store is
 // not read for those (here it is closed, which a lookup would report).
 func TestRunHashFilter(t *testing.T) {
-	a, err := Create(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ix, err := a.OpenIndex(IndexOptions{Dedup: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ix.Close()
+	ix := newDedupIndex(t)
 	r := rand.New(rand.NewSource(2))
-	sum := func() string {
-		var b [32]byte
-		r.Read(b[:])
-		return hex.EncodeToString(b[:])
-	}
+	sum := func() string { return randomSum(r) }
 	locs := map[string]RunLocation{}
 	for i := 0; i < 5000; i++ {
 		locs[sum()] = RunLocation{Seg: "folders/INBOX/x.mbox.zst", Off: int64(i), Key: fmt.Sprintf("7:%d", i)}
@@ -1100,15 +1076,7 @@ func TestAddedKeys(t *testing.T) {
 // at 8 tables, not leveldb's 4 (random keys: each such compaction rewrites
 // most of level 1).
 func TestIndexCompactsLevel0Late(t *testing.T) {
-	a, err := Create(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ix, err := a.OpenIndex(IndexOptions{Dedup: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ix.Close()
+	ix := newDedupIndex(t)
 	r := rand.New(rand.NewSource(3))
 	var st leveldb.DBStats
 	for flush := 0; flush < 32; flush++ {
@@ -1116,9 +1084,7 @@ func TestIndexCompactsLevel0Late(t *testing.T) {
 		// for the store to flush and compact what it must.
 		locs := map[string]RunLocation{}
 		for i := 0; i < 10000; i++ {
-			var b [32]byte
-			r.Read(b[:])
-			locs[hex.EncodeToString(b[:])] = RunLocation{Seg: "folders/INBOX/00000001-00000000-0001.mbox.zst", Off: int64(i) << 12, Key: fmt.Sprintf("7:%d", flush*10000+i)}
+			locs[randomSum(r)] = RunLocation{Seg: "folders/INBOX/00000001-00000000-0001.mbox.zst", Off: int64(i) << 12, Key: fmt.Sprintf("7:%d", flush*10000+i)}
 		}
 		if err := ix.PutRunHashes("INBOX", locs); err != nil {
 			t.Fatal(err)
@@ -1142,4 +1108,27 @@ func TestIndexCompactsLevel0Late(t *testing.T) {
 	if st.Level0Comp > 10 {
 		t.Errorf("%d level-0 compactions for 32 tables, want at most 10 (one per 8 tables, and some slack)", st.Level0Comp)
 	}
+}
+
+// newDedupIndex returns the state index, with its hash index, of a new
+// archive, closed when the test ends.
+func newDedupIndex(t *testing.T) *Index {
+	t.Helper()
+	a, err := Create(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := a.OpenIndex(IndexOptions{Dedup: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ix.Close() })
+	return ix
+}
+
+// randomSum returns a random hex SHA-256-sized sum.
+func randomSum(r *rand.Rand) string {
+	var b [32]byte
+	r.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
