@@ -8,7 +8,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 )
 
@@ -19,17 +18,13 @@ import (
 // the manifests name it; the old one is deleted after the manifests
 // stopped naming it.
 func (s *segmentStorage) compact(c *compaction) error {
-	bySeg := map[string][]*storedRec{}
-	for _, r := range c.recs {
-		bySeg[r.loc.Seg] = append(bySeg[r.loc.Seg], r)
-	}
-	paths := c.idx.segmentPaths()
-	sort.Strings(paths)
 	rd := s.newReader(c.idx)
 	defer rd.close()
-	for _, p := range paths {
+	return c.segments(func(p string, recs []*storedRec) error {
 		g := c.idx.segment(p)
-		recs := sortedRecs(bySeg[p])
+		if g == nil {
+			return fmt.Errorf("%w: messages recorded in %s, which no snapshot commits", ErrCorrupt, p)
+		}
 		var live, dead int64
 		nlive, forced := 0, false
 		for _, r := range recs {
@@ -42,7 +37,7 @@ func (s *segmentStorage) compact(c *compaction) error {
 			forced = forced || r.forced
 		}
 		if nlive == len(recs) || c.onlyForced && !forced {
-			continue
+			return nil
 		}
 		if nlive == 0 {
 			c.newSegs[p] = nil
@@ -52,11 +47,11 @@ func (s *segmentStorage) compact(c *compaction) error {
 			}
 			c.res.Deleted++
 			c.res.Freed += g.Size
-			continue
+			return nil
 		}
 		if !c.onlyForced && float64(dead)*100 <= c.maxUnused*float64(live+dead) {
 			c.res.LeftUnused++
-			continue
+			return nil
 		}
 		for _, r := range recs {
 			if !r.live {
@@ -66,7 +61,7 @@ func (s *segmentStorage) compact(c *compaction) error {
 		c.res.Rewritten++
 		if c.dryRun {
 			c.res.Freed += g.Size * dead / (live + dead)
-			continue
+			return nil
 		}
 		ng, err := s.copyLive(g, recs, rd, c.moved)
 		if err != nil {
@@ -75,8 +70,8 @@ func (s *segmentStorage) compact(c *compaction) error {
 		c.newSegs[p] = ng
 		c.remove = append(c.remove, p)
 		c.res.Freed += g.Size - ng.Size
-	}
-	return nil
+		return nil
+	})
 }
 
 // copyLive writes the live records of g into a new segment next to it and
@@ -129,14 +124,11 @@ func rewrittenName(p string) string {
 // compact, for Maildir: each message file no kept message needs (for
 // erase: holding an erased message) is deleted, by its current name.
 func (s *maildirStorage) compact(c *compaction) error {
-	var recs []*storedRec
-	for _, r := range c.recs {
-		if !r.live && (!c.onlyForced || r.forced) {
-			recs = append(recs, r)
-		}
-	}
 	scanned := map[string]bool{}
-	for _, r := range sortedRecs(recs) {
+	return c.each(func(r *storedRec) error {
+		if r.live || c.onlyForced && !r.forced {
+			return nil
+		}
 		dir := path.Dir(path.Dir(r.loc.Seg))
 		// Once per folder afresh: flags rename files.
 		names, err := s.names(dir, !scanned[dir])
@@ -147,12 +139,12 @@ func (s *maildirStorage) compact(c *compaction) error {
 		c.removed[r.loc] = true
 		rel, ok := names[MaildirBase(path.Base(r.loc.Seg))]
 		if !ok {
-			continue // already gone (a journal carried out before)
+			return nil // already gone (a journal carried out before)
 		}
 		file := dir + "/" + rel
 		fi, err := os.Stat(filepath.Join(s.root, filepath.FromSlash(file)))
 		if errors.Is(err, fs.ErrNotExist) {
-			continue
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("prune: %w", err)
@@ -160,6 +152,6 @@ func (s *maildirStorage) compact(c *compaction) error {
 		c.remove = append(c.remove, file)
 		c.res.Deleted++
 		c.res.Freed += fi.Size()
-	}
-	return nil
+		return nil
+	})
 }
