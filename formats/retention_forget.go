@@ -77,9 +77,22 @@ func (a *Archive) Forget(p Policy, loc *time.Location, dryRun bool) (*ForgetResu
 	if dryRun || n == 0 {
 		return res, nil
 	}
+	if res.Rewritten, err = a.forgetKeeping(ch, keep); err != nil {
+		return nil, err
+	}
+	res.Forgotten = n
+	// The state index (cache/) went with the rewrite; the next writer
+	// rebuilds it from the new manifests.
+	return res, nil
+}
+
+// forgetKeeping rewrites the chain ch to the snapshots keep marks (the
+// last must be kept), checks it and commits it; it returns the number of
+// manifests written anew.
+func (a *Archive) forgetKeeping(ch *snapChain, keep []bool) (int, error) {
 	folds, err := planFold(ch, keep)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	written, err := a.writeFolds(ch, folds)
 	if err == nil {
@@ -90,22 +103,17 @@ func (a *Archive) Forget(p Policy, loc *time.Location, dryRun bool) (*ForgetResu
 		for _, f := range written {
 			os.Remove(f)
 		}
-		return nil, err
+		return 0, err
 	}
 	plan := make([]journalSnap, len(folds))
+	rewritten := 0
 	for i, f := range folds {
 		plan[i] = journalSnap{Seq: f.s.Seq, ID: f.s.ID, New: f.changed}
 		if f.changed {
-			res.Rewritten++
+			rewritten++
 		}
 	}
-	if err := a.commitJournal("forget", plan, nil, nil); err != nil {
-		return nil, err
-	}
-	res.Forgotten = n
-	// The state index (cache/) went with the rewrite; the next writer
-	// rebuilds it from the new manifests.
-	return res, nil
+	return rewritten, a.commitJournal("forget", plan, nil, nil)
 }
 
 // fold is a kept snapshot of a forget: its new header (no changes) and
