@@ -2,6 +2,7 @@ package formats
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/syndtr/goleveldb/leveldb/iterator"
 )
 
 // PruneOptions control Prune.
@@ -127,11 +130,16 @@ type storedRec struct {
 	insts []*locValue // the messages stored there, in chain order
 }
 
+// recIter goes through a segment's stored copies in offset order; it may
+// be called more than once.
+type recIter func(fn func(r *storedRec) error) error
+
 // compaction is the work a storage does for Prune and Erase: given the
 // stored copies and which must stay, free the others. The storage goes
-// through the copies with segments (one segment at a time) or each (one
-// copy at a time), and records what it did in moved, newSegs, removed
-// and remove, which compactArchive takes after each segment or copy.
+// through the copies with segments (a segment at a time) or each (a copy
+// at a time), never holding them all, and says what it did through
+// removed and moved; it lists new segments in newSegs and files to
+// delete in remove (taken after each segment or copy).
 type compaction struct {
 	idx        index
 	maxUnused  float64
@@ -140,47 +148,29 @@ type compaction struct {
 	res        *PruneResult
 
 	// Set by the storage.
-	moved   map[Location]Location // live records now elsewhere
-	newSegs map[string]*Segment   // a replaced segment's replacement; nil: gone
-	removed map[Location]bool     // copies no longer stored
-	remove  []string              // files to delete once no manifest names them
+	newSegs map[string]*Segment // a replaced segment's replacement; nil: gone
+	remove  []string            // files to delete once no manifest names them
 
-	// groups calls its argument with the copies of each segment (each
-	// Maildir file) in location order; done is called after each
-	// segment's copies went through the storage.
-	groups func(fn func(seg string, recs []*storedRec) error) error
-	done   func(recs []*storedRec) error
-}
-
-// segments calls fn with every segment (or file) that holds stored copies
-// (in path order) and its copies in offset order, one at a time.
-func (c *compaction) segments(fn func(seg string, recs []*storedRec) error) error {
-	return c.groups(func(seg string, recs []*storedRec) error {
-		if err := fn(seg, recs); err != nil {
-			return err
-		}
-		return c.done(recs)
-	})
-}
-
-// each calls fn with every stored copy in location order.
-func (c *compaction) each(fn func(r *storedRec) error) error {
-	return c.groups(func(_ string, recs []*storedRec) error {
-		for _, r := range recs {
-			if err := fn(r); err != nil {
-				return err
-			}
-		}
-		return c.done(recs)
-	})
+	// Set by compactArchive.
+	//
+	// segments calls fn with every segment (or Maildir file) holding
+	// stored copies, in path order, and an iterator of its copies.
+	segments func(fn func(seg string, recs recIter) error) error
+	// each calls fn with every stored copy in location order.
+	each func(fn func(r *storedRec) error) error
+	// removed: r's copy is no longer stored (on a dry run: would not
+	// be); moved: it is now at to.
+	removed func(r *storedRec) error
+	moved   func(r *storedRec, to Location) error
 }
 
 // Keys of prune's work store besides the walk's own.
 const (
 	wkLoc   = 'l' // l SEG 0 OFF(8) N(8): message N is stored there (locValue)
+	wkMark  = 'z' // z SEG 0 OFF(8) N(8): message N was marked gone (lvGone), in the snapshot that added it (lvDead)
 	wkRef   = 'x' // x N(8) SNAP(4): snapshot SNAP has a flag change or gone key of message N
 	wkDrop  = 'd' // d N(8): message N is dropped (its copy removed)
-	wkMove  = 'r' // r SEG 0 OFF(8): the copy moved there (Location)
+	wkMove  = 'm' // m N(8): message N's copy moved there (Location)
 	wkErase = 'e' // e N(8): message N is erased (ErasedMessage)
 )
 
@@ -212,6 +202,7 @@ const (
 	lvLive = 1 << iota
 	lvGone
 	lvFull
+	lvDead // in a mark (wkMark): gone in the snapshot that added it
 )
 
 func (v *locValue) encode(full bool) []byte {
@@ -309,14 +300,15 @@ type pruneWork struct {
 	dirty []bool
 	// segSnap is the snapshot (position) that commits each segment.
 	segSnap map[string]int
-	// moves: segments whose records moved (the rest needs no lookup).
-	moves map[string]bool
+	moves bool // some message is moved
 	drops bool // some message is dropped
 	// remove is the list of files to delete (one per line).
 	remove  *bufio.Writer
 	removeF *os.File
 	removeN int
 	forced  int // locations of erased messages
+
+	selected func(string, *Message) bool // erase: the messages to erase
 }
 
 // compactArchive is Prune (selected nil) and Erase (selected names the
@@ -345,16 +337,32 @@ func (a *Archive) compactArchive(command string, selected func(folder string, m 
 		return nil, err
 	}
 	defer st.close()
-	pw := &pruneWork{a: a, ch: ch, st: st, full: selected != nil, dirty: make([]bool, len(ch.snaps)),
-		segSnap: map[string]int{}, moves: map[string]bool{}}
+	pw := &pruneWork{a: a, ch: ch, st: st, full: selected != nil, selected: selected, dirty: make([]bool, len(ch.snaps)),
+		segSnap: map[string]int{}}
 	defer pw.closeFiles()
 	if err := pw.walk(); err != nil {
 		return nil, err
 	}
 	c := &compaction{idx: ch.segments(), maxUnused: maxUnused, onlyForced: selected != nil, dryRun: dryRun, res: res,
-		moved: map[Location]Location{}, newSegs: map[string]*Segment{}, removed: map[Location]bool{}}
-	c.groups = func(fn func(string, []*storedRec) error) error { return pw.groups(selected, fn) }
-	c.done = func(recs []*storedRec) error { return pw.done(c, recs) }
+		newSegs: map[string]*Segment{}}
+	c.segments = func(fn func(string, recIter) error) error {
+		return pw.segments(func(seg string, recs recIter) error {
+			if err := fn(seg, recs); err != nil {
+				return err
+			}
+			return pw.drainRemove(c)
+		})
+	}
+	c.each = func(fn func(*storedRec) error) error {
+		return pw.stored(nil, func(r *storedRec) error {
+			if err := fn(r); err != nil {
+				return err
+			}
+			return pw.drainRemove(c)
+		})
+	}
+	c.removed = func(r *storedRec) error { return pw.removed(res, r) }
+	c.moved = pw.moved
 	if err := a.store.compact(c); err != nil {
 		return nil, err
 	}
@@ -442,23 +450,6 @@ func (pw *pruneWork) walk() error {
 	}
 	var w *walker
 	var buf [binary.MaxVarintLen64]byte
-	var lv locValue
-	// update rewrites the entry of message cur.
-	update := func(cur *curEntry, fn func(v *locValue)) error {
-		k := binary.BigEndian.AppendUint64(locKey(wkLoc, cur.loc), uint64(cur.n))
-		b, err := pw.st.get(k)
-		if err != nil {
-			return err
-		}
-		if b == nil {
-			return errWorkEntry
-		}
-		if err := lv.decode(k, b); err != nil {
-			return err
-		}
-		fn(&lv)
-		return pw.st.put(k, lv.encode(pw.full))
-	}
 	w = newWalker(pw.ch, pw.st, walkHooks{
 		beginSnap: func(i int) error {
 			pw.starts = append(pw.starts, snapStart{n: w.n, refs: pw.refsOff})
@@ -484,16 +475,16 @@ func (pw *pruneWork) walk() error {
 			return err
 		},
 		gone: func(cur *curEntry) error {
-			dead := cur.goneSnap == cur.addSnap
-			if !dead && !pw.full {
+			// Marked apart (no lookup): stored reads the marks with the
+			// entries.
+			var mark byte = lvGone
+			if cur.goneSnap == cur.addSnap {
+				mark |= lvDead
+			} else if !pw.full {
 				return nil
 			}
-			return update(cur, func(v *locValue) {
-				v.gone = true
-				if dead {
-					v.live = false
-				}
-			})
+			k := binary.BigEndian.AppendUint64(locKey(wkMark, cur.loc), uint64(cur.n))
+			return pw.st.put(k, []byte{mark})
 		},
 	})
 	if err := w.run(); err != nil {
@@ -506,29 +497,64 @@ func (pw *pruneWork) walk() error {
 	return pw.st.flush()
 }
 
-// groups calls fn with the stored copies of each segment (or Maildir
-// file), in location order: a copy is live when a message stored there
-// is (present at the end of the snapshot that added it), forced when
-// selected chooses one (then it is not live).
-func (pw *pruneWork) groups(selected func(string, *Message) bool, fn func(string, []*storedRec) error) error {
+// segments calls fn with each segment (or Maildir file) that holds
+// stored copies, in path order, and an iterator of its copies.
+func (pw *pruneWork) segments(fn func(seg string, recs recIter) error) error {
 	it, err := pw.st.iterate([]byte{wkLoc})
 	if err != nil {
 		return err
 	}
 	defer it.Release()
-	var recs []*storedRec
-	seg := ""
+	for it.Next() {
+		k := it.Key()
+		if len(k) < 1+17 {
+			return errWorkEntry
+		}
+		seg := string(k[1 : len(k)-17])
+		prefix := append(append([]byte{wkLoc}, seg...), 0)
+		recs := func(each func(r *storedRec) error) error { return pw.stored(prefix, each) }
+		if err := fn(seg, recs); err != nil {
+			return err
+		}
+		// On to the next segment.
+		if !it.Seek(append(append([]byte{wkLoc}, seg...), 1)) {
+			break
+		}
+		it.Prev()
+	}
+	return it.Error()
+}
+
+// stored calls fn with the stored copies whose entries have the prefix
+// (nil: all), in location order: a copy is live when a message stored
+// there is (present at the end of the snapshot that added it), forced
+// when the erase selects one (then it is not live).
+func (pw *pruneWork) stored(prefix []byte, fn func(r *storedRec) error) error {
+	if prefix == nil {
+		prefix = []byte{wkLoc}
+	}
+	it, err := pw.st.iterate(prefix)
+	if err != nil {
+		return err
+	}
+	defer it.Release()
+	// The marks of the same messages, in the same order.
+	marks, err := pw.st.iterate(append([]byte{wkMark}, prefix[1:]...))
+	if err != nil {
+		return err
+	}
+	defer marks.Release()
+	marked := marks.Next()
+	var r *storedRec
 	flush := func() error {
-		if len(recs) == 0 {
+		if r == nil {
 			return nil
 		}
-		for _, r := range recs {
-			if r.forced {
-				r.live = false
-			}
+		if r.forced {
+			r.live = false
 		}
-		err := fn(seg, recs)
-		recs = nil
+		err := fn(r)
+		r = nil
 		return err
 	}
 	for it.Next() {
@@ -536,79 +562,82 @@ func (pw *pruneWork) groups(selected func(string, *Message) bool, fn func(string
 		if err := v.decode(it.Key(), it.Value()); err != nil {
 			return err
 		}
+		for marked && bytes.Compare(marks.Key()[1:], it.Key()[1:]) < 0 {
+			marked = marks.Next()
+		}
+		if marked && bytes.Equal(marks.Key()[1:], it.Key()[1:]) && len(marks.Value()) == 1 {
+			mark := marks.Value()[0]
+			v.gone = v.gone || mark&lvGone != 0
+			v.live = v.live && mark&lvDead == 0
+		}
 		loc := v.msg.Location()
-		if loc.Seg != seg {
+		if r != nil && r.loc != loc {
 			if err := flush(); err != nil {
 				return err
 			}
-			seg = loc.Seg
 		}
-		var r *storedRec
-		if n := len(recs); n > 0 && recs[n-1].loc == loc {
-			r = recs[n-1]
-		} else {
+		if r == nil {
 			r = &storedRec{loc: loc, msg: &v.msg}
-			recs = append(recs, r)
 		}
 		r.insts = append(r.insts, v)
 		r.live = r.live || v.live
-		if selected != nil && selected(pw.names[v.fid], &v.msg) {
+		if pw.selected != nil && pw.selected(pw.names[v.fid], &v.msg) {
 			r.forced = true
 		}
 	}
 	if err := it.Error(); err != nil {
 		return err
 	}
+	if err := marks.Error(); err != nil {
+		return err
+	}
 	return flush()
 }
 
-// done takes what the storage did with recs (one segment's copies):
-// the messages of removed copies are dropped (and, when forced, erased),
-// those of moved copies noted, with the snapshots whose manifests change.
-func (pw *pruneWork) done(c *compaction, recs []*storedRec) error {
-	for _, r := range recs {
+// moved notes that r's copy is now at to: the manifests that add its
+// messages change.
+func (pw *pruneWork) moved(r *storedRec, to Location) error {
+	pw.moves = true
+	for _, v := range r.insts {
+		pw.dirty[v.addSnap] = true
+		if err := pw.st.put(nKey(wkMove, v.n), encodeLoc(to)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removed notes that r's copy is no longer stored: its messages are
+// dropped (and, when it is forced, erased), with the manifests that add
+// them or have a flag change or gone key of them.
+func (pw *pruneWork) removed(res *PruneResult, r *storedRec) error {
+	res.Records++
+	if r.forced {
+		pw.forced++
+	}
+	for _, v := range r.insts {
+		pw.drops = true
+		res.Messages++
+		pw.dirty[v.addSnap] = true
+		if err := pw.st.put(nKey(wkDrop, v.n), []byte{1}); err != nil {
+			return err
+		}
+		if err := pw.refDirty(v.n); err != nil {
+			return err
+		}
 		if r.forced {
-			pw.forced++
-		}
-		if to, ok := c.moved[r.loc]; ok {
-			pw.moves[r.loc.Seg] = true
-			if err := pw.st.put(locKey(wkMove, r.loc), encodeLoc(to)); err != nil {
+			res.ErasedCount++
+			if !v.gone {
+				res.ErasedOnSource++
+			}
+			em := ErasedMessage{Folder: pw.names[v.fid], Key: v.msg.Key, MessageID: v.msg.MessageID, Subject: v.msg.Subject,
+				Date: v.msg.InternalDate, Size: v.msg.Size, OnSource: !v.gone}
+			if err := pw.st.put(nKey(wkErase, v.n), encodeErased(&em)); err != nil {
 				return err
-			}
-			for _, v := range r.insts {
-				pw.dirty[v.addSnap] = true
-			}
-		}
-		if !c.removed[r.loc] {
-			continue
-		}
-		c.res.Records++
-		for _, v := range r.insts {
-			pw.drops = true
-			c.res.Messages++
-			pw.dirty[v.addSnap] = true
-			if err := pw.st.put(nKey(wkDrop, v.n), nil); err != nil {
-				return err
-			}
-			if err := pw.refDirty(v.n); err != nil {
-				return err
-			}
-			if r.forced {
-				c.res.ErasedCount++
-				if !v.gone {
-					c.res.ErasedOnSource++
-				}
-				em := ErasedMessage{Folder: pw.names[v.fid], Key: v.msg.Key, MessageID: v.msg.MessageID, Subject: v.msg.Subject,
-					Date: v.msg.InternalDate, Size: v.msg.Size, OnSource: !v.gone}
-				if err := pw.st.put(nKey(wkErase, v.n), encodeErased(&em)); err != nil {
-					return err
-				}
 			}
 		}
 	}
-	clear(c.moved)
-	clear(c.removed)
-	return pw.drainRemove(c)
+	return nil
 }
 
 // refDirty marks the snapshots with a flag change or gone key of message
@@ -784,6 +813,18 @@ func (pw *pruneWork) rewriteSnapshot(i int, cs *chainSnap, sw *SnapshotStream) e
 	}
 	refs := bufio.NewReaderSize(pw.refsF, 64<<10)
 	n := pw.starts[i].n
+	// The messages dropped and moved, by number: the snapshot's added
+	// messages come in that order.
+	drops, err := pw.byNumber(wkDrop, n, pw.drops)
+	if err != nil {
+		return err
+	}
+	defer drops.close()
+	moves, err := pw.byNumber(wkMove, n, pw.moves)
+	if err != nil {
+		return err
+	}
+	defer moves.close()
 	for ci := range cs.changes {
 		c := &cs.changes[ci]
 		begun := false
@@ -799,24 +840,20 @@ func (pw *pruneWork) rewriteSnapshot(i int, cs *chainSnap, sw *SnapshotStream) e
 			if r.Kind == RecordAdded {
 				k := n
 				n++
-				if pw.drops {
-					var err error
-					if drop, err = pw.st.has(nKey(wkDrop, k)); err != nil {
-						return err
-					}
-				}
-				if !drop && pw.moves[r.Message.Seg] {
-					b, err := pw.st.get(locKey(wkMove, r.Message.Location()))
-					if err != nil {
-						return err
-					}
-					if b != nil {
+				if drop = drops.at(k) != nil; !drop {
+					if b := moves.at(k); b != nil {
 						to, err := decodeLoc(b)
 						if err != nil {
 							return err
 						}
 						r.Message.Seg, r.Message.Off = to.Seg, to.Off
 					}
+				}
+				if err := drops.err(); err != nil {
+					return err
+				}
+				if err := moves.err(); err != nil {
+					return err
 				}
 			} else {
 				ref, err := binary.ReadUvarint(refs)
@@ -851,6 +888,63 @@ func (pw *pruneWork) rewriteSnapshot(i int, cs *chainSnap, sw *SnapshotStream) e
 		}
 	}
 	return nil
+}
+
+// numbered goes through the entries of one kind keyed by message number
+// (wkDrop, wkMove) in order, for numbers asked in increasing order.
+type numbered struct {
+	it  iterator.Iterator // nil: there are none
+	ok  bool
+	bad error
+}
+
+// byNumber returns the entries of kind from message number n on (none
+// when any is false).
+func (pw *pruneWork) byNumber(kind byte, n int64, any bool) (*numbered, error) {
+	if !any {
+		return &numbered{}, nil
+	}
+	it, err := pw.st.iterate([]byte{kind})
+	if err != nil {
+		return nil, err
+	}
+	return &numbered{it: it, ok: it.Seek(nKey(kind, n))}, nil
+}
+
+// at returns the value of the entry of message k, or nil.
+func (b *numbered) at(k int64) []byte {
+	for b.it != nil && b.ok && b.bad == nil {
+		key := b.it.Key()
+		if len(key) != 9 {
+			b.bad = errWorkEntry
+			return nil
+		}
+		switch n := int64(binary.BigEndian.Uint64(key[1:])); {
+		case n < k:
+			b.ok = b.it.Next()
+		case n == k:
+			return b.it.Value()
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+func (b *numbered) err() error {
+	if b.bad != nil {
+		return b.bad
+	}
+	if b.it != nil {
+		return b.it.Error()
+	}
+	return nil
+}
+
+func (b *numbered) close() {
+	if b.it != nil {
+		b.it.Release()
+	}
 }
 
 // storedSize is the size of every file under folders/.

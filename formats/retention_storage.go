@@ -16,18 +16,20 @@ import (
 // holds an erased record) is copied, live records only, into a new
 // segment of the same folder, which is committed (fsynced, renamed) before
 // the manifests name it; the old one is deleted after the manifests
-// stopped naming it.
+// stopped naming it. A segment's records are gone through twice (what is
+// live, then what to do with each), never held.
 func (s *segmentStorage) compact(c *compaction) error {
 	rd := s.newReader(c.idx)
 	defer rd.close()
-	return c.segments(func(p string, recs []*storedRec) error {
+	return c.segments(func(p string, recs recIter) error {
 		g := c.idx.segment(p)
 		if g == nil {
 			return nil // not a segment (verify reports such a location)
 		}
 		var live, dead int64
-		nlive, forced := 0, false
-		for _, r := range recs {
+		n, nlive, forced := 0, 0, false
+		err := recs(func(r *storedRec) error {
+			n++
 			if r.live {
 				live += r.msg.Size
 				nlive++
@@ -35,28 +37,33 @@ func (s *segmentStorage) compact(c *compaction) error {
 				dead += r.msg.Size
 			}
 			forced = forced || r.forced
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		if nlive == len(recs) || c.onlyForced && !forced {
+		if nlive == n || c.onlyForced && !forced {
 			return nil
 		}
 		if nlive == 0 {
 			c.newSegs[p] = nil
 			c.remove = append(c.remove, p)
-			for _, r := range recs {
-				c.removed[r.loc] = true
-			}
 			c.res.Deleted++
 			c.res.Freed += g.Size
-			return nil
+			return recs(c.removed)
 		}
 		if !c.onlyForced && float64(dead)*100 <= c.maxUnused*float64(live+dead) {
 			c.res.LeftUnused++
 			return nil
 		}
-		for _, r := range recs {
+		err = recs(func(r *storedRec) error {
 			if !r.live {
-				c.removed[r.loc] = true
+				return c.removed(r)
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		c.res.Rewritten++
 		if c.dryRun {
@@ -76,32 +83,35 @@ func (s *segmentStorage) compact(c *compaction) error {
 
 // copyLive writes the live records of g into a new segment next to it and
 // commits it; moved gets their new locations.
-func (s *segmentStorage) copyLive(g *Segment, recs []*storedRec, rd storageReader, moved map[Location]Location) (*Segment, error) {
+func (s *segmentStorage) copyLive(g *Segment, recs recIter, rd storageReader, moved func(r *storedRec, to Location) error) (*Segment, error) {
 	w, err := newSegmentWriter(s.root, rewrittenName(g.Path), s.bufs, s.hook)
 	if err != nil {
 		return nil, err
 	}
 	defer w.Abort()
 	buf := make([]byte, 64<<10)
-	for _, r := range recs {
+	err = recs(func(r *storedRec) error {
 		if !r.live {
-			continue
+			return nil
 		}
 		body, err := rd.open(r.msg)
 		if err != nil {
-			return nil, fmt.Errorf("prune: read %s: %w", r.loc, err)
+			return fmt.Errorf("prune: read %s: %w", r.loc, err)
 		}
 		if err := w.BeginRecord(r.msg.InternalDate); err != nil {
-			return nil, err
+			return err
 		}
 		if _, err := io.CopyBuffer(w, body, buf); err != nil {
-			return nil, fmt.Errorf("prune: copy %s: %w", r.loc, err)
+			return fmt.Errorf("prune: copy %s: %w", r.loc, err)
 		}
 		off, _, err := w.EndRecord()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		moved[r.loc] = Location{Seg: w.Path(), Off: off}
+		return moved(r, Location{Seg: w.Path(), Off: off})
+	})
+	if err != nil {
+		return nil, err
 	}
 	ng, err := w.Commit()
 	if err != nil {
@@ -136,7 +146,9 @@ func (s *maildirStorage) compact(c *compaction) error {
 		if err != nil {
 			return err
 		}
-		c.removed[r.loc] = true
+		if err := c.removed(r); err != nil {
+			return err
+		}
 		rel, ok := names[MaildirBase(path.Base(r.loc.Seg))]
 		if !ok {
 			return nil // already gone (a journal carried out before)

@@ -1,6 +1,7 @@
 package formats
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -45,8 +46,9 @@ func newWorkStore() (*workStore, error) {
 		return nil, fmt.Errorf("retention work directory: %w", err)
 	}
 	db, err := leveldb.OpenFile(filepath.Join(dir, "walk"), &opt.Options{
-		BlockCacheCapacity:     2 << 20,
-		WriteBuffer:            2 << 20,
+		BlockCacheCapacity:     1 << 20,
+		WriteBuffer:            1 << 20,
+		DisableBufferPool:      true,
 		OpenFilesCacheCapacity: 64,
 		Filter:                 filter.NewBloomFilter(10),
 		DisableSeeksCompaction: true,
@@ -224,10 +226,14 @@ type walker struct {
 	segs    map[string]*Segment
 	n       int64
 	hooks   walkHooks
+	// last is the greatest key (encoded) each folder was ever added;
+	// added the keys the snapshot being walked added, by folder.
+	last  map[uint32][]byte
+	added map[uint32]*addedKeys
 }
 
 func newWalker(ch *snapChain, st *workStore, hooks walkHooks) *walker {
-	return &walker{ch: ch, st: st, folders: newFolderReplay(), segs: map[string]*Segment{}, hooks: hooks}
+	return &walker{ch: ch, st: st, folders: newFolderReplay(), segs: map[string]*Segment{}, hooks: hooks, last: map[uint32][]byte{}}
 }
 
 // run walks the whole chain. It checks what State.Apply checks; a chain
@@ -253,6 +259,7 @@ func (w *walker) snapshot(i int, cs *chainSnap) error {
 		}
 		w.segs[g.Path] = g
 	}
+	w.added = map[uint32]*addedKeys{}
 	if w.hooks.beginSnap != nil {
 		if err := w.hooks.beginSnap(i); err != nil {
 			return err
@@ -339,11 +346,26 @@ func (w *walker) add(i int, cs *chainSnap, f *replayFolder, m *Message) error {
 	}
 	n := w.n
 	w.n++
+	var err error
 	if w.st != nil {
 		k := curKey(f.id, m.Key)
-		v, err := w.st.get(k)
-		if err != nil {
-			return err
+		// A key after every key the folder had before the snapshot, and
+		// not added by it yet, is new to it: no lookup (the index's rule,
+		// addedKeys: keys come in order, or in a few interleaved runs).
+		enc := k[5:]
+		ak := w.added[f.id]
+		if ak == nil {
+			ak = &addedKeys{before: bytes.Clone(w.last[f.id]), last: bytes.Clone(w.last[f.id])}
+			w.added[f.id] = ak
+		}
+		if last := w.last[f.id]; bytes.Compare(enc, last) > 0 {
+			w.last[f.id] = append(last[:0], enc...)
+		}
+		var v []byte
+		if !ak.isNew(enc) {
+			if v, err = w.st.get(k); err != nil {
+				return err
+			}
 		}
 		if v != nil {
 			var old curEntry
