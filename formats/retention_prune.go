@@ -300,8 +300,8 @@ type pruneWork struct {
 	dirty []bool
 	// segSnap is the snapshot (position) that commits each segment.
 	segSnap map[string]int
-	moves bool // some message is moved
-	drops bool // some message is dropped
+	moves   bool // some message is moved
+	drops   bool // some message is dropped
 	// remove is the list of files to delete (one per line).
 	remove  *bufio.Writer
 	removeF *os.File
