@@ -482,8 +482,8 @@ func (s *scaleSuite) runSize(b *testing.B, n int) {
 	// 10. Retention: forget every snapshot but the newest (the others are
 	// folded into it: the messages expunged in step 9 are then added and
 	// gone within one manifest), prune (every segment holding one of them
-	// is rewritten), then a backup with nothing new, which builds the
-	// state index again from the new manifests.
+	// is rewritten; it builds the state index the rewrite dropped again),
+	// then a backup with nothing new.
 	if z.step("forget --keep-last 1", total, nil, "forget", z.vault, "--keep-last", "1", "-q") {
 		if s := z.snapshots(); len(s) != 1 {
 			b.Fatalf("forget --keep-last 1 left %d snapshots", len(s))
