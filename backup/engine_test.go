@@ -922,3 +922,44 @@ func TestFewMessagesFewConnections(t *testing.T) {
 		checkArchive(t, a, src)
 	})
 }
+
+// TestNewMessagesSought: a run that finds a few new messages in a big
+// folder reads the archive's entries of the folder once, for the listing;
+// finding where each new message goes is a seek, not a walk from the
+// folder's first entry (which read 900,000 entries again, 15 s, for one
+// new message at the end of a big folder).
+func TestNewMessagesSought(t *testing.T) {
+	a := newArchive(t)
+	mem := newMemSource()
+	in := mem.folder("INBOX", 3)
+	const n = 3000
+	for i := 0; i < n; i++ {
+		in.add(fmt.Sprintf("Subject: %d\r\n\r\nbody %d\r\n", i, i))
+	}
+	src := &clSource{memSource: mem}
+	run := func() *Result {
+		t.Helper()
+		res, err := Run(context.Background(), a, Options{Source: "mem://test", Protocol: "imap", Dial: func(context.Context) (Source, error) { return src, nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	run()
+	for _, news := range []int{1, 3} {
+		for i := 0; i < news; i++ {
+			in.add(fmt.Sprintf("Subject: new %d\r\n\r\nnew\r\n", i))
+		}
+		before := knownSteps.Load()
+		res := run()
+		steps := knownSteps.Load() - before
+		if res.Added != news {
+			t.Fatalf("added %d, want %d", res.Added, news)
+		}
+		t.Logf("%d new messages in a folder of %d: %d entries read", news, len(in.msgs), steps)
+		if limit := int64(len(in.msgs)) + 100; steps > limit {
+			t.Errorf("%d new messages in a folder of %d: read %d entries of the archive, want at most %d (the listing's walk)", news, len(in.msgs), steps, limit)
+		}
+	}
+	checkArchive(t, a, mem)
+}
