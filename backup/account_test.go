@@ -208,7 +208,7 @@ func TestGmailStoredOnceSeeds(t *testing.T) {
 	if testing.Short() {
 		seeds = 2
 	}
-	forDedupStorages(t, func(t *testing.T, o formats.StorageOptions) {
+	forDedupStorages(t, func(t *testing.T, o formats.StorageOptions, _ bool) {
 		for _, checkpoint := range []time.Duration{0, 20 * time.Millisecond} {
 			for seed := uint64(1); seed <= uint64(seeds); seed++ {
 				a := newArchiveWith(t, o)
@@ -225,20 +225,15 @@ func TestGmailStoredOnceSeeds(t *testing.T) {
 	})
 }
 
-// dedupStorages are the storages the tests of the dedup across folders
-// run against: segments (one location for the account) and Maildir
-// files (hard links, one inode).
-var dedupStorages = []formats.StorageOptions{{}, {Storage: formats.StorageMaildir, Compression: formats.CompressZstd}}
-
-func forDedupStorages(t *testing.T, fn func(t *testing.T, o formats.StorageOptions)) {
-	for _, o := range dedupStorages {
-		o := o
-		name := o.Storage
-		if name == "" {
-			name = formats.StorageMbox
-		}
-		t.Run(name, func(t *testing.T) { fn(t, o) })
-	}
+// forDedupStorages runs fn against the storages the tests of the dedup
+// across folders run against: the default one (segments: one location
+// for the account) and the first that links (Maildir files: hard links,
+// one inode), said by links.
+func forDedupStorages(t *testing.T, fn func(t *testing.T, o formats.StorageOptions, links bool)) {
+	all := formats.Storages()
+	t.Run("default", func(t *testing.T) { fn(t, all[0], false) })
+	o := linkingStorages(t)[0]
+	t.Run("links", func(t *testing.T) { fn(t, o, true) })
 }
 
 // TestMovedMessageNotStoredAgain: on any server, a message moved to
@@ -290,7 +285,7 @@ func TestGmailKilledAfterCheckpoints(t *testing.T) {
 	forDedupStorages(t, testGmailKilledAfterCheckpoints)
 }
 
-func testGmailKilledAfterCheckpoints(t *testing.T, o formats.StorageOptions) {
+func testGmailKilledAfterCheckpoints(t *testing.T, o formats.StorageOptions, links bool) {
 	for _, kill := range []int{1, 4, 9, 20, 35} {
 		t.Run(fmt.Sprintf("kill=%d", kill), func(t *testing.T) {
 			a := newArchiveWith(t, o)
@@ -327,7 +322,7 @@ func testGmailKilledAfterCheckpoints(t *testing.T, o formats.StorageOptions) {
 				t.Fatal(err)
 			}
 			checkArchive(t, a, src)
-			if o.Storage == formats.StorageMaildir {
+			if links {
 				diskLinks(t, a)
 			}
 		})
@@ -473,7 +468,7 @@ func TestAccountDedupTiers(t *testing.T) {
 // each message should be stored once, so extra should be 0.
 func storedCopies(t *testing.T, a *formats.Archive) (distinct, extra int) {
 	t.Helper()
-	if a.Storage().Storage == formats.StorageMaildir {
+	if a.LinkStored() {
 		return maildirCopies(t, a)
 	}
 	snaps, err := a.Snapshots()
@@ -690,9 +685,9 @@ func TestAccountDedupCrossedClaims(t *testing.T) {
 	forDedupStorages(t, testAccountDedupCrossedClaims)
 }
 
-func testAccountDedupCrossedClaims(t *testing.T, o formats.StorageOptions) {
+func testAccountDedupCrossedClaims(t *testing.T, o formats.StorageOptions, links bool) {
 	for _, tc := range crossedCases {
-		if tc.hold && o.Storage == formats.StorageMaildir {
+		if tc.hold && links {
 			continue
 		}
 		t.Run(tc.name, func(t *testing.T) {
@@ -739,14 +734,14 @@ func TestAccountDedupKilled(t *testing.T) {
 	forDedupStorages(t, testAccountDedupKilled)
 }
 
-func testAccountDedupKilled(t *testing.T, o formats.StorageOptions) {
+func testAccountDedupKilled(t *testing.T, o formats.StorageOptions, links bool) {
 	points := []string{"message-stored", "segment-before-rename", "delta-before-rename", "manifest-before-rename", "manifest-after-rename"}
 	perPoint := 3
-	if testing.Short() || o.Storage == formats.StorageMaildir {
+	if testing.Short() || links {
 		perPoint = 2
 	}
 	for _, tc := range crossedCases {
-		if tc.conns == 4 || tc.hold && o.Storage == formats.StorageMaildir {
+		if tc.conns == 4 || tc.hold && links {
 			continue // as conns=2 here; see TestAccountDedupCrossedClaims
 		}
 		if !tc.hold {
@@ -792,7 +787,7 @@ func testAccountDedupKilled(t *testing.T, o formats.StorageOptions) {
 						if n, extra := storedCopies(t, killed); n != distinct || extra != 0 {
 							t.Errorf("the archive holds %d distinct messages with %d extra copies, want %d and 0", n, extra, distinct)
 						}
-						if o.Storage == formats.StorageMaildir {
+						if links {
 							diskLinks(t, killed) // no link left over
 						}
 					})
@@ -925,7 +920,7 @@ func TestAccountDedupManyDeferred(t *testing.T) {
 	forDedupStorages(t, testAccountDedupManyDeferred)
 }
 
-func testAccountDedupManyDeferred(t *testing.T, o formats.StorageOptions) {
+func testAccountDedupManyDeferred(t *testing.T, o formats.StorageOptions, _ bool) {
 	for _, checkpoint := range []time.Duration{0, time.Hour} {
 		t.Run(fmt.Sprintf("checkpoint=%v", checkpoint), func(t *testing.T) {
 			src := newMemSource()

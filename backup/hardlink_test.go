@@ -17,10 +17,21 @@ import (
 // stored once, each folder having its own file name for it (its flags in
 // the name) and all of them one inode.
 
-// maildirStorages are the Maildir storages, compressed or not.
-var maildirStorages = []formats.StorageOptions{
-	{Storage: formats.StorageMaildir, Compression: formats.CompressZstd},
-	{Storage: formats.StorageMaildir, Compression: formats.CompressNone},
+// linkingStorages returns the storages whose archives keep the copies
+// of a message as hard links (formats.Archive.LinkStored): the Maildir
+// ones, compressed or not.
+func linkingStorages(t *testing.T) []formats.StorageOptions {
+	t.Helper()
+	var out []formats.StorageOptions
+	for _, o := range formats.Storages() {
+		if newArchiveWith(t, o).LinkStored() {
+			out = append(out, o)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no storage keeps hard links")
+	}
+	return out
 }
 
 // maildirFile is the file of a present message of a Maildir archive, as
@@ -156,7 +167,7 @@ func checkLinked(t *testing.T, a *formats.Archive) map[string][]maildirFile {
 // snapshot's) count each message once. A label added later links the
 // stored file again and stores nothing.
 func TestMaildirLinksAcrossFolders(t *testing.T) {
-	for _, o := range maildirStorages {
+	for _, o := range linkingStorages(t) {
 		for _, tc := range []struct {
 			conns      int
 			checkpoint time.Duration
@@ -238,7 +249,7 @@ func statOf(t *testing.T, p string) fs.FileInfo {
 // TestMaildirLinksInFolder: the same bytes twice in one folder (both on
 // the source) are two files of a Maildir archive, one inode.
 func TestMaildirLinksInFolder(t *testing.T) {
-	for _, o := range maildirStorages {
+	for _, o := range linkingStorages(t) {
 		t.Run(o.Compression, func(t *testing.T) {
 			a := newArchiveWith(t, o)
 			src := newMemSource()

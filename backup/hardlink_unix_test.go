@@ -18,7 +18,7 @@ import (
 func TestMaildirLinkFails(t *testing.T) {
 	for _, errno := range []syscall.Errno{syscall.EPERM, syscall.EXDEV, syscall.ENOTSUP, syscall.EMLINK} {
 		t.Run(errno.Error(), func(t *testing.T) {
-			a := newArchiveWith(t, maildirStorages[0])
+			a := newArchiveWith(t, linkingStorages(t)[0])
 			a.Link = func(o, n string) error { return &os.LinkError{Op: "link", Old: o, New: n, Err: errno} }
 			src, msgs := gmailSource(5)
 			var log bytes.Buffer
