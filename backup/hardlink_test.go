@@ -276,3 +276,53 @@ func TestMaildirLinksInFolder(t *testing.T) {
 		})
 	}
 }
+
+// TestAccountDedupLinkLookup: with a storage that links, a folder never
+// defers: bytes another writer claimed are found once that writer ended
+// the record (lookup waits the moment until then), a copy this run
+// committed is found whether a checkpoint holds it or not, and bytes
+// whose claim ended without a copy are claimed anew.
+func TestAccountDedupLinkLookup(t *testing.T) {
+	d := testDedup(t, false)
+	d.link = true
+	x, y := testJob("X", ""), testJob("Y", "")
+	fx := &fetcher{job: x, out: &writer{}}
+	fy := &fetcher{job: y, out: &writer{}}
+	s1, s2 := testSum("one"), testSum("two")
+	if _, st, err := d.lookup(s1, fx); err != nil || st != copyNone {
+		t.Fatalf("first lookup: %v, %v; want copyNone (X claims)", st, err)
+	}
+	got := make(chan location, 1)
+	go func() {
+		l, st, err := d.lookup(s1, fy)
+		if err != nil || st != copyHere {
+			t.Errorf("lookup by Y: %v, %v; want copyHere", st, err)
+		}
+		got <- l
+	}()
+	select {
+	case l := <-got:
+		t.Fatalf("Y found %+v before X ended the record", l)
+	case <-time.After(20 * time.Millisecond):
+	}
+	loc := location{seg: "folders/X/cur/00000001.a.0.0000001,S=3:2,", key: "1:1"}
+	d.endedAt(fx.out, s1, loc)
+	if l := <-got; l.seg != loc.seg {
+		t.Errorf("Y links %q, want X's file %q", l.seg, loc.seg)
+	}
+	// Committed by X, in no checkpoint: Y links it all the same.
+	if err := d.committed(x, writerCommit{w: fx.out, hashes: map[string]location{s1: loc}}); err != nil {
+		t.Fatal(err)
+	}
+	if l, st, err := d.lookup(s1, fy); err != nil || st != copyHere || l.seg != loc.seg {
+		t.Errorf("lookup of a committed copy: %+v, %v, %v; want copyHere at X's file", l, st, err)
+	}
+	// A claim that ends without a copy: the bytes are claimed anew.
+	if _, st, _ := d.lookup(s2, fx); st != copyNone {
+		t.Fatalf("lookup of s2 by X: %v", st)
+	}
+	go func() { time.Sleep(10 * time.Millisecond); d.releaseOne(fx.out, s2) }()
+	if _, st, err := d.lookup(s2, fy); err != nil || st != copyNone || d.claims[s2] != fy.out {
+		t.Errorf("after X's claim ended without a copy: %v, %v; want copyNone, claimed by Y", st, err)
+	}
+}
