@@ -334,9 +334,10 @@ func rewriteChain(snaps []*Snapshot, w *chainWalk, c *compaction) ([]*Snapshot, 
 	return out, changed
 }
 
-// storedSize is the size of every file under folders/.
+// storedSize is the size of every file under folders/ (a file with
+// several names once: diskUsage).
 func (a *Archive) storedSize() (int64, error) {
-	var n int64
+	var n diskUsage
 	err := filepath.WalkDir(filepath.Join(a.Root, FoldersDir), func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -347,7 +348,7 @@ func (a *Archive) storedSize() (int64, error) {
 		if d.Type().IsRegular() {
 			fi, err := d.Info()
 			if err == nil {
-				n += fi.Size()
+				n.add(fi)
 			}
 		}
 		return nil
@@ -355,7 +356,7 @@ func (a *Archive) storedSize() (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("measure stored files: %w", err)
 	}
-	return n, nil
+	return n.total(), nil
 }
 
 // sortedRecs returns recs in location order.
