@@ -2,7 +2,6 @@ package formats
 
 import (
 	"strconv"
-	"time"
 	"unicode/utf8"
 )
 
@@ -336,6 +335,3 @@ func decodeAddLine(line []byte, m *Message) (ok bool) {
 	s.ws()
 	return !s.bad && s.i == len(s.b) && have != 0
 }
-
-// timeJSONOK reports whether appendMessageJSON can write t (tests).
-func timeJSONOK(t time.Time) bool { _, err := t.MarshalJSON(); return err == nil }
