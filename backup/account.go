@@ -45,9 +45,14 @@ import (
 // Folders are walked in tiers (walkOrder): All Mail after the others, so
 // that its own copies are the messages no other folder shows.
 //
-// Only storages that reuse the bytes of a message still on the source do
-// this (the mbox segments, formats.Archive.ReuseStored): a Maildir archive
-// keeps a file per message in each folder, for Maildir readers.
+// A storage that keeps a file per message in each folder, for Maildir
+// readers (a Maildir archive, formats.Archive.LinkStored), stores the
+// bytes once too: the file is a hard link to the copy found. Each folder
+// then names its own file, never another folder's location, so nothing
+// above about naming applies: a folder never defers, and links to a copy
+// wherever it is, committed or not (accountDedup.link). The claims still
+// tell who stores the bytes; a writer ends the record it claimed right
+// away, and the other folders link to that file (accountDedup.ended).
 //
 // Memory: claims holds a SHA-256 per record of the open writers (at most
 // writerMessages each, one writer per connection); uncommitted a path per
@@ -86,6 +91,11 @@ type accountDedup struct {
 	inRun bool
 	// anytime: no checkpoints, every committed copy may be named.
 	anytime bool
+	// link: the storage links the bytes found to a file of the folder
+	// (formats.Archive.LinkStored): lookup answers copyHere with any
+	// copy, the archive's, one this run's writers committed, or one a
+	// writer claimed and ended, whose file is complete (endedAt).
+	link bool
 	// archived are the archive's folders looked in: those this run
 	// synchronises (loaded anyway) and All Mail (\All), which holds every
 	// message a Gmail account has; all of them when All Mail is
@@ -102,6 +112,9 @@ type accountDedup struct {
 	// claims are the bytes, by SHA-256, that a writer read and stores and
 	// has not committed yet: the writer.
 	claims map[string]*writer
+	// ended are, with link, where the writers holding claims stored the
+	// bytes (they ended the record), until the claims end.
+	ended map[string]location
 	// uncommitted are this run's committed segments that no checkpoint
 	// commits yet, with their folder (with checkpoints only).
 	uncommitted map[string]*folderJob
@@ -126,7 +139,7 @@ type deferredMsg struct {
 }
 
 func newAccountDedup(anytime bool) *accountDedup {
-	d := &accountDedup{anytime: anytime, claims: map[string]*writer{}, uncommitted: map[string]*folderJob{},
+	d := &accountDedup{anytime: anytime, claims: map[string]*writer{}, ended: map[string]location{}, uncommitted: map[string]*folderJob{},
 		doneDeps: map[*folderJob][]string{}, changed: make(chan struct{}), closedAt: -1}
 	for t := range d.tierDone {
 		d.tierDone[t] = make(chan struct{})
@@ -147,7 +160,7 @@ func (d *accountDedup) lookup(sum string, f *fetcher) (location, copyState, erro
 			return location{}, copyNone, err
 		}
 		if m != nil {
-			return location{m.Seg, m.Off, ""}, copyHere, nil
+			return location{seg: m.Seg, off: m.Off, flags: m.Flags}, copyHere, nil
 		}
 	}
 	if !d.inRun {
@@ -160,7 +173,19 @@ func (d *accountDedup) lookup(sum string, f *fetcher) (location, copyState, erro
 	// this run are found there. (f's own writer holds them when a part's
 	// writer committed them and the folder did not take that commit in
 	// yet: fetcher.duplicate does not find them then.)
-	if d.claims[sum] != nil {
+	if d.link {
+		// The writer holding a claim ends the record as soon as it has
+		// it (store: nothing in between waits): its file is linked then.
+		for w := d.claims[sum]; w != nil && w != f.out; w = d.claims[sum] {
+			if l, ok := d.ended[sum]; ok {
+				return l, copyHere, nil
+			}
+			changed := d.changed
+			d.mu.Unlock()
+			<-changed
+			d.mu.Lock()
+		}
+	} else if d.claims[sum] != nil {
 		return location{}, copyLater, nil
 	}
 	rl, err := d.ix.RunHash(accountScope, sum)
@@ -168,8 +193,8 @@ func (d *accountDedup) lookup(sum string, f *fetcher) (location, copyState, erro
 		return location{}, copyNone, err
 	}
 	if rl != nil {
-		l := location{rl.Seg, rl.Off, ""}
-		if d.nameableLocked(l.seg, f.job) {
+		l := location{seg: rl.Seg, off: rl.Off}
+		if d.link || d.nameableLocked(l.seg, f.job) {
 			return l, copyHere, nil
 		}
 		return l, copyLater, nil
@@ -284,6 +309,7 @@ func (d *accountDedup) release(w *writer, hashes map[string]location) {
 	for sum := range hashes {
 		if d.claims[sum] == w {
 			delete(d.claims, sum)
+			delete(d.ended, sum)
 		}
 	}
 	d.wakeLocked()
@@ -295,8 +321,24 @@ func (d *accountDedup) releaseOne(w *writer, sum string) {
 	defer d.mu.Unlock()
 	if d.claims[sum] == w {
 		delete(d.claims, sum)
+		delete(d.ended, sum)
 	}
 	d.wakeLocked()
+}
+
+// endedAt records that w, holding the claim on the bytes sum, stored them
+// at l (it ended the record): with link, other writers link to that file
+// from now on.
+func (d *accountDedup) endedAt(w *writer, sum string, l location) {
+	if !d.link {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.claims[sum] == w {
+		d.ended[sum] = l
+		d.wakeLocked()
+	}
 }
 
 // wake makes the folders waiting at their end look again (the run
@@ -344,7 +386,7 @@ func (d *accountDedup) resolve(fs *folderSync, final bool) (holders []*writer, o
 				keep = append(keep, dm)
 				continue
 			}
-			dm.loc = &location{rl.Seg, rl.Off, ""}
+			dm.loc = &location{seg: rl.Seg, off: rl.Off}
 		}
 		if ok := d.nameableLocked(dm.loc.seg, fs.job); ok || final {
 			if !ok && !slices.Contains(fs.deps, dm.loc.seg) {
@@ -491,13 +533,14 @@ func walkOrder(j *folderJob) int {
 }
 
 // setupShared prepares the dedup across folders for the folders todo (in
-// the order they are walked), unless the storage keeps a copy per folder.
+// the order they are walked), unless the storage keeps a full copy per
+// folder.
 func (r *run) setupShared(todo []*folderJob) {
-	if !r.a.ReuseStored(true) {
+	if !r.a.ReuseStored(true) && !r.a.LinkStored() {
 		return
 	}
 	d := newAccountDedup(r.opts.Checkpoint <= 0)
-	d.ix = r.ix
+	d.ix, d.link = r.ix, r.a.LinkStored()
 	seen := map[uint32]bool{}
 	look := func(f *formats.IndexFolder) {
 		if f != nil && !seen[f.ID] {

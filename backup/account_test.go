@@ -208,19 +208,32 @@ func TestGmailStoredOnceSeeds(t *testing.T) {
 	if testing.Short() {
 		seeds = 2
 	}
-	for _, checkpoint := range []time.Duration{0, 20 * time.Millisecond} {
-		for seed := uint64(1); seed <= uint64(seeds); seed++ {
-			a := newArchive(t)
-			src, msgs := gmailSource(150)
-			res, _, _ := runGmailSeed(t, a, src, 4, checkpoint, seed)
-			n, extra := storedCopies(t, a)
-			if res.Stored != len(msgs) || n != len(msgs) || extra != 0 {
-				t.Errorf("checkpoint=%v seed %d: stored %d, the archive holds %d distinct messages with %d extra copies; want %d, %d, 0",
-					checkpoint, seed, res.Stored, n, extra, len(msgs), len(msgs))
+	forDedupStorages(t, func(t *testing.T, o formats.StorageOptions, _ bool) {
+		for _, checkpoint := range []time.Duration{0, 20 * time.Millisecond} {
+			for seed := uint64(1); seed <= uint64(seeds); seed++ {
+				a := newArchiveWith(t, o)
+				src, msgs := gmailSource(150)
+				res, _, _ := runGmailSeed(t, a, src, 4, checkpoint, seed)
+				n, extra := storedCopies(t, a)
+				if res.Stored != len(msgs) || n != len(msgs) || extra != 0 {
+					t.Errorf("checkpoint=%v seed %d: stored %d, the archive holds %d distinct messages with %d extra copies; want %d, %d, 0",
+						checkpoint, seed, res.Stored, n, extra, len(msgs), len(msgs))
+				}
+				checkArchive(t, a, src)
 			}
-			checkArchive(t, a, src)
 		}
-	}
+	})
+}
+
+// forDedupStorages runs fn against the storages the tests of the dedup
+// across folders run against: the default one (segments: one location
+// for the account) and the first that links (Maildir files: hard links,
+// one inode), said by links.
+func forDedupStorages(t *testing.T, fn func(t *testing.T, o formats.StorageOptions, links bool)) {
+	all := formats.Storages()
+	t.Run("default", func(t *testing.T) { fn(t, all[0], false) })
+	o := linkingStorages(t)[0]
+	t.Run("links", func(t *testing.T) { fn(t, o, true) })
 }
 
 // TestMovedMessageNotStoredAgain: on any server, a message moved to
@@ -244,22 +257,21 @@ func TestMovedMessageNotStoredAgain(t *testing.T) {
 	checkArchive(t, a, src)
 }
 
-// TestDedupAcrossFoldersPolicy: each storage keeps its policy
-// (formats.Archive.ReuseStored): the segment storage stores the bytes once
-// for the account; a Maildir archive keeps a file per message on the
-// source in each folder, for Maildir readers.
+// TestDedupAcrossFoldersPolicy: every storage stores the bytes once for
+// the account: the segment storage records them at one location; a
+// Maildir archive keeps a file per message on the source in each folder,
+// for Maildir readers, those of the same bytes hard links to one inode.
 func TestDedupAcrossFoldersPolicy(t *testing.T) {
 	forEachStorage(t, func(t *testing.T, a *formats.Archive) {
 		src, msgs := gmailSource(0)
 		res, _, _ := runGmail(t, a, src, 2, 0)
-		want := len(msgs)
-		if !a.ReuseStored(true) {
-			want = res.Added
-		}
-		if res.Stored != want {
-			t.Errorf("stored %d of %d added, want %d", res.Stored, res.Added, want)
+		if res.Stored != len(msgs) {
+			t.Errorf("stored %d of %d added, want %d", res.Stored, res.Added, len(msgs))
 		}
 		checkArchive(t, a, src)
+		if n, extra := storedCopies(t, a); n != len(msgs) || extra != 0 {
+			t.Errorf("the archive holds %d distinct messages with %d extra copies, want %d and 0", n, extra, len(msgs))
+		}
 	})
 }
 
@@ -270,9 +282,13 @@ func TestDedupAcrossFoldersPolicy(t *testing.T) {
 // message present in every folder. Several connections, a checkpoint at
 // every message.
 func TestGmailKilledAfterCheckpoints(t *testing.T) {
+	forDedupStorages(t, testGmailKilledAfterCheckpoints)
+}
+
+func testGmailKilledAfterCheckpoints(t *testing.T, o formats.StorageOptions, links bool) {
 	for _, kill := range []int{1, 4, 9, 20, 35} {
 		t.Run(fmt.Sprintf("kill=%d", kill), func(t *testing.T) {
-			a := newArchive(t)
+			a := newArchiveWith(t, o)
 			src, _ := gmailSource(40)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -306,6 +322,9 @@ func TestGmailKilledAfterCheckpoints(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkArchive(t, a, src)
+			if links {
+				diskLinks(t, a)
+			}
 		})
 	}
 }
@@ -362,7 +381,7 @@ func TestAccountDedupRule(t *testing.T) {
 			lookup(s1, fx2, copyLater, "") // another writer of X: defers
 			lookup(s1, fy, copyLater, "")  // Y defers
 			if err := d.committed(x, writerCommit{w: fx.out, seg: &formats.Segment{Path: segX},
-				hashes: map[string]location{s1: {segX, 10, "1:1"}}}); err != nil {
+				hashes: map[string]location{s1: {seg: segX, off: 10, key: "1:1"}}}); err != nil {
 				t.Fatal(err)
 			}
 			if len(d.claims) != 0 {
@@ -378,7 +397,7 @@ func TestAccountDedupRule(t *testing.T) {
 			// Z stores s2 and finishes naming segX: it depends on it.
 			lookup(s2, fz, copyNone, "")
 			if err := d.committed(z, writerCommit{w: fz.out, seg: &formats.Segment{Path: segZ},
-				hashes: map[string]location{s2: {segZ, 0, "1:1"}}}); err != nil {
+				hashes: map[string]location{s2: {seg: segZ, key: "1:1"}}}); err != nil {
 				t.Fatal(err)
 			}
 			d.finished(z, []string{segX})
@@ -406,7 +425,7 @@ func TestAccountDedupRule(t *testing.T) {
 			// claimed by the next one to read them.
 			s3 := testSum("three")
 			lookup(s3, fy, copyNone, "")
-			fy.out.hashes = map[string]location{s3: {"folders/Y/x", 0, "1:1"}}
+			fy.out.hashes = map[string]location{s3: {seg: "folders/Y/x", key: "1:1"}}
 			lookup(s3, fz, copyLater, "")
 			fy.out.abort()
 			lookup(s3, fz, copyNone, "")
@@ -445,10 +464,13 @@ func TestAccountDedupTiers(t *testing.T) {
 
 // storedCopies returns, from the archive's latest state, how many
 // distinct messages (by SHA-256) its folders hold and how many more
-// copies of them are stored: each message should be stored once, so
-// extra should be 0.
+// copies of them are stored (locations; in a Maildir archive, inodes):
+// each message should be stored once, so extra should be 0.
 func storedCopies(t *testing.T, a *formats.Archive) (distinct, extra int) {
 	t.Helper()
+	if a.LinkStored() {
+		return maildirCopies(t, a)
+	}
 	snaps, err := a.Snapshots()
 	if err != nil {
 		t.Fatal(err)
@@ -655,10 +677,21 @@ func (tc crossedCase) options(src *memSource) (Options, *crossGate) {
 // (before, one of them stored its own copy so that neither waited for the
 // other: a duplicate at each such crossing). With and without
 // checkpoints, over several connections.
+//
+// A Maildir archive's folders never defer (each links the other's file,
+// committed or not): the cases ordered around a deferred wait (hold) are
+// for segments only.
 func TestAccountDedupCrossedClaims(t *testing.T) {
+	forDedupStorages(t, testAccountDedupCrossedClaims)
+}
+
+func testAccountDedupCrossedClaims(t *testing.T, o formats.StorageOptions, links bool) {
 	for _, tc := range crossedCases {
+		if tc.hold && links {
+			continue
+		}
 		t.Run(tc.name, func(t *testing.T) {
-			a := newArchive(t)
+			a := newArchiveWith(t, o)
 			src, distinct, added := crossedAccount(tc.fill)
 			opts, gate := tc.options(src)
 			res, err := Run(context.Background(), a, opts)
@@ -693,15 +726,23 @@ func TestAccountDedupCrossedClaims(t *testing.T) {
 // state index dropped) verifies, every location a manifest names in a
 // segment it or an earlier one commits; the next run completes it with
 // every message present and each stored once.
+//
+// In a Maildir archive "segment-before-rename" is a writer about to move
+// its files (hard links among them) into cur/, and the copy of the
+// archive keeps its hard links.
 func TestAccountDedupKilled(t *testing.T) {
+	forDedupStorages(t, testAccountDedupKilled)
+}
+
+func testAccountDedupKilled(t *testing.T, o formats.StorageOptions, links bool) {
 	points := []string{"message-stored", "segment-before-rename", "delta-before-rename", "manifest-before-rename", "manifest-after-rename"}
 	perPoint := 3
-	if testing.Short() {
+	if testing.Short() || links {
 		perPoint = 2
 	}
 	for _, tc := range crossedCases {
-		if tc.conns == 4 {
-			continue // as conns=2 here
+		if tc.conns == 4 || tc.hold && links {
+			continue // as conns=2 here; see TestAccountDedupCrossedClaims
 		}
 		if !tc.hold {
 			tc.fill = map[string]int{"X": 25, "Y": 25} // still two connections
@@ -719,14 +760,14 @@ func TestAccountDedupKilled(t *testing.T) {
 				counts[p]++
 				mu.Unlock()
 			}
-			if _, err := Run(context.Background(), newArchive(t), opts); err != nil {
+			if _, err := Run(context.Background(), newArchiveWith(t, o), opts); err != nil {
 				t.Fatal(err)
 			}
 			for _, point := range points {
 				step := max(1, counts[point]/perPoint)
 				for k := 1; k <= counts[point]; k += step {
 					t.Run(fmt.Sprintf("%s:%d", point, k), func(t *testing.T) {
-						killed := killedAt(t, tc, src, point, k)
+						killed := killedAt(t, o, tc, src, point, k)
 						if killed == nil {
 							t.Skipf("the run reached %s fewer than %d times", point, k)
 						}
@@ -746,6 +787,9 @@ func TestAccountDedupKilled(t *testing.T) {
 						if n, extra := storedCopies(t, killed); n != distinct || extra != 0 {
 							t.Errorf("the archive holds %d distinct messages with %d extra copies, want %d and 0", n, extra, distinct)
 						}
+						if links {
+							diskLinks(t, killed) // no link left over
+						}
 					})
 				}
 			}
@@ -758,9 +802,9 @@ func TestAccountDedupKilled(t *testing.T) {
 // goroutines are held at their next point while the files are copied,
 // the manifests first (a manifest committed during the copy is not
 // taken). The run is then interrupted and left to end.
-func killedAt(t *testing.T, tc crossedCase, src *memSource, point string, k int) *formats.Archive {
+func killedAt(t *testing.T, o formats.StorageOptions, tc crossedCase, src *memSource, point string, k int) *formats.Archive {
 	t.Helper()
-	a := newArchive(t)
+	a := newArchiveWith(t, o)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var mu sync.Mutex
@@ -798,9 +842,20 @@ func killedAt(t *testing.T, tc crossedCase, src *memSource, point string, k int)
 
 // copyKilled copies the archive at root to dst as a kill leaves it: the
 // committed manifests first, then every other file that is there (files
-// vanishing meanwhile are left out), but the state index (a cache).
+// vanishing meanwhile are left out), but the state index (a cache). Files
+// keep their modification time, and those with several names (a Maildir
+// archive's hard links) keep them.
 func copyKilled(root, dst string) error {
+	linked := map[[2]uint64]string{} // inode -> its first name copied
 	copyFile := func(rel string) error {
+		if fi, err := os.Stat(filepath.Join(root, rel)); err == nil {
+			if id, n, ok := inodeOf(fi); ok && n > 1 {
+				if first, ok := linked[id]; ok {
+					return os.Link(filepath.Join(dst, first), filepath.Join(dst, rel))
+				}
+				linked[id] = rel
+			}
+		}
 		data, err := os.ReadFile(filepath.Join(root, rel))
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
@@ -811,7 +866,14 @@ func copyKilled(root, dst string) error {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(dst, rel)), 0o755); err != nil {
 			return err
 		}
-		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+		if err := os.WriteFile(filepath.Join(dst, rel), data, 0o644); err != nil {
+			return err
+		}
+		if fi, err := os.Stat(filepath.Join(root, rel)); err == nil {
+			// A Maildir file's modification time is its INTERNALDATE.
+			return os.Chtimes(filepath.Join(dst, rel), fi.ModTime(), fi.ModTime())
+		}
+		return nil
 	}
 	manifests, err := filepath.Glob(filepath.Join(root, formats.SnapshotsDir, "*.json"))
 	if err != nil {
@@ -855,6 +917,10 @@ func TestAccountDedupManyDeferred(t *testing.T) {
 	old := deferMessages
 	deferMessages = 8
 	defer func() { deferMessages = old }()
+	forDedupStorages(t, testAccountDedupManyDeferred)
+}
+
+func testAccountDedupManyDeferred(t *testing.T, o formats.StorageOptions, _ bool) {
 	for _, checkpoint := range []time.Duration{0, time.Hour} {
 		t.Run(fmt.Sprintf("checkpoint=%v", checkpoint), func(t *testing.T) {
 			src := newMemSource()
@@ -870,7 +936,7 @@ func TestAccountDedupManyDeferred(t *testing.T) {
 				y.add(shared[len(shared)-1-i])
 				all.add(shared[i])
 			}
-			a := newArchive(t)
+			a := newArchiveWith(t, o)
 			res, _, _ := runGmailSeed(t, a, src, 2, checkpoint, 7)
 			if res.Stored != len(shared) {
 				t.Errorf("stored %d messages, want %d (each once)", res.Stored, len(shared))

@@ -82,6 +82,20 @@ type ChangeLister interface {
 	ListChanged(ctx context.Context, modseq uint64, fn func(key string, flags []string, changed bool) error) (ok bool, err error)
 }
 
+// SinceLister is a source that can list only what changed in the examined
+// folder since a run that saw it with status prev and archived present of
+// its messages: the messages added since (UIDs from prev.UIDNext on), and
+// the older ones whose flags changed after prev.HighestModSeq. It can when
+// none of the older messages left: the folder holds present of them (a
+// message archived before has a UID below prev.UIDNext; one the archive
+// lacks makes the count differ too). Then a run over a folder of
+// 1,000,000 messages with ten new ones reads ten keys instead of a
+// million, and the server searches ten UIDs. ok is false when it cannot
+// tell (no CONDSTORE, another count): ListChanged or List is used.
+type SinceLister interface {
+	ListSince(ctx context.Context, prev FolderStatus, present int64, fn func(key string, flags []string, changed bool) error) (ok bool, err error)
+}
+
 // ExpungeChecker is implemented by sources that can tell which messages
 // left the examined folder after it was listed (expunged by another client
 // while the run fetched it). The engine asks about the keys a Fetch did not

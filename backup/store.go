@@ -57,11 +57,13 @@ func (f *fetcher) poisoned() bool {
 }
 
 // location is where a message's bytes are stored, and the key it was
-// stored for.
+// stored for; flags, when known, are that message's current flags (a
+// Maildir file's name shows them: where to find it, EndRecordLinked).
 type location struct {
-	seg string
-	off int64
-	key string
+	seg   string
+	off   int64
+	key   string
+	flags []string
 }
 
 // duplicate returns where the bytes with SHA-256 sum are stored already:
@@ -77,7 +79,7 @@ func (f *fetcher) duplicate(sum string) (dup *location, present bool, err error)
 		return nil, false, err
 	}
 	if rl != nil {
-		return &location{rl.Seg, rl.Off, rl.Key}, f.known.has(rl.Key), nil
+		return &location{seg: rl.Seg, off: rl.Off, key: rl.Key}, f.known.has(rl.Key), nil
 	}
 	for _, fid := range f.archive {
 		d, err := f.ix.ByHash(fid, sum)
@@ -85,7 +87,7 @@ func (f *fetcher) duplicate(sum string) (dup *location, present bool, err error)
 			return nil, false, err
 		}
 		if d != nil {
-			return &location{d.Seg, d.Off, d.Key}, !d.Gone() && f.known.lookup(d.Key) != nil, nil
+			return &location{seg: d.Seg, off: d.Off, key: d.Key, flags: d.Flags}, !d.Gone() && f.known.lookup(d.Key) != nil, nil
 		}
 	}
 	return nil, false, nil
@@ -271,11 +273,17 @@ func (w *worker) store(f *fetcher, m *Message) error {
 			claimed = r.shared.inRun
 		}
 	}
+	var link *location // the copy the new file is a hard link to, if it can
 	if dup != nil && !r.a.ReuseStored(present) {
 		// The storage keeps a copy per message on the source (a Maildir
-		// archive: one file each, so that a Maildir reader sees both).
+		// archive: one file each, so that a Maildir reader sees both), a
+		// hard link to the bytes stored already where it can.
+		if r.a.LinkStored() {
+			link = dup
+		}
 		dup = nil
 	}
+	linked := false
 	switch {
 	case deferred:
 		if err := out.rw.AbortRecord(); err != nil {
@@ -288,7 +296,18 @@ func (w *worker) store(f *fetcher, m *Message) error {
 		}
 		msg.Seg, msg.Off = dup.seg, dup.off
 	default:
-		loc, off, err := out.rw.EndRecord()
+		var loc string
+		var off int64
+		var linkErr error
+		if lw, ok := out.rw.(formats.RecordLinker); ok && link != nil {
+			loc, linkErr, err = lw.EndRecordLinked(formats.StoredCopy{Seg: link.seg, Size: n, Flags: link.flags})
+			linked = err == nil && linkErr == nil
+			if linkErr != nil {
+				r.opts.Log.Debug("message stored in full, not as a hard link", "folder", f.name, "key", m.Key, "reason", linkErr)
+			}
+		} else {
+			loc, off, err = out.rw.EndRecord()
+		}
 		if err != nil {
 			if claimed {
 				r.shared.releaseOne(out, sum)
@@ -296,16 +315,22 @@ func (w *worker) store(f *fetcher, m *Message) error {
 			return storageErr(fmt.Errorf("store %s: %w", m.Key, err))
 		}
 		msg.Seg, msg.Off = loc, off
-		l := location{loc, off, m.Key}
+		l := location{seg: loc, off: off, key: m.Key}
 		if out.hashes == nil {
 			out.hashes = map[string]location{}
 		}
 		out.hashes[sum] = l
-		out.stored++
-		out.bytes += n
+		if claimed {
+			r.shared.endedAt(out, sum, l)
+		}
+		if !linked {
+			// A link stores no bytes: counted like a duplicate.
+			out.stored++
+			out.bytes += n
+		}
 	}
 	if !deferred {
-		out.added = append(out.added, addedMessage{Message: msg, stored: dup == nil})
+		out.added = append(out.added, addedMessage{Message: msg, stored: dup == nil && !linked})
 	}
 	f.known.add(m.Key)
 	if out.since.IsZero() {

@@ -61,7 +61,11 @@ type Archive struct {
 	// Hook, when set, is called at named points of the write path
 	// ("segment-before-rename", "manifest-before-rename",
 	// "manifest-after-rename"); crash tests use it.
-	Hook  func(point string)
+	Hook func(point string)
+	// Link, when set, replaces os.Link where a Maildir archive keeps a
+	// message as a hard link to the same bytes stored before; tests use
+	// it to play a file system without hard links.
+	Link  func(oldname, newname string) error
 	lock  *os.File
 	bufs  bufferPool
 	store storage // how message bytes are kept, from Config
@@ -79,6 +83,13 @@ func (a *Archive) hook(point string) {
 	if a.Hook != nil {
 		a.Hook(point)
 	}
+}
+
+func (a *Archive) link(oldname, newname string) error {
+	if a.Link != nil {
+		return a.Link(oldname, newname)
+	}
+	return os.Link(oldname, newname)
 }
 
 // Create makes a new archive in root, which must not exist or be empty,

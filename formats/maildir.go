@@ -36,6 +36,7 @@ type maildirStorage struct {
 	compress bool
 	bufs     *bufferPool
 	hook     func(point string)
+	link     func(oldname, newname string) error // os.Link, or Archive.Link
 	files    maildirFiles
 }
 
@@ -50,24 +51,57 @@ func (s *maildirStorage) newWriter(dir string, seq int, id string, part int) (Re
 // files of gone messages (a new UIDVALIDITY) are reused.
 func (s *maildirStorage) reuseStored(holderPresent bool) bool { return !holderPresent }
 
+// linkStored: the file of a message on the source whose bytes are stored
+// already is a hard link to them (maildirWriter.EndRecordLinked).
+func (s *maildirStorage) linkStored() bool { return true }
+
 // storedBytes is the message bytes of the files each snapshot names
-// first: a file named again (a duplicate, or the reused file of a gone
-// message) was stored by the snapshot that named it first.
+// first: a file named again (the reused file of a gone message), or
+// another name of a file named before (a hard link), was stored by the
+// snapshot that named it first.
 func (s *maildirStorage) storedBytes(snaps []*Snapshot) []int64 {
 	out := make([]int64, len(snaps))
 	seen := map[string]bool{}
+	linked := map[inode]bool{}
 	for i, snap := range snaps {
 		for _, c := range snap.Changes {
-			for _, m := range c.Added {
-				if m.Location().isFile() && !seen[m.Seg] {
-					seen[m.Seg] = true
-					out[i] += m.Size
+			for k := range c.Added {
+				m := &c.Added[k]
+				if !m.Location().isFile() || seen[m.Seg] {
+					continue
 				}
+				seen[m.Seg] = true
+				if id, ok := s.linkedInode(m); ok {
+					if linked[id] {
+						continue
+					}
+					linked[id] = true
+				}
+				out[i] += m.Size
 			}
 		}
 	}
 	return out
 }
+
+// linkedInode returns the inode of m's file when the file has other
+// names (hard links).
+func (s *maildirStorage) linkedInode(m *Message) (inode, bool) {
+	f, err := s.openFile(m)
+	if err != nil {
+		return inode{}, false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return inode{}, false
+	}
+	id, n, ok := inodeOf(fi)
+	return id, ok && n > 1
+}
+
+// inode identifies a file on a file system, whatever its names.
+type inode struct{ dev, ino uint64 }
 
 // maildirWriter stores a folder's messages as files of a Maildir
 // (folders/DIR/{tmp,new,cur}). Each message is written to tmp/ (one zstd
@@ -204,8 +238,31 @@ func (w *maildirWriter) Write(p []byte) (int, error) {
 }
 
 func (w *maildirWriter) EndRecord() (string, int64, error) {
+	if err := w.finishRecord(); err != nil {
+		return "", 0, err
+	}
+	loc, err := w.addPending()
+	return loc, 0, err
+}
+
+// EndRecordLinked is EndRecord, keeping the message as a hard link to the
+// file of src where it can (RecordLinker).
+func (w *maildirWriter) EndRecordLinked(src StoredCopy) (string, error, error) {
+	if err := w.finishRecord(); err != nil {
+		return "", nil, err
+	}
+	linkErr := w.s.linkCopy(w.tmp, src, w.size, w.date)
+	loc, err := w.addPending()
+	return loc, linkErr, err
+}
+
+var _ RecordLinker = (*maildirWriter)(nil)
+
+// finishRecord completes the file of the record being written, in tmp/:
+// flushed, closed, its modification time the INTERNALDATE.
+func (w *maildirWriter) finishRecord() error {
 	if !w.inRecord {
-		return "", 0, errors.New("formats: EndRecord outside a record")
+		return errors.New("formats: EndRecord outside a record")
 	}
 	err := w.err
 	if err == nil && w.compress {
@@ -224,8 +281,14 @@ func (w *maildirWriter) EndRecord() (string, int64, error) {
 	if err != nil {
 		w.err = err
 		os.Remove(w.tmp)
-		return "", 0, err
+		return err
 	}
+	return nil
+}
+
+// addPending names the finished record's file for cur/, where publish
+// moves it, and returns its location.
+func (w *maildirWriter) addPending() (string, error) {
 	info, added, _ := w.kw.Info(w.flags)
 	if len(added) > 0 {
 		w.kwDirty = true
@@ -235,10 +298,68 @@ func (w *maildirWriter) EndRecord() (string, int64, error) {
 	w.records++
 	if len(w.pending) >= maildirBatch {
 		if err := w.publish(); err != nil {
-			return "", 0, err
+			return "", err
 		}
 	}
-	return w.rel + "/cur/" + final, 0, nil
+	return w.rel + "/cur/" + final, nil
+}
+
+// linkCopy replaces tmp, the finished file of a record of size bytes
+// dated date and not yet published, with a hard link to the file holding
+// src, which is found where it may be: under the name it was stored
+// under; in its writer's tmp/, not yet moved into cur/ (a record of this
+// run: looked at before and after, as it may move meanwhile); under the
+// name its flags give it now (a flag change renamed it). The link is made
+// under a name of its own in tmp/ (a left-over there if the process
+// dies) and renamed over tmp, so that a failure leaves tmp as it was: a
+// full copy. Only a file with the same modification time (INTERNALDATE,
+// to the second) is linked, since its names share it. It returns why the
+// file was not linked, nil when it was.
+func (s *maildirStorage) linkCopy(tmp string, src StoredCopy, size int64, date time.Time) error {
+	if !validMaildirPath(src.Seg) {
+		return fmt.Errorf("%s is not a message file of this Maildir archive", src.Seg)
+	}
+	if src.Size != size {
+		return fmt.Errorf("%s holds a message of %d bytes, not %d", src.Seg, src.Size, size)
+	}
+	dir := path.Dir(path.Dir(src.Seg))
+	candidates := []string{src.Seg, dir + "/tmp/" + MaildirBase(path.Base(src.Seg)), src.Seg}
+	if src.Flags != nil {
+		if now := s.flagName(&Message{Seg: src.Seg, Size: src.Size, Flags: src.Flags}); now != "" && now != src.Seg {
+			candidates = append(candidates, now)
+		}
+	}
+	side := tmp + ".link"
+	var err error
+	for _, c := range candidates {
+		p := filepath.Join(s.root, filepath.FromSlash(c))
+		fi, serr := os.Lstat(p)
+		if serr != nil {
+			err = serr
+			continue
+		}
+		switch {
+		case !fi.Mode().IsRegular():
+			return fmt.Errorf("%s is not a regular file", c)
+		case !fi.ModTime().Truncate(time.Second).Equal(date.Truncate(time.Second)):
+			return fmt.Errorf("%s has another modification time (INTERNALDATE)", c)
+		case !s.compress && fi.Size() != size:
+			return fmt.Errorf("%s holds %d bytes, not %d", c, fi.Size(), size)
+		}
+		if lerr := s.link(p, side); lerr != nil {
+			if errors.Is(lerr, fs.ErrNotExist) {
+				err = lerr // moved meanwhile
+				continue
+			}
+			return fmt.Errorf("link %s: %w", c, lerr)
+		}
+		if rerr := os.Rename(side, tmp); rerr != nil {
+			os.Remove(side)
+			return rerr
+		}
+		return nil
+	}
+	return fmt.Errorf("find %s: %w", src.Seg, err)
 }
 
 func (w *maildirWriter) AbortRecord() error {

@@ -240,8 +240,25 @@ func (w *DeltaWriter) flushFrame() error {
 // run wrote its bytes (false: a duplicate recorded with the location of
 // the copy already stored).
 func (w *DeltaWriter) Add(m *Message, stored bool) error {
-	if err := w.line('a', m); err != nil {
-		return err
+	if w.err != nil {
+		return w.err
+	}
+	n := len(w.buf)
+	w.buf = append(w.buf, `{"a":`...)
+	var ok bool
+	if w.buf, ok = appendMessageJSON(w.buf, m); ok {
+		w.buf = append(w.buf, "}\n"...)
+		w.d.Records++
+		if len(w.buf) >= deltaFrame {
+			if err := w.flushFrame(); err != nil {
+				return err
+			}
+		}
+	} else {
+		w.buf = w.buf[:n]
+		if err := w.line('a', m); err != nil {
+			return err
+		}
 	}
 	w.d.Added++
 	if stored {
@@ -532,6 +549,7 @@ type deltaReader struct {
 	rec     DeltaRecord
 	line    []byte
 	wire    deltaWire
+	msg     Message // the added message of the last line read by hand
 	started bool
 }
 
@@ -636,7 +654,9 @@ func (r *deltaReader) Next() (*DeltaRecord, error) {
 	}
 	w := &r.wire
 	w.A, w.F, w.G = nil, nil, nil
-	if err := json.Unmarshal(line, w); err != nil {
+	if decodeAddLine(line, &r.msg) {
+		w.A = &r.msg
+	} else if err := json.Unmarshal(line, w); err != nil {
 		return nil, r.corrupt("record %d: %v", r.n.Records+1, err)
 	}
 	rec := &r.rec

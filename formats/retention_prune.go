@@ -159,9 +159,12 @@ type compaction struct {
 	// each calls fn with every stored copy in location order.
 	each func(fn func(r *storedRec) error) error
 	// removed: r's copy is no longer stored (on a dry run: would not
-	// be); moved: it is now at to.
+	// be); moved: it is now at to; force: r's copy goes as an erased
+	// one (another name of an erased message's file), for the passes
+	// after.
 	removed func(r *storedRec) error
 	moved   func(r *storedRec, to Location) error
+	force   func(r *storedRec) error
 }
 
 // Keys of prune's work store besides the walk's own.
@@ -172,6 +175,7 @@ const (
 	wkDrop  = 'd' // d N(8): message N is dropped (its copy removed)
 	wkMove  = 'm' // m N(8): message N's copy moved there (Location)
 	wkErase = 'e' // e N(8): message N is erased (ErasedMessage)
+	wkForce = 'f' // f SEG 0 OFF(8): the copy there goes as an erased one
 )
 
 func locKey(kind byte, l Location) []byte {
@@ -308,7 +312,8 @@ type pruneWork struct {
 	removeN int
 	forced  int // locations of erased messages
 
-	selected func(string, *Message) bool // erase: the messages to erase
+	selected   func(string, *Message) bool // erase: the messages to erase
+	forcedMore bool                        // copies forced besides those selected (wkForce)
 }
 
 // compactArchive is Prune (selected nil) and Erase (selected names the
@@ -363,6 +368,10 @@ func (a *Archive) compactArchive(command string, selected func(folder string, m 
 	}
 	c.removed = func(r *storedRec) error { return pw.removed(res, r) }
 	c.moved = pw.moved
+	c.force = func(r *storedRec) error {
+		pw.forcedMore = true
+		return pw.st.put(locKey(wkForce, r.loc), []byte{1})
+	}
 	if err := a.store.compact(c); err != nil {
 		return nil, err
 	}
@@ -549,6 +558,13 @@ func (pw *pruneWork) stored(prefix []byte, fn func(r *storedRec) error) error {
 	flush := func() error {
 		if r == nil {
 			return nil
+		}
+		if pw.forcedMore && !r.forced {
+			forced, err := pw.st.has(locKey(wkForce, r.loc))
+			if err != nil {
+				return err
+			}
+			r.forced = forced
 		}
 		if r.forced {
 			r.live = false
@@ -947,9 +963,10 @@ func (b *numbered) close() {
 	}
 }
 
-// storedSize is the size of every file under folders/.
+// storedSize is the size of every file under folders/ (a file with
+// several names once: diskUsage).
 func (a *Archive) storedSize() (int64, error) {
-	var n int64
+	var n diskUsage
 	err := filepath.WalkDir(filepath.Join(a.Root, FoldersDir), func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -960,7 +977,7 @@ func (a *Archive) storedSize() (int64, error) {
 		if d.Type().IsRegular() {
 			fi, err := d.Info()
 			if err == nil {
-				n += fi.Size()
+				n.add(fi)
 			}
 		}
 		return nil
@@ -968,5 +985,5 @@ func (a *Archive) storedSize() (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("measure stored files: %w", err)
 	}
-	return n, nil
+	return n.total(), nil
 }

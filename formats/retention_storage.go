@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -132,8 +133,17 @@ func rewrittenName(p string) string {
 }
 
 // compact, for Maildir: each message file no kept message needs (for
-// erase: holding an erased message) is deleted, by its current name.
+// erase: holding an erased message, or another name of the file holding
+// one: forceLinks) is deleted, by its current name. A file with several
+// names (hard links) frees its bytes when its last name goes: only then
+// are they counted.
 func (s *maildirStorage) compact(c *compaction) error {
+	if c.onlyForced {
+		if err := s.forceLinks(c); err != nil {
+			return err
+		}
+	}
+	removing := map[inode]uint64{} // names going, of files with several
 	scanned := map[string]bool{}
 	return c.each(func(r *storedRec) error {
 		if r.live || c.onlyForced && !r.forced {
@@ -163,7 +173,100 @@ func (s *maildirStorage) compact(c *compaction) error {
 		}
 		c.remove = append(c.remove, file)
 		c.res.Deleted++
+		if id, n, ok := inodeOf(fi); ok && n > 1 {
+			if removing[id]++; removing[id] < n {
+				return nil // other names keep the bytes
+			}
+		}
 		c.res.Freed += fi.Size()
 		return nil
 	})
+}
+
+// forceLinks, for erase: the other names (hard links) of a file holding
+// an erased message go too, with the messages recorded there, so that
+// the bytes leave the disk, as the other messages recorded at an erased
+// segment record go with it. Only the messages with the same bytes are
+// looked at (their files found as openFile finds them).
+func (s *maildirStorage) forceLinks(c *compaction) error {
+	linked := map[string][]inode{} // SHA-256 -> erased files with other names
+	err := c.each(func(r *storedRec) error {
+		if !r.forced {
+			return nil
+		}
+		if id, ok, err := s.recInode(r); err != nil {
+			return err
+		} else if ok {
+			linked[r.msg.SHA256] = append(linked[r.msg.SHA256], id)
+		}
+		return nil
+	})
+	if err != nil || len(linked) == 0 {
+		return err
+	}
+	return c.each(func(r *storedRec) error {
+		ids := linked[r.msg.SHA256]
+		if r.forced || ids == nil {
+			return nil
+		}
+		if id, ok, err := s.recInode(r); err != nil {
+			return err
+		} else if ok && slices.Contains(ids, id) {
+			return c.force(r)
+		}
+		return nil
+	})
+}
+
+// recInode returns the inode of the file of a stored copy when the file
+// has several names; a file gone is none.
+func (s *maildirStorage) recInode(r *storedRec) (inode, bool, error) {
+	if !r.loc.isFile() {
+		return inode{}, false, nil
+	}
+	f, err := s.openFile(&Message{Seg: r.loc.Seg, Size: r.msg.Size, Flags: r.msg.Flags})
+	if errors.Is(err, fs.ErrNotExist) {
+		return inode{}, false, nil
+	}
+	if err != nil {
+		return inode{}, false, fmt.Errorf("erase: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return inode{}, false, fmt.Errorf("erase: %w", err)
+	}
+	id, n, ok := inodeOf(fi)
+	return id, ok && n > 1, nil
+}
+
+// diskUsage adds up the sizes of files, a file with several names (hard
+// links) once: each name counts its share, size/links, the sizes summed
+// per link count so that the shares of a file whose every name is added
+// make its size exactly. It holds one sum per link count seen, nothing
+// per file. (A file with names outside the archive counts the archive's
+// share.)
+type diskUsage struct {
+	whole  int64
+	shared map[uint64]int64 // link count -> sizes of the names with it
+}
+
+func (u *diskUsage) add(fi fs.FileInfo) {
+	_, n, ok := inodeOf(fi)
+	if !ok || n <= 1 {
+		u.whole += fi.Size()
+		return
+	}
+	if u.shared == nil {
+		u.shared = map[uint64]int64{}
+	}
+	u.shared[n] += fi.Size()
+}
+
+func (u *diskUsage) total() int64 {
+	t := u.whole
+	for n, b := range u.shared {
+		t += b / int64(n)
+	}
+	return t
 }

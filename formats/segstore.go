@@ -62,6 +62,9 @@ func (s segmentRecords) Commit() (*Segment, error) {
 // its folder that has them.
 func (s *segmentStorage) reuseStored(bool) bool { return true }
 
+// linkStored: segments are never linked (the same bytes are one record).
+func (s *segmentStorage) linkStored() bool { return false }
+
 // storedBytes is the compressed size of the segments each snapshot
 // commits (a segment is committed once).
 func (s *segmentStorage) storedBytes(snaps []*Snapshot) []int64 {

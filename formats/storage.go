@@ -167,6 +167,9 @@ type storage interface {
 	storedBytes(snaps []*Snapshot) []int64
 	// reuseStored answers Archive.ReuseStored.
 	reuseStored(holderPresent bool) bool
+	// linkStored answers Archive.LinkStored: its writers are
+	// RecordLinkers.
+	linkStored() bool
 	// syncFlags shows the current flags of stored messages where the
 	// storage keeps flags on disk (Maildir file names), after a commit
 	// recorded them; it returns how many files changed. The archive
@@ -210,7 +213,7 @@ type storedFlags struct {
 // newStorage returns the storage cfg names (Open has checked it).
 func newStorage(a *Archive, cfg Config) storage {
 	if cfg.Storage == StorageMaildir {
-		return &maildirStorage{root: a.Root, compress: cfg.Compression == CompressZstd, bufs: &a.bufs, hook: a.hook}
+		return &maildirStorage{root: a.Root, compress: cfg.Compression == CompressZstd, bufs: &a.bufs, hook: a.hook, link: a.link}
 	}
 	return &segmentStorage{root: a.Root, bufs: &a.bufs, hook: a.hook}
 }
@@ -241,6 +244,33 @@ type RecordWriter interface {
 	Abort()
 }
 
+// StoredCopy is a stored message whose exact bytes a new message has: a
+// committed message of the archive (its manifest entry's location, size
+// and current flags), or a record another writer of the same run ended
+// (its location and size; flags nil).
+type StoredCopy struct {
+	Seg   string
+	Size  int64
+	Flags []string
+}
+
+// RecordLinker is a RecordWriter that can keep a message as a hard link
+// to a file that holds the same bytes (Archive.LinkStored): the writers
+// of a Maildir archive.
+type RecordLinker interface {
+	// EndRecordLinked is EndRecord for a message whose bytes (the ones
+	// just written) src holds already: the message gets its own name in
+	// its own folder, as with EndRecord, for the same file as src where
+	// it can (a hard link: no bytes stored again). Otherwise the bytes
+	// written are kept, a full copy, and linkErr says why (a file system
+	// without hard links, src not found, a different modification time);
+	// it is nil when the message was linked. err is EndRecord's. src may
+	// be a record another writer ended and has not committed: its file is
+	// complete, and this writer's Commit makes the link durable whatever
+	// that writer does next.
+	EndRecordLinked(src StoredCopy) (loc string, linkErr, err error)
+}
+
 // NewWriter starts storing messages of the folder kept in dir, for the
 // snapshot seq/id, in the archive's storage.
 func (a *Archive) NewWriter(dir string, seq int, id string) (RecordWriter, error) {
@@ -261,23 +291,33 @@ func (a *Archive) NewWriterPart(dir string, seq int, id string, part int) (Recor
 	return a.store.newWriter(dir, seq, id, part)
 }
 
-// ReuseStored reports whether a new message whose exact bytes the folder
+// ReuseStored reports whether a new message whose exact bytes the archive
 // already stores is recorded with the location of that copy instead of
 // being stored again. holderPresent says whether a message holding that
-// copy is still on the source. An mbox archive stores the same bytes once
-// per folder; a Maildir archive keeps one file per message on the source
-// (so that a Maildir reader sees both) and reuses only the files of
-// messages that are gone.
+// copy is still on the source. An mbox archive stores the same bytes once;
+// a Maildir archive keeps one file per message on the source (so that a
+// Maildir reader sees every copy, each with its own flags), as a hard link
+// to the same bytes (LinkStored), and reuses the files of messages that
+// are gone.
 func (a *Archive) ReuseStored(holderPresent bool) bool {
 	return a.store.reuseStored(holderPresent)
 }
 
+// LinkStored reports whether the archive keeps a copy per message on the
+// source where ReuseStored says no, as a hard link to the file holding
+// the same bytes (a Maildir archive): its writers are RecordLinkers, and
+// a message found stored already (in the folder, in another folder of
+// the account, or by another writer of the run) costs a name, not its
+// bytes.
+func (a *Archive) LinkStored() bool { return a.store.linkStored() }
+
 // StoredBytes returns how many bytes each of snaps added to the archive's
 // storage: the size of its segments in an mbox archive; in a Maildir
-// archive the message bytes of the files it stored. snaps must be the
-// archive's snapshots in order from the first (as Snapshots returns them):
-// a snapshot that names stored bytes again (a message recorded with the
-// location of a copy stored before) adds nothing for them.
+// archive the message bytes of the files it stored, a file with several
+// names (hard links) once. snaps must be the archive's snapshots in order
+// from the first (as Snapshots returns them): a snapshot that names
+// stored bytes again (a message recorded with the location of a copy
+// stored before, or a link to it) adds nothing for them.
 func (a *Archive) StoredBytes(snaps []*Snapshot) []int64 {
 	return a.store.storedBytes(snaps)
 }

@@ -82,6 +82,7 @@ func Run(t *testing.T, s Store) {
 	t.Run("CancelDuringFetch", r.cancelDuringFetch)
 	t.Run("Close", r.close)
 	t.Run("ChangeLister", r.changeLister)
+	t.Run("SinceLister", r.sinceLister)
 	t.Run("ExpungeChecker", r.expungeChecker)
 	t.Run("ReadOnly", func(t *testing.T) {
 		if after := s.State(t); after != before {
@@ -730,6 +731,57 @@ func (r *runner) changeLister(t *testing.T) {
 			if modseq == st.HighestModSeq && changed != 0 {
 				t.Errorf("folder %q: ListChanged(HIGHESTMODSEQ %d) says %d messages changed since; want none", f.Name, modseq, changed)
 			}
+		}
+	}
+}
+
+// sinceLister checks a source that implements backup.SinceLister: with
+// the folder's own status and count it lists nothing (nothing new, no
+// flag changed); with a count one short it cannot say (an archived
+// message left); from UID 1 with none archived it lists every key, as
+// List does, all new.
+func (r *runner) sinceLister(t *testing.T) {
+	ctx := r.ctx(t)
+	src := r.open(t, ctx)
+	sl, ok := src.(backup.SinceLister)
+	if !ok {
+		t.Skip("the source has no SinceLister")
+	}
+	for _, f := range r.nonEmpty() {
+		st, err := src.Examine(ctx, sourceName(t, ctx, src, f.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, _ := listAll(t, ctx, src)
+		if st.HighestModSeq == 0 {
+			if ok, err := sl.ListSince(ctx, st, int64(len(keys)), func(string, []string, bool) error { return nil }); ok || err != nil {
+				t.Errorf("folder %q: ListSince without HIGHESTMODSEQ = %v, %v; want false", f.Name, ok, err)
+			}
+			continue
+		}
+		var got []string
+		ok, err := sl.ListSince(ctx, st, int64(len(keys)), func(key string, _ []string, _ bool) error {
+			got = append(got, key)
+			return nil
+		})
+		if err != nil || !ok || len(got) != 0 {
+			t.Errorf("folder %q: ListSince(its own status, %d) = %v, %v, listed %v; want true and nothing", f.Name, len(keys), ok, err, got)
+		}
+		if ok, err := sl.ListSince(ctx, st, int64(len(keys))-1, func(string, []string, bool) error { return nil }); ok || err != nil {
+			t.Errorf("folder %q: ListSince with one message fewer archived = %v, %v; want false: it cannot tell which left", f.Name, ok, err)
+		}
+		from := st
+		from.UIDNext = 1
+		got = got[:0]
+		ok, err = sl.ListSince(ctx, from, 0, func(key string, _ []string, _ bool) error {
+			got = append(got, key)
+			return nil
+		})
+		if err != nil || !ok {
+			t.Fatalf("folder %q: ListSince(UIDNEXT 1, none archived) = %v, %v; want true", f.Name, ok, err)
+		}
+		if !slices.Equal(got, keys) {
+			t.Errorf("folder %q: ListSince(UIDNEXT 1) keys %v, List's %v", f.Name, got, keys)
 		}
 	}
 }

@@ -420,6 +420,13 @@ func backupRun(ctx context.Context, a *formats.Archive, root string, storage *fo
 		if first, err = dial(ctx); err != nil {
 			return err
 		}
+		if a != nil {
+			// The engine lists the folders, asking the status of those the
+			// archive holds first (backup.FolderHinter): a LIST before it
+			// would cost a server such as Dovecot a read of every big
+			// folder.
+			return nil
+		}
 		if _, err := first.Folders(ctx); err != nil {
 			first.Close()
 			return fmt.Errorf("list folders: %w", err)

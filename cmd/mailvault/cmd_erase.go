@@ -18,8 +18,9 @@ func eraseCommand() *cli.Command {
 		ArgsUsage: "ARCHIVE",
 		Description: `Removes the selected messages from every snapshot of the archive and their
 bytes from disk: the segments that hold them are rewritten without them (the
-same bytes stored for another message of the folder go too), Maildir files
-are deleted, the manifests rewritten. The archive records that an erasure
+same bytes recorded for another message, in any folder, go too), Maildir files
+are deleted with every hard link to them (and the messages recorded there),
+the manifests rewritten. The archive records that an erasure
 happened (when, the selection, --reason, how many messages), not what was
 erased. 'verify' stays clean. Nothing else is pruned.
 

@@ -53,6 +53,7 @@ var (
 	_ backup.Source         = (*Store)(nil)
 	_ backup.ChangeLister   = (*Store)(nil)
 	_ backup.ExpungeChecker = (*Store)(nil)
+	_ backup.SinceLister    = (*Store)(nil)
 )
 
 // Dial connects and logs in.
@@ -341,6 +342,74 @@ func (s *Store) ListChanged(ctx context.Context, modseq uint64, fn func(key stri
 	})
 	if err != nil {
 		return true, err
+	}
+	for _, uid := range uids {
+		flags, ok := changed[uint32(uid)]
+		if err := fn(makeKey(s.validity, uint32(uid)), flags, ok); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// ListSince implements backup.SinceLister with CONDSTORE: UID SEARCH UID
+// prev.UIDNEXT:* gives the new messages, their count against EXAMINE's
+// tells whether any older one left, and UID FETCH 1:* (FLAGS)
+// (CHANGEDSINCE modseq) the flags changed since. The older messages whose
+// flags changed come first, then the new ones, each in UID order.
+func (s *Store) ListSince(ctx context.Context, prev backup.FolderStatus, present int64, fn func(key string, flags []string, changed bool) error) (bool, error) {
+	if !s.caps.Has(imap.CapCondStore) || prev.HighestModSeq == 0 || prev.UIDNext == 0 || prev.UIDValidity != s.validity {
+		return false, nil
+	}
+	var uids []imap.UID
+	if s.examined > 0 {
+		err := s.do(ctx, func() error {
+			opts := &imap.SearchOptions{}
+			if s.caps.Has(imap.CapESearch) {
+				opts.ReturnAll = true
+			}
+			crit := &imap.SearchCriteria{UID: []imap.UIDSet{{imap.UIDRange{Start: imap.UID(prev.UIDNext), Stop: 0}}}}
+			data, err := s.c.UIDSearch(crit, opts).Wait()
+			if err != nil {
+				return s.connErr(ctx, "list new messages", err)
+			}
+			uids = data.AllUIDs()
+			return nil
+		})
+		if err != nil {
+			return true, err
+		}
+	}
+	// "N:*" names the last message even when its UID is below N.
+	uids = slices.DeleteFunc(uids, func(u imap.UID) bool { return uint32(u) < prev.UIDNext })
+	exists := int64(s.examined) - (s.expunges.Load() - s.examineExpunges)
+	if exists-int64(len(uids)) != present {
+		return false, nil
+	}
+	slices.Sort(uids)
+	changed := map[uint32][]string{}
+	if s.examined > 0 {
+		err := s.do(ctx, func() error {
+			return s.fetchFlags(ctx, imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}, prev.HighestModSeq, "list flag changes", func(uid, _ uint32, flags []string) error {
+				changed[uid] = flags
+				return nil
+			})
+		})
+		if err != nil {
+			return true, err
+		}
+	}
+	older := make([]uint32, 0, len(changed))
+	for uid := range changed {
+		if uid < prev.UIDNext {
+			older = append(older, uid)
+		}
+	}
+	slices.Sort(older)
+	for _, uid := range older {
+		if err := fn(makeKey(s.validity, uid), changed[uid], true); err != nil {
+			return true, err
+		}
 	}
 	for _, uid := range uids {
 		flags, ok := changed[uint32(uid)]
