@@ -53,8 +53,9 @@ bench-fleet:
 # Time and peak RSS of every command on one account of SIZES messages
 # (1-3 KB, 90 % in INBOX) on a private Dovecot: first, no-change and
 # incremental backups, verify, ls, snapshots, restores to IMAP, mbox and
-# Maildir, --deleted-since and --as-of. One table row per command, also
-# written to bench-scale-results.txt. The 1,000,000 size needs about 15 GB
+# Maildir, --deleted-since and --as-of, forget, prune and the backup
+# after them. One table row per command, also written to
+# bench-scale-results.txt. The 1,000,000 size needs about 15 GB
 # of tmpfs (/dev/shm) and an hour or more; SIZES=20000 takes about a minute.
 SIZES ?= 20000,200000,1000000
 .PHONY: bench-scale

@@ -1,6 +1,7 @@
 package formats
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,6 +54,8 @@ type rewritePlan struct {
 	// Erasure, for an erase, is recorded in erasures/ when the rewrite
 	// is carried out.
 	Erasure *ErasureRecord `json:"erasure,omitempty"`
+
+	removeCount int // paths in Remove, when read streaming (Remove nil)
 }
 
 type journalSnap struct {
@@ -77,17 +80,90 @@ const ErasuresDir = "erasures"
 func (a *Archive) snapPath(name string) string { return filepath.Join(a.Root, SnapshotsDir, name) }
 
 // readRewritePlan returns the pending journal, or nil when there is none.
+// Its Remove list is not held: it is checked and counted here, and
+// eachRemove streams it (a prune of a Maildir archive may list a file per
+// message).
 func (a *Archive) readRewritePlan() (*rewritePlan, error) {
-	data, err := os.ReadFile(a.snapPath(rewriteJournal))
+	return a.decodeRewritePlan(nil)
+}
+
+// eachRemove calls fn with every path of the pending journal's Remove
+// list, in order, reading the journal again.
+func (a *Archive) eachRemove(fn func(rel string) error) error {
+	_, err := a.decodeRewritePlan(fn)
+	return err
+}
+
+// decodeRewritePlan reads the journal streaming; remove, when not nil, is
+// called with each path of its Remove list.
+func (a *Archive) decodeRewritePlan(remove func(rel string) error) (*rewritePlan, error) {
+	f, err := os.Open(a.snapPath(rewriteJournal))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read the rewrite journal: %w", err)
 	}
+	defer f.Close()
 	var p rewritePlan
-	if err := json.Unmarshal(data, &p); err != nil {
-		return nil, fmt.Errorf("%w: rewrite journal: %v", ErrCorrupt, err)
+	bad := func(err error) error { return fmt.Errorf("%w: rewrite journal: %v", ErrCorrupt, err) }
+	dec := json.NewDecoder(bufio.NewReaderSize(f, 64<<10))
+	if err := expectDelim(dec, '{'); err != nil {
+		return nil, bad(err)
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, bad(err)
+		}
+		name, _ := tok.(string)
+		var dst any
+		switch name {
+		case "mailvault_rewrite":
+			dst = &p.Journal
+		case "command":
+			dst = &p.Command
+		case "snapshots":
+			dst = &p.Snapshots
+		case "erasure":
+			dst = &p.Erasure
+		case "remove":
+			if tok, err := dec.Token(); err != nil {
+				return nil, bad(err)
+			} else if tok == nil {
+				continue // null
+			} else if d, ok := tok.(json.Delim); !ok || d != '[' {
+				return nil, bad(fmt.Errorf("%v where an array was expected", tok))
+			}
+			for dec.More() {
+				var r string
+				if err := dec.Decode(&r); err != nil {
+					return nil, bad(err)
+				}
+				if !validStoredPath(r) {
+					return nil, fmt.Errorf("%w: rewrite journal: bad path %q", ErrCorrupt, r)
+				}
+				p.removeCount++
+				if remove != nil {
+					if err := remove(r); err != nil {
+						return nil, err
+					}
+				}
+			}
+			if err := expectDelim(dec, ']'); err != nil {
+				return nil, bad(err)
+			}
+			continue
+		default:
+			var skip json.RawMessage
+			dst = &skip
+		}
+		if err := dec.Decode(dst); err != nil {
+			return nil, bad(err)
+		}
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return nil, bad(err)
 	}
 	if p.Journal > 1 {
 		return nil, fmt.Errorf("%w: rewrite journal version %d", ErrNewerVersion, p.Journal)
@@ -97,12 +173,19 @@ func (a *Archive) readRewritePlan() (*rewritePlan, error) {
 			return nil, fmt.Errorf("%w: rewrite journal: bad snapshot %d-%s", ErrCorrupt, s.Seq, s.ID)
 		}
 	}
-	for _, r := range p.Remove {
-		if !validStoredPath(r) {
-			return nil, fmt.Errorf("%w: rewrite journal: bad path %q", ErrCorrupt, r)
-		}
-	}
 	return &p, nil
+}
+
+// expectDelim reads one JSON delimiter.
+func expectDelim(dec *json.Decoder, want json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != want {
+		return fmt.Errorf("%v where %v was expected", tok, want)
+	}
+	return nil
 }
 
 // validStoredPath accepts the paths of stored files a journal may remove:
@@ -137,34 +220,94 @@ func (a *Archive) journalSnapshots() ([]SnapshotFile, bool, error) {
 	return out, true, nil
 }
 
-// commitRewrite replaces the archive's manifests by snaps (every snapshot
-// after the rewrite, in order; those in changed are written anew), and
-// then deletes the stored files in remove. The caller holds the lock and
-// has written and synced every stored file the new manifests name.
-func (a *Archive) commitRewrite(command string, snaps []*Snapshot, changed map[string]bool, remove []string, erasure *ErasureRecord) error {
-	plan := rewritePlan{Journal: 1, Command: command, Remove: remove, Erasure: erasure}
-	for _, s := range snaps {
-		plan.Snapshots = append(plan.Snapshots, journalSnap{Seq: s.Seq, ID: s.ID, New: changed[s.ID]})
-		if !changed[s.ID] {
-			continue
+// writeNewManifest writes s, a manifest of the archive after a rewrite,
+// to snapshots/SEQ-ID.json.new (through a temporary file, fsynced,
+// renamed): as a version 1 manifest, one file with its records, which
+// body streams (s.Changes must be empty). A version 2 snapshot's delta
+// directory goes once the new manifest is installed.
+func (a *Archive) writeNewManifest(s *Snapshot, body func(sw *SnapshotStream) error) error {
+	side := a.snapPath(snapshotFileName(s.Seq, s.ID) + ".new")
+	err := writeAtomic(side, func(w io.Writer) error {
+		sw, err := NewSnapshotStream(w, s)
+		if err == nil {
+			err = body(sw)
 		}
-		// Written whole, as a version 1 manifest (one file; a version 2
-		// snapshot's delta directory goes once it is installed).
-		s.Version = ManifestVersion1
-		if err := s.validate(); err != nil {
-			return fmt.Errorf("formats: refusing to write an invalid snapshot %s: %w", s.ID, err)
+		if err == nil {
+			err = sw.Close()
 		}
-		side := a.snapPath(snapshotFileName(s.Seq, s.ID) + ".new")
-		if err := writeAtomic(side, func(w io.Writer) error { return WriteSnapshot(w, s) }, nil); err != nil {
-			return unwritable("write manifest", side, err)
+		if err != nil && (sw == nil || sw.ioErr == nil) {
+			return notWriting{err}
 		}
-	}
-	data, err := json.MarshalIndent(plan, "", " ")
-	if err != nil {
 		return err
+	}, nil)
+	var nw notWriting
+	if errors.As(err, &nw) {
+		return nw.error
 	}
+	if err != nil {
+		return unwritable("write manifest", side, err)
+	}
+	return nil
+}
+
+// notWriting is an error of a writer's content, not of the file system.
+type notWriting struct{ error }
+
+// commitJournal commits a rewrite whose new manifests (writeNewManifest)
+// and new stored files are written and synced: it writes the journal
+// (the commit point) and carries it out. snaps is every snapshot of the
+// archive after the rewrite, in order, New marking those written anew;
+// remove, when not nil, calls its argument with each stored file no
+// manifest names afterwards.
+func (a *Archive) commitJournal(command string, snaps []journalSnap, remove func(fn func(rel string) error) error, erasure *ErasureRecord) error {
+	var rerr error // what failed reading the remove list
 	a.hook("rewrite-before-journal")
-	if err := writeFileAtomic(a.snapPath(rewriteJournal), append(data, '\n'), nil); err != nil {
+	err := writeAtomic(a.snapPath(rewriteJournal), func(w io.Writer) error {
+		bw := bufio.NewWriterSize(w, 64<<10)
+		cmd, _ := json.Marshal(command)
+		list, err := json.Marshal(snaps)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(bw, "{\"mailvault_rewrite\":1,\"command\":%s,\n \"snapshots\":%s", cmd, list)
+		if remove != nil {
+			n := 0
+			err := remove(func(rel string) error {
+				if !validStoredPath(rel) {
+					return fmt.Errorf("formats: refusing to remove %q in a rewrite", rel)
+				}
+				b, _ := json.Marshal(rel)
+				if n == 0 {
+					bw.WriteString(",\n \"remove\":[\n  ")
+				} else {
+					bw.WriteString(",\n  ")
+				}
+				n++
+				_, err := bw.Write(b)
+				return err
+			})
+			if err != nil {
+				rerr = err
+				return err
+			}
+			if n > 0 {
+				bw.WriteString("]")
+			}
+		}
+		if erasure != nil {
+			b, err := json.Marshal(erasure)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(bw, ",\n \"erasure\":%s", b)
+		}
+		bw.WriteString("}\n")
+		return bw.Flush()
+	}, nil)
+	if rerr != nil {
+		return rerr
+	}
+	if err != nil {
 		return unwritable("write the rewrite journal", rewriteJournal, err)
 	}
 	a.hook("rewrite-after-journal")
@@ -223,14 +366,18 @@ func (a *Archive) finishRewrite() error {
 	if err := syncDir(dir); err != nil {
 		return err
 	}
-	dirs := map[string]bool{}
-	for _, r := range p.Remove {
+	dirs := map[string]bool{} // folder directories: few
+	err = a.eachRemove(func(r string) error {
 		full := filepath.Join(a.Root, filepath.FromSlash(r))
 		if err := os.Remove(full); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove %s: %w", r, err)
 		}
 		dirs[filepath.Dir(full)] = true
 		a.hook("rewrite-removed-file")
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	for d := range dirs {
 		if err := syncDir(d); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -9,7 +9,6 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -18,22 +17,20 @@ import (
 // holds an erased record) is copied, live records only, into a new
 // segment of the same folder, which is committed (fsynced, renamed) before
 // the manifests name it; the old one is deleted after the manifests
-// stopped naming it.
+// stopped naming it. A segment's records are gone through twice (what is
+// live, then what to do with each), never held.
 func (s *segmentStorage) compact(c *compaction) error {
-	bySeg := map[string][]*storedRec{}
-	for _, r := range c.recs {
-		bySeg[r.loc.Seg] = append(bySeg[r.loc.Seg], r)
-	}
-	paths := c.idx.segmentPaths()
-	sort.Strings(paths)
 	rd := s.newReader(c.idx)
 	defer rd.close()
-	for _, p := range paths {
+	return c.segments(func(p string, recs recIter) error {
 		g := c.idx.segment(p)
-		recs := sortedRecs(bySeg[p])
+		if g == nil {
+			return nil // not a segment (verify reports such a location)
+		}
 		var live, dead int64
-		nlive, forced := 0, false
-		for _, r := range recs {
+		n, nlive, forced := 0, 0, false
+		err := recs(func(r *storedRec) error {
+			n++
 			if r.live {
 				live += r.msg.Size
 				nlive++
@@ -41,33 +38,38 @@ func (s *segmentStorage) compact(c *compaction) error {
 				dead += r.msg.Size
 			}
 			forced = forced || r.forced
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		if nlive == len(recs) || c.onlyForced && !forced {
-			continue
+		if nlive == n || c.onlyForced && !forced {
+			return nil
 		}
 		if nlive == 0 {
 			c.newSegs[p] = nil
 			c.remove = append(c.remove, p)
-			for _, r := range recs {
-				c.removed[r.loc] = true
-			}
 			c.res.Deleted++
 			c.res.Freed += g.Size
-			continue
+			return recs(c.removed)
 		}
 		if !c.onlyForced && float64(dead)*100 <= c.maxUnused*float64(live+dead) {
 			c.res.LeftUnused++
-			continue
+			return nil
 		}
-		for _, r := range recs {
+		err = recs(func(r *storedRec) error {
 			if !r.live {
-				c.removed[r.loc] = true
+				return c.removed(r)
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		c.res.Rewritten++
 		if c.dryRun {
 			c.res.Freed += g.Size * dead / (live + dead)
-			continue
+			return nil
 		}
 		ng, err := s.copyLive(g, recs, rd, c.moved)
 		if err != nil {
@@ -76,38 +78,41 @@ func (s *segmentStorage) compact(c *compaction) error {
 		c.newSegs[p] = ng
 		c.remove = append(c.remove, p)
 		c.res.Freed += g.Size - ng.Size
-	}
-	return nil
+		return nil
+	})
 }
 
 // copyLive writes the live records of g into a new segment next to it and
 // commits it; moved gets their new locations.
-func (s *segmentStorage) copyLive(g *Segment, recs []*storedRec, rd storageReader, moved map[Location]Location) (*Segment, error) {
+func (s *segmentStorage) copyLive(g *Segment, recs recIter, rd storageReader, moved func(r *storedRec, to Location) error) (*Segment, error) {
 	w, err := newSegmentWriter(s.root, rewrittenName(g.Path), s.bufs, s.hook)
 	if err != nil {
 		return nil, err
 	}
 	defer w.Abort()
 	buf := make([]byte, 64<<10)
-	for _, r := range recs {
+	err = recs(func(r *storedRec) error {
 		if !r.live {
-			continue
+			return nil
 		}
 		body, err := rd.open(r.msg)
 		if err != nil {
-			return nil, fmt.Errorf("prune: read %s: %w", r.loc, err)
+			return fmt.Errorf("prune: read %s: %w", r.loc, err)
 		}
 		if err := w.BeginRecord(r.msg.InternalDate); err != nil {
-			return nil, err
+			return err
 		}
 		if _, err := io.CopyBuffer(w, body, buf); err != nil {
-			return nil, fmt.Errorf("prune: copy %s: %w", r.loc, err)
+			return fmt.Errorf("prune: copy %s: %w", r.loc, err)
 		}
 		off, _, err := w.EndRecord()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		moved[r.loc] = Location{Seg: w.Path(), Off: off}
+		return moved(r, Location{Seg: w.Path(), Off: off})
+	})
+	if err != nil {
+		return nil, err
 	}
 	ng, err := w.Commit()
 	if err != nil {
@@ -139,14 +144,11 @@ func (s *maildirStorage) compact(c *compaction) error {
 		}
 	}
 	removing := map[inode]uint64{} // names going, of files with several
-	var recs []*storedRec
-	for _, r := range c.recs {
-		if !r.live && (!c.onlyForced || r.forced) {
-			recs = append(recs, r)
-		}
-	}
 	scanned := map[string]bool{}
-	for _, r := range sortedRecs(recs) {
+	return c.each(func(r *storedRec) error {
+		if r.live || c.onlyForced && !r.forced {
+			return nil
+		}
 		dir := path.Dir(path.Dir(r.loc.Seg))
 		// Once per folder afresh: flags rename files.
 		names, err := s.names(dir, !scanned[dir])
@@ -154,15 +156,17 @@ func (s *maildirStorage) compact(c *compaction) error {
 		if err != nil {
 			return err
 		}
-		c.removed[r.loc] = true
+		if err := c.removed(r); err != nil {
+			return err
+		}
 		rel, ok := names[MaildirBase(path.Base(r.loc.Seg))]
 		if !ok {
-			continue // already gone (a journal carried out before)
+			return nil // already gone (a journal carried out before)
 		}
 		file := dir + "/" + rel
 		fi, err := os.Stat(filepath.Join(s.root, filepath.FromSlash(file)))
 		if errors.Is(err, fs.ErrNotExist) {
-			continue
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("prune: %w", err)
@@ -171,12 +175,12 @@ func (s *maildirStorage) compact(c *compaction) error {
 		c.res.Deleted++
 		if id, n, ok := inodeOf(fi); ok && n > 1 {
 			if removing[id]++; removing[id] < n {
-				continue // other names keep the bytes
+				return nil // other names keep the bytes
 			}
 		}
 		c.res.Freed += fi.Size()
-	}
-	return nil
+		return nil
+	})
 }
 
 // forceLinks, for erase: the other names (hard links) of a file holding
@@ -186,31 +190,32 @@ func (s *maildirStorage) compact(c *compaction) error {
 // looked at (their files found as openFile finds them).
 func (s *maildirStorage) forceLinks(c *compaction) error {
 	linked := map[string][]inode{} // SHA-256 -> erased files with other names
-	for _, r := range c.recs {
+	err := c.each(func(r *storedRec) error {
 		if !r.forced {
-			continue
+			return nil
 		}
 		if id, ok, err := s.recInode(r); err != nil {
 			return err
 		} else if ok {
 			linked[r.msg.SHA256] = append(linked[r.msg.SHA256], id)
 		}
-	}
-	if len(linked) == 0 {
 		return nil
+	})
+	if err != nil || len(linked) == 0 {
+		return err
 	}
-	for _, r := range c.recs {
+	return c.each(func(r *storedRec) error {
 		ids := linked[r.msg.SHA256]
 		if r.forced || ids == nil {
-			continue
+			return nil
 		}
 		if id, ok, err := s.recInode(r); err != nil {
 			return err
 		} else if ok && slices.Contains(ids, id) {
-			r.forced, r.live = true, false
+			return c.force(r)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // recInode returns the inode of the file of a stored copy when the file

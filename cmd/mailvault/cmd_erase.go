@@ -145,11 +145,26 @@ func runErase(root string, match func(string, *formats.Message) bool, desc, reas
 		}
 		defer a.Unlock()
 	}
-	res, err := a.Erase(match, desc, reason, true)
+	// The messages are printed as the archive lists them once the erase
+	// is committed (or decided, on a dry run), not held: an erase may
+	// select a whole mailbox.
+	show := func(m formats.ErasedMessage) error {
+		verb := "erased"
+		if dryRun {
+			verb = "would erase"
+		}
+		_, err := fmt.Fprintf(e.stdout, "%s  %s  %s  %s  %s  %s\n", verb, printable(m.Folder), m.Key, m.Date.Local().Format(time.DateOnly), printable(m.MessageID), printable(m.Subject))
+		return err
+	}
+	opts := formats.EraseOptions{Match: match, Selection: desc, Reason: reason, DryRun: true}
+	if dryRun {
+		opts.Each = show
+	}
+	res, err := a.EraseWith(opts)
 	if err != nil {
 		return err
 	}
-	if len(res.Erased) == 0 {
+	if res.ErasedCount == 0 {
 		// The same erase done before (or finished when this one took the
 		// lock, after a kill): nothing is left to do.
 		recs, err := a.Erasures()
@@ -165,25 +180,16 @@ func runErase(root string, match func(string, *formats.Message) bool, desc, reas
 		return usagef("erase: no message in %s matches %s", root, desc)
 	}
 	if !dryRun {
-		if res, err = a.Erase(match, desc, reason, false); err != nil {
+		opts.DryRun, opts.Each = false, show
+		if res, err = a.EraseWith(opts); err != nil {
 			return err
 		}
 	}
-	onSource := 0
-	for _, m := range res.Erased {
-		verb := "erased"
-		if dryRun {
-			verb = "would erase"
-		}
-		fmt.Fprintf(e.stdout, "%s  %s  %s  %s  %s  %s\n", verb, printable(m.Folder), m.Key, m.Date.Local().Format(time.DateOnly), printable(m.MessageID), printable(m.Subject))
-		if m.OnSource {
-			onSource++
-		}
-	}
+	onSource := res.ErasedOnSource
 	if dryRun {
-		fmt.Fprintf(e.stdout, "would erase %d messages (%d stored copies), from every snapshot (dry run: nothing changed)\n", len(res.Erased), res.Records)
+		fmt.Fprintf(e.stdout, "would erase %d messages (%d stored copies), from every snapshot (dry run: nothing changed)\n", res.ErasedCount, res.Records)
 	} else {
-		fmt.Fprintf(e.stdout, "erased %d messages from every snapshot and from disk; recorded in %s/\n", len(res.Erased), formats.ErasuresDir)
+		fmt.Fprintf(e.stdout, "erased %d messages from every snapshot and from disk; recorded in %s/\n", res.ErasedCount, formats.ErasuresDir)
 	}
 	if onSource > 0 {
 		fmt.Fprintf(e.stdout, "note: %d of them are still on the server as of the newest snapshot: the next backup stores them again unless they are deleted there\n", onSource)

@@ -149,11 +149,25 @@ func forgetArchive(root string, p formats.Policy, dryRun bool, po *formats.Prune
 	if forgot != nil {
 		forgot(res)
 	}
-	if dryRun || po == nil {
+	if dryRun {
 		return res, nil, nil
 	}
-	pr, err := a.Prune(*po)
-	return res, pr, err
+	var pr *formats.PruneResult
+	if po != nil {
+		if pr, err = a.Prune(*po); err != nil {
+			return res, pr, err
+		}
+	}
+	rebuildIndex(a)
+	return res, pr, nil
+}
+
+// rebuildIndex builds the state index a rewrite of the manifests dropped
+// (or finds it current), once retention is done, so that the next backup
+// does not have to. The index is derived data: if this fails, the next
+// writer builds it.
+func rebuildIndex(a *formats.Archive) {
+	_ = a.RebuildIndex()
 }
 
 // printForget prints forget's decisions (unless quiet) and its summary.

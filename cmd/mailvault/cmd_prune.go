@@ -72,7 +72,13 @@ func runPrune(root string, opts formats.PruneOptions, e *env) error {
 		}
 		defer a.Unlock()
 	}
-	return prune(a, opts, e)
+	if err := prune(a, opts, e); err != nil {
+		return err
+	}
+	if !opts.DryRun {
+		rebuildIndex(a)
+	}
+	return nil
 }
 
 // prune runs Prune on a (locked unless a dry run) and prints the result.

@@ -478,6 +478,25 @@ func (s *scaleSuite) runSize(b *testing.B, n int) {
 		}
 	}
 	z.removeAll(dir)
+
+	// 10. Retention: forget every snapshot but the newest (the others are
+	// folded into it: the messages expunged in step 9 are then added and
+	// gone within one manifest), prune (every segment holding one of them
+	// is rewritten; it builds the state index the rewrite dropped again),
+	// then a backup with nothing new.
+	if z.step("forget --keep-last 1", total, nil, "forget", z.vault, "--keep-last", "1", "-q") {
+		if s := z.snapshots(); len(s) != 1 {
+			b.Fatalf("forget --keep-last 1 left %d snapshots", len(s))
+		}
+	}
+	if out, ok := z.stepOut("prune", gone, "prune", z.vault); ok {
+		z.note("prune: %s", strings.TrimSpace(out))
+		z.mustEqual("archive after forget and prune", z.archiveCounts(), server)
+	}
+	if !z.backupStep("backup, no change after forget and prune", n, backup...) {
+		return
+	}
+	z.mustEqual("archive after the backup after prune", z.archiveCounts(), server)
 }
 
 // killedAt notes how far a command killed after the step timeout got.
