@@ -316,16 +316,23 @@ func (a *Archive) readIndex(seq int, locations bool) (*Index, error) {
 const tempIndexPrefix = "mailvault-index-"
 
 // removeStaleTempIndexes removes the temporary indexes that a reader
-// killed before it could remove them left in dir: those older than minAge
-// whose store no process holds (leveldb keeps an flock on state/LOCK while
-// a store is open; the kernel drops it when the process dies).
+// killed before it could remove them left in dir (removeStaleDirs).
 func removeStaleTempIndexes(dir string, minAge time.Duration) {
+	removeStaleDirs(dir, tempIndexPrefix, filepath.Join("state", "LOCK"), minAge)
+}
+
+// removeStaleDirs removes the directories named prefix* in dir that a
+// process killed before it could remove them left: those older than
+// minAge whose leveldb store (its LOCK file at lock, relative) no process
+// holds (leveldb keeps an flock on it while the store is open; the kernel
+// drops it when the process dies).
+func removeStaleDirs(dir, prefix, lock string, minAge time.Duration) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
 	for _, e := range entries {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), tempIndexPrefix) {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), prefix) {
 			continue
 		}
 		info, err := e.Info()
@@ -333,8 +340,7 @@ func removeStaleTempIndexes(dir string, minAge time.Duration) {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
-		f, err := os.OpenFile(filepath.Join(path, "state", "LOCK"), os.O_RDWR, 0)
-		if err == nil {
+		if f, err := os.OpenFile(filepath.Join(path, lock), os.O_RDWR, 0); err == nil {
 			ok, _ := tryLock(f)
 			f.Close() // drops the lock taken
 			if !ok {

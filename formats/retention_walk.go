@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/syndtr/goleveldb/leveldb"
@@ -65,31 +64,9 @@ func newWorkStore() (*workStore, error) {
 }
 
 // removeStaleWorkDirs removes the work directories that a run killed
-// before it could remove them left in dir: those older than minAge whose
-// store no process holds (leveldb keeps an flock on walk/LOCK).
+// before it could remove them left in dir (removeStaleDirs).
 func removeStaleWorkDirs(dir string, minAge time.Duration) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), workDirPrefix) {
-			continue
-		}
-		info, err := e.Info()
-		if err != nil || time.Since(info.ModTime()) < minAge {
-			continue
-		}
-		p := filepath.Join(dir, e.Name())
-		if f, err := os.OpenFile(filepath.Join(p, "walk", "LOCK"), os.O_RDWR, 0); err == nil {
-			ok, _ := tryLock(f)
-			f.Close()
-			if !ok {
-				continue
-			}
-		}
-		os.RemoveAll(p)
-	}
+	removeStaleDirs(dir, workDirPrefix, filepath.Join("walk", "LOCK"), minAge)
 }
 
 // path returns a file name in the store's directory, for a pass's own

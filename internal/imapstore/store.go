@@ -313,19 +313,7 @@ func (s *Store) ListChanged(ctx context.Context, modseq uint64, fn func(key stri
 	if s.examined == 0 {
 		return true, nil
 	}
-	var uids []imap.UID
-	err := s.do(ctx, func() error {
-		opts := &imap.SearchOptions{}
-		if s.caps.Has(imap.CapESearch) {
-			opts.ReturnAll = true
-		}
-		data, err := s.c.UIDSearch(&imap.SearchCriteria{}, opts).Wait()
-		if err != nil {
-			return s.connErr(ctx, "list messages", err)
-		}
-		uids = data.AllUIDs()
-		return nil
-	})
+	uids, err := s.uidSearch(ctx, &imap.SearchCriteria{}, "list messages")
 	if err != nil {
 		return true, err
 	}
@@ -333,13 +321,7 @@ func (s *Store) ListChanged(ctx context.Context, modseq uint64, fn func(key stri
 		return true, err
 	}
 	slices.Sort(uids)
-	changed := map[uint32][]string{}
-	err = s.do(ctx, func() error {
-		return s.fetchFlags(ctx, imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}, modseq, "list flag changes", func(uid, _ uint32, flags []string) error {
-			changed[uid] = flags
-			return nil
-		})
-	})
+	changed, err := s.changedSince(ctx, modseq)
 	if err != nil {
 		return true, err
 	}
@@ -363,20 +345,9 @@ func (s *Store) ListSince(ctx context.Context, prev backup.FolderStatus, present
 	}
 	var uids []imap.UID
 	if s.examined > 0 {
-		err := s.do(ctx, func() error {
-			opts := &imap.SearchOptions{}
-			if s.caps.Has(imap.CapESearch) {
-				opts.ReturnAll = true
-			}
-			crit := &imap.SearchCriteria{UID: []imap.UIDSet{{imap.UIDRange{Start: imap.UID(prev.UIDNext), Stop: 0}}}}
-			data, err := s.c.UIDSearch(crit, opts).Wait()
-			if err != nil {
-				return s.connErr(ctx, "list new messages", err)
-			}
-			uids = data.AllUIDs()
-			return nil
-		})
-		if err != nil {
+		var err error
+		crit := &imap.SearchCriteria{UID: []imap.UIDSet{{imap.UIDRange{Start: imap.UID(prev.UIDNext), Stop: 0}}}}
+		if uids, err = s.uidSearch(ctx, crit, "list new messages"); err != nil {
 			return true, err
 		}
 	}
@@ -389,13 +360,8 @@ func (s *Store) ListSince(ctx context.Context, prev backup.FolderStatus, present
 	slices.Sort(uids)
 	changed := map[uint32][]string{}
 	if s.examined > 0 {
-		err := s.do(ctx, func() error {
-			return s.fetchFlags(ctx, imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}, prev.HighestModSeq, "list flag changes", func(uid, _ uint32, flags []string) error {
-				changed[uid] = flags
-				return nil
-			})
-		})
-		if err != nil {
+		var err error
+		if changed, err = s.changedSince(ctx, prev.HighestModSeq); err != nil {
 			return true, err
 		}
 	}
@@ -418,6 +384,37 @@ func (s *Store) ListSince(ctx context.Context, prev backup.FolderStatus, present
 		}
 	}
 	return true, nil
+}
+
+// uidSearch runs UID SEARCH crit (RETURN (ALL) with ESEARCH).
+func (s *Store) uidSearch(ctx context.Context, crit *imap.SearchCriteria, what string) ([]imap.UID, error) {
+	var uids []imap.UID
+	err := s.do(ctx, func() error {
+		opts := &imap.SearchOptions{}
+		if s.caps.Has(imap.CapESearch) {
+			opts.ReturnAll = true
+		}
+		data, err := s.c.UIDSearch(crit, opts).Wait()
+		if err != nil {
+			return s.connErr(ctx, what, err)
+		}
+		uids = data.AllUIDs()
+		return nil
+	})
+	return uids, err
+}
+
+// changedSince returns the flags of the examined folder's messages
+// changed after modseq, by UID.
+func (s *Store) changedSince(ctx context.Context, modseq uint64) (map[uint32][]string, error) {
+	changed := map[uint32][]string{}
+	err := s.do(ctx, func() error {
+		return s.fetchFlags(ctx, imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}, modseq, "list flag changes", func(uid, _ uint32, flags []string) error {
+			changed[uid] = flags
+			return nil
+		})
+	})
+	return changed, err
 }
 
 // fetchFlags runs FETCH set (UID FLAGS), with (CHANGEDSINCE modseq) when
