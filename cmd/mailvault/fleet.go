@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -99,6 +100,18 @@ func loadConfig(c *cli.Context, path string) (*config.Config, []*config.Account,
 	return cfg, selected, nil
 }
 
+// fleetMemoryLimit is the heap's soft limit for a fleet run of k accounts
+// at once, given the current one: memoryLimit is per account (the bound
+// of one run), so k runs get k times it; under one run's limit, k big
+// accounts would make the collector run without pause. A limit set
+// otherwise (GOMEMLIMIT, or none) stays.
+func fleetMemoryLimit(cur int64, k int) int64 {
+	if cur != memoryLimit || k <= 1 {
+		return cur
+	}
+	return int64(k) * memoryLimit
+}
+
 // parallel returns --parallel, else the file's, else the default.
 func parallel(c *cli.Context, cfg *config.Config) (int, error) {
 	n := defaultParallel
@@ -131,6 +144,7 @@ func fleetBackupAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	debug.SetMemoryLimit(fleetMemoryLimit(debug.SetMemoryLimit(-1), min(n, len(accounts))))
 	var ui *progressUI
 	if progressWanted(c) {
 		ui = newProgressUI(c.Context, e.stderr)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -177,6 +178,28 @@ func TestFleetInterrupted(t *testing.T) {
 	for _, a := range r.Accounts {
 		if a.Status != "failed" || a.Error != "not started: the run was interrupted" {
 			t.Errorf("account %s: %s %q", a.Name, a.Status, a.Error)
+		}
+	}
+}
+
+// TestFleetMemoryLimit: a fleet run of k accounts at once gets k times one
+// run's soft heap limit (memoryLimit, main.go); a limit the user set
+// (GOMEMLIMIT) or none stays as it is.
+func TestFleetMemoryLimit(t *testing.T) {
+	for _, tc := range []struct {
+		cur  int64
+		k    int
+		want int64
+	}{
+		{memoryLimit, 1, memoryLimit},
+		{memoryLimit, 4, 4 * memoryLimit},
+		{memoryLimit, 16, 16 * memoryLimit},
+		{memoryLimit, 0, memoryLimit},
+		{math.MaxInt64, 8, math.MaxInt64},
+		{100 << 20, 8, 100 << 20},
+	} {
+		if got := fleetMemoryLimit(tc.cur, tc.k); got != tc.want {
+			t.Errorf("fleetMemoryLimit(%d, %d) = %d, want %d", tc.cur, tc.k, got, tc.want)
 		}
 	}
 }
