@@ -247,6 +247,7 @@ func Run(ctx context.Context, a *formats.Archive, sel *Selected, t Target, opts 
 	}
 	warnShared(rep.Folders, opts.Log)
 	r := &runner{ctx: ctx, a: a, sel: sel, t: t, opts: &opts, rep: rep, exists: exists}
+	defer r.closeLabelSets()
 	if err := r.leaveToLabels(); err != nil {
 		return nil, err
 	}
@@ -389,10 +390,10 @@ type runner struct {
 	// inLabels are the SHA-256 of the messages the plans of label folders
 	// restore, when All Mail's messages are left to the labels
 	// (labels.go); nil otherwise. Read-only once workers run.
-	inLabels map[[32]byte]struct{}
+	inLabels *sumSet
 	// onTarget are the SHA-256 of the messages the target acknowledged or
 	// held, when inLabels is set. Under mu.
-	onTarget map[[32]byte]struct{}
+	onTarget *sumSet
 }
 
 // worker restores folders over one target connection.

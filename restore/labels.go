@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"errors"
 	"encoding/hex"
 
 	"github.com/mailvault/mailvault/formats"
@@ -25,15 +26,15 @@ type LabelTarget interface {
 // leaveToLabels marks the plans of \All folders whose messages a plan of
 // another folder restores (the same bytes) as left to the labels: the
 // target shows them in All Mail once they are in a label. It keeps the
-// SHA-256 of every message the label plans restore (32 bytes each: the
-// one per-message set a restore holds, and only for a target whose
-// folders are labels).
+// SHA-256 of every message the label plans restore, and of those the
+// target holds, in sets that go to disk past sumSetMem (a Gmail account of
+// 1,000,000 labelled messages would otherwise hold 64 MB of sums).
 func (r *runner) leaveToLabels() error {
 	lt, ok := r.t.(LabelTarget)
 	if !ok || !lt.Labels() {
 		return nil
 	}
-	inLabels := map[[32]byte]struct{}{}
+	inLabels := newSumSet()
 	hasAll := false
 	for _, fp := range r.rep.Folders {
 		if fp.sf == nil {
@@ -45,18 +46,25 @@ func (r *runner) leaveToLabels() error {
 		}
 		err := r.sel.Each(fp.sf, func(m *formats.MessageState) error {
 			if sum, ok := rawSum(m.SHA256); ok {
-				inLabels[sum] = struct{}{}
+				inLabels.add(sum)
 			}
 			return nil
 		})
 		if err != nil {
+			inLabels.Close()
 			return err
 		}
 	}
-	if !hasAll || len(inLabels) == 0 {
+	inLabels.seal()
+	if err := inLabels.Err(); err != nil {
+		inLabels.Close()
+		return err
+	}
+	if !hasAll || inLabels.len() == 0 {
+		inLabels.Close()
 		return nil
 	}
-	r.inLabels, r.onTarget = inLabels, map[[32]byte]struct{}{}
+	r.inLabels, r.onTarget = inLabels, newSumSet()
 	for _, fp := range r.rep.Folders {
 		if fp.sf == nil || fp.role != `\All` {
 			continue
@@ -70,6 +78,9 @@ func (r *runner) leaveToLabels() error {
 			return nil
 		})
 		if err != nil {
+			return err
+		}
+		if err := r.inLabels.Err(); err != nil {
 			return err
 		}
 		if n > 0 {
@@ -89,8 +100,7 @@ func (r *runner) leftToLabels(fp *FolderPlan, m *formats.MessageState) bool {
 	if !ok {
 		return false
 	}
-	_, in := r.inLabels[sum]
-	return in
+	return r.inLabels.has(sum)
 }
 
 // markOnTarget records that the target holds m (r.mu held).
@@ -99,7 +109,7 @@ func (r *runner) markOnTarget(m *formats.MessageState) {
 		return
 	}
 	if sum, ok := rawSum(m.SHA256); ok {
-		r.onTarget[sum] = struct{}{}
+		r.onTarget.add(sum)
 	}
 }
 
@@ -121,7 +131,7 @@ func (r *runner) shownByLabels() error {
 			}
 			sum, _ := rawSum(m.SHA256)
 			r.mu.Lock()
-			_, held := r.onTarget[sum]
+			held := r.onTarget.has(sum)
 			r.mu.Unlock()
 			if held {
 				n++
@@ -131,11 +141,23 @@ func (r *runner) shownByLabels() error {
 		if err != nil {
 			return err
 		}
+		if err := errors.Join(r.inLabels.Err(), r.onTarget.Err()); err != nil {
+			return err
+		}
 		r.mu.Lock()
 		fp.ByLabels = n
 		r.mu.Unlock()
 	}
 	return nil
+}
+
+// closeLabelSets removes the label sets' stores.
+func (r *runner) closeLabelSets() {
+	for _, s := range []*sumSet{r.inLabels, r.onTarget} {
+		if s != nil {
+			s.Close()
+		}
+	}
 }
 
 // rawSum decodes a hex SHA-256.

@@ -3,6 +3,7 @@ package restore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -16,6 +17,18 @@ func (labelTarget) Labels() bool { return true }
 // they count as restored only once the label holds them (a label's
 // refusal leaves them not restored). Another target gets every copy.
 func TestLeaveToLabels(t *testing.T) {
+	for _, limit := range []int{sumSetMem, 1} {
+		t.Run(fmt.Sprint("sums in memory ", limit), func(t *testing.T) {
+			old := sumSetMem
+			sumSetMem = limit
+			defer func() { sumSetMem = old }()
+			t.Setenv("TMPDIR", t.TempDir())
+			testLeaveToLabels(t)
+		})
+	}
+}
+
+func testLeaveToLabels(t *testing.T) {
 	b := newBuilder(t)
 	m1 := "Message-ID: <1@x>\r\nSubject: in INBOX\r\n\r\none\r\n"
 	m2 := "Message-ID: <2@x>\r\nSubject: in Work, refused\r\n\r\ntwo REFUSE\r\n"
