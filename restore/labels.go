@@ -1,8 +1,8 @@
 package restore
 
 import (
-	"errors"
 	"encoding/hex"
+	"errors"
 
 	"github.com/mailvault/mailvault/formats"
 )
