@@ -660,42 +660,27 @@ const publishMark = ".mailvault-published"
 func (s *maildirStorage) folderOrphans(dir string, named func(dir, base string) (bool, error)) ([]string, error) {
 	var out []string
 	for _, sub := range []string{"tmp", "new", "cur"} {
-		d, err := os.Open(filepath.Join(s.root, FoldersDir, dir, sub))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
+		err := eachDirEntry(filepath.Join(s.root, FoldersDir, dir, sub), func(e fs.DirEntry) (bool, error) {
+			if e.IsDir() {
+				return true, nil
+			}
+			rel := FoldersDir + "/" + dir + "/" + sub + "/" + e.Name()
+			if sub == "tmp" {
+				out = append(out, rel)
+				return true, nil
+			}
+			ok, err := named(dir, MaildirBase(e.Name()))
+			if err != nil {
+				return false, err
+			}
+			if !ok {
+				out = append(out, rel)
+			}
+			return true, nil
+		})
 		if err != nil {
 			return nil, err
 		}
-		for {
-			entries, rerr := d.ReadDir(256)
-			for _, e := range entries {
-				if e.IsDir() {
-					continue
-				}
-				rel := FoldersDir + "/" + dir + "/" + sub + "/" + e.Name()
-				if sub == "tmp" {
-					out = append(out, rel)
-					continue
-				}
-				ok, err := named(dir, MaildirBase(e.Name()))
-				if err != nil {
-					d.Close()
-					return nil, err
-				}
-				if !ok {
-					out = append(out, rel)
-				}
-			}
-			if rerr == io.EOF {
-				break
-			}
-			if rerr != nil {
-				d.Close()
-				return nil, rerr
-			}
-		}
-		d.Close()
 	}
 	sort.Strings(out)
 	return out, nil
@@ -890,41 +875,58 @@ func (s *maildirStorage) syncFlags(changed iter.Seq[storedFlags]) (int, error) {
 func renameTo(absDir string, wants map[string]string) (int, error) {
 	renamed := 0
 	for _, sub := range []string{"cur", "new"} {
-		d, err := os.Open(filepath.Join(absDir, sub))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
+		if len(wants) == 0 {
+			break
 		}
+		err := eachDirEntry(filepath.Join(absDir, sub), func(e fs.DirEntry) (bool, error) {
+			base := MaildirBase(e.Name())
+			want, ok := wants[base]
+			if !ok {
+				return true, nil
+			}
+			delete(wants, base)
+			if cur := sub + "/" + e.Name(); cur != want {
+				if err := os.Rename(filepath.Join(absDir, filepath.FromSlash(cur)), filepath.Join(absDir, filepath.FromSlash(want))); err != nil {
+					return false, err
+				}
+				renamed++
+			}
+			return len(wants) > 0, nil
+		})
 		if err != nil {
 			return renamed, err
 		}
-		for len(wants) > 0 {
-			entries, rerr := d.ReadDir(256)
-			for _, e := range entries {
-				base := MaildirBase(e.Name())
-				want, ok := wants[base]
-				if !ok {
-					continue
-				}
-				delete(wants, base)
-				if cur := sub + "/" + e.Name(); cur != want {
-					if err := os.Rename(filepath.Join(absDir, filepath.FromSlash(cur)), filepath.Join(absDir, filepath.FromSlash(want))); err != nil {
-						d.Close()
-						return renamed, err
-					}
-					renamed++
-				}
-			}
-			if rerr == io.EOF {
-				break
-			}
-			if rerr != nil {
-				d.Close()
-				return renamed, rerr
-			}
-		}
-		d.Close()
 	}
 	return renamed, nil
+}
+
+// eachDirEntry calls fn with the entries of the directory path, read a
+// batch at a time, until fn says no more; a directory that does not exist
+// has none.
+func eachDirEntry(path string, fn func(e fs.DirEntry) (more bool, err error)) error {
+	d, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	for {
+		entries, rerr := d.ReadDir(256)
+		for _, e := range entries {
+			more, err := fn(e)
+			if err != nil || !more {
+				return err
+			}
+		}
+		if rerr == io.EOF || len(entries) == 0 {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
 }
 
 // touchSynced creates an empty file (or keeps an existing one) and makes

@@ -215,30 +215,12 @@ func (s *maildirStorage) compact(c *compaction) error {
 // Maildir folders/DIR, reading the directories in batches.
 func (s *maildirStorage) eachName(dir string, fn func(rel string) error) error {
 	for _, sub := range []string{"new", "cur"} {
-		d, err := os.Open(filepath.Join(s.root, filepath.FromSlash(dir), sub))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
+		err := eachDirEntry(filepath.Join(s.root, filepath.FromSlash(dir), sub), func(e fs.DirEntry) (bool, error) {
+			return true, fn(sub + "/" + e.Name())
+		})
 		if err != nil {
 			return err
 		}
-		for {
-			entries, err := d.ReadDir(1024)
-			for _, e := range entries {
-				if ferr := fn(sub + "/" + e.Name()); ferr != nil {
-					d.Close()
-					return ferr
-				}
-			}
-			if err == io.EOF || len(entries) == 0 {
-				break
-			}
-			if err != nil {
-				d.Close()
-				return err
-			}
-		}
-		d.Close()
 	}
 	return nil
 }
