@@ -740,6 +740,9 @@ func testAccountDedupKilled(t *testing.T, o formats.StorageOptions, links bool) 
 	if testing.Short() || links {
 		perPoint = 2
 	}
+	if testing.Short() && raceEnabled {
+		perPoint = 1 // the data races are in the runs, not in where they stop
+	}
 	for _, tc := range crossedCases {
 		if tc.conns == 4 || tc.hold && links {
 			continue // as conns=2 here; see TestAccountDedupCrossedClaims
